@@ -1,0 +1,223 @@
+/**
+ * The one configuration schema of dreambooth-api.
+ *
+ * Read from cdk.json's context key `dreambooth` at synth time, baked into every Lambda bundle
+ * (see infra/constructs/function.ts: Lambda environment variables are capped at 4 KB and the
+ * template catalog alone is larger), and read by local mode, which merges `--config FILE` over it.
+ */
+import { z } from 'zod';
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'use lowercase letters, digits, ".", "_" or "-" (at most 63)');
+
+const httpUrl = z
+  .string()
+  .url('must be an absolute URL')
+  .refine((u) => /^https?:\/\//i.test(u), 'must start with http:// or https://');
+
+const trainerCommon = {
+  /** Owner and name under which the Trainings API shows this trainer. */
+  owner: name.optional(),
+  name: name.optional(),
+  /** A version id for the Trainings API route (`/v1/models/{owner}/{name}/versions/{version}/trainings`). */
+  version: z.string().min(1).max(128).optional(),
+  description: z.string().max(500).optional(),
+};
+
+export const CogTrainerSchema = z
+  .object({
+    backend: z.literal('cog'),
+    /** Base URL of a Cog >= 0.7 server; may carry a path prefix. */
+    url: httpUrl,
+    /** Secrets Manager secret (name or ARN) holding Cog's WEBHOOK_AUTH_TOKEN, if the server sets one. */
+    webhook_auth_token_secret: z.string().min(1).optional(),
+    ...trainerCommon,
+  })
+  .strict();
+
+export const DemoTrainerSchema = z
+  .object({
+    backend: z.literal('demo'),
+    /** Training speed of the demo trainer. */
+    steps_per_second: z.number().positive().max(10_000).default(10),
+    /** Where the demo trainer's Cog protocol is served; local mode fills it in. */
+    url: httpUrl.optional(),
+    ...trainerCommon,
+  })
+  .strict();
+
+export const ReplicateTrainerSchema = z
+  .object({
+    backend: z.literal('replicate'),
+    /** Replicate API base URL. */
+    api_url: httpUrl.default('https://api.replicate.com'),
+    /** A pinned trainer version (64 hex); otherwise the request's trainer_version is used. */
+    trainer_version: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+    /** Secrets Manager secret holding the Replicate API token. */
+    api_token_secret: z.string().min(1),
+    ...trainerCommon,
+  })
+  .strict();
+
+export const TrainerSchema = z.discriminatedUnion('backend', [
+  CogTrainerSchema,
+  DemoTrainerSchema,
+  ReplicateTrainerSchema,
+]);
+
+export const TemplateSchema = z
+  .object({
+    /** Image repository, e.g. `r8.im/anotherjesse/vanilla-template`. */
+    repository: z.string().min(1).regex(/^[a-z0-9.:_/-]+$/, 'must be an image repository without tag or digest'),
+    /** Known good manifest digests (64 hex, without `sha256:`), newest first. */
+    digests: z.array(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters')).default([]),
+    description: z.string().max(1000).default(''),
+    inputs: z.string().max(1000).default(''),
+  })
+  .strict();
+
+export const RegistrySchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('ecr'),
+      /** Repository name prefix; a model `owner/name` is pushed to `<prefix>/<owner>/<name>`. */
+      repository_prefix: z.string().regex(/^[a-z0-9][a-z0-9._/-]*$/).default('dreambooth'),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('oci'),
+      /** Registry host (and optional path), e.g. `r8.im` or `ghcr.io/acme`. */
+      host: z.string().min(1).regex(/^[a-z0-9.:-]+(\/[a-z0-9._/-]+)?$/),
+      /** Secrets Manager secret holding `{"username": …, "password": …}`. */
+      credentials_secret: z.string().min(1),
+    })
+    .strict(),
+]);
+
+export const ConfigSchema = z
+  .object({
+    trainers: z.record(name, TrainerSchema).default({ demo: { backend: 'demo', steps_per_second: 10 } }),
+    templates: z
+      .object({
+        default: name,
+        catalog: z.record(name, TemplateSchema),
+      })
+      .strict(),
+    registry: RegistrySchema.default({ type: 'ecr', repository_prefix: 'dreambooth' }),
+    /** Owner used for trainers that do not name one. */
+    default_owner: name.default('dreambooth'),
+    limits: z
+      .object({
+        body_max_bytes: z.number().int().positive().default(1024 * 1024),
+        notes_max_chars: z.number().int().positive().default(10_000),
+        archive_max_bytes: z.number().int().positive().default(10 * 1024 ** 3),
+        archive_max_entries: z.number().int().positive().default(10_000),
+        archive_max_uncompressed_bytes: z.number().int().positive().default(20 * 1024 ** 3),
+        archive_max_ratio: z.number().positive().default(200),
+        upload_max_bytes: z.number().int().positive().default(1024 ** 3),
+      })
+      .strict()
+      .default({} as never),
+    timeouts: z
+      .object({
+        /** How long a training may take, from the execution's start. */
+        training_seconds: z.number().int().positive().default(6 * 3600),
+        /** The callback wait is a loop: each wait lasts this long, then the trainer is asked. */
+        callback_poll_seconds: z.number().int().positive().default(900),
+        /** Heartbeat of the callback wait; must be below callback_poll_seconds. */
+        callback_heartbeat_seconds: z.number().int().positive().default(600),
+        stage_seconds: z.number().int().positive().default(900),
+        build_minutes: z.number().int().positive().default(60),
+        step_seconds: z.number().int().positive().default(60),
+      })
+      .strict()
+      .default({} as never)
+      .refine((t) => t.callback_heartbeat_seconds < t.callback_poll_seconds, {
+        message: 'callback_heartbeat_seconds must be lower than callback_poll_seconds',
+        path: ['callback_heartbeat_seconds'],
+      }),
+    webhooks: z
+      .object({
+        timeout_seconds: z.number().int().positive().max(30).default(15),
+        /** Step Functions Retry of the webhook step: interval, backoff, attempts, max delay (FULL jitter). */
+        retry_interval_seconds: z.number().int().positive().default(5),
+        retry_backoff_rate: z.number().min(1).default(4),
+        retry_max_attempts: z.number().int().min(0).max(20).default(8),
+        retry_max_delay_seconds: z.number().int().positive().default(36_000),
+      })
+      .strict()
+      .default({} as never),
+    egress: z
+      .object({
+        /** CIDRs that user-supplied URLs may reach although private (local mode uses loopback). */
+        allow: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({} as never),
+    retention: z
+      .object({
+        staged_archive_days: z.number().int().positive().default(7),
+      })
+      .strict()
+      .default({} as never),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.templates.catalog[c.templates.default]) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['templates', 'default'],
+        message: `names no template of templates.catalog (${Object.keys(c.templates.catalog).join(', ')})`,
+      });
+    }
+  });
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type TrainerConfig = z.output<typeof TrainerSchema>;
+export type TemplateConfig = z.output<typeof TemplateSchema>;
+
+/** Thrown for invalid configuration; the message names each offending key. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function parseConfig(raw: unknown, source = 'dreambooth configuration'): Config {
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  dreambooth.${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`Invalid ${source}:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
+
+/** Deep merge of plain objects (arrays and scalars from `over` replace). */
+export function mergeConfig(base: unknown, over: unknown): unknown {
+  if (isPlainObject(base) && isPlainObject(over)) {
+    const out: Record<string, unknown> = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeConfig(out[k], v) : v;
+    return out;
+  }
+  return over === undefined ? base : over;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+let cached: Config | undefined;
+/** The configuration a Lambda runs with (baked in at bundle time, or set by local mode). */
+export function runtimeConfig(): Config {
+  if (!cached) {
+    const raw = process.env.DREAMBOOTH_CONFIG;
+    if (!raw) throw new ConfigError('DREAMBOOTH_CONFIG is not set');
+    cached = parseConfig(JSON.parse(raw));
+  }
+  return cached;
+}
+/** For tests and local mode, which may change the configuration between runs. */
+export function resetRuntimeConfig(): void {
+  cached = undefined;
+}

@@ -1,0 +1,30 @@
+/**
+ * Environment variables the Lambdas read. The CDK constructs set them on AWS; local mode sets
+ * the same ones. SDK endpoints come from the SDK's own `AWS_ENDPOINT_URL_<SERVICE>` variables.
+ */
+export const ENV = {
+  /** DynamoDB table of trainings, versions and idempotency keys. */
+  table: 'TABLE_NAME',
+  /** S3 bucket for staged weights and uploads. */
+  bucket: 'BUCKET_NAME',
+  /** ARN of the training state machine. */
+  stateMachineArn: 'STATE_MACHINE_ARN',
+  /** Public base URL of the API (no trailing slash); callback and upload URLs are built on it. */
+  publicUrl: 'PUBLIC_URL',
+  /** Secrets Manager secret ids. */
+  apiTokensSecret: 'API_TOKENS_SECRET',
+  webhookSecret: 'WEBHOOK_SECRET',
+  callbackKeySecret: 'CALLBACK_KEY_SECRET',
+  /** Name or ARN of the notify function (the API invokes it when a training is canceled). */
+  notifyFunction: 'NOTIFY_FUNCTION',
+  /** Registry host the model images are pushed to (ECR: <account>.dkr.ecr.<region>.amazonaws.com). */
+  registryHost: 'REGISTRY_HOST',
+  /** Name of the CodeBuild project (the API stops builds of canceled trainings). */
+  buildProject: 'BUILD_PROJECT',
+} as const;
+
+export function requireEnv(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`environment variable ${name} is not set`);
+  return v;
+}
