@@ -1,4 +1,50 @@
-// Placeholder while the handler is written; replaced in the same session.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { lambda } from '#shared/aws';
+import { deps } from '#shared/deps';
+import { ENV, requireEnv } from '#shared/env';
+import { errorResponse, json } from '#shared/errors';
+import { logger } from '#shared/log';
+import { getWebhookSecret } from '#shared/secrets';
+import { route, type ApiDeps } from './core.ts';
+
+let apiDeps: ApiDeps | undefined;
+function build(): ApiDeps {
+  const d = deps();
+  return {
+    ...d,
+    lambda: lambda(),
+    stateMachineArn: requireEnv(ENV.stateMachineArn),
+    notifyFunction: requireEnv(ENV.notifyFunction),
+    webhookSecret: () => getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)),
+    log: logger('api'),
+  };
+}
+
+export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
+  const d = (apiDeps ??= build());
+  const owners = parseOwners(event.requestContext?.authorizer?.owners);
+  const body = event.body == null ? null : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  try {
+    const out = await route(d, {
+      method: event.httpMethod,
+      path: event.path,
+      query: event.queryStringParameters ?? {},
+      body,
+      owners,
+    });
+    return json(out.status, out.body);
+  } catch (e) {
+    if (!(e instanceof Error && e.name === 'ApiError')) d.log.error('unhandled', { error: (e as Error).message, path: event.path });
+    return errorResponse(e);
+  }
 };
+
+function parseOwners(raw: unknown): string[] {
+  if (typeof raw !== 'string') return [];
+  try {
+    const v = JSON.parse(raw);
+    return Array.isArray(v) ? v.map(String) : [];
+  } catch {
+    return [];
+  }
+}

@@ -1,4 +1,13 @@
-// Placeholder while the handler is written; replaced in the same session.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
+import { deps } from '#shared/deps';
+import { logger } from '#shared/log';
+import { CheckTrainerEvent } from '#shared/steps';
+import { checkTrainer } from './core.ts';
+
+
+
+export const handler = async (event: unknown) => {
+  const { training_id, execution_start_time } = CheckTrainerEvent.parse(event);
+  const out = await checkTrainer(deps(), training_id, execution_start_time);
+  logger('check-trainer', { training_id }).info('trainer checked', { status: out.status });
+  return out;
 };

@@ -1,4 +1,20 @@
-// Placeholder while the handler is written; replaced in the same session.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
+import { deps } from '#shared/deps';
+import { ENV, requireEnv } from '#shared/env';
+import { logger } from '#shared/log';
+import { getWebhookSecret } from '#shared/secrets';
+import { NotifyEvent } from '#shared/steps';
+import { notify } from './core.ts';
+
+export const handler = async (event: unknown) => {
+  const { training_id, event: kind } = NotifyEvent.parse(event);
+  const d = deps();
+  const log = logger('notify', { training_id });
+  try {
+    const out = await notify(d, await getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)), training_id, kind);
+    log.info('webhook', { event: kind, ...out });
+    return out;
+  } catch (e) {
+    log.warn('webhook not delivered', { event: kind, error: (e as Error).message });
+    throw e;
+  }
 };

@@ -94,6 +94,13 @@ export const RegistrySchema = z.discriminatedUnion('type', [
       credentials_secret: z.string().min(1),
     })
     .strict(),
+  z
+    .object({
+      /** An OCI image layout directory on disk: local mode on a machine without a registry. */
+      type: z.literal('layout'),
+      dir: z.string().min(1),
+    })
+    .strict(),
 ]);
 
 export const ConfigSchema = z

@@ -46,6 +46,8 @@ export interface TrainingRecord {
     output: string | null;
   };
   staged: { bucket: string; key: string; size: number } | null;
+  /** Token of the Step Functions task waiting on the trainer (never shown, never logged). */
+  task_token?: string | null;
   webhook_outcome: { delivered: boolean; attempts: number; last_status: number | null; detail: string } | null;
 }
 
@@ -63,8 +65,6 @@ export function seedView(t: TrainingRecord) {
     model: t.model,
     notes: t.notes,
     status: t.status,
-    trainer_version: t.trainer_version,
-    template_version: t.template.digest,
     webhook_completed: t.webhook,
     version: t.version,
   };

@@ -1,4 +1,12 @@
-// Placeholder while the handler is written; replaced in the same session.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
+import { deps } from '#shared/deps';
+import { ENV } from '#shared/env';
+import { logger } from '#shared/log';
+import { StageWeightsEvent } from '#shared/steps';
+import { stageWeights } from './core.ts';
+
+export const handler = async (event: unknown) => {
+  const { training_id, output_url } = StageWeightsEvent.parse(event);
+  const out = await stageWeights(deps(), { registryHost: process.env[ENV.registryHost] ?? '' }, training_id, output_url);
+  logger('stage-weights', { training_id }).info('weights staged', { size: out.size, entries: out.entries });
+  return out;
 };

@@ -1,4 +1,14 @@
-// Placeholder while the handler is written; replaced in the same session.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
+import { deps } from '#shared/deps';
+import { logger } from '#shared/log';
+import { StartTrainerEvent } from '#shared/steps';
+import { startTrainer } from './core.ts';
+
+
+
+export const handler = async (event: unknown) => {
+  const { training_id, task_token } = StartTrainerEvent.parse(event);
+  const log = logger('start-trainer', { training_id });
+  const out = await startTrainer(deps(), training_id, task_token);
+  log.info(out.started ? 'trainer run started' : 'waiting on the run already started');
+  return out;
 };

@@ -1,4 +1,21 @@
-// Placeholder while the handler is written; replaced in the same session.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
+import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { deps } from '#shared/deps';
+import { json } from '#shared/errors';
+import { logger } from '#shared/log';
+import { trainerCallback } from './core.ts';
+
+export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
+  const trainingId = event.pathParameters?.id ?? '';
+  const log = logger('trainer-callback', { training_id: trainingId });
+  const body = event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? '');
+  const headers = Object.fromEntries(Object.entries(event.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v]));
+  try {
+    const out = await trainerCallback(deps(), trainingId, event.queryStringParameters?.secret, { headers, body });
+    log.info('trainer callback', { status: out.status, detail: out.body.detail });
+    return json(out.status, out.body);
+  } catch (e) {
+    log.error('trainer callback failed', { error: (e as Error).message });
+    // 5xx makes Cog and Replicate retry the webhook.
+    return json(500, { detail: 'callback could not be processed; retry' });
+  }
 };

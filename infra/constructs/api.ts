@@ -1,0 +1,189 @@
+/**
+ * The public API: a REST API whose routes (under `/v1`) go to the api Lambda behind a token
+ * authorizer, plus the unauthenticated trainer callback route.
+ */
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import {
+  AccessLogField,
+  AccessLogFormat,
+  AuthorizationType,
+  IdentitySource,
+  LambdaIntegration,
+  LogGroupLogDestination,
+  type Method,
+  MethodLoggingLevel,
+  type Resource,
+  RestApi,
+  TokenAuthorizer,
+} from 'aws-cdk-lib/aws-apigateway';
+import { Grant } from 'aws-cdk-lib/aws-iam';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { Config } from '#shared/config';
+import { ENV } from '#shared/env';
+import type { ModelBuild } from './build.ts';
+import { HouseFunction } from './function.ts';
+import type { Secrets } from './secrets.ts';
+import { PREFIX, type Storage } from './storage.ts';
+import type { TrainingWorkflow } from './workflow.ts';
+
+export interface PublicApiProps {
+  readonly config: Config;
+  readonly storage: Storage;
+  readonly secrets: Secrets;
+  readonly workflow: TrainingWorkflow;
+  readonly notify: HouseFunction;
+  readonly build: ModelBuild;
+}
+
+export const STAGE_NAME = 'prod';
+
+/** Token routes: [method, path under /v1]. */
+const TOKEN_ROUTES: ReadonlyArray<readonly [string, string]> = [
+  ['POST', 'trainings'],
+  ['GET', 'trainings'],
+  ['GET', 'trainings/{id}'],
+  ['POST', 'trainings/{id}/cancel'],
+  ['GET', 'models/{owner}/{name}/versions/{version}'],
+  // Replicate's Trainings API creates trainings under the trainer's version.
+  ['POST', 'models/{owner}/{name}/versions/{version}/trainings'],
+  // The seed's upload helper: answers with a presigned upload URL.
+  ['POST', 'upload/{filename}'],
+  ['GET', 'webhooks/default/secret'],
+  ['GET', 'trainers'],
+];
+
+/** No path and no query string: the trainer callback secret travels in the query string. */
+const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
+  JSON.stringify({
+    requestId: AccessLogField.contextRequestId(),
+    ip: AccessLogField.contextIdentitySourceIp(),
+    requestTime: AccessLogField.contextRequestTime(),
+    method: AccessLogField.contextHttpMethod(),
+    resourcePath: AccessLogField.contextResourcePath(),
+    status: AccessLogField.contextStatus(),
+    responseLength: AccessLogField.contextResponseLength(),
+    integrationLatency: AccessLogField.contextIntegrationLatency(),
+  }),
+);
+
+export class PublicApi extends Construct {
+  readonly restApi: RestApi;
+  /** Base URL of the API, without a trailing slash. */
+  readonly publicUrl: string;
+  readonly functions: Record<'api' | 'authorizer' | 'callback', HouseFunction>;
+  readonly callbackMethod: Method;
+
+  constructor(scope: Construct, id: string, props: PublicApiProps) {
+    super(scope, id);
+    const accessLogs = new LogGroup(this, 'AccessLogs', {
+      retention: RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.restApi = new RestApi(this, 'RestApi', {
+      description: 'dreambooth-api: DreamBooth trainings, model versions and webhooks.',
+      cloudWatchRole: true,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      deployOptions: {
+        stageName: STAGE_NAME,
+        accessLogDestination: new LogGroupLogDestination(accessLogs),
+        accessLogFormat: ACCESS_LOG_FORMAT,
+        loggingLevel: MethodLoggingLevel.INFO,
+        dataTraceEnabled: false,
+        tracingEnabled: true,
+        metricsEnabled: true,
+        throttlingRateLimit: 50,
+        throttlingBurstLimit: 100,
+      },
+    });
+    // Built from the API id, not `restApi.url`: that one ends in "/" and references the stage,
+    // which depends on every method (and so on the Lambdas that need this URL).
+    const stack = Stack.of(this);
+    this.publicUrl = `https://${this.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}/${STAGE_NAME}`;
+    this.functions = this.createFunctions(props);
+    this.callbackMethod = this.addRoutes();
+  }
+
+  private addRoutes(): Method {
+    const { api, authorizer, callback } = this.functions;
+    const v1 = this.restApi.root.addResource('v1');
+    const validator = this.restApi.addRequestValidator('Basic', { validateRequestParameters: true });
+    const tokenAuthorizer = new TokenAuthorizer(this, 'TokenAuthorizer', {
+      handler: authorizer,
+      identitySource: IdentitySource.header('Authorization'),
+      resultsCacheTtl: Duration.minutes(5),
+    });
+    const apiIntegration = new LambdaIntegration(api, { allowTestInvoke: false });
+    for (const [method, path] of TOKEN_ROUTES) {
+      resourceAt(v1, path).addMethod(method, apiIntegration, {
+        authorizer: tokenAuthorizer,
+        authorizationType: AuthorizationType.CUSTOM,
+        requestValidator: validator,
+      });
+    }
+    // Trainers cannot send our tokens: the Lambda checks the per-training callback secret.
+    return resourceAt(v1, 'callbacks/{id}').addMethod('POST', new LambdaIntegration(callback, { allowTestInvoke: false }), {
+      authorizationType: AuthorizationType.NONE,
+      requestValidator: validator,
+    });
+  }
+
+  private createFunctions(props: PublicApiProps) {
+    const { config, storage, secrets, workflow, notify, build } = props;
+    const common = { config, tableName: storage.table.tableName, bucketName: storage.bucket.bucketName };
+
+    const api = new HouseFunction(this, 'Api', {
+      ...common,
+      name: 'api',
+      // API Gateway gives up after 29 s.
+      timeout: Duration.seconds(29),
+      environment: {
+        [ENV.stateMachineArn]: workflow.stateMachine.stateMachineArn,
+        [ENV.publicUrl]: this.publicUrl,
+        [ENV.apiTokensSecret]: secrets.apiTokens.secretArn,
+        [ENV.webhookSecret]: secrets.webhookSigning.secretArn,
+        [ENV.callbackKeySecret]: secrets.callbackKey.secretArn,
+        [ENV.notifyFunction]: notify.functionName,
+        [ENV.buildProject]: build.project.projectName,
+      },
+    });
+    storage.grantTableReadWrite(api);
+    storage.grantObjects(api, PREFIX.uploads, ['s3:GetObject', 's3:PutObject']);
+    workflow.stateMachine.grantStartExecution(api);
+    workflow.stateMachine.grantExecution(api, 'states:DescribeExecution', 'states:StopExecution');
+    notify.grantInvoke(api);
+    // Canceling a training stops its build, if one runs.
+    build.project.grant(api, 'codebuild:StopBuild', 'codebuild:BatchGetBuilds');
+    for (const secret of [secrets.apiTokens, secrets.webhookSigning, secrets.callbackKey]) secret.grantRead(api);
+
+    const authorizer = new HouseFunction(this, 'Authorizer', {
+      ...common,
+      name: 'authorizer',
+      timeout: Duration.seconds(10),
+      environment: { [ENV.apiTokensSecret]: secrets.apiTokens.secretArn },
+    });
+    secrets.apiTokens.grantRead(authorizer);
+
+    const callback = new HouseFunction(this, 'TrainerCallback', {
+      ...common,
+      name: 'trainer-callback',
+      timeout: Duration.seconds(29),
+      environment: { [ENV.callbackKeySecret]: secrets.callbackKey.secretArn },
+    });
+    storage.grantTableReadWrite(callback);
+    secrets.callbackKey.grantRead(callback);
+    for (const secret of secrets.cogWebhookSecrets) secret.grantRead(callback);
+    // Task tokens are not resources: SendTask* takes no resource-level permission.
+    Grant.addToPrincipal({
+      grantee: callback,
+      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
+      resourceArns: ['*'],
+    });
+    return { api, authorizer, callback };
+  }
+}
+
+/** The resource at a path like `trainings/{id}/cancel`, created as needed. */
+function resourceAt(root: Resource, path: string): Resource {
+  return path.split('/').reduce((parent, part) => parent.getResource(part) as Resource ?? parent.addResource(part), root);
+}

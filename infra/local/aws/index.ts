@@ -1,0 +1,153 @@
+/**
+ * Local stand-ins for the AWS services the handlers call, so local mode runs the deployed
+ * code paths with no AWS account: s3rver (S3), dynalite (DynamoDB), and one endpoint for
+ * Step Functions (the synthesized ASL run by aws-local-stepfunctions), Secrets Manager and
+ * Lambda Invoke. Handlers find them through the SDK's AWS_ENDPOINT_URL_<SERVICE> variables.
+ */
+import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { startEndpoint } from './endpoint.ts';
+import { ExecutionStore, type ExecutionRecord } from './executions.ts';
+import { secretsManagerApi, type LocalLambda } from './services.ts';
+import { LocalStepFunctions, type ExecutionEvent } from './sfn.ts';
+import { stepFunctionsApi } from './sfn-api.ts';
+import { createBucket, createTable, startDynamoDb, startS3, type LocalService } from './storage.ts';
+import type { TaskHandler } from './tasks.ts';
+import { TaskTokens } from './tokens.ts';
+
+export type { TaskContext, TaskHandler } from './tasks.ts';
+export type { ExecutionEvent } from './sfn.ts';
+export type { ExecutionRecord, ExecutionStatus } from './executions.ts';
+export type { LocalLambda } from './services.ts';
+export { INTERRUPTED_ERROR } from './executions.ts';
+export { pollUntil } from './poll.ts';
+
+export const LOCAL_REGION = 'us-east-1';
+export const LOCAL_BUCKET = 'dreambooth-local';
+export const LOCAL_TABLE = 'dreambooth-trainings';
+export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:000000000000:stateMachine:dreambooth-training`;
+/** s3rver checks request signatures against its built-in key pair. */
+const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface LocalAwsOptions {
+  /** Root of all local state: `s3/`, `dynamodb/`, `executions.json`. */
+  dataDir: string;
+  /** The state machine in plain ASL (JSONPath). */
+  definition: object;
+  /** One handler per Task state name; every Task of the definition needs one. */
+  taskHandlers: Record<string, TaskHandler>;
+  /** Secret id → SecretString. */
+  secrets: Record<string, string>;
+  /** Function name → handler, for Lambda Invoke. */
+  lambdas: Record<string, LocalLambda>;
+  onExecutionEvent?: (e: ExecutionEvent) => void;
+  log?: (line: string) => void;
+}
+
+export interface LocalAws {
+  /** AWS_* variables that point the SDK at the local services. */
+  env: Record<string, string>;
+  stateMachineArn: string;
+  bucket: string;
+  table: string;
+  /** Creates the bucket and table when missing (startLocalAws already did). */
+  createResources(): Promise<void>;
+  /** Closes every server; executions still running are reported as interrupted on the next start. */
+  stop(): Promise<void>;
+  executions: {
+    /** Newest first. */
+    list(): ExecutionRecord[];
+    get(executionArn: string): ExecutionRecord | undefined;
+    /** Resolves with the record once the execution has ended. */
+    whenDone(executionArn: string): Promise<ExecutionRecord>;
+    /** Executions found running at start-up, now FAILED with error Local.Interrupted. */
+    interrupted: ExecutionRecord[];
+  };
+}
+
+export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
+  const log = opts.log ?? (() => undefined);
+  const onEvent = opts.onExecutionEvent ?? (() => undefined);
+  const store = new ExecutionStore(join(opts.dataDir, 'executions.json'));
+  const tokens = new TaskTokens();
+  const sfn = new LocalStepFunctions({ ...opts, stateMachineArn: LOCAL_STATE_MACHINE_ARN, store, tokens, onEvent });
+
+  const services: LocalService[] = [];
+  try {
+    const s3 = await startS3(join(opts.dataDir, 's3')).then(keep(services));
+    const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
+    const endpoint = await startEndpoint({
+      stepFunctions: stepFunctionsApi(sfn, tokens),
+      secretsManager: secretsManagerApi(opts.secrets, LOCAL_REGION),
+      lambdas: opts.lambdas,
+      log,
+    }).then(keep(services));
+
+    const createResources = () => createAll(s3.url, dynamodb.url);
+    await createResources();
+    const interrupted = store.load();
+    for (const rec of interrupted) {
+      onEvent({ executionArn: rec.executionArn, name: rec.name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error: rec.error, cause: rec.cause });
+    }
+    return {
+      env: localEnv({ s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }),
+      stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+      bucket: LOCAL_BUCKET,
+      table: LOCAL_TABLE,
+      createResources,
+      stop: async () => {
+        await sfn.shutdown();
+        tokens.closeAll();
+        await closeAll(services);
+      },
+      executions: {
+        list: () => sfn.list(),
+        get: (arn) => store.get(arn),
+        whenDone: (arn) => sfn.whenDone(arn),
+        interrupted,
+      },
+    };
+  } catch (err) {
+    await closeAll(services);
+    throw err;
+  }
+}
+
+function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Record<string, string> {
+  return {
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+    AWS_ENDPOINT_URL_S3: urls.s3,
+    AWS_ENDPOINT_URL_DYNAMODB: urls.dynamodb,
+    AWS_ENDPOINT_URL_SFN: urls.endpoint,
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: urls.endpoint,
+    AWS_ENDPOINT_URL_LAMBDA: urls.endpoint,
+    // s3rver stores the aws-chunked framing of streamed uploads that carry default checksums.
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+  };
+}
+
+async function createAll(s3Url: string, dynamodbUrl: string): Promise<void> {
+  const common = { region: LOCAL_REGION, credentials: CREDENTIALS };
+  const s3 = new S3Client({ ...common, endpoint: s3Url, forcePathStyle: true });
+  const dynamodb = new DynamoDBClient({ ...common, endpoint: dynamodbUrl });
+  try {
+    await createBucket(s3, LOCAL_BUCKET);
+    await createTable(dynamodb, LOCAL_TABLE);
+  } finally {
+    s3.destroy();
+    dynamodb.destroy();
+  }
+}
+
+const keep = (services: LocalService[]) => (service: LocalService) => {
+  services.push(service);
+  return service;
+};
+
+async function closeAll(services: LocalService[]): Promise<void> {
+  await Promise.all(services.splice(0).reverse().map((s) => s.close()));
+}

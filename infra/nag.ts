@@ -1,0 +1,2 @@
+import type { DreamboothStack } from './stack.ts';
+export function acknowledgeFindings(_stack: DreamboothStack): void {}

@@ -1,0 +1,68 @@
+/**
+ * The dreambooth-api stack: composes one construct per concern.
+ */
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { Config } from '#shared/config';
+import { ENV } from '#shared/env';
+import { PublicApi } from './constructs/api.ts';
+import { ModelBuild } from './constructs/build.ts';
+import { Secrets } from './constructs/secrets.ts';
+import { Storage } from './constructs/storage.ts';
+import { WebhookDelivery } from './constructs/webhook.ts';
+import { TrainingWorkflow } from './constructs/workflow.ts';
+import { acknowledgeFindings } from './nag.ts';
+
+export interface DreamboothStackProps extends StackProps {
+  readonly config: Config;
+}
+
+export class DreamboothStack extends Stack {
+  readonly storage: Storage;
+  readonly secrets: Secrets;
+  readonly build: ModelBuild;
+  readonly webhook: WebhookDelivery;
+  readonly workflow: TrainingWorkflow;
+  readonly api: PublicApi;
+
+  constructor(scope: Construct, id: string, props: DreamboothStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    this.storage = new Storage(this, 'Storage', { config });
+    this.secrets = new Secrets(this, 'Secrets', { config });
+    this.build = new ModelBuild(this, 'Build', { config, storage: this.storage });
+    this.webhook = new WebhookDelivery(this, 'Webhook', { config, storage: this.storage, secrets: this.secrets });
+    this.workflow = new TrainingWorkflow(this, 'Workflow', {
+      config,
+      storage: this.storage,
+      secrets: this.secrets,
+      build: this.build,
+      notify: this.webhook.notify,
+    });
+    this.api = new PublicApi(this, 'Api', {
+      config,
+      storage: this.storage,
+      secrets: this.secrets,
+      workflow: this.workflow,
+      notify: this.webhook.notify,
+      build: this.build,
+    });
+    // Known only once the API exists; the trainer's callback URL is built on it.
+    this.workflow.functions.startTrainer.addEnvironment(ENV.publicUrl, this.api.publicUrl);
+
+    this.outputs();
+    acknowledgeFindings(this);
+  }
+
+  private outputs(): void {
+    const out = (id: string, value: string) => new CfnOutput(this, id, { value });
+    out('ApiUrl', this.api.publicUrl);
+    out('StateMachineArn', this.workflow.stateMachine.stateMachineArn);
+    out('BucketName', this.storage.bucket.bucketName);
+    out('TableName', this.storage.table.tableName);
+    out('ApiTokensSecretArn', this.secrets.apiTokens.secretArn);
+    out('WebhookSigningSecretArn', this.secrets.webhookSigning.secretArn);
+    out('CallbackKeySecretArn', this.secrets.callbackKey.secretArn);
+    out('BuildProjectName', this.build.project.projectName);
+  }
+}

@@ -1,0 +1,222 @@
+/** The token-authorised API: create, read, list and cancel trainings; versions; trainers; secret. */
+import { StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
+import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import type { Deps } from '#shared/deps';
+import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
+import { checkUrlSyntax, EgressError } from '#shared/egress';
+import { newTrainingId, runIdFor } from '#shared/ids';
+import { describeTrainer, resolveTrainer, backendFor } from '#shared/trainers/index';
+import { isTerminal, view, type TrainingRecord } from '#shared/training';
+import type { Logger } from '#shared/log';
+import { seedRequestSchema } from './schemas.ts';
+import { resolveTemplate } from './templates.ts';
+
+export interface ApiDeps extends Deps {
+  lambda: LambdaClient;
+  stateMachineArn: string;
+  notifyFunction: string;
+  webhookSecret: () => Promise<string>;
+  log: Logger;
+}
+
+export interface ApiRequest {
+  method: string;
+  path: string;
+  query: Record<string, string | undefined>;
+  body: string | null;
+  /** Owners this token may use (`*` = any). */
+  owners: string[];
+}
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+}
+
+const PAGE = 100;
+
+export async function route(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+  const { method, path } = req;
+  let m: RegExpMatchArray | null;
+  if (path === '/v1/trainings' && method === 'POST') return createSeedTraining(d, req);
+  if (path === '/v1/trainings' && method === 'GET') return listTrainings(d, req);
+  if ((m = path.match(/^\/v1\/trainings\/([^/]+)$/)) && method === 'GET') return { status: 200, body: view(await ownedTraining(d, req, m[1]!), d.publicUrl) };
+  if ((m = path.match(/^\/v1\/trainings\/([^/]+)\/cancel$/)) && method === 'POST') return cancelTraining(d, req, m[1]!);
+  if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)$/)) && method === 'GET') return getVersion(d, req, m[1]!, m[2]!, m[3]!);
+  if (path === '/v1/webhooks/default/secret' && method === 'GET') return { status: 200, body: { key: await d.webhookSecret() } };
+  if (path === '/v1/trainers' && method === 'GET') return listTrainers(d);
+  throw new ApiError(404, `no route for ${method} ${path}`);
+}
+
+function parseJson(d: Deps, body: string | null): unknown {
+  if (body === null || body.trim() === '') throw badRequest('the request body is empty: send a JSON object');
+  if (Buffer.byteLength(body) > d.config.limits.body_max_bytes) {
+    throw new ApiError(413, `the request body exceeds ${d.config.limits.body_max_bytes} bytes`);
+  }
+  try {
+    return JSON.parse(body);
+  } catch (e) {
+    throw badRequest(`the request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+const canUse = (owners: string[], owner: string) => owners.includes('*') || owners.includes(owner);
+
+function checkEgress(d: Deps, field: string, url: unknown): void {
+  if (typeof url !== 'string') return;
+  try {
+    checkUrlSyntax(url, { allow: d.config.egress.allow });
+  } catch (e) {
+    if (e instanceof EgressError) throw badRequest(`${field}: ${e.detail}`);
+    throw e;
+  }
+}
+
+async function createSeedTraining(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+  const raw = parseJson(d, req.body);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('the request body must be a JSON object');
+  const parsed = seedRequestSchema(d.config.limits.notes_max_chars).safeParse(raw);
+  if (!parsed.success) throw badRequest(zodDetail(parsed.error));
+  const body = parsed.data;
+
+  const trainer = resolveTrainer(d.config, body.trainer_version);
+  if (!trainer) {
+    throw badRequest(`trainer_version: unknown trainer ${body.trainer_version}; configured trainers: ${Object.keys(d.config.trainers).join(', ')}`);
+  }
+  const template = resolveTemplate(d.config, body.template_version);
+  checkEgress(d, 'webhook_completed', body.webhook_completed);
+  checkEgress(d, 'input.instance_data', body.input.instance_data);
+  const [owner] = body.model.split('/') as [string];
+  if (!canUse(req.owners, owner)) throw new ApiError(403, `model: this token may not push to owner ${owner}`);
+
+  const t: TrainingRecord = {
+    id: newTrainingId(),
+    flavour: 'seed',
+    model: body.model,
+    owner,
+    trainer: trainer.name,
+    trainer_backend: trainer.config.backend,
+    trainer_model: trainer.model,
+    trainer_version: trainer.version,
+    input: body.input,
+    template,
+    notes: body.notes ?? null,
+    webhook: body.webhook_completed ?? null,
+    webhook_events_filter: ['completed'],
+    status: 'starting',
+    created_at: d.now().toISOString(),
+    started_at: null,
+    completed_at: null,
+    error: null,
+    logs: null,
+    version: null,
+    image: null,
+    predict_time: null,
+    cancel_requested: false,
+    run: { id: '', started: false, terminal: null, output: null },
+    staged: null,
+    webhook_outcome: null,
+  };
+  t.run.id = runIdFor(t.id);
+  await d.store.createTraining(t);
+  await startExecution(d, t);
+  d.log.info('training created', { training_id: t.id, model: t.model, trainer: t.trainer, template: template.name });
+  return { status: 201, body: view(t, d.publicUrl) };
+}
+
+async function startExecution(d: ApiDeps, t: TrainingRecord): Promise<void> {
+  try {
+    await d.sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn: d.stateMachineArn,
+        name: t.id,
+        input: JSON.stringify({ training_id: t.id, model: t.model, trainer: t.trainer, template: t.template.name }),
+      }),
+    );
+  } catch (e) {
+    // Nothing lost: the training says why it never ran.
+    await d.store.updateTraining(t.id, { status: 'failed', error: 'the workflow could not be started', completed_at: d.now().toISOString() });
+    d.log.error('StartExecution failed', { training_id: t.id, error: (e as Error).name });
+    throw new ApiError(503, 'the training could not be started; try again');
+  }
+}
+
+async function ownedTraining(d: Deps, req: ApiRequest, id: string): Promise<TrainingRecord> {
+  const t = /^[a-z0-9]{20,40}$/.test(id) ? await d.store.getTraining(id) : null;
+  // 404 rather than 403 for another owner's training, so ids don't leak.
+  if (!t || !canUse(req.owners, t.owner)) throw notFound(`training ${id} not found`);
+  return t;
+}
+
+async function listTrainings(d: Deps, req: ApiRequest): Promise<ApiResponse> {
+  const results: unknown[] = [];
+  let cursor = req.query.cursor;
+  let next: string | null = null;
+  try {
+    // Skip other owners' trainings without returning short pages forever.
+    for (let i = 0; i < 10 && results.length < PAGE; i++) {
+      const page = await d.store.listTrainings(PAGE - results.length, cursor);
+      for (const t of page.results) if (canUse(req.owners, t.owner)) results.push(view(t, d.publicUrl));
+      next = page.next;
+      if (!next) break;
+      cursor = next;
+    }
+  } catch (e) {
+    if ((e as Error).name === 'BadCursorError') throw badRequest((e as Error).message);
+    throw e;
+  }
+  return {
+    status: 200,
+    body: { previous: null, next: next ? `${d.publicUrl}/v1/trainings?cursor=${encodeURIComponent(next)}` : null, results },
+  };
+}
+
+async function cancelTraining(d: ApiDeps, req: ApiRequest, id: string): Promise<ApiResponse> {
+  const t = await ownedTraining(d, req, id);
+  if (isTerminal(t.status)) return { status: 200, body: view(t, d.publicUrl) };
+  const updated = await d.store.updateTraining(
+    t.id,
+    { cancel_requested: true, status: 'canceled', completed_at: d.now().toISOString(), task_token: null },
+    { status: ['starting', 'processing', 'pushing'] },
+  );
+  if (!updated) return { status: 200, body: view((await d.store.getTraining(t.id))!, d.publicUrl) };
+
+  if (t.run.started && !t.run.terminal) {
+    try {
+      await (await backendFor(d.config, t.trainer, d)).cancel(t.run.id);
+    } catch (e) {
+      d.log.warn('trainer cancel failed', { training_id: t.id, error: (e as Error).message });
+    }
+  }
+  const executionArn = d.stateMachineArn.replace(':stateMachine:', ':execution:') + `:${t.id}`;
+  try {
+    // Stopping the execution also stops a running build (startBuild.sync).
+    await d.sfn.send(new StopExecutionCommand({ executionArn, error: 'TrainingCanceled', cause: 'canceled through the API' }));
+  } catch (e) {
+    if ((e as Error).name !== 'ExecutionDoesNotExist') throw e;
+  }
+  // A stopped execution runs no Catch, so the webhook is sent from here (async, retried by Lambda).
+  await d.lambda.send(
+    new InvokeCommand({
+      FunctionName: d.notifyFunction,
+      InvocationType: 'Event',
+      Payload: Buffer.from(JSON.stringify({ training_id: t.id, event: 'completed' })),
+    }),
+  );
+  d.log.info('training canceled', { training_id: t.id });
+  return { status: 200, body: view(updated, d.publicUrl) };
+}
+
+async function getVersion(d: Deps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
+  const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
+  if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
+  return { status: 200, body: { id: v.id, model: v.model, image: v.image, notes: v.notes, training_id: v.training_id, created_at: v.created_at } };
+}
+
+function listTrainers(d: Deps): ApiResponse {
+  const results = Object.entries(d.config.trainers).map(([name, t]) => {
+    const r = describeTrainer(d.config, name, t);
+    return { name, owner: r.owner, model: r.model, version: r.version, backend: t.backend, description: t.description ?? null };
+  });
+  return { status: 200, body: { results, next: null } };
+}

@@ -1,0 +1,252 @@
+/**
+ * The demo trainer: a stand-in for replicate/dreambooth that speaks Cog's HTTP prediction
+ * protocol, so the real `cog` backend drives it. It does what the real trainer does, minus
+ * the GPU: downloads `instance_data` (a zip with at least one image, or it fails the same way),
+ * advances through `max_train_steps` at `stepsPerSecond` with progress in its logs, honours
+ * cancel, uploads an `output.zip` shaped like the real one (diffusers layout, small files) to
+ * its `--upload-url`, and reports like Cog 0.9 (start as `processing`, cumulative logs,
+ * terminal webhook retried).
+ */
+import { randomBytes } from 'node:crypto';
+import yauzl from 'yauzl';
+import yazl from 'yazl';
+import { request } from '#shared/http';
+
+export interface DemoOptions {
+  stepsPerSecond: number;
+  /** Where output files are PUT (`<uploadUrl><filename>`), as Cog's `--upload-url`. */
+  uploadUrl: string;
+  /** Egress allow-list for instance_data and webhooks. */
+  allow: string[];
+  log?: (line: string) => void;
+}
+
+interface Prediction {
+  id: string;
+  input: Record<string, unknown>;
+  webhook: string | null;
+  status: 'processing' | 'succeeded' | 'failed' | 'canceled';
+  logs: string;
+  output: string | null;
+  error: string | null;
+  created_at: string;
+  started_at: string;
+  completed_at: string | null;
+  metrics: { predict_time?: number };
+  canceled: boolean;
+}
+
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+const IMAGE = /\.(png|jpe?g|webp|gif|bmp)$/i;
+
+export class DemoTrainer {
+  private current: Prediction | null = null;
+  constructor(private readonly opts: DemoOptions) {}
+
+  health(): Reply {
+    return { status: 200, body: { status: this.current ? 'BUSY' : 'READY', setup: { status: 'succeeded' } } };
+  }
+
+  put(id: string, body: { input?: Record<string, unknown>; webhook?: string }): Reply {
+    if (this.current) {
+      if (this.current.id === id) return { status: 202, body: this.publicView(this.current) };
+      return { status: 409, body: { detail: 'Already running a prediction' } };
+    }
+    const problems = validate(body.input ?? {});
+    if (problems.length) return { status: 422, body: { detail: problems } };
+    const now = new Date().toISOString();
+    const p: Prediction = {
+      id,
+      input: body.input ?? {},
+      webhook: body.webhook ?? null,
+      status: 'processing',
+      logs: '',
+      output: null,
+      error: null,
+      created_at: now,
+      started_at: now,
+      completed_at: null,
+      metrics: {},
+      canceled: false,
+    };
+    this.current = p;
+    void this.run(p);
+    return { status: 202, body: this.publicView(p) };
+  }
+
+  cancel(id: string): Reply {
+    if (!this.current || this.current.id !== id) return { status: 404, body: { detail: 'Prediction not found' } };
+    this.current.canceled = true;
+    return { status: 200, body: {} };
+  }
+
+  private publicView(p: Prediction) {
+    const { canceled: _c, ...rest } = p;
+    return rest;
+  }
+
+  private async run(p: Prediction): Promise<void> {
+    const started = Date.now();
+    try {
+      await this.send(p, false);
+      this.say(p, `Downloading instance_data`);
+      const images = await this.fetchImages(String(p.input.instance_data));
+      this.say(p, `Found ${images} instance image(s)`);
+      const steps = Number(p.input.max_train_steps ?? 2000);
+      const perStep = 1000 / this.opts.stepsPerSecond;
+      let lastLog = 0;
+      for (let step = 1; step <= steps; step++) {
+        if (p.canceled) break;
+        await sleep(perStep);
+        if (step === steps || step % Math.max(1, Math.round(this.opts.stepsPerSecond)) === 0) {
+          this.say(p, `Steps: ${step}/${steps} loss=${(0.2 / Math.sqrt(step)).toFixed(4)}`);
+          if (Date.now() - lastLog > 1000) {
+            lastLog = Date.now();
+            await this.send(p, false).catch(() => undefined);
+          }
+        }
+      }
+      if (p.canceled) {
+        p.status = 'canceled';
+      } else {
+        this.say(p, 'Saving the pipeline to output.zip');
+        p.output = await this.upload(p.id, await outputZip(p.input));
+        p.status = 'succeeded';
+      }
+    } catch (e) {
+      p.status = 'failed';
+      p.error = (e as Error).message;
+      this.say(p, `Error: ${p.error}`);
+    }
+    p.completed_at = new Date().toISOString();
+    p.metrics.predict_time = (Date.now() - started) / 1000;
+    await this.send(p, true);
+    this.current = null;
+  }
+
+  private say(p: Prediction, line: string) {
+    p.logs += line + '\n';
+    this.opts.log?.(`demo trainer ${p.id}: ${line}`);
+  }
+
+  private async fetchImages(url: string): Promise<number> {
+    const res = await request(url, { method: 'GET', allow: this.opts.allow, maxRedirects: 3, timeoutMs: 30_000, maxResponseBytes: 512 * 1024 * 1024 }).catch(
+      (e: Error) => {
+        throw new Error(`could not download instance_data: ${e.message}`);
+      },
+    );
+    if (res.status !== 200) throw new Error(`could not download instance_data: HTTP ${res.status}`);
+    const names = await zipNames(res.body).catch(() => {
+      throw new Error('instance_data is not a zip archive');
+    });
+    const images = names.filter((n) => IMAGE.test(n) && !n.startsWith('__MACOSX/')).length;
+    if (images === 0) throw new Error('instance_data holds no images (png, jpg, webp, gif, bmp)');
+    return images;
+  }
+
+  private async upload(id: string, zip: Buffer): Promise<string> {
+    const url = `${this.opts.uploadUrl}output.zip`;
+    const res = await request(url, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/zip', 'x-prediction-id': id },
+      body: zip,
+      allow: this.opts.allow,
+      timeoutMs: 60_000,
+    });
+    if (res.status >= 300) throw new Error(`upload of output.zip failed: HTTP ${res.status}`);
+    const location = res.headers.location;
+    return typeof location === 'string' ? location.split('?')[0]! : url.split('?')[0]!;
+  }
+
+  /** Cog retries terminal webhooks (about 12 tries, doubling from 0.2 s); others are sent once. */
+  private async send(p: Prediction, terminal: boolean): Promise<void> {
+    if (!p.webhook) return;
+    const body = JSON.stringify(this.publicView(p));
+    const tries = terminal ? 12 : 1;
+    for (let i = 0; i < tries; i++) {
+      try {
+        const res = await request(p.webhook, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          allow: this.opts.allow,
+          timeoutMs: 10_000,
+        });
+        if (res.status < 500) return;
+      } catch {
+        /* retried below */
+      }
+      if (i < tries - 1) await sleep(Math.min(200 * 2 ** i, 10_000));
+    }
+  }
+}
+
+function validate(input: Record<string, unknown>) {
+  const problems: { loc: string[]; msg: string; type: string }[] = [];
+  for (const f of ['instance_prompt', 'class_prompt', 'instance_data']) {
+    if (typeof input[f] !== 'string' || input[f] === '') problems.push({ loc: ['body', 'input', f], msg: 'field required', type: 'value_error.missing' });
+  }
+  const steps = input.max_train_steps;
+  if (steps !== undefined && (!Number.isInteger(steps) || (steps as number) < 1 || (steps as number) > 100_000)) {
+    problems.push({ loc: ['body', 'input', 'max_train_steps'], msg: 'ensure this value is an integer between 1 and 100000', type: 'value_error' });
+  }
+  return problems;
+}
+
+function zipNames(buf: Buffer): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    yauzl.fromBuffer(buf, { lazyEntries: true }, (err, zip) => {
+      if (err || !zip) return reject(err);
+      const names: string[] = [];
+      zip.on('entry', (e: yauzl.Entry) => {
+        names.push(e.fileName);
+        zip.readEntry();
+      });
+      zip.on('end', () => resolve(names));
+      zip.on('error', reject);
+      zip.readEntry();
+    });
+  });
+}
+
+/** A small archive with the layout of diffusers' `save_pretrained` and the trainer's extras. */
+export async function outputZip(input: Record<string, unknown>): Promise<Buffer> {
+  const zip = new yazl.ZipFile();
+  const json = (v: unknown) => Buffer.from(JSON.stringify(v, null, 2));
+  zip.addBuffer(
+    json({
+      _class_name: 'StableDiffusionPipeline',
+      _diffusers_version: '0.14.0',
+      feature_extractor: [null, null],
+      requires_safety_checker: false,
+      safety_checker: [null, null],
+      scheduler: ['diffusers', 'DDIMScheduler'],
+      text_encoder: ['transformers', 'CLIPTextModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'UNet2DConditionModel'],
+      vae: ['diffusers', 'AutoencoderKL'],
+    }),
+    'model_index.json',
+  );
+  zip.addBuffer(json({ _class_name: 'UNet2DConditionModel', sample_size: 64 }), 'unet/config.json');
+  zip.addBuffer(randomBytes(64 * 1024), 'unet/diffusion_pytorch_model.bin');
+  zip.addBuffer(json({ _class_name: 'AutoencoderKL', latent_channels: 4 }), 'vae/config.json');
+  zip.addBuffer(randomBytes(16 * 1024), 'vae/diffusion_pytorch_model.bin');
+  zip.addBuffer(json({ architectures: ['CLIPTextModel'] }), 'text_encoder/config.json');
+  zip.addBuffer(randomBytes(16 * 1024), 'text_encoder/pytorch_model.bin');
+  zip.addBuffer(json({ '<|startoftext|>': 49406, '<|endoftext|>': 49407 }), 'tokenizer/vocab.json');
+  zip.addBuffer(Buffer.from('#version: 0.2\n'), 'tokenizer/merges.txt');
+  zip.addBuffer(json({ model_max_length: 77 }), 'tokenizer/tokenizer_config.json');
+  zip.addBuffer(json({ _class_name: 'DDIMScheduler', num_train_timesteps: 1000 }), 'scheduler/scheduler_config.json');
+  zip.addBuffer(json({ ...input, trainer: 'dreambooth-api demo trainer' }), 'args.json');
+  zip.end();
+  const chunks: Buffer[] = [];
+  for await (const c of zip.outputStream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

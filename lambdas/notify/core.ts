@@ -1,0 +1,51 @@
+/**
+ * "Send the completion webhook": POST the training object, signed per Standard Webhooks, to the
+ * training's webhook URL (query string kept). One event keeps one webhook-id across retries.
+ * 2xx delivered; 410 stop; anything else throws WebhookDeliveryFailed and the state machine
+ * retries on the configured schedule. Redirects are not followed (a 3xx is a failure).
+ */
+import type { Deps } from '#shared/deps';
+import { redactUrl, request } from '#shared/http';
+import { StepError, StepErrors } from '#shared/steps';
+import { view } from '#shared/training';
+import { newWebhookId, webhookHeaders } from '#shared/webhook-signing';
+
+export interface NotifyResult {
+  delivered: boolean;
+  status: number | null;
+  detail: string;
+}
+
+export async function notify(d: Deps, secret: string, trainingId: string, event: string): Promise<NotifyResult> {
+  const t = await d.store.getTraining(trainingId);
+  if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${trainingId} does not exist`);
+  if (!t.webhook) return { delivered: false, status: null, detail: 'no webhook requested' };
+
+  const body = JSON.stringify(view(t, d.publicUrl));
+  const id = newWebhookId(t.id, event);
+  const attempts = (t.webhook_outcome?.attempts ?? 0) + 1;
+  let status: number | null = null;
+  let detail: string;
+  try {
+    const res = await request(t.webhook, {
+      method: 'POST',
+      headers: { ...webhookHeaders(secret, id, body, d.now()), 'user-agent': 'dreambooth-api' },
+      body,
+      timeoutMs: d.config.webhooks.timeout_seconds * 1000,
+      allow: d.config.egress.allow,
+      maxRedirects: 0,
+      maxResponseBytes: 64 * 1024,
+    });
+    status = res.status;
+    detail = `HTTP ${res.status}`;
+  } catch (e) {
+    detail = (e as Error).message;
+  }
+  const delivered = status !== null && status >= 200 && status < 300;
+  const gone = status === 410;
+  await d.store.updateTraining(t.id, {
+    webhook_outcome: { delivered, attempts, last_status: status, detail: gone ? 'receiver answered 410 Gone: stopped' : detail },
+  });
+  if (delivered || gone) return { delivered, status, detail };
+  throw new StepError(StepErrors.WebhookDeliveryFailed, `webhook ${redactUrl(t.webhook)} not delivered: ${detail}`);
+}

@@ -1,0 +1,100 @@
+/** The state machine's bookkeeping steps: started, model version, failure, webhook given up. */
+import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import type { Deps } from '#shared/deps';
+import { StepError, StepErrors, type RecordEvent } from '#shared/steps';
+import type { TrainingRecord } from '#shared/training';
+import { mustGet } from '../start-trainer/core.ts';
+
+export interface RecordDeps extends Deps {
+  logs: CloudWatchLogsClient;
+}
+
+export async function record(d: RecordDeps, ev: RecordEvent): Promise<{ status: string }> {
+  const t = await mustGet(d, ev.training_id);
+  switch (ev.action) {
+    case 'started':
+      if (t.cancel_requested) throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
+      return { status: t.status };
+    case 'version':
+      return recordVersion(d, t, ev.build);
+    case 'failure':
+      return recordFailure(d, t, ev.error);
+    case 'webhook_given_up':
+      await d.store.updateTraining(t.id, {
+        webhook_outcome: { ...(t.webhook_outcome ?? { attempts: 0, last_status: null }), delivered: false, detail: `gave up: ${describe(ev.error)}` },
+      });
+      return { status: t.status };
+  }
+}
+
+async function recordVersion(d: Deps, t: TrainingRecord, build: { id: string; digest: string[]; image: string[] }) {
+  const digest = build.digest[0]!.replace(/^sha256:/, '');
+  if (!/^[0-9a-f]{64}$/.test(digest)) throw new StepError(StepErrors.TrainerFailed, `the build exported no valid IMAGE_DIGEST (${digest.slice(0, 80)})`);
+  const image = build.image[0] ?? null;
+  const now = d.now().toISOString();
+  await d.store.putVersion({
+    id: digest,
+    model: t.model,
+    image: image ?? digest,
+    notes: t.notes,
+    training_id: t.id,
+    template: t.template,
+    created_at: now,
+  });
+  const updated = await d.store.updateTraining(
+    t.id,
+    { status: 'succeeded', version: digest, image, completed_at: now, task_token: null },
+    { status: ['pushing'], notCancelRequested: true },
+  );
+  return { status: updated?.status ?? t.status };
+}
+
+async function recordFailure(d: RecordDeps, t: TrainingRecord, error: { Error?: string; Cause?: string }) {
+  const canceled = t.cancel_requested || error.Error === StepErrors.TrainingCanceled;
+  const message = canceled ? 'canceled' : await errorMessage(d, error);
+  const updated = await d.store.updateTraining(
+    t.id,
+    { status: canceled ? 'canceled' : 'failed', error: canceled ? (t.error ?? null) : message, completed_at: d.now().toISOString(), task_token: null },
+    { status: ['starting', 'processing', 'pushing'] },
+  );
+  return { status: updated?.status ?? t.status };
+}
+
+/** A readable error from a Catch output: Lambda errors, build failures (with their log tail), timeouts. */
+export async function errorMessage(d: RecordDeps, error: { Error?: string; Cause?: string }): Promise<string> {
+  const name = error.Error ?? 'Error';
+  const cause = parse(error.Cause);
+  if (cause && typeof cause.errorMessage === 'string') return cause.errorMessage;
+  const build = cause?.Build as { BuildStatus?: string; Phases?: { PhaseType?: string; PhaseStatus?: string }[]; Logs?: { GroupName?: string; StreamName?: string } } | undefined;
+  if (build) {
+    const phase = build.Phases?.find((p) => p.PhaseStatus && p.PhaseStatus !== 'SUCCEEDED')?.PhaseType ?? 'unknown';
+    const tail = typeof cause?.log_tail === 'string' ? cause.log_tail : await logTail(d.logs, build.Logs);
+    return `the image build ${String(build.BuildStatus ?? 'FAILED').toLowerCase()} in phase ${phase}${tail ? `:\n${tail}` : ''}`;
+  }
+  if (name === 'States.Timeout') return 'a step timed out';
+  return error.Cause ? `${name}: ${error.Cause}`.slice(0, 4000) : name;
+}
+
+async function logTail(client: CloudWatchLogsClient, logs: { GroupName?: string; StreamName?: string } | undefined): Promise<string> {
+  if (!logs?.GroupName || !logs.StreamName) return '';
+  try {
+    const out = await client.send(
+      new GetLogEventsCommand({ logGroupName: logs.GroupName, logStreamName: logs.StreamName, limit: 30, startFromHead: false }),
+    );
+    return (out.events ?? []).map((e) => (e.message ?? '').trimEnd()).join('\n').slice(-4000);
+  } catch {
+    return '';
+  }
+}
+
+function parse(s: string | undefined): Record<string, unknown> | null {
+  if (!s) return null;
+  try {
+    const v = JSON.parse(s);
+    return v && typeof v === 'object' ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+const describe = (e: { Error?: string; Cause?: string }) => `${e.Error ?? 'Error'}${e.Cause ? `: ${e.Cause.slice(0, 300)}` : ''}`;

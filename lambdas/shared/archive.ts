@@ -1,0 +1,261 @@
+/**
+ * Zip checks from the central directory only, through a random-access source, so a multi-GB
+ * archive staged in S3 is checked with a few ranged GETs and never downloaded twice. Entry
+ * data is not read here; byte counts are enforced again when extracting.
+ *
+ * yauzl parses the central directory (including zip64). It is opened with
+ * `decodeStrings: false` because its own name handling would turn backslashes into slashes
+ * and reject bad names with messages of its own; names are decoded with its exported
+ * `getFileNameLowLevel` in strict mode instead, so they read as an extractor using yauzl sees
+ * them, and every refusal below names the entry.
+ */
+import { open, stat } from 'node:fs/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import yauzl from 'yauzl';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+
+export interface RandomAccessSource {
+  size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export interface ArchiveLimits {
+  /** Size of the archive itself. */
+  maxBytes: number;
+  maxEntries: number;
+  /** Declared uncompressed size, per entry and in total. */
+  maxUncompressedBytes: number;
+  /** Declared uncompressed / compressed size, per entry (above 1 MiB) and in total. */
+  maxRatio: number;
+  /** Files that must sit at the root of the archive. @default ['model_index.json'] */
+  requiredRootFiles?: string[];
+}
+
+export interface ArchiveSummary {
+  entries: number;
+  uncompressedBytes: number;
+  /** Files at the root, sorted. */
+  rootFiles: string[];
+  /** Top-level directories, sorted. */
+  topDirs: string[];
+}
+
+export class ArchiveError extends Error {
+  override name = 'ArchiveError';
+}
+
+/** A local file as a source. */
+export async function fileSource(path: string): Promise<RandomAccessSource> {
+  const { size } = await stat(path);
+  return {
+    size,
+    async read(offset, length) {
+      const handle = await open(path, 'r');
+      try {
+        const buffer = Buffer.alloc(length);
+        const { bytesRead } = await handle.read(buffer, 0, length, offset);
+        return buffer.subarray(0, bytesRead);
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+}
+
+/** An S3 object as a source: one ranged GetObject per read. */
+export function s3Source(s3: S3Client, bucket: string, key: string, size: number): RandomAccessSource {
+  return {
+    size,
+    async read(offset, length) {
+      if (length === 0) return Buffer.alloc(0);
+      const res = await s3.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }),
+      );
+      if (!res.Body) throw new Error(`s3://${bucket}/${key}: empty ranged read at ${offset}`);
+      return Buffer.from(await res.Body.transformToByteArray());
+    },
+  };
+}
+
+const BLOCK = 1024 * 1024;
+
+/**
+ * yauzl reads the central directory in tiny pieces (46 bytes, then each name); on S3 that
+ * would be two GETs per entry. Aligned 1 MiB blocks make it a few. The byte budget stops a
+ * forged directory from making us fetch the whole archive.
+ */
+function blockReader(source: RandomAccessSource, budget: number) {
+  const cache = new Map<number, Promise<Buffer>>();
+  let fetched = 0;
+  const block = (index: number) => {
+    let hit = cache.get(index);
+    if (!hit) {
+      const start = index * BLOCK;
+      const length = Math.min(BLOCK, source.size - start);
+      fetched += length;
+      if (fetched > budget) throw new ArchiveError(`central directory is larger than ${budget} bytes`);
+      hit = source.read(start, length);
+      cache.set(index, hit);
+      // The directory is read front to back: two blocks cover any read that straddles.
+      if (cache.size > 2) cache.delete(cache.keys().next().value!);
+    }
+    return hit;
+  };
+  return async (start: number, end: number): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    for (let i = Math.floor(start / BLOCK); i * BLOCK < end; i++) {
+      const data = await block(i);
+      parts.push(data.subarray(Math.max(0, start - i * BLOCK), Math.min(data.length, end - i * BLOCK)));
+    }
+    return Buffer.concat(parts);
+  };
+}
+
+class SourceReader extends yauzl.RandomAccessReader {
+  constructor(private readonly readRange: (start: number, end: number) => Promise<Buffer>) {
+    super();
+  }
+
+  override _readStreamForRange(start: number, end: number): Readable {
+    const out = new PassThrough();
+    this.readRange(start, end).then(
+      (data) => out.end(data),
+      (err) => out.destroy(err),
+    );
+    return out;
+  }
+}
+
+/** Checks an archive's central directory against `limits`; throws ArchiveError naming the problem and entry. */
+export async function inspectArchive(source: RandomAccessSource, limits: ArchiveLimits): Promise<ArchiveSummary> {
+  if (source.size > limits.maxBytes) {
+    throw new ArchiveError(`archive is ${source.size} bytes, more than the limit of ${limits.maxBytes}`);
+  }
+  // Tail (EOCD, zip64 records, comment) plus a generous 4 KiB per directory record.
+  const budget = 128 * 1024 + limits.maxEntries * 4096 + BLOCK;
+  let zip: yauzl.ZipFile;
+  try {
+    zip = await yauzl.fromRandomAccessReaderPromise(new SourceReader(blockReader(source, budget)), source.size, {
+      decodeStrings: false,
+      validateEntrySizes: true,
+    });
+  } catch (err) {
+    throw asArchiveError(err, 'is not a readable zip');
+  }
+  try {
+    if (zip.entryCount > limits.maxEntries) {
+      throw new ArchiveError(`archive has ${zip.entryCount} entries, more than the limit of ${limits.maxEntries}`);
+    }
+    const tally = new Tally(limits);
+    for await (const entry of zip.eachEntry()) tally.add(entry);
+    return tally.summary(source.size);
+  } catch (err) {
+    throw asArchiveError(err, 'has a corrupt central directory');
+  } finally {
+    zip.close();
+  }
+}
+
+function asArchiveError(err: unknown, what: string): ArchiveError {
+  if (err instanceof ArchiveError) return err;
+  return new ArchiveError(`archive ${what}: ${(err as Error)?.message ?? String(err)}`);
+}
+
+const MiB = 1024 * 1024;
+const S_IFMT = 0o170000;
+const FILE_TYPES: Record<number, string | null> = { 0: null, 0o100000: null, 0o040000: null, 0o120000: 'a symlink' };
+
+/** Name of an entry as an extractor using yauzl sees it (UTF-8 flag, Info-ZIP unicode path, else CP437). */
+function entryName(entry: yauzl.Entry): string {
+  const raw = entry.fileName as unknown as Buffer;
+  return yauzl.getFileNameLowLevel(entry.generalPurposeBitFlag, raw, entry.extraFields, true);
+}
+
+/** Why a name is unsafe to extract, or null. */
+function unsafeName(name: string): string | null {
+  if (name.length === 0) return 'has an empty name';
+  if (name.includes('\0')) return 'has a NUL character in its name';
+  if (name.includes('\\')) return 'has a backslash in its name (use / as the separator)';
+  if (name.startsWith('/') || /^[a-zA-Z]:/.test(name)) return 'is an absolute path';
+  if (name.split('/').includes('..')) return 'has a ".." segment';
+  return null;
+}
+
+/** Accumulates per-entry checks and the summary. */
+class Tally {
+  private count = 0;
+  private uncompressed = 0;
+  private readonly files = new Set<string>();
+  private readonly dirs = new Set<string>();
+
+  constructor(private readonly limits: ArchiveLimits) {}
+
+  add(entry: yauzl.Entry): void {
+    const name = entryName(entry);
+    const refuse = (why: string) => {
+      throw new ArchiveError(`archive entry ${JSON.stringify(name)} ${why}`);
+    };
+    const bad = unsafeName(name);
+    if (bad) refuse(bad);
+    const type = (entry.externalFileAttributes >>> 16) & S_IFMT;
+    const kind = FILE_TYPES[type];
+    if (kind === undefined) refuse(`is a special file (mode ${type.toString(8)}), not a file or directory`);
+    if (kind) refuse(`is ${kind}; archives may hold only files and directories`);
+    if (entry.isEncrypted()) refuse('is encrypted');
+    if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
+      refuse(`uses compression method ${entry.compressionMethod}; only stored (0) and deflate (8) are supported`);
+    }
+    this.checkSize(entry, refuse);
+    this.record(name, refuse);
+  }
+
+  private checkSize(entry: yauzl.Entry, refuse: (why: string) => never): void {
+    const { maxUncompressedBytes, maxRatio } = this.limits;
+    if (entry.uncompressedSize > maxUncompressedBytes) {
+      refuse(`declares ${entry.uncompressedSize} bytes, more than the limit of ${maxUncompressedBytes}`);
+    }
+    if (entry.uncompressedSize > MiB && entry.uncompressedSize > maxRatio * entry.compressedSize) {
+      refuse(`expands ${(entry.uncompressedSize / Math.max(entry.compressedSize, 1)).toFixed(0)}-fold, more than the limit of ${maxRatio}`);
+    }
+    this.uncompressed += entry.uncompressedSize;
+    if (this.uncompressed > maxUncompressedBytes) {
+      refuse(`brings the declared total to ${this.uncompressed} bytes, more than the limit of ${maxUncompressedBytes}`);
+    }
+    this.count++;
+  }
+
+  private record(name: string, refuse: (why: string) => never): void {
+    // Normalized: "a//./b/" and "a/b" extract to the same place.
+    const path = name.split('/').filter((s) => s !== '' && s !== '.').join('/');
+    if (path === '') return;
+    const isDir = name.endsWith('/');
+    if (this.files.has(path) || (this.dirs.has(path) && !isDir)) refuse(`duplicates another entry (as ${path})`);
+    const segments = path.split('/');
+    for (let i = 1; i < segments.length; i++) {
+      const parent = segments.slice(0, i).join('/');
+      if (this.files.has(parent)) refuse(`lies under ${parent}, which is a file`);
+      this.dirs.add(parent);
+    }
+    if (isDir) this.dirs.add(path);
+    else this.files.add(path);
+  }
+
+  summary(archiveBytes: number): ArchiveSummary {
+    const { maxRatio, requiredRootFiles = ['model_index.json'] } = this.limits;
+    if (this.uncompressed > MiB && this.uncompressed > maxRatio * archiveBytes) {
+      throw new ArchiveError(`archive expands ${(this.uncompressed / archiveBytes).toFixed(0)}-fold, more than the limit of ${maxRatio}`);
+    }
+    const rootFiles = [...this.files].filter((f) => !f.includes('/')).sort();
+    const topDirs = [...new Set([...this.dirs].map((d) => d.split('/')[0]))].sort();
+    const missing = requiredRootFiles.filter((f) => !this.files.has(f));
+    if (missing.length > 0) {
+      const nested = topDirs.length === 1 && this.files.has(`${topDirs[0]}/${missing[0]}`);
+      throw new ArchiveError(
+        `archive has no ${missing.join(', ')} at its root` +
+          (nested ? ` (it is under ${topDirs[0]}/: zip the directory's contents, not the directory)` : '') +
+          '; the trainer contract requires a diffusers save_pretrained directory at the root',
+      );
+    }
+    return { entries: this.count, uncompressedBytes: this.uncompressed, rootFiles, topDirs };
+  }
+}

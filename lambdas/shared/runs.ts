@@ -1,0 +1,81 @@
+/**
+ * Applies what a trainer reported (by callback, at start, or when asked) to the training, and
+ * completes the waiting Step Functions task when the run is over. Shared by start-trainer,
+ * check-trainer and trainer-callback so the three agree on every transition.
+ */
+import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
+import type { Deps } from './deps.ts';
+import { StepErrors, type TrainerResult } from './steps.ts';
+import { isTerminal, type TrainingRecord } from './training.ts';
+import type { RunState } from './trainers/types.ts';
+
+/** Late or duplicate completions are normal: the token already closed. */
+const CLOSED_TOKEN = new Set(['TaskTimedOut', 'TaskDoesNotExist', 'InvalidToken']);
+
+export type Outcome =
+  | { kind: 'running' }
+  | { kind: 'succeeded'; result: TrainerResult }
+  | { kind: 'failed'; error: string };
+
+export function outcomeOf(state: RunState): Outcome {
+  if (state.status === 'succeeded') {
+    if (!state.output) {
+      return {
+        kind: 'failed',
+        error:
+          'the trainer reported success without an output archive (a Cog trainer must run with --upload-url, ' +
+          'or its upload failed)',
+      };
+    }
+    return { kind: 'succeeded', result: { status: 'succeeded', output_url: state.output, predict_time: state.predict_time ?? null } };
+  }
+  if (state.status === 'failed') return { kind: 'failed', error: `the trainer failed: ${state.error ?? 'no error given'}` };
+  if (state.status === 'canceled') return { kind: 'failed', error: 'the trainer canceled the run' };
+  return { kind: 'running' };
+}
+
+/** Records the state; returns the outcome and the updated training (null when it was already over). */
+export async function recordRunState(
+  d: Deps,
+  t: TrainingRecord,
+  state: RunState,
+): Promise<{ outcome: Outcome; training: TrainingRecord | null }> {
+  if (isTerminal(t.status) || t.run.terminal) return { outcome: { kind: 'running' }, training: null };
+  const outcome = outcomeOf(state);
+  const fields: Record<string, unknown> = {};
+  // Cog sends the whole log each time, and events can arrive out of order: keep the longest.
+  if (state.logs && state.logs.length >= (t.logs?.length ?? 0)) fields.logs = state.logs;
+  if (state.predict_time != null) fields.predict_time = state.predict_time;
+  if (t.status === 'starting') {
+    fields.status = 'processing';
+    fields.started_at = t.started_at ?? d.now().toISOString();
+  }
+  if (outcome.kind === 'succeeded') {
+    fields['run.terminal'] = 'succeeded';
+    fields['run.output'] = outcome.result.output_url;
+  } else if (outcome.kind === 'failed') {
+    fields['run.terminal'] = state.status === 'canceled' ? 'canceled' : 'failed';
+    fields.error = outcome.error;
+  }
+  if (Object.keys(fields).length === 0) return { outcome, training: t };
+  const training = await d.store.updateTraining(t.id, fields, { status: ['starting', 'processing'] });
+  return { outcome, training };
+}
+
+/** Completes (or keeps alive) the task waiting on the trainer. */
+export async function signalTask(d: Deps, token: string | undefined, outcome: Outcome): Promise<void> {
+  if (!token) return;
+  try {
+    if (outcome.kind === 'succeeded') {
+      await d.sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: JSON.stringify(outcome.result) }));
+    } else if (outcome.kind === 'failed') {
+      await d.sfn.send(
+        new SendTaskFailureCommand({ taskToken: token, error: StepErrors.TrainerFailed, cause: outcome.error.slice(0, 32_000) }),
+      );
+    } else {
+      await d.sfn.send(new SendTaskHeartbeatCommand({ taskToken: token }));
+    }
+  } catch (e) {
+    if (!CLOSED_TOKEN.has((e as Error).name)) throw e;
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Trainings and model versions in one DynamoDB table (pk/sk, GSI `list` for newest-first
+ * listing). No transactions: each write is one conditional item write, so it also runs on
+ * dynalite in local mode.
+ */
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import type { Status, TrainingRecord } from './training.ts';
+
+export interface VersionRecord {
+  id: string;
+  model: string;
+  image: string;
+  notes: string | null;
+  training_id: string;
+  template: { name: string; repository: string; digest: string };
+  created_at: string;
+}
+
+export interface Page<T> {
+  results: T[];
+  next: string | null;
+}
+
+const trainingKey = (id: string) => ({ pk: `TRAINING#${id}`, sk: 'TRAINING' });
+const versionKey = (model: string, id: string) => ({ pk: `MODEL#${model}`, sk: `VERSION#${id}` });
+const KEYS = new Set(['pk', 'sk', 'listpk', 'listsk']);
+
+function strip<T>(item: Record<string, unknown> | undefined): T | null {
+  if (!item) return null;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(item)) if (!KEYS.has(k)) out[k] = v;
+  return out as T;
+}
+
+const encodeCursor = (key: Record<string, unknown> | undefined) =>
+  key ? Buffer.from(JSON.stringify(key)).toString('base64url') : null;
+
+export class BadCursorError extends Error {
+  override name = 'BadCursorError';
+}
+function decodeCursor(cursor: string | undefined): Record<string, unknown> | undefined {
+  if (!cursor) return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (v && typeof v === 'object' && typeof v.pk === 'string') return v;
+  } catch {
+    /* fall through */
+  }
+  throw new BadCursorError('cursor is not valid: pass the `cursor` of a `next` URL unchanged');
+}
+
+export class Store {
+  constructor(
+    private readonly db: DynamoDBDocumentClient,
+    private readonly table: string,
+  ) {}
+
+  /** Creates the training; false when the id exists already. */
+  async createTraining(t: TrainingRecord): Promise<boolean> {
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { ...trainingKey(t.id), listpk: 'TRAININGS', listsk: `${t.created_at}#${t.id}`, ...t },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (e) {
+      if (e instanceof ConditionalCheckFailedException || (e as Error).name === 'ConditionalCheckFailedException') return false;
+      throw e;
+    }
+  }
+
+  async getTraining(id: string): Promise<TrainingRecord | null> {
+    const out = await this.db.send(new GetCommand({ TableName: this.table, Key: trainingKey(id), ConsistentRead: true }));
+    return strip<TrainingRecord>(out.Item);
+  }
+
+  async listTrainings(limit: number, cursor?: string): Promise<Page<TrainingRecord>> {
+    return this.page<TrainingRecord>('TRAININGS', limit, cursor);
+  }
+
+  /**
+   * Sets fields (dotted paths reach into maps: `run.started`). With `onlyIf.status`, the write
+   * happens only while the training is in one of those statuses; returns null when it did not.
+   */
+  async updateTraining(
+    id: string,
+    fields: Record<string, unknown>,
+    onlyIf: { status?: Status[]; notCancelRequested?: boolean } = {},
+  ): Promise<TrainingRecord | null> {
+    const names: Record<string, string> = { '#pk': 'pk' };
+    const values: Record<string, unknown> = {};
+    const sets = Object.entries(fields).map(([path, value], i) => {
+      const parts = path.split('.').map((p, j) => {
+        names[`#f${i}_${j}`] = p;
+        return `#f${i}_${j}`;
+      });
+      values[`:v${i}`] = value;
+      return `${parts.join('.')} = :v${i}`;
+    });
+    const conds = ['attribute_exists(#pk)'];
+    if (onlyIf.status) {
+      names['#status'] = 'status';
+      const keys = onlyIf.status.map((s, i) => {
+        values[`:s${i}`] = s;
+        return `:s${i}`;
+      });
+      conds.push(`#status IN (${keys.join(', ')})`);
+    }
+    if (onlyIf.notCancelRequested) {
+      names['#cr'] = 'cancel_requested';
+      values[':false'] = false;
+      conds.push('#cr = :false');
+    }
+    try {
+      const out = await this.db.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: trainingKey(id),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ConditionExpression: conds.join(' AND '),
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return strip<TrainingRecord>(out.Attributes);
+    } catch (e) {
+      if ((e as Error).name === 'ConditionalCheckFailedException') return null;
+      throw e;
+    }
+  }
+
+  /** Idempotent: writing the same version twice keeps the first record. */
+  async putVersion(v: VersionRecord): Promise<VersionRecord> {
+    try {
+      await this.db.send(
+        new PutCommand({
+          TableName: this.table,
+          Item: { ...versionKey(v.model, v.id), listpk: `VERSIONS#${v.model}`, listsk: `${v.created_at}#${v.id}`, ...v },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return v;
+    } catch (e) {
+      if ((e as Error).name !== 'ConditionalCheckFailedException') throw e;
+      return (await this.getVersion(v.model, v.id))!;
+    }
+  }
+
+  async getVersion(model: string, id: string): Promise<VersionRecord | null> {
+    const out = await this.db.send(new GetCommand({ TableName: this.table, Key: versionKey(model, id) }));
+    return strip<VersionRecord>(out.Item);
+  }
+
+  async listVersions(model: string, limit: number, cursor?: string): Promise<Page<VersionRecord>> {
+    return this.page<VersionRecord>(`VERSIONS#${model}`, limit, cursor);
+  }
+
+  /** Stores `value` under `key` once; returns the stored value (the earlier one when it existed). */
+  async remember(key: string, value: Record<string, unknown>): Promise<{ created: boolean; value: Record<string, unknown> }> {
+    const Key = { pk: `IDEMPOTENCY#${key}`, sk: 'IDEMPOTENCY' };
+    try {
+      await this.db.send(new PutCommand({ TableName: this.table, Item: { ...Key, value }, ConditionExpression: 'attribute_not_exists(pk)' }));
+      return { created: true, value };
+    } catch (e) {
+      if ((e as Error).name !== 'ConditionalCheckFailedException') throw e;
+      const out = await this.db.send(new GetCommand({ TableName: this.table, Key, ConsistentRead: true }));
+      return { created: false, value: (out.Item?.value ?? {}) as Record<string, unknown> };
+    }
+  }
+
+  private async page<T>(listpk: string, limit: number, cursor?: string): Promise<Page<T>> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: 'list',
+        KeyConditionExpression: 'listpk = :p',
+        ExpressionAttributeValues: { ':p': listpk },
+        ScanIndexForward: false,
+        Limit: limit,
+        ExclusiveStartKey: decodeCursor(cursor),
+      }),
+    );
+    return { results: (out.Items ?? []).map((i) => strip<T>(i)!), next: encodeCursor(out.LastEvaluatedKey) };
+  }
+}

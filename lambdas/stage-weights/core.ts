@@ -1,0 +1,121 @@
+/**
+ * "Stage the weights in S3": stream the trainer's output.zip into S3 as a multipart upload
+ * (constant memory, nothing in /tmp), then check the archive from its central directory with
+ * a few ranged reads. Idempotent: a retry finds the staged object and only checks it again.
+ */
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Transform, type Readable } from 'node:stream';
+import { ArchiveError, inspectArchive, s3Source } from '#shared/archive';
+import type { Config } from '#shared/config';
+import type { Deps } from '#shared/deps';
+import { redactUrl, requestStream } from '#shared/http';
+import { StepError, StepErrors, type StageWeightsResult } from '#shared/steps';
+import type { TrainingRecord } from '#shared/training';
+import { mustGet } from '../start-trainer/core.ts';
+
+export interface StageEnv {
+  /** ECR: `<account>.dkr.ecr.<region>.amazonaws.com`. */
+  registryHost: string;
+}
+
+export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, outputUrl: string): Promise<StageWeightsResult> {
+  const t = await mustGet(d, trainingId);
+  if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
+  await d.store.updateTraining(t.id, { status: 'pushing' }, { status: ['starting', 'processing', 'pushing'] });
+
+  const key = `staged/${t.id}/output.zip`;
+  const size = (await stagedSize(d, key)) ?? (await download(d, outputUrl, key));
+  try {
+    const summary = await inspectArchive(s3Source(d.s3, d.bucket, key, size), {
+      maxBytes: d.config.limits.archive_max_bytes,
+      maxEntries: d.config.limits.archive_max_entries,
+      maxUncompressedBytes: d.config.limits.archive_max_uncompressed_bytes,
+      maxRatio: d.config.limits.archive_max_ratio,
+    });
+    await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });
+    return { bucket: d.bucket, key, size, entries: summary.entries, build_env: buildEnv(d.config, env, t, d.bucket, key) };
+  } catch (e) {
+    if (e instanceof ArchiveError) throw new StepError(StepErrors.BadArchive, `the trainer's output archive is not usable: ${e.message}`);
+    throw e;
+  }
+}
+
+async function stagedSize(d: Deps, key: string): Promise<number | null> {
+  try {
+    const head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: key }));
+    return head.ContentLength ?? null;
+  } catch (e) {
+    if ((e as Error).name === 'NotFound' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
+    throw e;
+  }
+}
+
+async function download(d: Deps, url: string, key: string): Promise<number> {
+  const max = d.config.limits.archive_max_bytes;
+  let res;
+  try {
+    res = await requestStream(url, { method: 'GET', timeoutMs: 60_000, allow: d.config.egress.allow, maxRedirects: 3 });
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const name = err.code === 'EGRESS_REFUSED' ? StepErrors.TrainerFailed : StepErrors.Transient;
+    throw new StepError(name, `could not download the trainer's output ${redactUrl(url)}: ${err.message}`);
+  }
+  if (res.status !== 200) {
+    res.stream.resume();
+    const name = res.status >= 500 || res.status === 429 ? StepErrors.Transient : StepErrors.TrainerFailed;
+    throw new StepError(name, `the trainer's output ${redactUrl(url)} answered HTTP ${res.status}`);
+  }
+  const declared = Number(res.headers['content-length'] ?? NaN);
+  if (declared > max) {
+    res.stream.destroy();
+    throw new StepError(StepErrors.BadArchive, `the trainer's output is ${declared} bytes; limits.archive_max_bytes is ${max}`);
+  }
+  let counted = 0;
+  // Count the bytes that really arrive: headers can lie, and a cut connection must not pass.
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      counted += chunk.length;
+      if (counted > max) return done(new StepError(StepErrors.BadArchive, `the trainer's output exceeds limits.archive_max_bytes (${max})`));
+      done(null, chunk);
+    },
+  });
+  const body = (res.stream as Readable).pipe(counter);
+  res.stream.on('error', (e) => counter.destroy(e));
+  const upload = new Upload({
+    client: d.s3,
+    params: { Bucket: d.bucket, Key: key, Body: body, ContentType: 'application/zip' },
+    partSize: 16 * 1024 * 1024,
+    queueSize: 4,
+    leavePartsOnError: false,
+  });
+  try {
+    await upload.done();
+  } catch (e) {
+    if (e instanceof StepError) throw e;
+    throw new StepError(StepErrors.Transient, `staging the trainer's output failed: ${(e as Error).message}`);
+  }
+  if (Number.isFinite(declared) && counted !== declared) {
+    throw new StepError(StepErrors.Transient, `the trainer's output was cut short (${counted} of ${declared} bytes)`);
+  }
+  return counted;
+}
+
+/** Where the model's image goes: `<registry>/<prefix>/<owner>/<name>`. */
+export function imageRepository(config: Config, env: StageEnv, model: string): string {
+  const r = config.registry;
+  if (r.type === 'ecr') return `${env.registryHost}/${r.repository_prefix}/${model}`;
+  if (r.type === 'layout') return `oci:${r.dir}/${model}`;
+  return `${r.host}/${model}`;
+}
+
+function buildEnv(config: Config, env: StageEnv, t: TrainingRecord, bucket: string, key: string): StageWeightsResult['build_env'] {
+  return {
+    TRAINING_ID: t.id,
+    WEIGHTS_S3_URI: `s3://${bucket}/${key}`,
+    TEMPLATE_IMAGE: `${t.template.repository}@sha256:${t.template.digest}`,
+    IMAGE_REPOSITORY: imageRepository(config, env, t.model),
+    IMAGE_TAG: t.id,
+    NOTES: t.notes ?? '',
+  };
+}

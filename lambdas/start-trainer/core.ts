@@ -1,0 +1,53 @@
+/**
+ * "Start the trainer and wait for its callback". Idempotent: re-entered (after a retry, or by
+ * the wait loop) it registers the fresh task token and starts nothing new.
+ */
+import { callbackUrl } from '#shared/callback';
+import type { Deps } from '#shared/deps';
+import { StepError, StepErrors } from '#shared/steps';
+import { backendFor } from '#shared/trainers/index';
+import { recordRunState, signalTask, type Outcome } from '#shared/runs';
+import type { TrainingRecord } from '#shared/training';
+
+export async function startTrainer(d: Deps, trainingId: string, taskToken: string): Promise<{ started: boolean }> {
+  const t = await mustGet(d, trainingId);
+  if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
+  await d.store.updateTraining(t.id, { task_token: taskToken });
+
+  // The run already ended (its callback raced an earlier token): complete this wait at once.
+  if (t.run.terminal) {
+    await signalTask(d, taskToken, terminalOutcome(t));
+    return { started: false };
+  }
+  if (t.run.started) return { started: false };
+
+  const backend = await backendFor(d.config, t.trainer, d);
+  const state = await backend.start({
+    trainingId: t.id,
+    runId: t.run.id,
+    input: t.input,
+    callbackUrl: await callbackUrl(d, t.id),
+  });
+  const updated = await d.store.updateTraining(
+    t.id,
+    { 'run.started': true, status: 'processing', started_at: t.started_at ?? d.now().toISOString() },
+    { status: ['starting', 'processing'] },
+  );
+  if (!updated) return { started: true };
+  const { outcome } = await recordRunState(d, updated, state);
+  if (outcome.kind !== 'running') await signalTask(d, taskToken, outcome);
+  return { started: true };
+}
+
+export function terminalOutcome(t: TrainingRecord): Outcome {
+  if (t.run.terminal === 'succeeded' && t.run.output) {
+    return { kind: 'succeeded', result: { status: 'succeeded', output_url: t.run.output, predict_time: t.predict_time } };
+  }
+  return { kind: 'failed', error: t.error ?? `the trainer run ended: ${t.run.terminal}` };
+}
+
+export async function mustGet(d: Deps, id: string): Promise<TrainingRecord> {
+  const t = await d.store.getTraining(id);
+  if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${id} does not exist`);
+  return t;
+}

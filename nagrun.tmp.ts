@@ -1,0 +1,12 @@
+import { App } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { readFileSync } from 'node:fs';
+import { parseConfig } from '#shared/config';
+import { DreamboothStack } from './infra/stack.ts';
+const t0 = Date.now();
+const cdk = JSON.parse(readFileSync('cdk.json', 'utf8'));
+const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+new DreamboothStack(app, 'Dreambooth', { config: parseConfig({ ...cdk.context.dreambooth, limits: {}, timeouts: {}, webhooks: {}, egress: {}, retention: {} }) });
+const r = new AwsSolutionsChecks().validateScope(app);
+for (const v of r.violations) console.log(v.ruleName, v.violatingResources.map((x: any) => x.constructPath).join(' '));
+console.log('ms', Date.now() - t0);

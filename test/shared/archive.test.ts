@@ -1,0 +1,246 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import yazl from 'yazl';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  ArchiveError,
+  fileSource,
+  inspectArchive,
+  s3Source,
+  type ArchiveLimits,
+  type RandomAccessSource,
+} from '#shared/archive';
+
+// s3rver ships no type declarations; this is the part the test uses.
+type S3rverServer = { run(): Promise<{ port: number }>; close(): Promise<void> };
+const S3rver = createRequire(import.meta.url)('s3rver') as new (opts: object) => S3rverServer;
+
+interface Item {
+  name: string;
+  data?: Buffer | string;
+  dir?: boolean;
+  mode?: number;
+  compress?: boolean;
+}
+
+const LIMITS: ArchiveLimits = { maxBytes: 50 * 1024 ** 2, maxEntries: 100, maxUncompressedBytes: 100 * 1024 ** 2, maxRatio: 200 };
+
+/**
+ * yazl refuses unsafe names, so unsafe fixtures are written under a same-length placeholder
+ * that is then patched into the real name in both the local and the central header.
+ */
+async function zip(items: Item[]): Promise<Buffer> {
+  const z = new yazl.ZipFile();
+  const patches: [Buffer, Buffer][] = [];
+  items.forEach((item, i) => {
+    const placeholder = `${String.fromCharCode(65 + i).repeat(2)}${'q'.repeat(Math.max(0, Buffer.byteLength(item.name) - 2))}`.slice(
+      0,
+      Buffer.byteLength(item.name),
+    );
+    const safe = /^\/|\\|(^|\/)\.\.(\/|$)|\0/.test(item.name) ? placeholder : item.name;
+    if (safe !== item.name) patches.push([Buffer.from(safe), Buffer.from(item.name)]);
+    if (item.dir) z.addEmptyDirectory(safe);
+    else z.addBuffer(Buffer.from(item.data ?? `content of ${item.name}`), safe, { mode: item.mode, compress: item.compress ?? true });
+  });
+  z.end();
+  const chunks: Buffer[] = [];
+  for await (const c of z.outputStream as AsyncIterable<Buffer>) chunks.push(c);
+  const out = Buffer.concat(chunks);
+  for (const [from, to] of patches) {
+    for (let at = out.indexOf(from); at !== -1; at = out.indexOf(from, at + 1)) to.copy(out, at);
+  }
+  return out;
+}
+
+const bufferSource = (data: Buffer): RandomAccessSource & { reads: number } => ({
+  size: data.length,
+  reads: 0,
+  async read(offset, length) {
+    this.reads++;
+    return data.subarray(offset, offset + length);
+  },
+});
+
+const pipeline = (): Item[] => [
+  { name: 'model_index.json', data: JSON.stringify({ _class_name: 'StableDiffusionPipeline' }) },
+  { name: 'args.json', data: '{}' },
+  { name: 'unet/', dir: true },
+  { name: 'unet/config.json', data: '{}' },
+  { name: 'unet/diffusion_pytorch_model.safetensors', data: randomBytes(64 * 1024) },
+  { name: 'vae/config.json', data: '{}' },
+  { name: 'samples/0.png', data: randomBytes(1024), compress: false },
+];
+
+async function refusal(items: Item[], limits: ArchiveLimits = LIMITS): Promise<string> {
+  const err = await inspectArchive(bufferSource(await zip(items)), limits).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ArchiveError);
+  return (err as ArchiveError).message;
+}
+
+describe('inspectArchive', () => {
+  it('summarises a diffusers pipeline archive', async () => {
+    const items = pipeline();
+    const summary = await inspectArchive(bufferSource(await zip(items)), LIMITS);
+    const declared = items.reduce((n, i) => n + (i.dir ? 0 : Buffer.byteLength(i.data ?? '')), 0);
+    expect(summary).toEqual({
+      entries: items.length,
+      uncompressedBytes: declared,
+      rootFiles: ['args.json', 'model_index.json'],
+      topDirs: ['samples', 'unet', 'vae'],
+    });
+  });
+
+  it('reads a local file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'archive-'));
+    try {
+      const path = join(dir, 'output.zip');
+      await writeFile(path, await zip(pipeline()));
+      expect((await inspectArchive(await fileSource(path), LIMITS)).rootFiles).toContain('model_index.json');
+    } finally {
+      await rm(dir, { recursive: true });
+    }
+  });
+
+  it.each([
+    ['../x', '"../x" has a ".." segment'],
+    ['../out2/x', '"../out2/x" has a ".." segment'],
+    ['a/../../x', '"a/../../x" has a ".." segment'],
+    ['/abs', '"/abs" is an absolute path'],
+    ['a\\b', '"a\\\\b" has a backslash'],
+    ['nul\0x', 'NUL character'],
+  ])('refuses the entry name %j', async (name, message) => {
+    expect(await refusal([...pipeline(), { name }])).toContain(message);
+  });
+
+  it('refuses symlink entries', async () => {
+    expect(await refusal([...pipeline(), { name: 'link', data: '/etc/passwd', mode: 0o120777 }])).toMatch(
+      /"link" is a symlink/,
+    );
+  });
+
+  it('accepts plain file modes', async () => {
+    await expect(inspectArchive(bufferSource(await zip([...pipeline(), { name: 'run.sh', mode: 0o100755 }])), LIMITS)).resolves.toBeTruthy();
+  });
+
+  it.each([
+    [['a.txt', 'a.txt'], '"a.txt" duplicates'],
+    [['x/a', 'x/./a'], '"x/./a" duplicates another entry (as x/a)'],
+    [['x//a', 'x/a'], '"x/a" duplicates'],
+    [['unet/config.json', 'unet'], '"unet" duplicates'],
+  ])('refuses duplicate names %j', async (names, message) => {
+    expect(await refusal([...pipeline().filter((i) => i.name !== 'unet/config.json'), ...names.map((name) => ({ name }))])).toContain(message);
+  });
+
+  it('refuses an entry under a file of the same name', async () => {
+    expect(await refusal([...pipeline(), { name: 'args.json/x' }])).toContain('"args.json/x" lies under args.json, which is a file');
+  });
+
+  it('refuses an archive without model_index.json at the root, and says when it is one level down', async () => {
+    const nested = pipeline().map((i) => ({ ...i, name: `model/${i.name}` }));
+    const message = await refusal(nested);
+    expect(message).toContain('no model_index.json at its root');
+    expect(message).toContain('under model/');
+    expect(await refusal(pipeline().slice(1))).toContain('no model_index.json at its root');
+  });
+
+  it('checks other required root files when asked', async () => {
+    expect(await refusal(pipeline(), { ...LIMITS, requiredRootFiles: ['model_index.json', 'weights.bin'] })).toContain('no weights.bin');
+  });
+
+  it('refuses more entries than the limit, from the count alone', async () => {
+    const items = Array.from({ length: 11 }, (_, i) => ({ name: i === 0 ? 'model_index.json' : `f${i}` }));
+    expect(await refusal(items, { ...LIMITS, maxEntries: 10 })).toContain('11 entries, more than the limit of 10');
+    await expect(inspectArchive(bufferSource(await zip(items.slice(0, 10))), { ...LIMITS, maxEntries: 10 })).resolves.toMatchObject({ entries: 10 });
+  });
+
+  it('refuses a zip bomb by ratio', async () => {
+    const bomb = { name: 'unet/zeros.bin', data: Buffer.alloc(4 * 1024 * 1024) };
+    expect(await refusal([...pipeline(), bomb])).toMatch(/"unet\/zeros.bin" expands \d+-fold, more than the limit of 200/);
+  });
+
+  it('refuses an archive above maxBytes before reading it', async () => {
+    const source = bufferSource(await zip(pipeline()));
+    await expect(inspectArchive(source, { ...LIMITS, maxBytes: source.size - 1 })).rejects.toThrow(/more than the limit/);
+    expect(source.reads).toBe(0);
+  });
+
+  it('refuses declared sizes above maxUncompressedBytes, per entry and in total', async () => {
+    const big = { name: 'big.bin', data: randomBytes(210_000) };
+    const limits = { ...LIMITS, maxUncompressedBytes: 200_000 };
+    expect(await refusal([...pipeline(), big], limits)).toContain('"big.bin" declares 210000 bytes');
+    const halves = [{ name: 'a.bin', data: randomBytes(120_000) }, { name: 'b.bin', data: randomBytes(120_000) }];
+    expect(await refusal([...halves, ...pipeline()], limits)).toContain('"b.bin" brings the declared total to 240000 bytes');
+  });
+
+  it('refuses encrypted entries', async () => {
+    const data = await zip(pipeline());
+    // Set the "encrypted" flag of the first central directory record.
+    const cd = data.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    data.writeUInt16LE(data.readUInt16LE(cd + 8) | 1, cd + 8);
+    await expect(inspectArchive(bufferSource(data), LIMITS)).rejects.toThrow(/"model_index.json" is encrypted/);
+  });
+
+  it('refuses data that is not a zip', async () => {
+    await expect(inspectArchive(bufferSource(randomBytes(4096)), LIMITS)).rejects.toThrow(ArchiveError);
+  });
+
+  it('reads a large central directory in a few reads', async () => {
+    const items = [{ name: 'model_index.json' }, ...Array.from({ length: 3000 }, (_, i) => ({ name: `tokenizer/part-${i}.txt`, data: 'x', compress: false }))];
+    const source = bufferSource(await zip(items));
+    const summary = await inspectArchive(source, { ...LIMITS, maxEntries: 5000 });
+    expect(summary.entries).toBe(3001);
+    expect(source.reads).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('s3Source', () => {
+  let dir: string;
+  let server: S3rverServer;
+  let s3: S3Client;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 's3rver-'));
+    server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir });
+    const { port } = await server.run();
+    s3 = new S3Client({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    await s3.send(new CreateBucketCommand({ Bucket: 'staged' }));
+  });
+
+  afterAll(async () => {
+    s3?.destroy();
+    await server?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('inspects an archive staged in S3 through ranged reads', async () => {
+    const data = await zip(pipeline());
+    await s3.send(new PutObjectCommand({ Bucket: 'staged', Key: 'trainings/t1/output.zip', Body: data }));
+    const source = s3Source(s3, 'staged', 'trainings/t1/output.zip', data.length);
+    expect(await source.read(0, 4)).toEqual(data.subarray(0, 4));
+    expect(await source.read(data.length - 22, 22)).toEqual(data.subarray(data.length - 22));
+    const summary = await inspectArchive(source, LIMITS);
+    expect(summary.rootFiles).toEqual(['args.json', 'model_index.json']);
+  });
+
+  it('refuses a bad archive staged in S3', async () => {
+    const data = await zip([...pipeline(), { name: '../escape' }]);
+    await s3.send(new PutObjectCommand({ Bucket: 'staged', Key: 'trainings/t2/output.zip', Body: data }));
+    await expect(inspectArchive(s3Source(s3, 'staged', 'trainings/t2/output.zip', data.length), LIMITS)).rejects.toThrow(
+      /"..\/escape" has a ".." segment/,
+    );
+  });
+});
