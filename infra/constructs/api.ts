@@ -107,7 +107,10 @@ export class PublicApi extends Construct {
   private addRoutes(): Method {
     const { api, authorizer, callback } = this.functions;
     const v1 = this.restApi.root.addResource('v1');
-    const validator = this.restApi.addRequestValidator('Basic', { validateRequestParameters: true });
+    const validator = this.restApi.addRequestValidator('Basic', {
+      validateRequestParameters: true,
+      validateRequestBody: true,
+    });
     const tokenAuthorizer = new TokenAuthorizer(this, 'TokenAuthorizer', {
       handler: authorizer,
       identitySource: IdentitySource.header('Authorization'),
@@ -153,7 +156,11 @@ export class PublicApi extends Construct {
     workflow.stateMachine.grantExecution(api, 'states:DescribeExecution', 'states:StopExecution');
     notify.grantInvoke(api);
     // Canceling a training stops its build, if one runs.
-    build.project.grant(api, 'codebuild:StopBuild', 'codebuild:BatchGetBuilds');
+    Grant.addToPrincipal({
+      grantee: api,
+      actions: ['codebuild:StopBuild', 'codebuild:BatchGetBuilds'],
+      resourceArns: [build.project.projectArn],
+    });
     for (const secret of [secrets.apiTokens, secrets.webhookSigning, secrets.callbackKey]) secret.grantRead(api);
 
     const authorizer = new HouseFunction(this, 'Authorizer', {

@@ -49,7 +49,6 @@ export class HouseFunction extends NodejsFunction {
   }
 
   readonly handlerName: HandlerName;
-  readonly logGroup: LogGroup;
 
   constructor(scope: Construct, id: string, props: HouseFunctionProps) {
     const logGroup = new LogGroup(scope, `${id}Logs`, {
@@ -96,6 +95,5 @@ export class HouseFunction extends NodejsFunction {
       },
     });
     this.handlerName = props.name;
-    this.logGroup = logGroup;
   }
 }

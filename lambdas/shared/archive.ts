@@ -10,7 +10,7 @@
  * them, and every refusal below names the entry.
  */
 import { open, stat } from 'node:fs/promises';
-import { PassThrough, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import yauzl from 'yauzl';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 
@@ -78,27 +78,29 @@ export function s3Source(s3: S3Client, bucket: string, key: string, size: number
 }
 
 const BLOCK = 1024 * 1024;
+const STREAM_CHUNK = 8 * BLOCK;
 
 /**
  * yauzl reads the central directory in tiny pieces (46 bytes, then each name); on S3 that
- * would be two GETs per entry. Aligned 1 MiB blocks make it a few. The byte budget stops a
- * forged directory from making us fetch the whole archive.
+ * would be two GETs per entry. Aligned 1 MiB blocks, least recently used kept, make it a few.
+ * The byte budget stops a forged directory from making us fetch the whole archive.
  */
 function blockReader(source: RandomAccessSource, budget: number) {
   const cache = new Map<number, Promise<Buffer>>();
   let fetched = 0;
   const block = (index: number) => {
     let hit = cache.get(index);
-    if (!hit) {
+    if (hit) cache.delete(index);
+    else {
       const start = index * BLOCK;
       const length = Math.min(BLOCK, source.size - start);
       fetched += length;
       if (fetched > budget) throw new ArchiveError(`central directory is larger than ${budget} bytes`);
       hit = source.read(start, length);
-      cache.set(index, hit);
-      // The directory is read front to back: two blocks cover any read that straddles.
-      if (cache.size > 2) cache.delete(cache.keys().next().value!);
+      hit.catch(() => cache.delete(index));
     }
+    cache.set(index, hit);
+    if (cache.size > 4) cache.delete(cache.keys().next().value!);
     return hit;
   };
   return async (start: number, end: number): Promise<Buffer> => {
@@ -111,19 +113,38 @@ function blockReader(source: RandomAccessSource, budget: number) {
   };
 }
 
+async function* chunks(source: RandomAccessSource, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let at = start; at < end; at += STREAM_CHUNK) yield await source.read(at, Math.min(STREAM_CHUNK, end - at));
+}
+
+async function* single(data: Promise<Buffer>): AsyncGenerator<Buffer> {
+  yield await data;
+}
+
+/** Small reads (directory records) through the block cache; big ones (entry data) streamed in 8 MiB pieces. */
 class SourceReader extends yauzl.RandomAccessReader {
-  constructor(private readonly readRange: (start: number, end: number) => Promise<Buffer>) {
+  private readonly cached: (start: number, end: number) => Promise<Buffer>;
+
+  constructor(
+    private readonly source: RandomAccessSource,
+    budget: number,
+  ) {
     super();
+    this.cached = blockReader(source, budget);
   }
 
   override _readStreamForRange(start: number, end: number): Readable {
-    const out = new PassThrough();
-    this.readRange(start, end).then(
-      (data) => out.end(data),
-      (err) => out.destroy(err),
-    );
-    return out;
+    if (end - start > BLOCK) return Readable.from(chunks(this.source, start, end), { objectMode: false });
+    return Readable.from(single(this.cached(start, end)), { objectMode: false });
   }
+}
+
+/**
+ * A yauzl reader over a source, for extracting an archive that `inspectArchive` accepted
+ * (open it with `yauzl.fromRandomAccessReader(reader, source.size, …)`).
+ */
+export function yauzlReader(source: RandomAccessSource): yauzl.RandomAccessReader {
+  return new SourceReader(source, Infinity);
 }
 
 /** Checks an archive's central directory against `limits`; throws ArchiveError naming the problem and entry. */
@@ -135,7 +156,7 @@ export async function inspectArchive(source: RandomAccessSource, limits: Archive
   const budget = 128 * 1024 + limits.maxEntries * 4096 + BLOCK;
   let zip: yauzl.ZipFile;
   try {
-    zip = await yauzl.fromRandomAccessReaderPromise(new SourceReader(blockReader(source, budget)), source.size, {
+    zip = await yauzl.fromRandomAccessReaderPromise(new SourceReader(source, budget), source.size, {
       decodeStrings: false,
       validateEntrySizes: true,
     });

@@ -69,7 +69,10 @@ export const TrainerSchema = z.discriminatedUnion('backend', [
 export const TemplateSchema = z
   .object({
     /** Image repository, e.g. `r8.im/anotherjesse/vanilla-template`. */
-    repository: z.string().min(1).regex(/^[a-z0-9.:_/-]+$/, 'must be an image repository without tag or digest'),
+    repository: z
+      .string()
+      .min(1)
+      .regex(/^([a-z0-9.:_/-]+|oci:[^@\s]+)$/, 'must be an image repository without tag or digest (or oci:<layout dir>)'),
     /** Known good manifest digests (64 hex, without `sha256:`), newest first. */
     digests: z.array(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters')).default([]),
     description: z.string().max(1000).default(''),

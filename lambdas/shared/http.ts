@@ -8,7 +8,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { Readable, Transform } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { checkUrlSyntax, EgressError, guardedAgent, type LookupFunction } from '#shared/egress';
 
 export type HttpErrorCode = 'TIMEOUT' | 'EGRESS_REFUSED' | 'TOO_LARGE' | 'NETWORK';
@@ -199,8 +199,9 @@ function guardBody(
   res.on('close', () => {
     if (!res.complete) broken(new HttpError('NETWORK', `${where}: connection closed mid-body`));
   });
-  out.on('close', () => {
-    if (!res.complete) req.destroy();
-  });
-  return res.pipe(out);
+  // pipeline listens for errors on `out`, so one raised before the caller starts reading is
+  // kept for the caller (the stream is errored) instead of crashing the process; it also
+  // tears the connection down when the caller destroys `out`.
+  pipeline(res, out, () => req.destroy());
+  return out;
 }

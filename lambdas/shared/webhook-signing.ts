@@ -21,12 +21,13 @@ export function sign(secret: string, id: string, timestampSeconds: number, body:
   return `v1,${hmac(secret, id, timestampSeconds, body).toString('base64')}`;
 }
 
-export interface WebhookHeaders {
+// A type alias (not an interface) so it passes where a plain header record is expected.
+export type WebhookHeaders = {
   'webhook-id': string;
   'webhook-timestamp': string;
   'webhook-signature': string;
   'content-type': string;
-}
+};
 
 /** Headers of one delivery attempt: a fresh timestamp, the id of the event (same on retries). */
 export function webhookHeaders(secret: string, id: string, body: string, now: Date = new Date()): WebhookHeaders {

@@ -5,12 +5,14 @@ import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
+import yauzl from 'yauzl';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   ArchiveError,
   fileSource,
   inspectArchive,
   s3Source,
+  yauzlReader,
   type ArchiveLimits,
   type RandomAccessSource,
 } from '#shared/archive';
@@ -197,6 +199,24 @@ describe('inspectArchive', () => {
     const summary = await inspectArchive(source, { ...LIMITS, maxEntries: 5000 });
     expect(summary.entries).toBe(3001);
     expect(source.reads).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('yauzlReader', () => {
+  it('extracts small and large entries with few reads', async () => {
+    const weights = randomBytes(3 * 1024 * 1024 + 17);
+    const source = bufferSource(await zip([...pipeline(), { name: 'unet/weights.bin', data: weights, compress: false }]));
+    const zipfile = await yauzl.fromRandomAccessReaderPromise(yauzlReader(source), source.size);
+    const contents = new Map<string, Buffer>();
+    for await (const entry of zipfile.eachEntry()) {
+      if (entry.fileName.endsWith('/')) continue;
+      const chunks: Buffer[] = [];
+      for await (const c of await zipfile.openReadStreamPromise(entry)) chunks.push(c as Buffer);
+      contents.set(entry.fileName, Buffer.concat(chunks));
+    }
+    expect(contents.get('unet/weights.bin')?.equals(weights)).toBe(true);
+    expect(contents.get('args.json')?.toString()).toBe('{}');
+    expect(source.reads).toBeLessThanOrEqual(10);
   });
 });
 

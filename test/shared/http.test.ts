@@ -152,7 +152,8 @@ describe('request', () => {
     expect((await request(`${base}/chain?n=1`, { allow: LOOPBACK, maxRedirects: 2 })).body.toString()).toBe('hello');
     const stopped = await request(`${base}/chain?n=2`, { allow: LOOPBACK, maxRedirects: 2 });
     expect(stopped.status).toBe(302);
-    expect(stopped.headers.location).toBe('/chain?n=0');
+    expect(stopped.headers.location).toBe('/hello');
+    expect(main.seen.map((s) => s.url)).toEqual(['/chain?n=1', '/chain?n=0', '/hello', '/chain?n=2', '/chain?n=1', '/chain?n=0']);
   });
 
   it('never follows more than 3 redirects', async () => {

@@ -31,9 +31,9 @@ export const INTERRUPTED_ERROR = 'Local.Interrupted';
 export class ExecutionStore {
   private readonly byArn = new Map<string, ExecutionRecord>();
 
-  /** Loads the file; returns the executions that were running, now closed as interrupted. */
   constructor(private readonly file: string) {}
 
+  /** Loads the file; returns the executions that were running, now closed as interrupted. */
   load(): ExecutionRecord[] {
     const interrupted: ExecutionRecord[] = [];
     for (const rec of readStore(this.file)) {

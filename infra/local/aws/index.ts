@@ -70,6 +70,8 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   const log = opts.log ?? (() => undefined);
   const onEvent = opts.onExecutionEvent ?? (() => undefined);
   const store = new ExecutionStore(join(opts.dataDir, 'executions.json'));
+  // Before the endpoint exists, so no new execution can be taken for an interrupted one.
+  const interrupted = store.load();
   const tokens = new TaskTokens();
   const sfn = new LocalStepFunctions({ ...opts, stateMachineArn: LOCAL_STATE_MACHINE_ARN, store, tokens, onEvent });
 
@@ -86,7 +88,6 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
 
     const createResources = () => createAll(s3.url, dynamodb.url);
     await createResources();
-    const interrupted = store.load();
     for (const rec of interrupted) {
       onEvent({ executionArn: rec.executionArn, name: rec.name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error: rec.error, cause: rec.cause });
     }

@@ -1,0 +1,110 @@
+/**
+ * `npm start -- --demo`: one demo training end to end against this very server, with a real
+ * webhook receiver on loopback that verifies the signature. Prints the timeline and the image.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import yazl from 'yazl';
+import { verify } from '#shared/webhook-signing';
+
+/** A 1×1 PNG: the demo trainer only checks that instance_data holds images. */
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+export async function instanceDataZip(images = 3): Promise<Buffer> {
+  const zip = new yazl.ZipFile();
+  for (let i = 1; i <= images; i++) zip.addBuffer(PNG, `person/${i}.png`);
+  zip.end();
+  const chunks: Buffer[] = [];
+  for await (const c of zip.outputStream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+interface Received {
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  url: string;
+}
+
+export async function runDemo(url: string, token: string, print: (line: string) => void): Promise<boolean> {
+  const zip = await instanceDataZip();
+  const received: Received[] = [];
+  const receiver = http.createServer(async (req, res) => {
+    if (req.method === 'GET' && req.url === '/person.zip') {
+      res.writeHead(200, { 'content-type': 'application/zip' }).end(zip);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), url: req.url ?? '' });
+    res.writeHead(200).end('ok');
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(url + path, {
+      method,
+      headers: { authorization: `Token ${token}`, 'content-type': 'application/json' },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+  const t0 = Date.now();
+  const at = () => `+${((Date.now() - t0) / 1000).toFixed(1)}s`;
+  try {
+    const created = await api('POST', '/v1/trainings', {
+      input: { instance_prompt: 'a photo of a cjw person', class_prompt: 'a photo of a person', instance_data: `${base}/person.zip`, max_train_steps: 30 },
+      trainer_version: 'demo',
+      model: 'dreambooth/demo-model',
+      notes: 'made by npm start -- --demo',
+      webhook_completed: `${base}/hook?run=demo`,
+    });
+    if (created.status !== 201) {
+      print(`demo: create answered ${created.status}: ${JSON.stringify(created.json)}`);
+      return false;
+    }
+    const id = String(created.json.id);
+    const timeline: string[] = [`${at()}  ${created.json.status}`];
+    let last = String(created.json.status);
+    let training = created.json;
+    while (!['succeeded', 'failed', 'canceled'].includes(last)) {
+      if (Date.now() - t0 > 300_000) throw new Error('demo training did not finish within 5 minutes');
+      await new Promise((r) => setTimeout(r, 250));
+      training = (await api('GET', `/v1/trainings/${id}`)).json;
+      if (training.status !== last) {
+        last = String(training.status);
+        timeline.push(`${at()}  ${last}`);
+      }
+    }
+    const deadline = Date.now() + 30_000;
+    while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const secret = String((await api('GET', '/v1/webhooks/default/secret')).json.key);
+    const hook = received[0];
+    let signed = false;
+    if (hook) {
+      try {
+        verify(secret, hook.headers as Record<string, string>, hook.body);
+        signed = true;
+      } catch {
+        signed = false;
+      }
+    }
+    print('');
+    print(`demo training ${id}`);
+    for (const line of timeline) print(`  ${line}`);
+    if (hook) print(`  webhook ${hook.url}: ${signed ? 'signature verified' : 'BAD SIGNATURE'}`);
+    else print('  webhook: not received');
+    if (last !== 'succeeded') {
+      print(`  error: ${String(training.error)}`);
+      return false;
+    }
+    const version = await api('GET', `/v1/models/${String(training.model)}/versions/${String(training.version)}`);
+    print(`  version ${String(training.version)}`);
+    print(`  image   ${String(version.json.image)}`);
+    return signed;
+  } finally {
+    await new Promise((r) => receiver.close(r));
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * `npm start`: the whole service on 127.0.0.1 with no AWS account.
+ *   PORT (8787), DREAMBOOTH_API_TOKEN (else generated and printed), DREAMBOOTH_DATA_DIR (.dreambooth/)
+ *   --config FILE      JSON in the `dreambooth` schema, merged over cdk.json's
+ *   --registry H:P     push to this registry instead of starting Debian's docker-registry
+ *   --no-registry      write images to an OCI layout on disk
+ *   --build docker|append   build strategy (default: docker when an engine is reachable)
+ *   --demo             run one demo training end to end, print it, exit
+ */
+import './aws/polyfill.ts';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '#shared/config';
+import { runDemo } from './demo.ts';
+import { startLocalMode } from './runtime.ts';
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string' },
+      registry: { type: 'string' },
+      'no-registry': { type: 'boolean', default: false },
+      build: { type: 'string', default: 'auto' },
+      demo: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  if (!['auto', 'docker', 'append'].includes(values.build!)) throw new ConfigError('--build must be docker, append or auto');
+  const configOverride = values.config ? JSON.parse(readFileSync(values.config, 'utf8')) : undefined;
+  const local = await startLocalMode({
+    port: Number(process.env.PORT ?? 8787),
+    dataDir: process.env.DREAMBOOTH_DATA_DIR || '.dreambooth',
+    token: process.env.DREAMBOOTH_API_TOKEN,
+    configOverride,
+    registry: values.registry,
+    registryMode: values['no-registry'] ? 'none' : 'auto',
+    build: values.build as 'auto' | 'docker' | 'append',
+    quiet: values.quiet,
+  });
+  const say = (l: string) => process.stdout.write(l + '\n');
+  say(`dreambooth-api local mode listening on ${local.url}`);
+  say(`  token:    ${local.token}${local.tokenGenerated ? '   (generated; set DREAMBOOTH_API_TOKEN to choose one)' : ''}`);
+  say(`  images:   ${local.image.registry ? `registry ${local.image.registry}` : `OCI layout ${local.image.layoutDir}`} (build: ${local.buildStrategy})`);
+  say(`  trainers: ${Object.keys(local.config.trainers).join(', ')}`);
+  say(`  try:      curl -s -H "Authorization: Bearer ${local.token}" ${local.url}/v1/trainings`);
+
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    await local.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void shutdown(130));
+  process.on('SIGTERM', () => void shutdown(143));
+
+  if (values.demo) {
+    const ok = await runDemo(local.url, local.token, say);
+    await shutdown(ok ? 0 : 1);
+  }
+  return -1;
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (e) => {
+    process.stderr.write(`${e instanceof ConfigError ? e.message : (e as Error).stack}\n`);
+    process.exit(1);
+  },
+);
