@@ -17,7 +17,7 @@ import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
 import { startDemoTrainerServer } from '../../lambdas/demo-trainer/server.ts';
-import { synthesizeDefinition } from '../asl.ts';
+import { lambdaEvent, synthesizeDefinition } from '../asl.ts';
 import { startLocalAws, type LocalAws, type TaskHandler } from './aws/index.ts';
 import { runLocalBuild, type BuildStrategy } from './build.ts';
 import { startRegistry, registryInstalled, type LocalRegistry } from './registry.ts';
@@ -124,7 +124,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       'local configuration',
     );
 
-    const { asl, taskHandlers } = await synthesizeDefinition(config);
+    const { asl, taskHandlers } = synthesizeDefinition(config);
     const load = (name: string) => import(join(ROOT, 'lambdas', name, 'handler.ts')).then((m) => m.handler as (e: unknown) => Promise<unknown>);
     const tasks: Record<string, TaskHandler> = {};
     for (const [state, target] of Object.entries(taskHandlers)) {
@@ -132,7 +132,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
         target.kind === 'codebuild'
           ? (input, ctx) =>
               runLocalBuild(input, { strategy: buildStrategy, registryHost, s3, env: process.env, log: (l) => terminal.build(l) }, ctx.signal)
-          : async (input) => (await load(target.handler))(input);
+          : async (input) => (await load(target.handler))(lambdaEvent(target, input));
     }
     const aws = await startLocalAws({
       dataDir,

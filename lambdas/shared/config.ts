@@ -129,7 +129,7 @@ export const ConfigSchema = z
         upload_max_bytes: z.number().int().positive().default(1024 ** 3),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     timeouts: z
       .object({
         /** How long a training may take, from the execution's start. */
@@ -143,7 +143,7 @@ export const ConfigSchema = z
         step_seconds: z.number().int().positive().default(60),
       })
       .strict()
-      .default({} as never)
+      .prefault({})
       .refine((t) => t.callback_heartbeat_seconds < t.callback_poll_seconds, {
         message: 'callback_heartbeat_seconds must be lower than callback_poll_seconds',
         path: ['callback_heartbeat_seconds'],
@@ -158,20 +158,20 @@ export const ConfigSchema = z
         retry_max_delay_seconds: z.number().int().positive().default(36_000),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     egress: z
       .object({
         /** CIDRs that user-supplied URLs may reach although private (local mode uses loopback). */
         allow: z.array(z.string()).default([]),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     retention: z
       .object({
         staged_archive_days: z.number().int().positive().default(7),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -203,15 +203,21 @@ export function parseConfig(raw: unknown, source = 'dreambooth configuration'): 
   return result.data;
 }
 
-/** Deep merge of plain objects (arrays and scalars from `over` replace). */
+/**
+ * Deep merge of plain objects (arrays and scalars from `over` replace). An object of another
+ * kind (a different `backend` or `type`) replaces the base object whole.
+ */
 export function mergeConfig(base: unknown, over: unknown): unknown {
-  if (isPlainObject(base) && isPlainObject(over)) {
+  if (isPlainObject(base) && isPlainObject(over) && sameKind(base, over)) {
     const out: Record<string, unknown> = { ...base };
     for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeConfig(out[k], v) : v;
     return out;
   }
   return over === undefined ? base : over;
 }
+
+const sameKind = (a: Record<string, unknown>, b: Record<string, unknown>) =>
+  ['type', 'backend'].every((k) => !(k in b) || !(k in a) || a[k] === b[k]);
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

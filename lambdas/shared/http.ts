@@ -77,10 +77,11 @@ export async function requestStream(url: string, opts: RequestOptions = {}): Pro
   let body = opts.body;
   let headers = { ...opts.headers };
   for (let hop = 0; ; hop++) {
-    const res = await once(current, { ...opts, method, body, headers });
+    const res = await sendHop(current, { ...opts, method, body, headers });
     const location = res.headers.location;
     if (!REDIRECTS.has(res.status) || !location || hop >= hops) return res;
-    const next = new URL(location, current);
+    const next = URL.canParse(location, current) ? new URL(location, current) : null;
+    if (!next) return res;
     const keepsBody = res.status === 307 || res.status === 308;
     if (keepsBody && body instanceof Readable) return res;
     res.stream.resume();
@@ -118,7 +119,7 @@ function toHttpError(err: unknown, where: string): HttpError {
 }
 
 /** One hop: guard, send, and hand back the response once its headers arrived. */
-function once(url: string, opts: RequestOptions & { method: string }): Promise<HttpStreamResponse> {
+function sendHop(url: string, opts: RequestOptions & { method: string }): Promise<HttpStreamResponse> {
   const where = `${opts.method} ${redactUrl(url)}`;
   return new Promise((resolve, reject) => {
     let target: URL;

@@ -110,7 +110,8 @@ afterAll(async () => {
 });
 
 async function start(input: Record<string, unknown>, name = `exec-${++seq}`) {
-  const out = await sfn.send(new StartExecutionCommand({ stateMachineArn: local.stateMachineArn, name, input: JSON.stringify(input) }));
+  const body = JSON.stringify({ mode: 'callback', ...input });
+  const out = await sfn.send(new StartExecutionCommand({ stateMachineArn: local.stateMachineArn, name, input: body }));
   return out.executionArn!;
 }
 const callOf = (executionArn: string) =>
@@ -133,7 +134,7 @@ describe('waitForTaskToken', () => {
     const done = await describeDone(arn);
 
     expect(done.status).toBe('SUCCEEDED');
-    expect(JSON.parse(done.output!)).toEqual({ id: 'one', callback: { output_url: 'http://x/y.zip' } });
+    expect(JSON.parse(done.output!)).toEqual({ mode: 'callback', id: 'one', callback: { output_url: 'http://x/y.zip' } });
     expect(done.startDate).toBeInstanceOf(Date);
     expect(done.stopDate!.getTime()).toBeGreaterThanOrEqual(done.startDate!.getTime());
     expect(await errorName(sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: '{}' })))).toMatch(

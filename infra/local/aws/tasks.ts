@@ -86,11 +86,10 @@ async function runTask(
     const result = state.Resource.endsWith('.waitForTaskToken')
       ? await callbackTask(state, handler, tokens, scope, input, ctx)
       : await handler(input, ctx);
+    if (signal.aborted) return settled();
     return JSON.parse(JSON.stringify(result ?? null)) as Json;
   } catch (err) {
-    // The executor has settled this task already (timeout) or the whole run (stop): stay
-    // silent rather than race it with a second outcome.
-    if (signal.aborted) return new Promise<never>(() => undefined);
+    if (signal.aborted) return settled();
     local.abort(err);
     throw toStateError(err);
   } finally {
@@ -118,6 +117,12 @@ function taskTimeoutMs(state: TaskState): number | undefined {
   if (state.TimeoutSeconds) return state.TimeoutSeconds * 1000;
   return state.TimeoutSecondsPath ? undefined : DEFAULT_TIMEOUT_SECONDS * 1000;
 }
+
+/**
+ * Once the signal fired, the executor has settled this task (timeout) or the whole run (stop):
+ * a late outcome must not race it, so the task never answers.
+ */
+const settled = () => new Promise<never>(() => undefined);
 
 const timeoutReason = () => new StateError('States.Timeout', 'task timed out');
 

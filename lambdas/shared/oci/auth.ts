@@ -54,9 +54,9 @@ export class Authenticator {
   async header(scopes: string[]): Promise<string | undefined> {
     if (this.scheme === 'basic') return this.basic();
     if (this.scheme !== 'bearer') return undefined;
-    const key = scopes.join(' ');
-    const cached = this.tokens.get(key);
-    if (cached && cached.expires - EXPIRY_MARGIN_MS > Date.now()) return `Bearer ${cached.value}`;
+    for (const [key, t] of this.tokens) {
+      if (t.expires - EXPIRY_MARGIN_MS > Date.now() && scopes.every((s) => covers(key, s))) return `Bearer ${t.value}`;
+    }
     return `Bearer ${await this.fetchToken(scopes)}`;
   }
 
@@ -74,7 +74,9 @@ export class Authenticator {
     this.service = c.params.service;
     // The registry may name a scope the caller did not think of; ask for both.
     const extra = c.params.scope && !scopes.includes(c.params.scope) ? [c.params.scope] : [];
-    await this.fetchToken([...scopes, ...extra], scopes.join(' '));
+    // A token the registry just refused must not be offered again.
+    for (const key of [...this.tokens.keys()]) if (scopes.every((s) => covers(key, s))) this.tokens.delete(key);
+    await this.fetchToken([...scopes, ...extra]);
     return true;
   }
 
@@ -98,7 +100,7 @@ export class Authenticator {
     return url;
   }
 
-  private async fetchToken(scopes: string[], key = scopes.join(' ')): Promise<string> {
+  private async fetchToken(scopes: string[]): Promise<string> {
     const url = new URL(this.realm!);
     if (this.service) url.searchParams.set('service', this.service);
     for (const s of scopes) url.searchParams.append('scope', s);
@@ -108,7 +110,7 @@ export class Authenticator {
       try {
         res = await send({ method: 'GET', url, headers: auth ? { authorization: auth } : {}, timeoutMs: this.timeoutMs });
         const body = await readBody(res, 64 * 1024);
-        if (res.statusCode === 200) return this.remember(key, body);
+        if (res.statusCode === 200) return this.remember(scopes.join(' '), body);
         if (res.statusCode !== 429 && (res.statusCode ?? 0) < 500) break;
       } catch (e) {
         if (attempt >= 2) throw new Error(`token request to ${url.host} failed: ${(e as Error).message}`);
@@ -128,6 +130,12 @@ export class Authenticator {
     this.tokens.set(key, { value, expires });
     return value;
   }
+}
+
+/** A push token also grants pull: no second token exchange for reads of the same repository. */
+function covers(key: string, scope: string): boolean {
+  const granted = key.split(' ');
+  return granted.includes(scope) || (scope.endsWith(':pull') && granted.includes(`${scope},push`));
 }
 
 export class TokenError extends Error {

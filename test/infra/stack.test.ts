@@ -1,0 +1,256 @@
+/**
+ * The synthesized template: the properties that matter for security and operation.
+ */
+import { readFileSync } from 'node:fs';
+import { App, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { parse } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { mergeConfig, parseConfig } from '#shared/config';
+import { RESOURCELESS_ACTIONS } from '../../infra/nag.ts';
+import { DreamboothStack } from '../../infra/stack.ts';
+
+type Resources = Record<string, { Type: string; Properties: Record<string, any>; DeletionPolicy?: string }>;
+
+// Prepare: the repository's cdk.json configuration with non-default values where the template shows them.
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const OVERRIDES = {
+  limits: {},
+  egress: {},
+  webhooks: {},
+  retention: { staged_archive_days: 3 },
+  timeouts: { build_minutes: 42 },
+};
+
+function synth(overrides: Record<string, unknown> = {}) {
+  // Shallow over the merge: a registry of another type replaces the whole section.
+  const raw = { ...(mergeConfig(cdkJson.context.dreambooth, OVERRIDES) as object), ...overrides };
+  const config = parseConfig(raw);
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const stack = new DreamboothStack(app, 'Dreambooth', { config });
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+const ofType = (resources: Resources, type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+
+describe('synthesized template', () => {
+  let app: App;
+  let stack: DreamboothStack;
+  let template: Template;
+  let resources: Resources;
+
+  beforeAll(() => {
+    ({ app, stack, template } = synth());
+    resources = template.toJSON().Resources;
+  });
+
+  it('keeps the data bucket private, encrypted, TLS-only, logged and expiring', () => {
+    const id = stack.getLogicalId(stack.storage.bucket.node.defaultChild as never);
+    const bucket = resources[id]!;
+    expect(bucket.DeletionPolicy).toBe('Retain');
+    expect(bucket.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
+    expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    expect(bucket.Properties.LoggingConfiguration.DestinationBucketName).toBeDefined();
+    const rules = bucket.Properties.LifecycleConfiguration.Rules;
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Prefix: 'staged/', ExpirationInDays: 3 }),
+        expect.objectContaining({ Prefix: 'uploads/', ExpirationInDays: 1 }),
+        expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
+      ]),
+    );
+    template.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: id },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  it('gives the table point-in-time recovery, on-demand billing and the listing index', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: [
+        Match.objectLike({
+          IndexName: 'list',
+          KeySchema: [
+            { AttributeName: 'listpk', KeyType: 'HASH' },
+            { AttributeName: 'listsk', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        }),
+      ],
+    });
+  });
+
+  it('logs API access without the path or the query string, and no request data', () => {
+    const [[, stage]] = ofType(resources, 'AWS::ApiGateway::Stage') as [[string, Resources[string]]];
+    expect(stage.Properties.StageName).toBe('prod');
+    expect(stage.Properties.TracingEnabled).toBe(true);
+    const format = stage.Properties.AccessLogSetting.Format as string;
+    const fields = Object.values(JSON.parse(format)) as string[];
+    expect(fields).toContain('$context.resourcePath');
+    expect(fields).toContain('$context.status');
+    expect(format).not.toMatch(/\$context\.path|querystring|\$input|\$method\.request/i);
+    const settings = stage.Properties.MethodSettings as Array<Record<string, unknown>>;
+    for (const s of settings) expect(s.DataTraceEnabled).toBe(false);
+    expect(settings).toContainEqual(expect.objectContaining({ HttpMethod: '*', ResourcePath: '/*', LoggingLevel: 'INFO' }));
+  });
+
+  it('puts the token authorizer on every route but the trainer callback', () => {
+    const paths = new Map<string, string>();
+    const pathOf = (id: string): string => {
+      const r = resources[id]!;
+      const parent = r.Properties.ParentId;
+      const prefix = parent?.Ref ? pathOf(parent.Ref) : '';
+      return `${prefix}/${r.Properties.PathPart}`;
+    };
+    for (const [id] of ofType(resources, 'AWS::ApiGateway::Resource')) paths.set(id, pathOf(id));
+    const [[authorizerId, authorizer]] = ofType(resources, 'AWS::ApiGateway::Authorizer') as [[string, Resources[string]]];
+    expect(authorizer.Properties).toMatchObject({
+      Type: 'TOKEN',
+      IdentitySource: 'method.request.header.Authorization',
+      AuthorizerResultTtlInSeconds: 300,
+    });
+
+    const routes = ofType(resources, 'AWS::ApiGateway::Method').map(([, m]) => ({
+      route: `${m.Properties.HttpMethod} ${paths.get(m.Properties.ResourceId.Ref)}`,
+      auth: m.Properties.AuthorizationType,
+      authorizer: m.Properties.AuthorizerId?.Ref,
+    }));
+    const callback = routes.filter((r) => r.route === 'POST /v1/callbacks/{id}');
+    expect(callback).toEqual([{ route: 'POST /v1/callbacks/{id}', auth: 'NONE', authorizer: undefined }]);
+    const tokenRoutes = routes.filter((r) => r.route !== 'POST /v1/callbacks/{id}');
+    expect(tokenRoutes.map((r) => r.route)).toEqual(
+      expect.arrayContaining([
+        'POST /v1/trainings',
+        'GET /v1/trainings',
+        'GET /v1/trainings/{id}',
+        'POST /v1/trainings/{id}/cancel',
+        'GET /v1/models/{owner}/{name}/versions/{version}',
+        'GET /v1/webhooks/default/secret',
+        'GET /v1/trainers',
+      ]),
+    );
+    for (const r of tokenRoutes) expect(r).toMatchObject({ auth: 'CUSTOM', authorizer: authorizerId });
+  });
+
+  it('logs every state machine event without execution data, and traces', () => {
+    template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+      StateMachineType: 'STANDARD',
+      LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: false },
+      TracingConfiguration: { Enabled: true },
+    });
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: Match.stringLikeRegexp('^/aws/vendedlogs/states/'),
+    });
+  });
+
+  it('builds images in a privileged standard:7.0 project running the repository buildspec', () => {
+    const [[, project]] = ofType(resources, 'AWS::CodeBuild::Project') as [[string, Resources[string]]];
+    expect(project.Properties.Environment).toMatchObject({ Image: 'aws/codebuild/standard:7.0', PrivilegedMode: true });
+    expect(project.Properties.TimeoutInMinutes).toBe(42);
+    const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
+    expect(parse(project.Properties.Source.BuildSpec)).toEqual(spec);
+    const env = Object.fromEntries(
+      (project.Properties.Environment.EnvironmentVariables as Array<{ Name: string; Value: unknown }>).map((v) => [v.Name, v.Value]),
+    );
+    expect(env.REGISTRY_TYPE).toBe('ecr');
+    expect(env.REPOSITORY_PREFIX).toBe('dreambooth');
+  });
+
+  it('runs every function on Node.js 22, arm64, traced, with its own log group and the config baked in', () => {
+    const functions = ofType(resources, 'AWS::Lambda::Function');
+    expect(functions).toHaveLength(8);
+    for (const [, fn] of functions) {
+      expect(fn.Properties).toMatchObject({
+        Runtime: 'nodejs22.x',
+        Architectures: ['arm64'],
+        TracingConfig: { Mode: 'Active' },
+        LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
+      });
+      expect(Object.keys(fn.Properties.Environment.Variables)).not.toContain('DREAMBOOTH_CONFIG');
+    }
+    const api = stack.api.functions.api.node.defaultChild as never;
+    const apiEnv = resources[stack.getLogicalId(api)]!.Properties.Environment.Variables;
+    for (const name of [
+      'TABLE_NAME',
+      'BUCKET_NAME',
+      'STATE_MACHINE_ARN',
+      'PUBLIC_URL',
+      'API_TOKENS_SECRET',
+      'WEBHOOK_SECRET',
+      'CALLBACK_KEY_SECRET',
+      'NOTIFY_FUNCTION',
+      'BUILD_PROJECT',
+    ]) {
+      expect(apiEnv[name], name).toBeDefined();
+    }
+  });
+
+  it('grants a "*" resource only for actions that take no resource', () => {
+    const unscoped: string[] = [];
+    for (const [, policy] of ofType(resources, 'AWS::IAM::Policy')) {
+      for (const s of policy.Properties.PolicyDocument.Statement) {
+        if (s.Effect === 'Allow' && [s.Resource].flat().includes('*')) unscoped.push(...[s.Action].flat());
+      }
+    }
+    expect(unscoped.filter((a) => !RESOURCELESS_ACTIONS.has(a))).toEqual([]);
+    expect(unscoped).toEqual(expect.arrayContaining(['states:SendTaskSuccess', 'ecr:GetAuthorizationToken']));
+  });
+
+  it('passes AwsSolutions checks, every acknowledgement with a reason', () => {
+    const report = new AwsSolutionsChecks().validateScope(app);
+    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources[0]?.constructPath}`)).toEqual([]);
+
+    const reasons = app.node
+      .findAll()
+      .flatMap((c) => c.node.metadata)
+      .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+      .flatMap((m) => Object.entries(m.data as Record<string, string>));
+    expect(reasons.length).toBeGreaterThan(5);
+    for (const [id, reason] of reasons) expect(reason.length, id).toBeGreaterThan(30);
+  });
+
+  it('still reports a wildcard added after the acknowledgements', () => {
+    const { app: fresh, stack: s } = synth();
+    new Policy(s, 'Extra', {
+      statements: [new PolicyStatement({ actions: ['s3:GetObject'], resources: ['*'] })],
+    }).attachToRole(s.api.functions.api.role!);
+    const report = new AwsSolutionsChecks().validateScope(fresh);
+    expect(report.violations.map((v) => v.ruleName)).toContain('AwsSolutions-IAM5[Resource::*]');
+  });
+});
+
+describe('an OCI registry', () => {
+  it('gives the build its credentials from Secrets Manager and no ECR rights', () => {
+    const { app, template } = synth({ registry: { type: 'oci', host: 'ghcr.io/acme', credentials_secret: 'registry-creds' } });
+    template.hasResourceProperties('AWS::CodeBuild::Project', {
+      Environment: Match.objectLike({
+        EnvironmentVariables: Match.arrayWith([
+          { Name: 'REGISTRY_TYPE', Type: 'PLAINTEXT', Value: 'oci' },
+          { Name: 'REGISTRY_HOST', Type: 'PLAINTEXT', Value: 'ghcr.io' },
+          { Name: 'REPOSITORY_PREFIX', Type: 'PLAINTEXT', Value: 'acme' },
+          { Name: 'REGISTRY_USERNAME', Type: 'SECRETS_MANAGER', Value: 'registry-creds:username' },
+          { Name: 'REGISTRY_PASSWORD', Type: 'SECRETS_MANAGER', Value: 'registry-creds:password' },
+        ]),
+      }),
+    });
+    expect(JSON.stringify(template.findResources('AWS::IAM::Policy'))).not.toContain('ecr:');
+    expect(new AwsSolutionsChecks().validateScope(app).violations.map((v) => v.ruleName)).toEqual([]);
+  });
+});
