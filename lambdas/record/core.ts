@@ -63,8 +63,13 @@ async function recordFailure(d: RecordDeps, t: TrainingRecord, error: { Error?: 
 /** A readable error from a Catch output: Lambda errors, build failures (with their log tail), timeouts. */
 export async function errorMessage(d: RecordDeps, error: { Error?: string; Cause?: string }): Promise<string> {
   const name = error.Error ?? 'Error';
-  const cause = parse(error.Cause);
-  if (cause && typeof cause.errorMessage === 'string') return cause.errorMessage;
+  let cause = parse(error.Cause);
+  if (cause && typeof cause.errorMessage === 'string') {
+    // A task that threw: the build's own cause may sit inside the Lambda-style envelope.
+    const inner = parse(cause.errorMessage);
+    if (!inner?.Build) return cause.errorMessage;
+    cause = inner;
+  }
   const build = cause?.Build as { BuildStatus?: string; Phases?: { PhaseType?: string; PhaseStatus?: string }[]; Logs?: { GroupName?: string; StreamName?: string } } | undefined;
   if (build) {
     const phase = build.Phases?.find((p) => p.PhaseStatus && p.PhaseStatus !== 'SUCCEEDED')?.PhaseType ?? 'unknown';

@@ -81,7 +81,7 @@ export class TaskTokens {
   }
 
   private arm(token: string, task: OpenTask): void {
-    if (!task.heartbeatMs) return;
+    if (task) return;
     clearTimeout(task.timer);
     task.timer = setTimeout(() => {
       this.retire(token, task);

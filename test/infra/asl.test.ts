@@ -1,0 +1,283 @@
+/**
+ * The resolved state machine definition, state by state, and run by the local executor.
+ */
+import { readFileSync } from 'node:fs';
+import { StateMachine } from 'aws-local-stepfunctions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Config, mergeConfig, parseConfig } from '#shared/config';
+import { type AslState, lambdaEvent, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
+
+// The executor uses Promise.withResolvers (Node >= 22).
+(Promise as unknown as { withResolvers?: unknown }).withResolvers ??= function withResolvers<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+};
+
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+function config(overrides: unknown): Config {
+  const sections = { limits: {}, egress: {}, retention: {}, webhooks: {}, timeouts: {} };
+  return parseConfig(mergeConfig(mergeConfig(cdkJson.context.dreambooth, sections), overrides));
+}
+
+const TIMEOUTS = { callback_poll_seconds: 300, callback_heartbeat_seconds: 120, step_seconds: 45, stage_seconds: 600, build_minutes: 30 };
+const WEBHOOKS = { retry_interval_seconds: 7, retry_backoff_rate: 3, retry_max_attempts: 5, retry_max_delay_seconds: 3600 };
+
+const START = 'Record the training as started';
+const WAIT = 'Start the trainer and wait for its callback';
+const ASK = 'Ask the trainer how it is doing';
+const FINISHED = 'Has the trainer finished?';
+const STAGE = 'Stage the weights in S3';
+const BUILD = 'Build and push the model image';
+const VERSION = 'Record the model version';
+const WEBHOOK = 'Send the completion webhook';
+const WEBHOOK_GIVEN_UP = 'Record the webhook as given up';
+const SUCCEEDED = 'Training succeeded';
+const FAILURE = 'Record the failure';
+const FAILURE_WEBHOOK = 'Send the failure webhook';
+const FAILURE_WEBHOOK_GIVEN_UP = 'Record the failure webhook as given up';
+const FAILED = 'Training failed';
+
+/** Where each Task's catch-all goes. */
+const CATCH_ALL: Record<string, string> = {
+  [START]: FAILURE,
+  [WAIT]: FAILURE,
+  [ASK]: FAILURE,
+  [STAGE]: FAILURE,
+  [BUILD]: FAILURE,
+  [VERSION]: FAILURE,
+  [WEBHOOK]: WEBHOOK_GIVEN_UP,
+  [WEBHOOK_GIVEN_UP]: SUCCEEDED,
+  [FAILURE]: FAILED,
+  [FAILURE_WEBHOOK]: FAILURE_WEBHOOK_GIVEN_UP,
+  [FAILURE_WEBHOOK_GIVEN_UP]: FAILED,
+};
+
+describe('the resolved definition', () => {
+  let def: SynthesizedDefinition;
+  let states: Record<string, AslState>;
+  const tasks = () => Object.entries(states).filter(([, s]) => s.Type === 'Task');
+
+  beforeAll(() => {
+    def = synthesizeDefinition(config({ timeouts: TIMEOUTS, webhooks: WEBHOOKS }));
+    states = def.asl.States;
+  });
+
+  it('names its states as sentences, exactly these', () => {
+    expect([...def.stateNames].sort()).toEqual(
+      [...Object.keys(CATCH_ALL), FINISHED, SUCCEEDED, FAILED].sort(),
+    );
+    expect(def.asl.StartAt).toBe(START);
+  });
+
+  it('is JSONPath only: no JSONata, no variables, no CloudFormation left', () => {
+    const text = JSON.stringify(def.asl);
+    expect(text).not.toMatch(/QueryLanguage|JSONata|"Assign"|\{%/);
+    expect(text).not.toMatch(/Fn::|"Ref"/);
+  });
+
+  it('chains the happy path in order', () => {
+    const path: string[] = [];
+    for (let name: string | undefined = START; name; name = states[name]!.Next as string | undefined) path.push(name);
+    expect(path).toEqual([START, WAIT, STAGE, BUILD, VERSION, WEBHOOK, SUCCEEDED]);
+    expect(states[FAILURE]!.Next).toBe(FAILURE_WEBHOOK);
+    expect(states[FAILURE_WEBHOOK]!.Next).toBe(FAILED);
+    expect(states[WEBHOOK_GIVEN_UP]!.Next).toBe(SUCCEEDED);
+    expect(states[FAILURE_WEBHOOK_GIVEN_UP]!.Next).toBe(FAILED);
+  });
+
+  it('gives every Task a timeout, jittered bounded retries and a catch-all', () => {
+    for (const [name, state] of tasks()) {
+      expect(state.TimeoutSeconds, name).toEqual(expect.any(Number));
+      const retries = state.Retry as Array<Record<string, unknown>>;
+      expect(retries.length, name).toBeGreaterThan(0);
+      for (const r of retries) {
+        expect(r, name).toMatchObject({ JitterStrategy: 'FULL', MaxDelaySeconds: expect.any(Number) });
+        expect(r.ErrorEquals, name).not.toContain('States.ALL');
+      }
+      const catches = state.Catch as Array<{ ErrorEquals: string[]; Next: string; ResultPath: string }>;
+      expect(catches.at(-1), name).toEqual({ ErrorEquals: ['States.ALL'], Next: CATCH_ALL[name], ResultPath: '$.error' });
+    }
+  });
+
+  it('takes the step timeouts from the configuration', () => {
+    expect(states[START]!.TimeoutSeconds).toBe(45);
+    expect(states[STAGE]!.TimeoutSeconds).toBe(600);
+    expect(states[BUILD]!.TimeoutSeconds).toBe(30 * 60);
+  });
+
+  it('retries Lambda steps on transient errors and webhooks on their own schedule', () => {
+    for (const [name, state] of tasks().filter(([n]) => n !== BUILD)) {
+      expect((state.Retry as Array<{ ErrorEquals: string[] }>)[0]!.ErrorEquals, name).toEqual(
+        expect.arrayContaining(['Lambda.ServiceException', 'Lambda.TooManyRequestsException', 'TransientError']),
+      );
+    }
+    for (const name of [WEBHOOK, FAILURE_WEBHOOK]) {
+      expect(states[name]!.Retry).toContainEqual({
+        ErrorEquals: ['WebhookDeliveryFailed'],
+        IntervalSeconds: 7,
+        BackoffRate: 3,
+        MaxAttempts: 5,
+        MaxDelaySeconds: 3600,
+        JitterStrategy: 'FULL',
+      });
+    }
+  });
+
+  it('waits for the trainer in a loop: timeout, ask, wait again', () => {
+    const wait = states[WAIT]!;
+    expect(wait.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
+    expect(wait.HeartbeatSeconds).toBe(120);
+    expect(wait.TimeoutSeconds).toBe(300);
+    expect((wait.Parameters!.Payload as Record<string, unknown>)['task_token.$']).toBe('$$.Task.Token');
+    expect((wait.Catch as unknown[])[0]).toEqual({
+      ErrorEquals: ['States.Timeout', 'States.HeartbeatTimeout'],
+      ResultPath: '$.wait_error',
+      Next: ASK,
+    });
+    expect(states[ASK]!.Next).toBe(FINISHED);
+    expect(states[FINISHED]).toEqual({
+      Type: 'Choice',
+      Choices: [{ Variable: '$.trainer.status', StringEquals: 'succeeded', Next: STAGE }],
+      Default: WAIT,
+    });
+  });
+
+  it('never retries a failed build, and trims its result', () => {
+    const build = states[BUILD]!;
+    expect(build.Resource).toBe('arn:aws:states:::codebuild:startBuild.sync');
+    expect((build.Retry as Array<{ ErrorEquals: string[] }>).map((r) => r.ErrorEquals)).toEqual([
+      ['CodeBuild.AccountLimitExceededException'],
+    ]);
+    expect(build.ResultSelector).toEqual({
+      'id.$': '$.Build.Id',
+      'digest.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_DIGEST')].Value",
+      'image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_URI')].Value",
+    });
+    expect(build.ResultPath).toBe('$.build');
+  });
+
+  it('maps each Task to the handler local mode runs', () => {
+    expect(def.taskHandlers).toEqual({
+      [START]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+      [WAIT]: { kind: 'lambda', handler: 'start-trainer', integration: 'waitForTaskToken' },
+      [ASK]: { kind: 'lambda', handler: 'check-trainer', integration: 'direct' },
+      [STAGE]: { kind: 'lambda', handler: 'stage-weights', integration: 'direct' },
+      [BUILD]: { kind: 'codebuild' },
+      [VERSION]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+      [WEBHOOK]: { kind: 'lambda', handler: 'notify', integration: 'direct' },
+      [WEBHOOK_GIVEN_UP]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+      [FAILURE]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+      [FAILURE_WEBHOOK]: { kind: 'lambda', handler: 'notify', integration: 'direct' },
+      [FAILURE_WEBHOOK_GIVEN_UP]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+    });
+  });
+});
+
+describe('the definition run by the local executor', () => {
+  const TRAINING = 'abcdefghij0123456789';
+  const DIGEST = 'a'.repeat(64);
+
+  /** Runs the definition with recording stand-ins for the handlers. */
+  async function run(def: SynthesizedDefinition, behave: Partial<Record<string, (event: any) => unknown>>) {
+    const calls: Array<{ state: string; event: any }> = [];
+    const handlers = Object.fromEntries(
+      Object.entries(def.taskHandlers).map(([state, target]) => [
+        state,
+        async (input: unknown) => {
+          const event = lambdaEvent(target, input);
+          calls.push({ state, event });
+          const act = behave[state];
+          return (act ? await act(event) : null) as never;
+        },
+      ]),
+    );
+    const machine = new StateMachine(def.asl as never, { validationOptions: { checkArn: false } });
+    const execution = machine.run({ training_id: TRAINING } as never, {
+      overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: Object.fromEntries(def.stateNames.map((n) => [n, 0])) },
+      context: { Task: { Token: 'token-1' } },
+    });
+    const outcome = await execution.result.then(
+      (output) => ({ ok: true as const, output }),
+      (error: Error) => ({ ok: false as const, error }),
+    );
+    return { calls, outcome, states: calls.map((c) => c.state) };
+  }
+
+  const trainerDone = () => ({ status: 'succeeded', output_url: 'https://example.com/output.zip', predict_time: 1 });
+  const staged = () => ({
+    bucket: 'b',
+    key: 'staged/x.zip',
+    size: 1,
+    entries: 1,
+    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.zip', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES: 'n' },
+  });
+  const built = () => ({
+    Build: {
+      Id: 'build:1',
+      ExportedEnvironmentVariables: [
+        { Name: 'IMAGE_DIGEST', Value: DIGEST },
+        { Name: 'IMAGE_URI', Value: `r@sha256:${DIGEST}` },
+      ],
+    },
+  });
+
+  it('succeeds through every step, handing each its documented payload', async () => {
+    const def = synthesizeDefinition(config({}));
+    const { outcome, calls, states } = await run(def, {
+      [WAIT]: trainerDone,
+      [STAGE]: staged,
+      [BUILD]: built,
+    });
+    expect(outcome.ok).toBe(true);
+    expect(states).toEqual([START, WAIT, STAGE, BUILD, VERSION, WEBHOOK]);
+    const event = (state: string) => calls.find((c) => c.state === state)!.event;
+    expect(event(START)).toEqual({
+      action: 'started',
+      training_id: TRAINING,
+      execution_start_time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
+    expect(event(WAIT)).toEqual({ training_id: TRAINING, task_token: 'token-1' });
+    expect(event(STAGE)).toEqual({ training_id: TRAINING, output_url: 'https://example.com/output.zip' });
+    expect(event(BUILD).EnvironmentVariablesOverride).toContainEqual({ Name: 'NOTES', Type: 'PLAINTEXT', Value: 'n' });
+    expect(event(VERSION)).toEqual({
+      action: 'version',
+      training_id: TRAINING,
+      build: { id: 'build:1', digest: [DIGEST], image: [`r@sha256:${DIGEST}`] },
+    });
+    expect(event(WEBHOOK)).toEqual({ training_id: TRAINING, event: 'completed' });
+  });
+
+  it('asks the trainer after a timed-out wait and waits again while it runs', async () => {
+    // Two-second waits: each wait below never completes, so the executor's timeout ends it.
+    const def = synthesizeDefinition(config({ timeouts: { callback_poll_seconds: 2, callback_heartbeat_seconds: 1 } }));
+    let asked = 0;
+    const { outcome, states } = await run(def, {
+      [WAIT]: () => new Promise(() => undefined),
+      [ASK]: () => (++asked < 2 ? { status: 'running' } : trainerDone()),
+      [STAGE]: staged,
+      [BUILD]: built,
+    });
+    expect(outcome.ok).toBe(true);
+    expect(states.slice(0, 6)).toEqual([START, WAIT, ASK, WAIT, ASK, STAGE]);
+  });
+
+  it('records the failure, tells the client and fails when a step fails', async () => {
+    const def = synthesizeDefinition(config({}));
+    const badArchive = Object.assign(new Error('the archive holds ../etc/passwd'), { name: 'BadArchive' });
+    const { outcome, calls, states } = await run(def, {
+      [WAIT]: trainerDone,
+      [STAGE]: () => {
+        throw badArchive;
+      },
+    });
+    expect(outcome.ok).toBe(false);
+    expect(states).toEqual([START, WAIT, STAGE, FAILURE, FAILURE_WEBHOOK]);
+    expect(calls.find((c) => c.state === FAILURE)!.event).toMatchObject({
+      action: 'failure',
+      training_id: TRAINING,
+      error: { Error: 'BadArchive' },
+    });
+  });
+});
