@@ -26,12 +26,14 @@ export interface LocalOptions {
   registry?: string | 'none';
   dataDir?: string;
   token?: string;
+  extraArgs?: string[];
 }
 
 export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'dreambooth-e2e-'));
   const token = opts.token ?? `test-token-${Math.random().toString(36).slice(2)}`;
-  const args = ['tsx', 'infra/local/main.ts', '--quiet'];
+  // One process, as `npm start` ends up running: signals reach local mode itself.
+  const args = ['--import', 'tsx', 'infra/local/main.ts', '--quiet'];
   if (opts.build) args.push('--build', opts.build);
   if (opts.registry === 'none') args.push('--no-registry');
   else if (opts.registry) args.push('--registry', opts.registry);
@@ -40,10 +42,10 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
     writeFileSync(file, JSON.stringify(opts.config));
     args.push('--config', file);
   }
-  const proc = spawn('npx', args, {
+  if (opts.extraArgs) args.push(...opts.extraArgs);
+  const proc = spawn(process.execPath, args, {
     env: { ...process.env, PORT: '0', DREAMBOOTH_DATA_DIR: dataDir, DREAMBOOTH_API_TOKEN: token },
     stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
   });
   let out = '';
   proc.stdout!.on('data', (c: Buffer) => (out += c.toString()));
@@ -81,23 +83,12 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
   const stop = (signal: NodeJS.Signals = 'SIGTERM') =>
     new Promise<number | null>((resolve) => {
       if (proc.exitCode !== null) return resolve(proc.exitCode);
-      const kill = setTimeout(() => {
-        try {
-          process.kill(-proc.pid!, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }, 15_000);
+      const kill = setTimeout(() => proc.kill('SIGKILL'), 15_000);
       proc.once('exit', (code) => {
         clearTimeout(kill);
         resolve(code);
       });
-      try {
-        // The whole group: npx, tsx and node.
-        process.kill(-proc.pid!, signal);
-      } catch {
-        resolve(proc.exitCode);
-      }
+      proc.kill(signal);
     });
   return { url, token, dataDir, output: () => out, api, stop, proc };
 }

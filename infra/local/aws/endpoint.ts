@@ -28,8 +28,9 @@ const JSON_TARGETS: Record<string, { prefix: string; contentType: string; api: k
 export async function startEndpoint(opts: EndpointOptions): Promise<{ url: string; close: () => Promise<void> }> {
   const server = createServer((req, res) => {
     handle(opts, req, res).catch((err) => {
-      opts.log(`local AWS endpoint: ${(err as Error).message}`);
-      if (!res.headersSent) send(res, 500, { 'content-type': 'application/json' }, '{"message":"internal error"}');
+      const e = asAwsError(err);
+      if (e.status >= 500) opts.log(`local AWS endpoint: ${e.message}`);
+      if (!res.headersSent) send(res, e.status, { 'content-type': 'application/json' }, JSON.stringify({ __type: e.type, message: e.message }));
     });
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));

@@ -73,7 +73,15 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   // Before the endpoint exists, so no new execution can be taken for an interrupted one.
   const interrupted = store.load();
   const tokens = new TaskTokens();
-  const sfn = new LocalStepFunctions({ ...opts, stateMachineArn: LOCAL_STATE_MACHINE_ARN, store, tokens, onEvent });
+  const sfn = new LocalStepFunctions({
+    definition: opts.definition,
+    taskHandlers: opts.taskHandlers,
+    stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+    store,
+    tokens,
+    onEvent,
+    log,
+  });
 
   const services: LocalService[] = [];
   try {

@@ -30,6 +30,7 @@ export interface LocalStepFunctionsOptions {
   store: ExecutionStore;
   tokens: TaskTokens;
   onEvent: (e: ExecutionEvent) => void;
+  log: (line: string) => void;
 }
 
 type Run = ReturnType<StateMachine['run']>;
@@ -126,7 +127,9 @@ export class LocalStepFunctions {
       scope.abort();
       run.abort();
     };
-    const done = this.follow(rec, run, scope).finally(() => this.running.delete(rec.executionArn));
+    const done = this.follow(rec, run, scope)
+      .catch((err) => this.opts.log(`execution ${rec.name}: could not record its end: ${(err as Error).message}`))
+      .finally(() => this.running.delete(rec.executionArn));
     this.running.set(rec.executionArn, { stop, done });
   }
 

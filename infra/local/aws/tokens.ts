@@ -81,7 +81,7 @@ export class TaskTokens {
   }
 
   private arm(token: string, task: OpenTask): void {
-    if (task) return;
+    if (!task.heartbeatMs) return;
     clearTimeout(task.timer);
     task.timer = setTimeout(() => {
       this.retire(token, task);

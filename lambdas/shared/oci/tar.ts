@@ -126,6 +126,8 @@ function writeEntry(pack: tar.Pack, h: Header, body?: Readable): Promise<void> {
   const header = { ...h, size: h.size ?? 0, mtime: MTIME, uid: 0, gid: 0, uname: '', gname: '' };
   return new Promise<void>((resolve, reject) => {
     const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    // A failed entry destroys the pack, which hands the error to the layer's reader.
+    sink.on('error', () => undefined);
     if (!body) return void sink.end(null);
     (async () => {
       let count = 0;

@@ -1,0 +1,166 @@
+/**
+ * buildspecs/build-model.yml: its shape, and its commands run through bash against recording
+ * stand-ins for aws, docker and unzip.
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
+const commands = (phase: string): string[] => spec.phases[phase].commands;
+const allCommands = () => Object.keys(spec.phases).flatMap(commands);
+
+const DIGEST = '3f'.repeat(32);
+const REPOSITORY = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dreambooth/alice/my-model';
+const NOTES = `It's "quoted" $HOME \`uname\` $(id)\nsecond line; rm -rf /\n`;
+
+/** Each call appends: program name and arguments, NUL-separated, then a record separator. */
+const STUB = `#!/bin/bash
+{ printf '%s\\0' "$(basename "$0")" "$@"; printf '\\036'; } >> "$STUB_LOG"
+case "$(basename "$0") $1" in
+  "docker login") cat > "$STUB_LOG.stdin" ;;
+  "aws ecr") [ "$2" = get-login-password ] && printf 'ecr-password' ; [ "$2" = describe-repositories ] && exit "\${DESCRIBE_EXIT:-0}" ;;
+  "aws s3") printf 'zip' > "$4" ;;
+  "unzip "*) mkdir -p weights && touch weights/model_index.json ;;
+  "docker inspect") printf '%s\\n' "other.example/x@sha256:${'0'.repeat(64)}" "$REPO_FOR_INSPECT@sha256:$DIGEST_FOR_INSPECT" "" ;;
+esac
+exit 0
+`;
+
+describe('the buildspec', () => {
+  it('exports the digest and image, and logs in only through stdin', () => {
+    expect(spec.version).toBe(0.2);
+    expect(spec.env['exported-variables']).toEqual(['IMAGE_DIGEST', 'IMAGE_URI']);
+    const logins = allCommands().filter((c) => c.includes('docker login'));
+    expect(logins.length).toBeGreaterThanOrEqual(2);
+    for (const c of logins) {
+      expect(c).toContain('--password-stdin');
+      expect(c).not.toMatch(/--password[ =](?!-stdin)|-p /);
+    }
+  });
+
+  describe('run through bash', () => {
+    let dir: string;
+    beforeEach(() => {
+      dir = mkdtempSync(join(tmpdir(), 'buildspec-'));
+      for (const name of ['aws', 'docker', 'unzip']) {
+        writeFileSync(join(dir, name), STUB);
+        chmodSync(join(dir, name), 0o755);
+      }
+    });
+    afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+    /** Runs phases the way local mode does; returns the stand-ins' calls and the exported variables. */
+    async function runPhases(phases: string[], env: Record<string, string>) {
+      const script = ['set -eo pipefail', ...phases.flatMap(commands), 'printf "%s\\n%s" "$IMAGE_DIGEST" "$IMAGE_URI" > exported'].join('\n');
+      const work = join(dir, 'work');
+      await promisify(execFile)('bash', ['-c', `mkdir -p "${work}" && cd "${work}" && ${'eval "$SCRIPT"'}`], {
+        env: { PATH: `${dir}:/usr/bin:/bin`, STUB_LOG: join(dir, 'calls'), SCRIPT: script, ...env },
+      });
+      const calls = readFileSync(join(dir, 'calls'), 'utf8')
+        .split('\x1e')
+        .filter(Boolean)
+        .map((record) => record.split('\0').slice(0, -1));
+      const [digest, uri] = readFileSync(join(work, 'exported'), 'utf8').split('\n');
+      return { calls, work, exported: { digest, uri } };
+    }
+
+    const buildEnv = {
+      TRAINING_ID: 'abcdefghij0123456789',
+      WEIGHTS_S3_URI: 's3://bucket/staged/abcdefghij0123456789/output.zip',
+      TEMPLATE_IMAGE: `r8.im/anotherjesse/vanilla-template@sha256:${'1'.repeat(64)}`,
+      IMAGE_REPOSITORY: REPOSITORY,
+      IMAGE_TAG: 'abcdefghij0123456789',
+      NOTES,
+    };
+
+    it('builds FROM the pinned template with the weights, labels intact, and pushes', async () => {
+      const { calls, work } = await runPhases(['pre_build', 'build'], {
+        ...buildEnv,
+        REGISTRY_TYPE: 'oci',
+        REGISTRY_HOST: '127.0.0.1:5000',
+        REGISTRY_USERNAME: '',
+      });
+      expect(readFileSync(join(work, 'Dockerfile'), 'utf8')).toBe(
+        `FROM ${buildEnv.TEMPLATE_IMAGE}\nCOPY weights /src/weights\n`,
+      );
+      expect(calls).toEqual([
+        ['aws', 's3', 'cp', buildEnv.WEIGHTS_S3_URI, 'weights.zip', '--only-show-errors'],
+        ['unzip', '-q', 'weights.zip', '-d', 'weights'],
+        [
+          'docker',
+          'build',
+          '--label',
+          `org.opencontainers.image.description=${NOTES}`,
+          '--label',
+          `ai.dreambooth.training-id=${buildEnv.TRAINING_ID}`,
+          '-t',
+          `${REPOSITORY}:${buildEnv.IMAGE_TAG}`,
+          '.',
+        ],
+        ['docker', 'push', `${REPOSITORY}:${buildEnv.IMAGE_TAG}`],
+      ]);
+    });
+
+    it('logs in to an OCI registry with credentials through stdin', async () => {
+      const { calls } = await runPhases(['pre_build'], {
+        ...buildEnv,
+        REGISTRY_TYPE: 'oci',
+        REGISTRY_HOST: 'ghcr.io',
+        REGISTRY_USERNAME: 'robot',
+        REGISTRY_PASSWORD: 'p@ss word $x',
+      });
+      expect(calls[0]).toEqual(['docker', 'login', '--username', 'robot', '--password-stdin', 'ghcr.io']);
+      expect(readFileSync(join(dir, 'calls.stdin'), 'utf8')).toBe('p@ss word $x');
+    });
+
+    it('logs in to ECR and creates the model repository when missing', async () => {
+      const { calls } = await runPhases(['pre_build'], {
+        ...buildEnv,
+        REGISTRY_TYPE: 'ecr',
+        REGISTRY_HOST: '123456789012.dkr.ecr.us-east-1.amazonaws.com',
+        DESCRIBE_EXIT: '254',
+      });
+      expect(calls.slice(0, 5)).toEqual([
+        ['aws', 'ecr', 'get-login-password'],
+        ['docker', 'login', '--username', 'AWS', '--password-stdin', '123456789012.dkr.ecr.us-east-1.amazonaws.com'],
+        ['aws', 'ecr', 'describe-repositories', '--repository-names', 'dreambooth/alice/my-model'],
+        [
+          'aws',
+          'ecr',
+          'create-repository',
+          '--repository-name',
+          'dreambooth/alice/my-model',
+          '--image-scanning-configuration',
+          'scanOnPush=true',
+        ],
+        ['aws', 's3', 'cp', buildEnv.WEIGHTS_S3_URI, 'weights.zip', '--only-show-errors'],
+      ]);
+      expect(readFileSync(join(dir, 'calls.stdin'), 'utf8')).toBe('ecr-password');
+    });
+
+    it('exports the pushed digest of this repository after a successful build', async () => {
+      const { exported } = await runPhases(['post_build'], {
+        ...buildEnv,
+        CODEBUILD_BUILD_SUCCEEDING: '1',
+        REPO_FOR_INSPECT: REPOSITORY,
+        DIGEST_FOR_INSPECT: DIGEST,
+      });
+      expect(exported).toEqual({ digest: DIGEST, uri: `${REPOSITORY}@sha256:${DIGEST}` });
+    });
+
+    it('fails the build when the pushed digest cannot be found', async () => {
+      const run = runPhases(['post_build'], {
+        ...buildEnv,
+        CODEBUILD_BUILD_SUCCEEDING: '1',
+        REPO_FOR_INSPECT: 'somewhere.else/repo',
+        DIGEST_FOR_INSPECT: DIGEST,
+      });
+      await expect(run).rejects.toThrow();
+    });
+  });
+});
