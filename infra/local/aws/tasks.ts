@@ -75,6 +75,8 @@ async function runTask(
   scope: ExecutionScope,
   input: Json,
 ): Promise<Json> {
+  // A stopped run may still retry this state: never start new work for it.
+  if (scope.signal.aborted) throw stopped();
   const local = new AbortController();
   const signal = AbortSignal.any([scope.signal, local.signal]);
   const ctx: TaskContext = { executionArn: scope.executionArn, executionName: scope.executionName, stateName, signal };
@@ -83,13 +85,16 @@ async function runTask(
   // handler is told to stop, and the executor then fails the task with States.Timeout.
   const timer = timeoutMs === undefined ? undefined : setTimeout(() => local.abort(timeoutReason()), timeoutMs);
   try {
-    const result = state.Resource.endsWith('.waitForTaskToken')
-      ? await callbackTask(state, handler, tokens, scope, input, ctx)
-      : await handler(input, ctx);
-    if (signal.aborted) return settled();
+    const work = state.Resource.endsWith('.waitForTaskToken')
+      ? callbackTask(state, handler, tokens, scope, input, ctx)
+      : handler(input, ctx);
+    const result = await Promise.race([work, rejectOnAbort(scope.signal)]);
+    if (local.signal.aborted) return timedOut();
     return JSON.parse(JSON.stringify(result ?? null)) as Json;
   } catch (err) {
-    if (signal.aborted) return settled();
+    // Settle at once when the run stopped, so the executor clears its task timer.
+    if (scope.signal.aborted) throw stopped();
+    if (local.signal.aborted) return timedOut();
     local.abort(err);
     throw toStateError(err);
   } finally {
@@ -119,10 +124,16 @@ function taskTimeoutMs(state: TaskState): number | undefined {
 }
 
 /**
- * Once the signal fired, the executor has settled this task (timeout) or the whole run (stop):
- * a late outcome must not race it, so the task never answers.
+ * After a task timeout the executor fails the task with its own States.Timeout; a late
+ * outcome from the handler must not race it, so the task never answers.
  */
-const settled = () => new Promise<never>(() => undefined);
+const timedOut = () => new Promise<never>(() => undefined);
+
+const stopped = () => new StateError('States.Runtime', 'the execution stopped');
+
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => signal.addEventListener('abort', () => reject(stopped()), { once: true }));
+}
 
 const timeoutReason = () => new StateError('States.Timeout', 'task timed out');
 
