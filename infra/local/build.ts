@@ -91,6 +91,8 @@ async function appendBuild(env: Record<string, string>, opts: LocalBuildOptions)
       tag: env.IMAGE_TAG!,
       layer: () => tarFromZip(s3Source(opts.s3, bucket, key, head.ContentLength ?? 0)),
       labels: { 'org.opencontainers.image.description': env.NOTES ?? '', 'ai.dreambooth.training-id': env.TRAINING_ID ?? '' },
+      // A fixed creation time (as reproducible builds do) so a retried build yields the same version.
+      created: new Date(0),
     });
     return { IMAGE_DIGEST: out.digest, IMAGE_URI: out.image };
   } catch (e) {

@@ -20,6 +20,7 @@ export interface VersionRecord {
 export interface Page<T> {
   results: T[];
   next: string | null;
+  previous: string | null;
 }
 
 const trainingKey = (id: string) => ({ pk: `TRAINING#${id}`, sk: 'TRAINING' });
@@ -33,21 +34,25 @@ function strip<T>(item: Record<string, unknown> | undefined): T | null {
   return out as T;
 }
 
-const encodeCursor = (key: Record<string, unknown> | undefined) =>
-  key ? Buffer.from(JSON.stringify(key)).toString('base64url') : null;
-
 export class BadCursorError extends Error {
   override name = 'BadCursorError';
 }
-function decodeCursor(cursor: string | undefined): Record<string, unknown> | undefined {
+
+/** A page boundary: the sort key of the last (next) or first (previous) item shown. */
+interface Cursor {
+  dir: 'next' | 'prev';
+  at: string;
+}
+const encodeCursor = (c: Cursor) => Buffer.from(JSON.stringify(c)).toString('base64url');
+function decodeCursor(cursor: string | undefined): Cursor | undefined {
   if (!cursor) return undefined;
   try {
     const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (v && typeof v === 'object' && typeof v.pk === 'string') return v;
+    if (v && (v.dir === 'next' || v.dir === 'prev') && typeof v.at === 'string') return v;
   } catch {
     /* fall through */
   }
-  throw new BadCursorError('cursor is not valid: pass the `cursor` of a `next` URL unchanged');
+  throw new BadCursorError('cursor is not valid: pass the `cursor` of a `next` or `previous` URL unchanged');
 }
 
 export class Store {
@@ -173,18 +178,32 @@ export class Store {
     }
   }
 
+  /** Newest first; cursors move by sort key, so pages stay stable while new items arrive. */
   private async page<T>(listpk: string, limit: number, cursor?: string): Promise<Page<T>> {
+    const c = decodeCursor(cursor);
+    const back = c?.dir === 'prev';
     const out = await this.db.send(
       new QueryCommand({
         TableName: this.table,
         IndexName: 'list',
-        KeyConditionExpression: 'listpk = :p',
-        ExpressionAttributeValues: { ':p': listpk },
-        ScanIndexForward: false,
-        Limit: limit,
-        ExclusiveStartKey: decodeCursor(cursor),
+        KeyConditionExpression: c ? `listpk = :p AND listsk ${back ? '>' : '<'} :at` : 'listpk = :p',
+        ExpressionAttributeValues: c ? { ':p': listpk, ':at': c.at } : { ':p': listpk },
+        ScanIndexForward: back,
+        Limit: limit + 1,
       }),
     );
-    return { results: (out.Items ?? []).map((i) => strip<T>(i)!), next: encodeCursor(out.LastEvaluatedKey) };
+    const items = out.Items ?? [];
+    const more = items.length > limit;
+    const shown = items.slice(0, limit);
+    if (back) shown.reverse();
+    const first = shown[0]?.listsk as string | undefined;
+    const last = shown[shown.length - 1]?.listsk as string | undefined;
+    const hasNext = back ? c !== undefined : more;
+    const hasPrev = back ? more : c !== undefined;
+    return {
+      results: shown.map((i) => strip<T>(i)!),
+      next: hasNext && last ? encodeCursor({ dir: 'next', at: last }) : null,
+      previous: hasPrev && first ? encodeCursor({ dir: 'prev', at: first }) : null,
+    };
   }
 }

@@ -6,11 +6,10 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { ConditionalCheckFailedException, DescribeTableCommand, DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DescribeTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws/index.ts';
+import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws/index.ts';
 
 const definition = {
   StartAt: 'Wait for callback',
@@ -26,7 +25,7 @@ const definition = {
 };
 
 const background: unknown[] = [];
-const options = (dataDir: string, events: ExecutionEvent[]): LocalAwsOptions => ({
+const options = (dataDir: string): LocalAwsOptions => ({
   dataDir,
   definition,
   taskHandlers: { 'Wait for callback': async () => undefined },
@@ -40,7 +39,6 @@ const options = (dataDir: string, events: ExecutionEvent[]): LocalAwsOptions => 
       background.push(payload);
     },
   },
-  onExecutionEvent: (e) => events.push(e),
 });
 
 /** SDK clients built from process.env, as the handlers build theirs. */
@@ -51,7 +49,6 @@ function clientsFor(local: LocalAws) {
     dynamodb: new DynamoDBClient({}),
     secrets: new SecretsManagerClient({}),
     lambda: new LambdaClient({}),
-    sfn: new SFNClient({}),
   };
 }
 type Clients = ReturnType<typeof clientsFor>;
@@ -63,7 +60,7 @@ let c: Clients;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'local-aws-services-'));
-  local = await startLocalAws(options(dataDir, []));
+  local = await startLocalAws(options(dataDir));
   c = clientsFor(local);
 });
 
@@ -157,35 +154,5 @@ describe('Lambda', () => {
 
   it('refuses an unknown function', async () => {
     await expect(invoke('missing', {})).rejects.toMatchObject({ name: 'ResourceNotFoundException' });
-  });
-});
-
-describe('restart on the same data directory', () => {
-  it('keeps DynamoDB data and reports executions that were running as interrupted', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'local-aws-restart-'));
-    const first = await startLocalAws(options(dir, []));
-    const one = clientsFor(first);
-    const item = { pk: { S: 'TRAINING#kept' }, sk: { S: 'TRAINING' }, status: { S: 'processing' } };
-    await one.dynamodb.send(new PutItemCommand({ TableName: first.table, Item: item }));
-    const { executionArn } = await one.sfn.send(
-      new StartExecutionCommand({ stateMachineArn: first.stateMachineArn, name: 'cut-short', input: '{}' }),
-    );
-    destroy(one);
-    await first.stop();
-
-    const events: ExecutionEvent[] = [];
-    const second = await startLocalAws(options(dir, events));
-    const two = clientsFor(second);
-    try {
-      const got = await two.dynamodb.send(new GetItemCommand({ TableName: second.table, Key: { pk: item.pk, sk: item.sk } }));
-      expect(got.Item).toEqual(item);
-      expect(events).toMatchObject([{ executionArn, name: 'cut-short', status: 'INTERRUPTED', error: 'Local.Interrupted' }]);
-      const described = await two.sfn.send(new DescribeExecutionCommand({ executionArn }));
-      expect(described).toMatchObject({ status: 'FAILED', error: 'Local.Interrupted' });
-    } finally {
-      destroy(two);
-      await second.stop();
-      rmSync(dir, { recursive: true, force: true });
-    }
   });
 });

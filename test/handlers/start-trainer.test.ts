@@ -1,0 +1,129 @@
+/**
+ * start-trainer against a real Cog-speaking server and the real local Step Functions endpoint:
+ * re-entered it starts nothing new, and a run that already ended completes the new task token.
+ */
+import { SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { callbackSecret } from '#shared/ids';
+import { startTrainer } from '../../lambdas/start-trainer/core.ts';
+import { newTraining, PUBLIC_URL, sendJson, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+
+let fx: Fixture;
+let cog: TestServer;
+/** Prediction ids the fake Cog server has accepted; it is BUSY while it holds one. */
+let running: string | null;
+
+beforeAll(async () => {
+  cog = await startServer((req, res) => {
+    if (req.url === '/health-check') return sendJson(res, 200, { status: running ? 'BUSY' : 'READY' });
+    const id = decodeURIComponent(req.url.split('/')[2] ?? '');
+    if (running && running !== id) return sendJson(res, 409, { detail: 'Already running a prediction' });
+    running = id;
+    sendJson(res, 202, { id, status: 'processing', logs: '', output: null });
+  });
+  fx = await startFixture({ config: { trainers: { cog: { backend: 'cog', url: cog.url } } } });
+});
+afterAll(async () => {
+  await cog?.close();
+  await fx?.stop();
+});
+beforeEach(() => {
+  running = null;
+  cog.requests.length = 0;
+});
+
+const puts = () => cog.requests.filter((r) => r.method === 'PUT');
+const errorOf = (p: Promise<unknown>) => p.then(() => new Error('no error'), (e: Error) => e);
+
+describe('startTrainer', () => {
+  it('starts the run once; re-entered it only registers the new token', async () => {
+    const t = await newTraining(fx.deps);
+
+    expect(await startTrainer(fx.deps, t.id, 'token-one')).toEqual({ started: true });
+    const first = await fx.deps.store.getTraining(t.id);
+    expect(first).toMatchObject({ status: 'processing', task_token: 'token-one', run: { started: true, terminal: null } });
+    expect(first!.started_at).not.toBeNull();
+
+    expect(await startTrainer(fx.deps, t.id, 'token-two')).toEqual({ started: false });
+    expect(puts()).toHaveLength(1);
+    expect((await fx.deps.store.getTraining(t.id))!.task_token).toBe('token-two');
+  });
+
+  it('gives the trainer our callback route with the per-training secret', async () => {
+    const t = await newTraining(fx.deps);
+    await startTrainer(fx.deps, t.id, 'token');
+
+    const put = puts()[0]!;
+    expect(put.url).toBe(`/predictions/${t.run.id}`);
+    expect(put.headers['prefer']).toBe('respond-async');
+    const webhook = new URL(JSON.parse(put.body).webhook);
+    expect(`${webhook.origin}${webhook.pathname}`).toBe(`${PUBLIC_URL}/v1/callbacks/${t.id}`);
+    expect(webhook.searchParams.get('secret')).toBe(callbackSecret(fx.callbackKey, t.id));
+    expect(JSON.parse(put.body).input).toEqual(t.input);
+  });
+
+  it('a busy trainer leaves the run unstarted so the start is retried', async () => {
+    running = 'someone-else';
+    const t = await newTraining(fx.deps);
+    expect((await errorOf(startTrainer(fx.deps, t.id, 'token'))).name).toBe('TrainerBusy');
+    expect((await fx.deps.store.getTraining(t.id))!.run.started).toBe(false);
+  });
+
+  it('a canceled training starts nothing', async () => {
+    const t = await newTraining(fx.deps, { status: 'canceled', cancel_requested: true });
+    expect((await errorOf(startTrainer(fx.deps, t.id, 'token'))).name).toBe('TrainingCanceled');
+    expect(cog.requests).toHaveLength(0);
+  });
+
+  it('a run that already succeeded completes the new wait at once with its output', async () => {
+    const output = 'http://127.0.0.1:9/files/output.zip';
+    const t = await newTraining(fx.deps, {
+      status: 'processing',
+      predict_time: 12.5,
+      run: { id: 'db-x', started: true, terminal: 'succeeded', output },
+    });
+    const task = await fx.waitingTask();
+
+    expect(await startTrainer(fx.deps, t.id, task.token)).toEqual({ started: false });
+    const done = await fx.finished(task.executionArn);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(JSON.parse(done.output!)).toEqual({ status: 'succeeded', output_url: output, predict_time: 12.5 });
+    expect(cog.requests).toHaveLength(0);
+  });
+
+  it('a run that already failed fails the new wait with TrainerFailed and its error', async () => {
+    const t = await newTraining(fx.deps, {
+      status: 'processing',
+      error: 'the trainer failed: CUDA out of memory',
+      run: { id: 'db-x', started: true, terminal: 'failed', output: null },
+    });
+    const task = await fx.waitingTask();
+
+    await startTrainer(fx.deps, t.id, task.token);
+    const done = await fx.finished(task.executionArn);
+    expect(done.status).toBe('FAILED');
+    expect(done.error).toBe('TrainerFailed');
+    expect(done.cause).toBe('the trainer failed: CUDA out of memory');
+  });
+
+  it.each([
+    ['TaskTimedOut', 'closed'],
+    ['TaskDoesNotExist', 'A'.repeat(43)],
+    ['InvalidToken', 'not-a-token'],
+  ])('a token the endpoint answers %s for is a no-op, not an error', async (error, kind) => {
+    let token = kind;
+    if (kind === 'closed') {
+      const task = await fx.waitingTask();
+      await fx.deps.sfn.send(new SendTaskSuccessCommand({ taskToken: task.token, output: '{}' }));
+      token = task.token;
+    }
+    // The endpoint really refuses this token…
+    expect((await errorOf(fx.deps.sfn.send(new SendTaskSuccessCommand({ taskToken: token, output: '{}' })))).name).toBe(error);
+    const t = await newTraining(fx.deps, {
+      status: 'processing',
+      run: { id: 'db-x', started: true, terminal: 'succeeded', output: 'http://127.0.0.1:9/o.zip' },
+    });
+    // …and start-trainer takes that as "this wait is already over".
+    await expect(startTrainer(fx.deps, t.id, token)).resolves.toEqual({ started: false });
+  });
+});

@@ -1,0 +1,142 @@
+/**
+ * trainer-callback with the real local DynamoDB, Secrets Manager and Step Functions endpoint:
+ * the per-training secret, Cog's bearer token, out-of-order logs, and late duplicates.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callbackSecret } from '#shared/ids';
+import type { TrainingRecord } from '#shared/training';
+import { trainerCallback } from '../../lambdas/trainer-callback/core.ts';
+import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+
+const COG_TOKEN_SECRET = 'local/cog-webhook-token';
+const cogToken = randomBytes(16).toString('hex');
+let fx: Fixture;
+
+beforeAll(async () => {
+  fx = await startFixture({
+    config: { trainers: { 'cog-auth': { backend: 'cog', url: 'http://127.0.0.1:9', webhook_auth_token_secret: COG_TOKEN_SECRET } } },
+    secrets: { [COG_TOKEN_SECRET]: cogToken },
+  });
+});
+afterAll(() => fx?.stop());
+
+const secretOf = (t: TrainingRecord) => callbackSecret(fx.callbackKey, t.id);
+const prediction = (t: TrainingRecord, over: Record<string, unknown>) =>
+  JSON.stringify({ id: t.run.id, input: t.input, output: null, logs: '', error: null, status: 'processing', ...over });
+const call = (t: TrainingRecord, body: string, opts: { secret?: string; headers?: Record<string, string> } = {}) =>
+  trainerCallback(fx.deps, t.id, 'secret' in opts ? opts.secret : secretOf(t), { headers: opts.headers ?? {}, body });
+const reread = async (t: TrainingRecord) => (await fx.deps.store.getTraining(t.id))!;
+const started = (over: Partial<TrainingRecord> = {}) =>
+  newTraining(fx.deps, { status: 'processing', run: { id: 'db-run', started: true, terminal: null, output: null }, ...over });
+
+describe('callback secret', () => {
+  it.each([
+    ['a wrong', 'not-the-secret'],
+    ['a missing', undefined],
+  ])('%s secret is 401 and changes nothing', async (_what, secret) => {
+    const t = await started();
+    const before = await reread(t);
+    const out = await call(t, prediction(t, { status: 'succeeded', output: 'http://127.0.0.1:9/o.zip' }), { secret });
+    expect(out.status).toBe(401);
+    expect(await reread(t)).toEqual(before);
+  });
+
+  it("another training's secret is 401", async () => {
+    const [a, b] = [await started(), await started()];
+    expect((await call(a, prediction(a, {}), { secret: secretOf(b) })).status).toBe(401);
+  });
+});
+
+describe('progress', () => {
+  it('a processing callback with logs records them and the processing status', async () => {
+    const t = await newTraining(fx.deps, { run: { id: 'db-run', started: true, terminal: null, output: null } });
+    const out = await call(t, prediction(t, { logs: 'step 1/10\nstep 2/10\n' }));
+    expect(out.status).toBe(200);
+    const after = await reread(t);
+    expect(after).toMatchObject({ status: 'processing', logs: 'step 1/10\nstep 2/10\n', run: { terminal: null } });
+    expect(after.started_at).not.toBeNull();
+  });
+
+  it('an older, shorter log arriving later is ignored', async () => {
+    const t = await started();
+    await call(t, prediction(t, { logs: 'step 1/10\nstep 2/10\nstep 3/10\n' }));
+    expect((await call(t, prediction(t, { logs: 'step 1/10\n' }))).status).toBe(200);
+    expect((await reread(t)).logs).toBe('step 1/10\nstep 2/10\nstep 3/10\n');
+  });
+
+  it('a callback of another run is ignored', async () => {
+    const t = await started();
+    const out = await call(t, prediction(t, { id: 'db-other', status: 'failed', error: 'boom' }));
+    expect(out).toEqual({ status: 200, body: { detail: 'ignored: another run' } });
+    expect((await reread(t)).run.terminal).toBeNull();
+  });
+
+  it('a body that is not a prediction is 400', async () => {
+    const t = await started();
+    expect((await call(t, 'not json')).status).toBe(400);
+    expect((await call(t, prediction(t, { status: 'exploded' }))).status).toBe(400);
+  });
+});
+
+describe('completion', () => {
+  it('succeeded with output completes the waiting task with the output URL', async () => {
+    const task = await fx.waitingTask();
+    const t = await started({ task_token: task.token });
+    const output = 'http://127.0.0.1:9/uploads/output.zip';
+    const out = await call(t, prediction(t, { status: 'succeeded', output, metrics: { predict_time: 42.5 } }));
+
+    expect(out.status).toBe(200);
+    expect(await reread(t)).toMatchObject({ predict_time: 42.5, run: { terminal: 'succeeded', output } });
+    const done = await fx.finished(task.executionArn);
+    expect(done.status).toBe('SUCCEEDED');
+    expect(JSON.parse(done.output!)).toEqual({ status: 'succeeded', output_url: output, predict_time: 42.5 });
+  });
+
+  it('succeeded without output is a failure that says so', async () => {
+    const task = await fx.waitingTask();
+    const t = await started({ task_token: task.token });
+    expect((await call(t, prediction(t, { status: 'succeeded', output: null }))).status).toBe(200);
+
+    const after = await reread(t);
+    expect(after.run.terminal).toBe('failed');
+    expect(after.error).toMatch(/success without an output archive/);
+    const done = await fx.finished(task.executionArn);
+    expect(done).toMatchObject({ status: 'FAILED', error: 'TrainerFailed' });
+    expect(done.cause).toMatch(/--upload-url/);
+  });
+
+  it('a duplicate terminal callback is a 200 no-op', async () => {
+    const t = await started({ task_token: 'A'.repeat(43) });
+    await call(t, prediction(t, { status: 'failed', error: 'CUDA out of memory' }));
+    const before = await reread(t);
+    expect(before.error).toBe('the trainer failed: CUDA out of memory');
+
+    const out = await call(t, prediction(t, { status: 'succeeded', output: 'http://127.0.0.1:9/late.zip' }));
+    expect(out).toEqual({ status: 200, body: { detail: 'ignored: run already over' } });
+    expect(await reread(t)).toEqual(before);
+  });
+});
+
+describe("Cog's bearer token", () => {
+  const authed = () => started({ trainer: 'cog-auth' });
+
+  it.each([
+    ['missing', {}],
+    ['wrong', { authorization: 'Bearer not-the-token' }],
+    ['another scheme', { authorization: `Basic ${cogToken}` }],
+  ])('a %s bearer is 401 and changes nothing', async (_what, headers) => {
+    const t = await authed();
+    const before = await reread(t);
+    const out = await call(t, prediction(t, { status: 'failed', error: 'forged' }), { headers });
+    expect(out.status).toBe(401);
+    expect(await reread(t)).toEqual(before);
+  });
+
+  it('the configured bearer is accepted', async () => {
+    const t = await authed();
+    const out = await call(t, prediction(t, { logs: 'hello' }), { headers: { authorization: `Bearer ${cogToken}` } });
+    expect(out.status).toBe(200);
+    expect((await reread(t)).logs).toBe('hello');
+  });
+});
