@@ -72,6 +72,19 @@ const BUILD_QUOTA_RETRY: RetryProps = {
   jitterStrategy: JitterType.FULL,
 };
 
+/**
+ * The trainer is busy with another run (a Cog server runs one prediction at a time): try the
+ * start again later, for up to about an hour, before giving up.
+ */
+const TRAINER_BUSY_RETRY: RetryProps = {
+  errors: [StepErrors.TrainerBusy],
+  interval: Duration.seconds(30),
+  backoffRate: 2,
+  maxAttempts: 8,
+  maxDelay: Duration.seconds(600),
+  jitterStrategy: JitterType.FULL,
+};
+
 /** The house rules of every Task: its retries, then a catch-all to where failures go. */
 function guarded<T extends TaskStateBase>(task: T, onError: State, retries: RetryProps[] = [TRANSIENT_RETRY]): T {
   for (const retry of retries) task.addRetry(retry);
@@ -176,7 +189,7 @@ export class TrainingWorkflow extends Construct {
       errors: [Errors.TIMEOUT, Errors.HEARTBEAT_TIMEOUT],
       resultPath: '$.wait_error',
     });
-    guarded(waitForTrainer, recordFailure);
+    guarded(waitForTrainer, recordFailure, [TRANSIENT_RETRY, TRAINER_BUSY_RETRY]);
 
     const stage = guarded(
       this.invoke(stageWeights, 'Stage the weights in S3', {

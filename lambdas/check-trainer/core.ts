@@ -1,4 +1,5 @@
 /** "Ask the trainer how it is doing": runs when a callback wait timed out. */
+import { callbackUrl } from '#shared/callback';
 import type { Deps } from '#shared/deps';
 import { StepError, StepErrors, type CheckTrainerResult } from '#shared/steps';
 import { backendFor } from '#shared/trainers/index';
@@ -19,7 +20,8 @@ export async function checkTrainer(d: Deps, trainingId: string, executionStart: 
   // Not started yet (e.g. the trainer was busy): go back and start it.
   if (!t.run.started) return { status: 'running' };
 
-  const state = await backend.check({ trainingId: t.id, runId: t.run.id, input: t.input, callbackUrl: '' });
+  // The same request as the start: Cog validates the body (an empty webhook is a 422) before it looks at the id.
+  const state = await backend.check({ trainingId: t.id, runId: t.run.id, input: t.input, callbackUrl: await callbackUrl(d, t.id) });
   if (state === 'lost') {
     throw new StepError(
       StepErrors.TrainerFailed,

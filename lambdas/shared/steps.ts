@@ -77,6 +77,8 @@ export const StepErrors = {
   Transient: 'TransientError',
   /** Webhook receiver not reached or answered non-2xx (retried on the webhook schedule). */
   WebhookDeliveryFailed: 'WebhookDeliveryFailed',
+  /** The trainer runs another prediction: the start is retried later. */
+  TrainerBusy: 'TrainerBusy',
   /** Permanent failures: straight to the failure path. */
   TrainerFailed: 'TrainerFailed',
   TrainingDeadlineExceeded: 'TrainingDeadlineExceeded',

@@ -27,11 +27,15 @@ function answer(req: SeenRequest, res: http.ServerResponse): void {
   const put = path.match(/^\/predictions\/([^/]+)$/);
   if (req.method === 'PUT' && put) {
     if (cog.put) return cog.put(req, res);
+    // Like Cog's pydantic model: the body is validated before the id is looked at.
+    if (!/^https?:\/\/./.test(JSON.parse(req.body).webhook ?? 'http://x')) {
+      return sendJson(res, 422, { detail: [{ loc: ['body', 'webhook'], msg: 'ensure this value has at least 1 characters' }] });
+    }
     const id = decodeURIComponent(put[1]!);
     if (cog.running && cog.running.id !== id) return sendJson(res, 409, { detail: 'Already running a prediction' });
     cog.running ??= { id, status: 'processing', logs: '' };
     cog.health = 'BUSY';
-    return sendJson(res, 202, { id, input: JSON.parse(req.body).input, output: null, ...cog.running });
+    return sendJson(res, 202, { input: JSON.parse(req.body).input, output: null, ...cog.running });
   }
   if (req.method === 'POST' && /^\/predictions\/[^/]+\/cancel$/.test(path)) return sendJson(res, cog.cancelStatus, {});
   sendJson(res, 404, { detail: 'Not Found' });

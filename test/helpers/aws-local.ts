@@ -203,7 +203,7 @@ export interface TestServer {
 
 /** A real HTTP server on 127.0.0.1:0 that records every request before `reply` answers it. */
 export async function startServer(
-  reply: (req: SeenRequest, res: http.ServerResponse) => void | Promise<void>,
+  reply: (req: SeenRequest, res: http.ServerResponse) => unknown,
 ): Promise<TestServer> {
   const requests: SeenRequest[] = [];
   const server = http.createServer(async (req, res) => {
