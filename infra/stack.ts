@@ -7,6 +7,7 @@ import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
 import { PublicApi } from './constructs/api.ts';
 import { ModelBuild } from './constructs/build.ts';
+import { DemoTrainer } from './constructs/demo-trainer.ts';
 import { Secrets } from './constructs/secrets.ts';
 import { Storage } from './constructs/storage.ts';
 import { WebhookDelivery } from './constructs/webhook.ts';
@@ -47,6 +48,10 @@ export class DreamboothStack extends Stack {
       notify: this.webhook.notify,
       build: this.build,
     });
+    if (DemoTrainer.wanted(config)) {
+      const { startTrainer, checkTrainer } = this.workflow.functions;
+      new DemoTrainer(this, 'DemoTrainer', { config, storage: this.storage, starter: startTrainer, others: [checkTrainer, this.api.functions.api] });
+    }
     // Known only once the API exists; the trainer's callback URL is built on it.
     this.workflow.functions.startTrainer.addEnvironment(ENV.publicUrl, this.api.publicUrl);
 

@@ -20,6 +20,7 @@ export const HANDLER_NAMES = [
   'stage-weights',
   'record',
   'notify',
+  'demo-trainer',
 ] as const;
 export type HandlerName = (typeof HANDLER_NAMES)[number];
 

@@ -13,7 +13,7 @@ export interface StorageProps {
 }
 
 /** Key prefixes of the bucket; IAM grants are scoped to them. */
-export const PREFIX = { uploads: 'uploads/', staged: 'staged/' } as const;
+export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/' } as const;
 /** The table's one index: newest-first listing of trainings. */
 export const LIST_INDEX = 'list';
 
@@ -54,6 +54,8 @@ export class Storage extends Construct {
       lifecycleRules: [
         { prefix: PREFIX.staged, expiration: Duration.days(props.config.retention.staged_archive_days) },
         { prefix: PREFIX.uploads, expiration: Duration.days(1) },
+        // The demo trainer's outputs: staged copies are what the pipeline keeps.
+        { prefix: PREFIX.trainerOutputs, expiration: Duration.days(1) },
         { abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,

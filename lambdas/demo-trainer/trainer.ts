@@ -21,7 +21,7 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-interface Prediction {
+export interface Prediction {
   id: string;
   input: Record<string, unknown>;
   webhook: string | null;
@@ -53,29 +53,19 @@ export class DemoTrainer {
 
   put(id: string, body: { input?: Record<string, unknown>; webhook?: string }): Reply {
     if (this.current) {
-      if (this.current.id === id) return { status: 202, body: this.publicView(this.current) };
+      if (this.current.id === id) return { status: 202, body: publicView(this.current) };
       return { status: 409, body: { detail: 'Already running a prediction' } };
     }
     const problems = validate(body.input ?? {});
+    // As Cog (pydantic) does: a webhook that is present must be a URL.
+    if (body.webhook !== undefined && !(typeof body.webhook === 'string' && URL.canParse(body.webhook))) {
+      problems.push({ loc: ['body', 'webhook'], msg: 'invalid or missing URL scheme', type: 'value_error.url.scheme' });
+    }
     if (problems.length) return { status: 422, body: { detail: problems } };
-    const now = new Date().toISOString();
-    const p: Prediction = {
-      id,
-      input: body.input ?? {},
-      webhook: body.webhook ?? null,
-      status: 'processing',
-      logs: '',
-      output: null,
-      error: null,
-      created_at: now,
-      started_at: now,
-      completed_at: null,
-      metrics: {},
-      canceled: false,
-    };
+    const p = newPrediction(id, body.input ?? {}, body.webhook ?? null);
     this.current = p;
     void this.run(p);
-    return { status: 202, body: this.publicView(p) };
+    return { status: 202, body: publicView(p) };
   }
 
   cancel(id: string): Reply {
@@ -84,108 +74,144 @@ export class DemoTrainer {
     return { status: 200, body: {} };
   }
 
-  private publicView(p: Prediction) {
-    const { canceled: _c, ...rest } = p;
-    return rest;
-  }
-
   private async run(p: Prediction): Promise<void> {
-    const started = Date.now();
-    try {
-      await this.send(p, false);
-      this.say(p, `Downloading instance_data`);
-      const images = await this.fetchImages(String(p.input.instance_data));
-      this.say(p, `Found ${images} instance image(s)`);
-      const steps = Number(p.input.max_train_steps ?? 2000);
-      const perStep = 1000 / this.opts.stepsPerSecond;
-      let lastLog = 0;
-      for (let step = 1; step <= steps; step++) {
-        if (p.canceled) break;
-        await sleep(perStep);
-        if (step === steps || step % Math.max(1, Math.round(this.opts.stepsPerSecond)) === 0) {
-          this.say(p, `Steps: ${step}/${steps} loss=${(0.2 / Math.sqrt(step)).toFixed(4)}`);
-          if (Date.now() - lastLog > 1000) {
-            lastLog = Date.now();
-            await this.send(p, false).catch(() => undefined);
-          }
-        }
-      }
-      if (p.canceled) {
-        p.status = 'canceled';
-      } else {
-        this.say(p, 'Saving the pipeline to output.zip');
-        p.output = await this.upload(p.id, await outputZip(p.input));
-        p.status = 'succeeded';
-      }
-    } catch (e) {
-      p.status = 'failed';
-      p.error = (e as Error).message;
-      this.say(p, `Error: ${p.error}`);
-    }
-    p.completed_at = new Date().toISOString();
-    p.metrics.predict_time = (Date.now() - started) / 1000;
-    await this.send(p, true);
-    this.current = null;
-  }
-
-  private say(p: Prediction, line: string) {
-    p.logs += line + '\n';
-    this.opts.log?.(`demo trainer ${p.id}: ${line}`);
-  }
-
-  private async fetchImages(url: string): Promise<number> {
-    const res = await request(url, { method: 'GET', allow: this.opts.allow, maxRedirects: 3, timeoutMs: 30_000, maxResponseBytes: 512 * 1024 * 1024 }).catch(
-      (e: Error) => {
-        throw new Error(`could not download instance_data: ${e.message}`);
-      },
-    );
-    if (res.status !== 200) throw new Error(`could not download instance_data: HTTP ${res.status}`);
-    const names = await zipNames(res.body).catch(() => {
-      throw new Error('instance_data is not a zip archive');
-    });
-    const images = names.filter((n) => IMAGE.test(n) && !n.startsWith('__MACOSX/')).length;
-    if (images === 0) throw new Error('instance_data holds no images (png, jpg, webp, gif, bmp)');
-    return images;
-  }
-
-  private async upload(id: string, zip: Buffer): Promise<string> {
-    const url = `${this.opts.uploadUrl}output.zip`;
-    const res = await request(url, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/zip', 'x-prediction-id': id },
-      body: zip,
+    await runDemo(p, {
+      stepsPerSecond: this.opts.stepsPerSecond,
       allow: this.opts.allow,
-      timeoutMs: 60_000,
+      log: this.opts.log,
+      upload: (id, zip) => uploadToCog(this.opts.uploadUrl, this.opts.allow, id, zip),
+      isCanceled: () => p.canceled,
     });
-    if (res.status >= 300) throw new Error(`upload of output.zip failed: HTTP ${res.status}`);
-    const location = res.headers.location;
-    return typeof location === 'string' ? location.split('?')[0]! : url.split('?')[0]!;
-  }
-
-  /** Cog retries terminal webhooks (about 12 tries, doubling from 0.2 s); others are sent once. */
-  private async send(p: Prediction, terminal: boolean): Promise<void> {
-    if (!p.webhook) return;
-    const body = JSON.stringify(this.publicView(p));
-    const tries = terminal ? 12 : 1;
-    for (let i = 0; i < tries; i++) {
-      try {
-        const res = await request(p.webhook, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body,
-          allow: this.opts.allow,
-          timeoutMs: 10_000,
-        });
-        if (res.status < 500) return;
-      } catch {
-        /* retried below */
-      }
-      if (i < tries - 1) await sleep(Math.min(200 * 2 ** i, 10_000));
-    }
+    this.current = null;
   }
 }
 
-function validate(input: Record<string, unknown>) {
+export interface RunHooks {
+  stepsPerSecond: number;
+  allow: string[];
+  log?: (line: string) => void;
+  /** Stores output.zip and answers the URL the pipeline fetches it from. */
+  upload: (id: string, zip: Buffer) => Promise<string>;
+  isCanceled: () => boolean | Promise<boolean>;
+  /** Called after each webhook-worthy change (progress, terminal). */
+  onChange?: (p: Prediction) => Promise<void>;
+}
+
+/** One demo training, start to terminal webhook; used by the local server and the AWS worker. */
+export async function runDemo(p: Prediction, hooks: RunHooks): Promise<Prediction> {
+  const started = Date.now();
+  const say = (line: string) => {
+    p.logs += line + '\n';
+    hooks.log?.(`demo trainer ${p.id}: ${line}`);
+  };
+  try {
+    await send(p, false, hooks.allow);
+    say('Downloading instance_data');
+    say(`Found ${await fetchImages(String(p.input.instance_data), hooks.allow)} instance image(s)`);
+    const steps = Number(p.input.max_train_steps ?? 2000);
+    const perStep = 1000 / hooks.stepsPerSecond;
+    const every = Math.max(1, Math.round(hooks.stepsPerSecond));
+    let lastLog = 0;
+    for (let step = 1; step <= steps; step++) {
+      await sleep(perStep);
+      if (step % every !== 0 && step !== steps) continue;
+      if (await hooks.isCanceled()) break;
+      say(`Steps: ${step}/${steps} loss=${(0.2 / Math.sqrt(step)).toFixed(4)}`);
+      if (Date.now() - lastLog > 1000) {
+        lastLog = Date.now();
+        await send(p, false, hooks.allow).catch(() => undefined);
+        await hooks.onChange?.(p);
+      }
+    }
+    if (await hooks.isCanceled()) {
+      p.status = 'canceled';
+    } else {
+      say('Saving the pipeline to output.zip');
+      p.output = await hooks.upload(p.id, await outputZip(p.input));
+      p.status = 'succeeded';
+    }
+  } catch (e) {
+    p.status = 'failed';
+    p.error = (e as Error).message;
+    say(`Error: ${p.error}`);
+  }
+  p.completed_at = new Date().toISOString();
+  p.metrics.predict_time = (Date.now() - started) / 1000;
+  await hooks.onChange?.(p);
+  await send(p, true, hooks.allow);
+  return p;
+}
+
+export function newPrediction(id: string, input: Record<string, unknown>, webhook: string | null): Prediction {
+  const now = new Date().toISOString();
+  return {
+    id,
+    input,
+    webhook,
+    status: 'processing',
+    logs: '',
+    output: null,
+    error: null,
+    created_at: now,
+    started_at: now,
+    completed_at: null,
+    metrics: {},
+    canceled: false,
+  };
+}
+
+export function publicView(p: Prediction) {
+  const { canceled: _c, ...rest } = p;
+  return rest;
+}
+
+async function fetchImages(url: string, allow: string[]): Promise<number> {
+  const res = await request(url, { method: 'GET', allow, maxRedirects: 3, timeoutMs: 30_000, maxResponseBytes: 512 * 1024 * 1024 }).catch(
+    (e: Error) => {
+      throw new Error(`could not download instance_data: ${e.message}`);
+    },
+  );
+  if (res.status !== 200) throw new Error(`could not download instance_data: HTTP ${res.status}`);
+  const names = await zipNames(res.body).catch(() => {
+    throw new Error('instance_data is not a zip archive');
+  });
+  const images = names.filter((n) => IMAGE.test(n) && !n.startsWith('__MACOSX/')).length;
+  if (images === 0) throw new Error('instance_data holds no images (png, jpg, webp, gif, bmp)');
+  return images;
+}
+
+/** Like Cog with `--upload-url`: PUT the file, report the response's Location (query stripped). */
+async function uploadToCog(uploadUrl: string, allow: string[], id: string, zip: Buffer): Promise<string> {
+  const url = `${uploadUrl}output.zip`;
+  const res = await request(url, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/zip', 'x-prediction-id': id },
+    body: zip,
+    allow,
+    timeoutMs: 60_000,
+  });
+  if (res.status >= 300) throw new Error(`upload of output.zip failed: HTTP ${res.status}`);
+  const location = res.headers.location;
+  return typeof location === 'string' ? location.split('?')[0]! : url.split('?')[0]!;
+}
+
+/** Cog retries terminal webhooks (about 12 tries, doubling from 0.2 s); others are sent once. */
+async function send(p: Prediction, terminal: boolean, allow: string[]): Promise<void> {
+  if (!p.webhook) return;
+  const body = JSON.stringify(publicView(p));
+  const tries = terminal ? 12 : 1;
+  for (let i = 0; i < tries; i++) {
+    try {
+      const res = await request(p.webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body, allow, timeoutMs: 10_000 });
+      if (res.status < 500) return;
+    } catch {
+      /* retried below */
+    }
+    if (i < tries - 1) await sleep(Math.min(200 * 2 ** i, 10_000));
+  }
+}
+
+export function validate(input: Record<string, unknown>) {
   const problems: { loc: string[]; msg: string; type: string }[] = [];
   for (const f of ['instance_prompt', 'class_prompt', 'instance_data']) {
     if (typeof input[f] !== 'string' || input[f] === '') problems.push({ loc: ['body', 'input', f], msg: 'field required', type: 'value_error.missing' });

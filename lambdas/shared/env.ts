@@ -19,6 +19,8 @@ export const ENV = {
   notifyFunction: 'NOTIFY_FUNCTION',
   /** Registry host the model images are pushed to (ECR: <account>.dkr.ecr.<region>.amazonaws.com). */
   registryHost: 'REGISTRY_HOST',
+  /** The demo trainer's Lambda on AWS (local mode serves it over HTTP instead). */
+  demoTrainerFunction: 'DEMO_TRAINER_FUNCTION',
   /** Name of the CodeBuild project (the API stops builds of canceled trainings). */
   buildProject: 'BUILD_PROJECT',
 } as const;

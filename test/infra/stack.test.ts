@@ -175,7 +175,8 @@ describe('synthesized template', () => {
 
   it('runs every function on Node.js 22, arm64, traced, with its own log group and the config baked in', () => {
     const functions = ofType(resources, 'AWS::Lambda::Function');
-    expect(functions).toHaveLength(8);
+    // The eight handlers, plus the demo trainer of the default configuration.
+    expect(functions).toHaveLength(9);
     for (const [, fn] of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',

@@ -3,6 +3,8 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Config, TrainerConfig } from '../config.ts';
 import { getSecretString } from '../secrets.ts';
 import { CogTrainer } from './cog.ts';
+import { DemoLambdaTrainer } from './demo-lambda.ts';
+import { ENV, requireEnv } from '../env.ts';
 import { TrainerFailedError, type TrainerBackend } from './types.ts';
 
 export * from './types.ts';
@@ -45,10 +47,14 @@ export async function backendFor(
         : undefined;
       return new CogTrainer({ url: t.url, allow, authToken });
     }
-    case 'demo':
-      // The demo trainer speaks Cog's protocol and is driven by the same code.
-      if (!t.url) throw new TrainerFailedError(`the demo trainer ${trainerName} has no url configured`);
-      return new CogTrainer({ url: t.url, allow });
+    case 'demo': {
+      // Local mode serves the demo trainer over Cog's protocol, driven by the same code as a Cog
+      // server; on AWS it is a Lambda (DEMO_TRAINER_FUNCTION).
+      if (t.url) return new CogTrainer({ url: t.url, allow });
+      const fn = process.env[ENV.demoTrainerFunction];
+      if (!fn) throw new TrainerFailedError(`the demo trainer ${trainerName} is not deployed (no url, no ${ENV.demoTrainerFunction})`);
+      return new DemoLambdaTrainer(fn, requireEnv(ENV.table));
+    }
     case 'replicate':
       throw new TrainerFailedError('the replicate backend is not available in this version');
   }

@@ -1,0 +1,56 @@
+/**
+ * The demo trainer as deployed on AWS: a Lambda invoked asynchronously per run (see
+ * lambdas/demo-trainer/handler.ts). Its callbacks are Cog-shaped predictions; its state for
+ * status checks is the `DEMO#<run>` item it keeps up to date.
+ */
+import { InvokeCommand } from '@aws-sdk/client-lambda';
+import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { ddb, lambda } from '../aws.ts';
+import { parsePrediction } from './cog.ts';
+import { validate } from '../../demo-trainer/trainer.ts';
+import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from './types.ts';
+
+export const demoKey = (runId: string) => ({ pk: `DEMO#${runId}`, sk: 'DEMO' });
+/** A run whose item has not moved for this long has died with its invocation. */
+const STALE_MS = 120_000;
+
+export class DemoLambdaTrainer implements TrainerBackend {
+  constructor(
+    private readonly functionName: string,
+    private readonly table: string,
+  ) {}
+
+  async start(run: Run): Promise<RunState> {
+    const problems = validate(run.input);
+    if (problems.length) throw new TrainerFailedError(`the trainer refused the input: ${problems.map((p) => `${p.loc.slice(2).join('.')}: ${p.msg}`).join('; ')}`);
+    const out = await lambda().send(
+      new InvokeCommand({
+        FunctionName: this.functionName,
+        InvocationType: 'Event',
+        Payload: Buffer.from(JSON.stringify({ run_id: run.runId, input: run.input, webhook: run.callbackUrl })),
+      }),
+    );
+    if (out.StatusCode !== 202) throw new TransientError(`the demo trainer was not invoked (${out.StatusCode})`);
+    return { status: 'starting' };
+  }
+
+  async check(run: Run): Promise<RunState | 'lost'> {
+    const item = (await ddb().send(new GetCommand({ TableName: this.table, Key: demoKey(run.runId), ConsistentRead: true }))).Item;
+    if (!item) return { status: 'starting' };
+    const state = parsePrediction(item.prediction as Record<string, unknown>);
+    if (state.status === 'processing' && Date.now() - Number(item.updated_at) > STALE_MS) return 'lost';
+    return state;
+  }
+
+  async cancel(runId: string): Promise<void> {
+    await ddb()
+      .send(new UpdateCommand({ TableName: this.table, Key: demoKey(runId), UpdateExpression: 'SET cancel = :t', ConditionExpression: 'attribute_exists(pk)', ExpressionAttributeValues: { ':t': true } }))
+      .catch((e: Error) => {
+        if (e.name !== 'ConditionalCheckFailedException') throw e;
+      });
+  }
+
+  async parseCallback(req: InboundRequest): Promise<RunState & { runId?: string }> {
+    return parsePrediction(JSON.parse(req.body));
+  }
+}
