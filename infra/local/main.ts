@@ -2,6 +2,7 @@
  * `npm start`: the whole service on 127.0.0.1 with no AWS account.
  *   PORT (8787), DREAMBOOTH_API_TOKEN (else generated and printed), DREAMBOOTH_DATA_DIR (.dreambooth/)
  *   --config FILE      JSON in the `dreambooth` schema, merged over cdk.json's
+ *   --secrets FILE     JSON {"<secret id>": "<value>"}: the secrets the configuration names
  *   --registry H:P     push to this registry instead of starting Debian's docker-registry
  *   --no-registry      write images to an OCI layout on disk
  *   --build docker|append   build strategy (default: docker when an engine is reachable)
@@ -18,6 +19,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       config: { type: 'string' },
+      secrets: { type: 'string' },
       registry: { type: 'string' },
       'no-registry': { type: 'boolean', default: false },
       build: { type: 'string', default: 'auto' },
@@ -27,11 +29,13 @@ async function main(): Promise<number> {
   });
   if (!['auto', 'docker', 'append'].includes(values.build!)) throw new ConfigError('--build must be docker, append or auto');
   const configOverride = values.config ? JSON.parse(readFileSync(values.config, 'utf8')) : undefined;
+  const secrets = values.secrets ? (JSON.parse(readFileSync(values.secrets, 'utf8')) as Record<string, string>) : undefined;
   const local = await startLocalMode({
     port: Number(process.env.PORT ?? 8787),
     dataDir: process.env.DREAMBOOTH_DATA_DIR || '.dreambooth',
     token: process.env.DREAMBOOTH_API_TOKEN,
     configOverride,
+    secrets,
     registry: values.registry,
     registryMode: values['no-registry'] ? 'none' : 'auto',
     build: values.build as 'auto' | 'docker' | 'append',

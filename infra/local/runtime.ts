@@ -40,6 +40,8 @@ export interface LocalModeOptions {
   registryMode?: 'auto' | 'none';
   build?: BuildStrategy | 'auto';
   quiet?: boolean;
+  /** More Secrets Manager secrets (id → SecretString) the configuration names, e.g. a Replicate token. */
+  secrets?: Record<string, string>;
 }
 
 export interface LocalMode {
@@ -138,7 +140,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       dataDir,
       definition: asl,
       taskHandlers: tasks,
-      secrets: { ...secrets.secrets, 'local/registry': JSON.stringify({ username: '', password: '' }) },
+      secrets: { 'local/registry': JSON.stringify({ username: '', password: '' }), ...opts.secrets, ...secrets.secrets },
       lambdas: { notify: async (p) => (await load('notify'))(p) },
       onExecutionEvent: (e) => terminal.execution(e),
     });

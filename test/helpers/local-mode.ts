@@ -27,6 +27,8 @@ export interface LocalOptions {
   dataDir?: string;
   token?: string;
   extraArgs?: string[];
+  /** Secrets the configuration names (written to a file for --secrets). */
+  secrets?: Record<string, string>;
 }
 
 export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
@@ -41,6 +43,11 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
     const file = join(dataDir, 'test-config.json');
     writeFileSync(file, JSON.stringify(opts.config));
     args.push('--config', file);
+  }
+  if (opts.secrets) {
+    const file = join(dataDir, 'test-secrets.json');
+    writeFileSync(file, JSON.stringify(opts.secrets), { mode: 0o600 });
+    args.push('--secrets', file);
   }
   if (opts.extraArgs) args.push(...opts.extraArgs);
   const proc = spawn(process.execPath, args, {
