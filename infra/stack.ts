@@ -52,6 +52,12 @@ export class DreamboothStack extends Stack {
       const { startTrainer, checkTrainer } = this.workflow.functions;
       new DemoTrainer(this, 'DemoTrainer', { config, storage: this.storage, starter: startTrainer, others: [checkTrainer, this.api.functions.api] });
     }
+    // The steps that see a run start, log or produce its version send those webhook events.
+    const { startTrainer, checkTrainer, record } = this.workflow.functions;
+    for (const fn of [startTrainer, checkTrainer, record, this.api.functions.callback]) {
+      this.webhook.notify.grantInvoke(fn);
+      fn.addEnvironment(ENV.notifyFunction, this.webhook.notify.functionName);
+    }
     // Known only once the API exists; the trainer's callback URL is built on it.
     this.workflow.functions.startTrainer.addEnvironment(ENV.publicUrl, this.api.publicUrl);
 

@@ -5,10 +5,11 @@ import type { Deps } from '#shared/deps';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
 import { checkUrlSyntax, EgressError } from '#shared/egress';
 import { newTrainingId, runIdFor } from '#shared/ids';
-import { describeTrainer, resolveTrainer, backendFor } from '#shared/trainers/index';
-import { isTerminal, view, type TrainingRecord } from '#shared/training';
+import { describeTrainer, resolveTrainer, backendFor, type ResolvedTrainer } from '#shared/trainers/index';
+import { isTerminal, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
 import type { Logger } from '#shared/log';
-import { seedRequestSchema } from './schemas.ts';
+import { seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
+import { checkUploaded, createUpload } from './uploads.ts';
 import { resolveTemplate } from './templates.ts';
 
 export interface ApiDeps extends Deps {
@@ -33,8 +34,6 @@ export interface ApiResponse {
   body: unknown;
 }
 
-const PAGE = 100;
-
 export async function route(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
   const { method, path } = req;
   let m: RegExpMatchArray | null;
@@ -45,6 +44,13 @@ export async function route(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
   if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)$/)) && method === 'GET') return getVersion(d, req, m[1]!, m[2]!, m[3]!);
   if (path === '/v1/webhooks/default/secret' && method === 'GET') return { status: 200, body: { key: await d.webhookSecret() } };
   if (path === '/v1/trainers' && method === 'GET') return listTrainers(d);
+  if (path === '/v1/templates' && method === 'GET') return listTemplates(d);
+  if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)\/trainings$/)) && method === 'POST') {
+    return createTrainingsTraining(d, req, m[1]!, m[2]!, m[3]!);
+  }
+  if ((m = path.match(/^\/v1\/upload\/([^/]+)$/)) && method === 'POST') {
+    return { status: 200, body: await createUpload(d, decodeURIComponent(m[1]!)) };
+  }
   throw new ApiError(404, `no route for ${method} ${path}`);
 }
 
@@ -73,36 +79,85 @@ function checkEgress(d: Deps, field: string, url: unknown): void {
 }
 
 async function createSeedTraining(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
-  const raw = parseJson(d, req.body);
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('the request body must be a JSON object');
-  const parsed = seedRequestSchema(d.config.limits.notes_max_chars).safeParse(raw);
+  const parsed = seedRequestSchema(d.config.limits.notes_max_chars).safeParse(parseObject(d, req.body));
   if (!parsed.success) throw badRequest(zodDetail(parsed.error));
   const body = parsed.data;
-
   const trainer = resolveTrainer(d.config, body.trainer_version);
   if (!trainer) {
     throw badRequest(`trainer_version: unknown trainer ${body.trainer_version}; configured trainers: ${Object.keys(d.config.trainers).join(', ')}`);
   }
-  const template = resolveTemplate(d.config, body.template_version);
   checkEgress(d, 'webhook_completed', body.webhook_completed);
-  checkEgress(d, 'input.instance_data', body.input.instance_data);
-  const [owner] = body.model.split('/') as [string];
-  if (!canUse(req.owners, owner)) throw new ApiError(403, `model: this token may not push to owner ${owner}`);
-
-  const t: TrainingRecord = {
-    id: newTrainingId(),
+  return createTraining(d, req, {
     flavour: 'seed',
+    trainer,
     model: body.model,
-    owner,
-    trainer: trainer.name,
-    trainer_backend: trainer.config.backend,
-    trainer_model: trainer.model,
-    trainer_version: trainer.version,
     input: body.input,
-    template,
+    templateRef: body.template_version,
     notes: body.notes ?? null,
     webhook: body.webhook_completed ?? null,
-    webhook_events_filter: ['completed'],
+    events: ['completed'],
+  });
+}
+
+/** Replicate's Trainings API: the trainer is the model version of the route. */
+async function createTrainingsTraining(d: ApiDeps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
+  const trainer = resolveTrainer(d.config, version);
+  if (!trainer || trainer.model !== `${owner}/${name}`) {
+    const known = Object.entries(d.config.trainers).map(([n, t]) => {
+      const r = describeTrainer(d.config, n, t);
+      return `${r.model}/versions/${r.version}`;
+    });
+    throw notFound(`no trainer ${owner}/${name} with version ${version}; trainers: ${known.join(', ')}`);
+  }
+  const parsed = trainingsRequestSchema(d.config.limits.notes_max_chars).safeParse(parseObject(d, req.body));
+  if (!parsed.success) throw badRequest(zodDetail(parsed.error));
+  const body = parsed.data;
+  checkEgress(d, 'webhook', body.webhook);
+  return createTraining(d, req, {
+    flavour: 'trainings',
+    trainer,
+    model: body.destination,
+    input: body.input,
+    templateRef: body.template_version,
+    notes: body.notes ?? null,
+    webhook: body.webhook ?? null,
+    events: body.webhook_events_filter ?? [...EVENTS],
+  });
+}
+
+interface NewTraining {
+  flavour: Flavour;
+  trainer: ResolvedTrainer;
+  model: string;
+  input: Record<string, unknown>;
+  templateRef: string | undefined;
+  notes: string | null;
+  webhook: string | null;
+  events: WebhookEvent[];
+}
+
+async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Promise<ApiResponse> {
+  const template = resolveTemplate(d.config, n.templateRef);
+  checkEgress(d, 'input.instance_data', n.input.instance_data);
+  await checkUploaded(d, n.input.instance_data);
+  const [owner] = n.model.split('/') as [string];
+  if (!canUse(req.owners, owner)) throw new ApiError(403, `${n.flavour === 'seed' ? 'model' : 'destination'}: this token may not push to owner ${owner}`);
+
+  const id = newTrainingId();
+  const t: TrainingRecord = {
+    id,
+    flavour: n.flavour,
+    model: n.model,
+    owner,
+    trainer: n.trainer.name,
+    trainer_backend: n.trainer.config.backend,
+    trainer_model: n.trainer.model,
+    trainer_version: n.trainer.version,
+    input: n.input,
+    template,
+    notes: n.notes,
+    webhook: n.webhook,
+    webhook_events_filter: n.events,
     status: 'starting',
     created_at: d.now().toISOString(),
     started_at: null,
@@ -113,15 +168,20 @@ async function createSeedTraining(d: ApiDeps, req: ApiRequest): Promise<ApiRespo
     image: null,
     predict_time: null,
     cancel_requested: false,
-    run: { id: '', started: false, terminal: null, output: null },
+    run: { id: runIdFor(id), started: false, terminal: null, output: null },
     staged: null,
     webhook_outcome: null,
   };
-  t.run.id = runIdFor(t.id);
   await d.store.createTraining(t);
   await startExecution(d, t);
-  d.log.info('training created', { training_id: t.id, model: t.model, trainer: t.trainer, template: template.name });
+  d.log.info('training created', { training_id: t.id, model: t.model, trainer: t.trainer, template: template.name, flavour: t.flavour });
   return { status: 201, body: view(t, d.publicUrl) };
+}
+
+function parseObject(d: Deps, body: string | null): Record<string, unknown> {
+  const raw = parseJson(d, body);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('the request body must be a JSON object');
+  return raw as Record<string, unknown>;
 }
 
 async function startExecution(d: ApiDeps, t: TrainingRecord): Promise<void> {
@@ -151,7 +211,7 @@ async function ownedTraining(d: Deps, req: ApiRequest, id: string): Promise<Trai
 async function listTrainings(d: Deps, req: ApiRequest): Promise<ApiResponse> {
   let page;
   try {
-    page = await d.store.listTrainings(PAGE, req.query.cursor);
+    page = await d.store.listTrainings(d.config.limits.page_size, req.query.cursor);
   } catch (e) {
     if ((e as Error).name === 'BadCursorError') throw badRequest((e as Error).message);
     throw e;
@@ -202,6 +262,18 @@ async function getVersion(d: Deps, req: ApiRequest, owner: string, name: string,
   const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
   if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
   return { status: 200, body: { id: v.id, model: v.model, image: v.image, notes: v.notes, training_id: v.training_id, created_at: v.created_at } };
+}
+
+function listTemplates(d: Deps): ApiResponse {
+  const results = Object.entries(d.config.templates.catalog).map(([name, t]) => ({
+    name,
+    repository: t.repository,
+    digests: t.digests,
+    default: name === d.config.templates.default,
+    description: t.description,
+    inputs: t.inputs,
+  }));
+  return { status: 200, body: { results, next: null } };
 }
 
 function listTrainers(d: Deps): ApiResponse {

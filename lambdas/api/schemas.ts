@@ -23,3 +23,25 @@ export function seedRequestSchema(notesMax: number) {
     .strict();
 }
 export type SeedRequest = z.infer<ReturnType<typeof seedRequestSchema>>;
+
+export const EVENTS = ['start', 'output', 'logs', 'completed'] as const;
+
+/** Replicate's `POST /v1/models/{owner}/{name}/versions/{version}/trainings` body, plus our extensions. */
+export function trainingsRequestSchema(notesMax: number) {
+  return z
+    .object({
+      destination: z
+        .string({ error: 'is required: the model to push to, as owner/name' })
+        .regex(MODEL_RE, 'must be owner/name with lowercase letters, digits, "-", "_" or "."'),
+      input: z.record(z.string(), z.unknown(), { error: 'must be a JSON object of trainer inputs' }),
+      webhook: httpUrl.nullish(),
+      webhook_events_filter: z
+        .array(z.enum(EVENTS, { error: `must hold only ${EVENTS.join(', ')}` }), { error: 'must be a list of events' })
+        .min(1, 'must name at least one event')
+        .optional(),
+      /** Our extensions: the template to build on, and notes for the version. */
+      template_version: z.string({ error: 'must be a string' }).min(1).max(512).optional(),
+      notes: z.string({ error: 'must be a string' }).max(notesMax, `must be at most ${notesMax} characters`).nullish(),
+    })
+    .strict();
+}

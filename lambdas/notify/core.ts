@@ -16,13 +16,14 @@ export interface NotifyResult {
   detail: string;
 }
 
-export async function notify(d: Deps, secret: string, trainingId: string, event: string): Promise<NotifyResult> {
+export async function notify(d: Deps, secret: string, trainingId: string, event: string, seq?: string): Promise<NotifyResult> {
   const t = await d.store.getTraining(trainingId);
   if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${trainingId} does not exist`);
   if (!t.webhook) return { delivered: false, status: null, detail: 'no webhook requested' };
 
   const body = JSON.stringify(view(t, d.publicUrl));
-  const id = newWebhookId(t.id, event);
+  const id = newWebhookId(t.id, seq ? `${event}:${seq}` : event);
+  const completed = event === 'completed';
   const attempts = (t.webhook_outcome?.attempts ?? 0) + 1;
   let status: number | null = null;
   let detail: string;
@@ -43,9 +44,12 @@ export async function notify(d: Deps, secret: string, trainingId: string, event:
   }
   const delivered = status !== null && status >= 200 && status < 300;
   const gone = status === 410;
-  await d.store.updateTraining(t.id, {
-    webhook_outcome: { delivered, attempts, last_status: status, detail: gone ? 'receiver answered 410 Gone: stopped' : detail },
-  });
+  // The recorded outcome is the completion webhook's; progress events are best effort.
+  if (completed) {
+    await d.store.updateTraining(t.id, {
+      webhook_outcome: { delivered, attempts, last_status: status, detail: gone ? 'receiver answered 410 Gone: stopped' : detail },
+    });
+  }
   if (delivered || gone) return { delivered, status, detail };
   throw new StepError(StepErrors.WebhookDeliveryFailed, `webhook ${redactUrl(t.webhook)} not delivered: ${detail}`);
 }

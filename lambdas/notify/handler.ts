@@ -6,11 +6,11 @@ import { NotifyEvent } from '#shared/steps';
 import { notify } from './core.ts';
 
 export const handler = async (event: unknown) => {
-  const { training_id, event: kind } = NotifyEvent.parse(event);
+  const { training_id, event: kind, seq } = NotifyEvent.parse(event);
   const d = deps();
   const log = logger('notify', { training_id });
   try {
-    const out = await notify(d, await getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)), training_id, kind);
+    const out = await notify(d, await getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)), training_id, kind, seq);
     log.info('webhook', { event: kind, ...out });
     return out;
   } catch (e) {

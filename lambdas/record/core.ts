@@ -46,6 +46,7 @@ async function recordVersion(d: Deps, t: TrainingRecord, build: { id: string; di
     { status: 'succeeded', version: digest, image, completed_at: now, task_token: null },
     { status: ['pushing'], notCancelRequested: true },
   );
+  if (updated) await d.emit?.(updated, 'output');
   return { status: updated?.status ?? t.status };
 }
 

@@ -32,6 +32,11 @@ export const CogTrainerSchema = z
     url: httpUrl,
     /** Secrets Manager secret (name or ARN) holding Cog's WEBHOOK_AUTH_TOKEN, if the server sets one. */
     webhook_auth_token_secret: z.string().min(1).optional(),
+    /**
+     * Secrets Manager secret (name or ARN) holding the token of this trainer's upload relay
+     * (bin/cog-upload-relay.ts); without it the trainer-upload routes refuse this trainer.
+     */
+    upload_token_secret: z.string().min(1).optional(),
     ...trainerCommon,
   })
   .strict();
@@ -127,6 +132,8 @@ export const ConfigSchema = z
         archive_max_uncompressed_bytes: z.number().int().positive().default(20 * 1024 ** 3),
         archive_max_ratio: z.number().positive().default(200),
         upload_max_bytes: z.number().int().positive().default(1024 ** 3),
+        /** Items per page of the list routes. */
+        page_size: z.number().int().min(1).max(1000).default(100),
       })
       .strict()
       .prefault({}),

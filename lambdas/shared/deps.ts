@@ -3,6 +3,7 @@ import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import * as aws from './aws.ts';
+import { lambdaEmitter, type Emit } from './events.ts';
 import { runtimeConfig, type Config } from './config.ts';
 import { ENV, requireEnv } from './env.ts';
 import { Store } from './store.ts';
@@ -16,6 +17,8 @@ export interface Deps {
   bucket: string;
   publicUrl: string;
   now: () => Date;
+  /** Sends `start`/`output`/`logs` webhook events the training asked for (none when absent). */
+  emit?: Emit;
 }
 
 export function depsFromEnv(): Deps {
@@ -28,6 +31,7 @@ export function depsFromEnv(): Deps {
     bucket: process.env[ENV.bucket] ?? '',
     publicUrl: (process.env[ENV.publicUrl] ?? '').replace(/\/+$/, ''),
     now: () => new Date(),
+    emit: process.env[ENV.notifyFunction] ? lambdaEmitter(aws.lambda(), process.env[ENV.notifyFunction]!) : undefined,
   };
 }
 

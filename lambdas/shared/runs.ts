@@ -7,6 +7,7 @@ import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessComman
 import type { Deps } from './deps.ts';
 import { StepErrors, type TrainerResult } from './steps.ts';
 import { isTerminal, type TrainingRecord } from './training.ts';
+import { LOGS_EVERY_MS, wants } from './events.ts';
 import type { RunState } from './trainers/types.ts';
 
 /** Late or duplicate completions are normal: the token already closed. */
@@ -44,7 +45,11 @@ export async function recordRunState(
   const outcome = outcomeOf(state);
   const fields: Record<string, unknown> = {};
   // Cog sends the whole log each time, and events can arrive out of order: keep the longest.
+  const newLogs = Boolean(state.logs && state.logs.length > (t.logs?.length ?? 0));
   if (state.logs && state.logs.length >= (t.logs?.length ?? 0)) fields.logs = state.logs;
+  const now = d.now().getTime();
+  const logsEvent = newLogs && wants(t, 'logs') && now - (t.logs_event_at ?? 0) >= LOGS_EVERY_MS;
+  if (logsEvent) fields.logs_event_at = now;
   if (state.predict_time != null) fields.predict_time = state.predict_time;
   if (t.status === 'starting') {
     fields.status = 'processing';
@@ -59,6 +64,8 @@ export async function recordRunState(
   }
   if (Object.keys(fields).length === 0) return { outcome, training: t };
   const training = await d.store.updateTraining(t.id, fields, { status: ['starting', 'processing'] });
+  if (training && fields.status === 'processing') await d.emit?.(training, 'start');
+  if (training && logsEvent) await d.emit?.(training, 'logs', String(now));
   return { outcome, training };
 }
 

@@ -69,7 +69,12 @@ export interface StageWeightsResult {
 }
 
 /** notify Lambda: "Send the completion webhook" / "Send the failure webhook". */
-export const NotifyEvent = z.object({ training_id: TrainingId, event: z.enum(['completed', 'start', 'output', 'logs']).default('completed') });
+export const NotifyEvent = z.object({
+  training_id: TrainingId,
+  event: z.enum(['completed', 'start', 'output', 'logs']).default('completed'),
+  /** Tells apart the sends of a repeated event (logs), so each has its own webhook-id. */
+  seq: z.string().max(64).optional(),
+});
 
 /** Error names thrown by steps; the state machine retries or catches on them. */
 export const StepErrors = {

@@ -46,6 +46,8 @@ export interface TrainingRecord {
     output: string | null;
   };
   staged: { bucket: string; key: string; size: number } | null;
+  /** When the last `logs` webhook event went out (epoch ms): they are throttled. */
+  logs_event_at?: number | null;
   /** Token of the Step Functions task waiting on the trainer (never shown, never logged). */
   task_token?: string | null;
   webhook_outcome: { delivered: boolean; attempts: number; last_status: number | null; detail: string } | null;

@@ -3,7 +3,7 @@
  * (constant memory, nothing in /tmp), then check the archive from its central directory with
  * a few ranged reads. Idempotent: a retry finds the staged object and only checks it again.
  */
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ArchiveError, inspectArchive, s3Source } from '#shared/archive';
@@ -17,6 +17,8 @@ import { mustGet } from '../start-trainer/core.ts';
 export interface StageEnv {
   /** ECR: `<account>.dkr.ecr.<region>.amazonaws.com`. */
   registryHost: string;
+  /** Relayed archives above this size stream through the function. @default CopyObject's 5 GiB limit */
+  copyMaxBytes?: number;
 }
 
 export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, outputUrl: string): Promise<StageWeightsResult> {
@@ -25,7 +27,9 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   await d.store.updateTraining(t.id, { status: 'pushing' }, { status: ['starting', 'processing', 'pushing'] });
 
   const key = `staged/${t.id}/output.zip`;
-  const size = (await stagedSize(d, key)) ?? (await download(d, outputUrl, key));
+  const size =
+    (await stagedSize(d, key)) ??
+    (outputUrl.startsWith('s3:') ? await copyRelayed(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, outputUrl, key));
   try {
     const summary = await inspectArchive(s3Source(d.s3, d.bucket, key, size), {
       maxBytes: d.config.limits.archive_max_bytes,
@@ -51,6 +55,40 @@ async function stagedSize(d: Deps, key: string): Promise<number | null> {
   }
 }
 
+const COPY_MAX_BYTES = 5 * 1024 ** 3;
+
+/**
+ * An archive the Cog upload relay put in our bucket (`s3://<bucket>/trainer-outputs/<trainer>/…`),
+ * copied server-side. Only this trainer's uploads for this run are accepted, never another
+ * bucket or prefix: the URL comes from the trainer.
+ */
+async function copyRelayed(d: Deps, t: TrainingRecord, url: string, key: string, copyMax = COPY_MAX_BYTES): Promise<number> {
+  const m = url.match(/^s3:\/\/([^/]+)\/(trainer-outputs\/([^/]+)\/[0-9a-f]{32}\/[A-Za-z0-9._-]+)$/);
+  if (!m || m[1] !== d.bucket || m[3] !== t.trainer) {
+    throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} is not an upload of this trainer in the service's bucket`);
+  }
+  const source = m[2]!;
+  let head;
+  try {
+    head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: source }));
+  } catch (e) {
+    if ((e as Error).name !== 'NotFound') throw e;
+    throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} does not exist (uploads expire after a day)`);
+  }
+  if (head.Metadata?.['prediction-id'] !== t.run.id) {
+    throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} was uploaded for another prediction`);
+  }
+  const size = head.ContentLength ?? 0;
+  const max = d.config.limits.archive_max_bytes;
+  if (size > max) throw new StepError(StepErrors.BadArchive, `the trainer's output is ${size} bytes; limits.archive_max_bytes is ${max}`);
+  if (size <= copyMax) {
+    await d.s3.send(new CopyObjectCommand({ Bucket: d.bucket, Key: key, CopySource: `${d.bucket}/${source}`, ContentType: 'application/zip', MetadataDirective: 'REPLACE' }));
+    return size;
+  }
+  const out = await d.s3.send(new GetObjectCommand({ Bucket: d.bucket, Key: source }));
+  return store(d, out.Body as Readable, key, size);
+}
+
 async function download(d: Deps, url: string, key: string): Promise<number> {
   const max = d.config.limits.archive_max_bytes;
   let res;
@@ -71,6 +109,12 @@ async function download(d: Deps, url: string, key: string): Promise<number> {
     res.stream.destroy();
     throw new StepError(StepErrors.BadArchive, `the trainer's output is ${declared} bytes; limits.archive_max_bytes is ${max}`);
   }
+  return store(d, res.stream as Readable, key, declared);
+}
+
+/** Streams into S3 (multipart, constant memory) and returns the bytes that really arrived. */
+async function store(d: Deps, stream: Readable, key: string, declared: number): Promise<number> {
+  const max = d.config.limits.archive_max_bytes;
   let counted = 0;
   // Count the bytes that really arrive: headers can lie, and a cut connection must not pass.
   const counter = new Transform({
@@ -80,8 +124,8 @@ async function download(d: Deps, url: string, key: string): Promise<number> {
       done(null, chunk);
     },
   });
-  const body = (res.stream as Readable).pipe(counter);
-  res.stream.on('error', (e) => counter.destroy(e));
+  const body = stream.pipe(counter);
+  stream.on('error', (e) => counter.destroy(e));
   const upload = new Upload({
     client: d.s3,
     params: { Bucket: d.bucket, Key: key, Body: body, ContentType: 'application/zip' },

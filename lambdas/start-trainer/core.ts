@@ -34,6 +34,7 @@ export async function startTrainer(d: Deps, trainingId: string, taskToken: strin
     { status: ['starting', 'processing'] },
   );
   if (!updated) return { started: true };
+  if (t.status === 'starting') await d.emit?.(updated, 'start');
   const { outcome } = await recordRunState(d, updated, state);
   if (outcome.kind !== 'running') await signalTask(d, taskToken, outcome);
   return { started: true };
