@@ -2,7 +2,7 @@
  * The public API: a REST API whose routes (under `/v1`) go to the api Lambda behind a token
  * authorizer, plus the unauthenticated trainer callback route.
  */
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import {
   AccessLogField,
   AccessLogFormat,
@@ -23,7 +23,7 @@ import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
 import type { ModelBuild } from './build.ts';
 import { HouseFunction } from './function.ts';
-import type { Secrets } from './secrets.ts';
+import { importSecret, type Secrets } from './secrets.ts';
 import { PREFIX, type Storage } from './storage.ts';
 import type { TrainingWorkflow } from './workflow.ts';
 
@@ -53,6 +53,17 @@ const TOKEN_ROUTES: ReadonlyArray<readonly [string, string]> = [
   ['GET', 'trainers'],
 ];
 
+/**
+ * The Cog upload relay's routes (bin/cog-upload-relay.ts), on the trainer-facing Lambda: they
+ * check the trainer's own upload token, since a trainer holds no API token.
+ */
+const TRAINER_UPLOAD_ROUTES = [
+  'trainer-uploads/{trainer}',
+  'trainer-uploads/{trainer}/{upload_id}/parts/{n}',
+  'trainer-uploads/{trainer}/{upload_id}/complete',
+  'trainer-uploads/{trainer}/{upload_id}/abort',
+] as const;
+
 /** No path and no query string: the trainer callback secret travels in the query string. */
 const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
   JSON.stringify({
@@ -73,6 +84,8 @@ export class PublicApi extends Construct {
   readonly publicUrl: string;
   readonly functions: Record<'api' | 'authorizer' | 'callback', HouseFunction>;
   readonly callbackMethod: Method;
+  /** The upload relay's routes: not token-authorised either (the Lambda checks the upload token). */
+  readonly trainerUploadMethods: Method[];
 
   constructor(scope: Construct, id: string, props: PublicApiProps) {
     super(scope, id);
@@ -101,10 +114,10 @@ export class PublicApi extends Construct {
     const stack = Stack.of(this);
     this.publicUrl = `https://${this.restApi.restApiId}.execute-api.${stack.region}.${stack.urlSuffix}/${STAGE_NAME}`;
     this.functions = this.createFunctions(props);
-    this.callbackMethod = this.addRoutes();
+    ({ callback: this.callbackMethod, uploads: this.trainerUploadMethods } = this.addRoutes());
   }
 
-  private addRoutes(): Method {
+  private addRoutes(): { callback: Method; uploads: Method[] } {
     const { api, authorizer, callback } = this.functions;
     const v1 = this.restApi.root.addResource('v1');
     const validator = this.restApi.addRequestValidator('Basic', {
@@ -125,10 +138,17 @@ export class PublicApi extends Construct {
       });
     }
     // Trainers cannot send our tokens: the Lambda checks the per-training callback secret.
-    return resourceAt(v1, 'callbacks/{id}').addMethod('POST', new LambdaIntegration(callback, { allowTestInvoke: false }), {
-      authorizationType: AuthorizationType.NONE,
-      requestValidator: validator,
-    });
+    const trainerIntegration = new LambdaIntegration(callback, { allowTestInvoke: false });
+    const trainerRoute = (path: string) =>
+      resourceAt(v1, path).addMethod('POST', trainerIntegration, { authorizationType: AuthorizationType.NONE, requestValidator: validator });
+    const uploads = TRAINER_UPLOAD_ROUTES.map(trainerRoute);
+    for (const method of uploads) {
+      Validations.of(method).acknowledge({
+        id: 'AwsSolutions-APIG4',
+        reason: "Cog upload relays cannot send API tokens: the Lambda checks the trainer's upload token in constant time.",
+      });
+    }
+    return { callback: trainerRoute('callbacks/{id}'), uploads };
   }
 
   private createFunctions(props: PublicApiProps) {
@@ -180,6 +200,7 @@ export class PublicApi extends Construct {
     storage.grantTableReadWrite(callback);
     secrets.callbackKey.grantRead(callback);
     for (const secret of secrets.cogWebhookSecrets) secret.grantRead(callback);
+    this.grantTrainerUploads(props, callback);
     // Task tokens are not resources: SendTask* takes no resource-level permission.
     Grant.addToPrincipal({
       grantee: callback,
@@ -187,6 +208,21 @@ export class PublicApi extends Construct {
       resourceArns: ['*'],
     });
     return { api, authorizer, callback };
+  }
+
+  /**
+   * The upload routes create, presign and complete multipart uploads under `trainer-outputs/`
+   * (presigned parts act with the Lambda's role); stage-weights copies the results from there.
+   */
+  private grantTrainerUploads(props: PublicApiProps, callback: HouseFunction): void {
+    const { config, storage, workflow } = props;
+    storage.grantObjects(callback, PREFIX.trainerOutputs, ['s3:PutObject', 's3:AbortMultipartUpload']);
+    storage.grantObjects(workflow.functions.stageWeights, PREFIX.trainerOutputs, ['s3:GetObject']);
+    for (const [name, trainer] of Object.entries(config.trainers)) {
+      if (trainer.backend === 'cog' && trainer.upload_token_secret) {
+        importSecret(this, `UploadToken-${name}`, trainer.upload_token_secret).grantRead(callback);
+      }
+    }
   }
 }
 

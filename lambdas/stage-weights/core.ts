@@ -50,10 +50,13 @@ async function stagedSize(d: Deps, key: string): Promise<number | null> {
     const head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: key }));
     return head.ContentLength ?? null;
   } catch (e) {
-    if ((e as Error).name === 'NotFound' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
+    if (isNotFound(e)) return null;
     throw e;
   }
 }
+
+const isNotFound = (e: unknown) =>
+  (e as Error).name === 'NotFound' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
 
 const COPY_MAX_BYTES = 5 * 1024 ** 3;
 
@@ -72,7 +75,7 @@ async function copyRelayed(d: Deps, t: TrainingRecord, url: string, key: string,
   try {
     head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: source }));
   } catch (e) {
-    if ((e as Error).name !== 'NotFound') throw e;
+    if (!isNotFound(e)) throw e;
     throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} does not exist (uploads expire after a day)`);
   }
   if (head.Metadata?.['prediction-id'] !== t.run.id) {

@@ -30,8 +30,8 @@ const input = (steps: number) => ({ instance_prompt: 'a photo of a cjw person', 
 
 describe('the official replicate client', () => {
   it('creates a training, follows it to a new version, and receives every event it asked for', async () => {
-    const { results: trainers } = await (await fetch(`${local.url}/v1/trainers`, { headers: { authorization: `Bearer ${local.token}` } })).json();
-    const demo = trainers.find((t: { name: string }) => t.name === 'demo');
+    const { results: trainers } = (await (await fetch(`${local.url}/v1/trainers`, { headers: { authorization: `Bearer ${local.token}` } })).json()) as { results: { name: string; model: string; version: string }[] };
+    const demo = trainers.find((t) => t.name === 'demo')!;
     const [owner, name] = demo.model.split('/');
 
     const created = await replicate.trainings.create(owner, name, demo.version, {
@@ -95,9 +95,9 @@ describe('the official replicate client', () => {
     expect(seen.slice(0, 3)).toEqual([ids[2], ids[1], ids[0]]);
     expect(new Set(seen).size).toBe(seen.length);
 
-    const second = await (await fetch(first.next!, { headers: { authorization: `Bearer ${local.token}` } })).json();
+    const second = (await (await fetch(first.next!, { headers: { authorization: `Bearer ${local.token}` } })).json()) as { previous: string };
     expect(second.previous).toMatch(/cursor=/);
-    const back = await (await fetch(second.previous, { headers: { authorization: `Bearer ${local.token}` } })).json();
+    const back = (await (await fetch(second.previous, { headers: { authorization: `Bearer ${local.token}` } })).json()) as { results: { id: string }[] };
     expect(back.results.map((t: { id: string }) => t.id)).toEqual(first.results.map((t) => t.id));
   });
 
@@ -113,7 +113,7 @@ describe('the official replicate client', () => {
     const err = await replicate.trainings.get('aaaaaaaaaaaaaaaaaaaaaaaaaa').then(() => null, (e: Error & { response?: Response }) => e);
     expect(err?.name).toBe('ApiError');
     expect(err?.response?.status).toBe(404);
-    const bad = await replicate.trainings.create('dreambooth', 'demo-trainer', 'demo', { destination: 'Not Valid', input: {} }).then(() => null, (e: Error) => e);
+    const bad = await replicate.trainings.create('dreambooth', 'demo-trainer', 'demo', { destination: 'Not Valid' as `${string}/${string}`, input: {} }).then(() => null, (e: Error) => e);
     expect(bad?.message).toMatch(/destination: must be owner\/name/);
     const unknown = await replicate.trainings.create('someone', 'else', 'v1', { destination: 'acme/x', input: {} }).then(() => null, (e: Error) => e);
     expect(unknown?.message).toMatch(/no trainer someone\/else with version v1/);
@@ -127,7 +127,7 @@ describe('the upload helper', () => {
   it('gives a presigned PUT and a serving URL that a training can use as instance_data', async () => {
     const res = await api('/v1/upload/person.zip', { method: 'POST' });
     expect(res.status).toBe(200);
-    const { upload_url, serving_url } = await res.json();
+    const { upload_url, serving_url } = (await res.json()) as { upload_url: string; serving_url: string };
     expect(upload_url).toMatch(/X-Amz-Signature=/);
 
     const early = await api('/v1/trainings', {
@@ -135,7 +135,7 @@ describe('the upload helper', () => {
       body: JSON.stringify({ input: { ...input(5), instance_data: serving_url }, trainer_version: 'demo', model: 'acme/uploaded' }),
     });
     expect(early.status).toBe(400);
-    expect((await early.json()).detail).toMatch(/nothing was uploaded to this serving_url yet/);
+    expect(((await early.json()) as { detail: string }).detail).toMatch(/nothing was uploaded to this serving_url yet/);
 
     const put = await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'application/zip' }, body: new Uint8Array(await instanceDataZip(1)) });
     expect(put.status).toBe(200);
@@ -144,9 +144,9 @@ describe('the upload helper', () => {
       body: JSON.stringify({ input: { ...input(5), instance_data: serving_url }, trainer_version: 'demo', model: 'acme/uploaded' }),
     });
     expect(created.status).toBe(201);
-    const { id } = await created.json();
+    const { id } = (await created.json()) as { id: string };
     const done = await waitFor('the uploaded training', async () => {
-      const t = await (await api(`/v1/trainings/${id}`)).json();
+      const t = (await (await api(`/v1/trainings/${id}`)).json()) as { status: string; error: string | null };
       return ['succeeded', 'failed'].includes(t.status) ? t : null;
     });
     expect(done.error).toBeNull();
@@ -156,6 +156,6 @@ describe('the upload helper', () => {
   it('takes zip names only', async () => {
     const res = await api('/v1/upload/..%2Fetc%2Fpasswd', { method: 'POST' });
     expect(res.status).toBe(400);
-    expect((await res.json()).detail).toMatch(/filename: use a \.zip file name/);
+    expect(((await res.json()) as { detail: string }).detail).toMatch(/filename: use a \.zip file name/);
   });
 });

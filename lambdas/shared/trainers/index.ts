@@ -4,7 +4,10 @@ import type { Config, TrainerConfig } from '../config.ts';
 import { getSecretString } from '../secrets.ts';
 import { CogTrainer } from './cog.ts';
 import { DemoLambdaTrainer } from './demo-lambda.ts';
+import { DynamoPredictionLedger, REPLICATE_VERSION, ReplicateTrainer } from './replicate.ts';
+import { ddb } from '../aws.ts';
 import { ENV, requireEnv } from '../env.ts';
+import { Store } from '../store.ts';
 import { TrainerFailedError, type TrainerBackend } from './types.ts';
 
 export * from './types.ts';
@@ -18,13 +21,19 @@ export interface ResolvedTrainer {
   version: string;
 }
 
-/** Finds the trainer a request names (its configured name or its Trainings API version). */
+/**
+ * Finds the trainer a request names: its configured name, its Trainings API version, or (a
+ * 64-hex version no trainer names) a Replicate version, run by a replicate trainer that pins none.
+ */
 export function resolveTrainer(config: Config, ref: string): ResolvedTrainer | null {
-  for (const [name, t] of Object.entries(config.trainers)) {
+  const trainers = Object.entries(config.trainers);
+  for (const [name, t] of trainers) {
     const r = describeTrainer(config, name, t);
-    if (name === ref || r.version === ref) return r;
+    if (name === ref || r.version === ref || (t.backend === 'replicate' && t.trainer_version === ref)) return r;
   }
-  return null;
+  if (!REPLICATE_VERSION.test(ref)) return null;
+  const open = trainers.find(([, t]) => t.backend === 'replicate' && !t.trainer_version);
+  return open ? { ...describeTrainer(config, open[0], open[1]), version: ref } : null;
 }
 
 export function describeTrainer(config: Config, name: string, t: TrainerConfig): ResolvedTrainer {
@@ -55,7 +64,18 @@ export async function backendFor(
       if (!fn) throw new TrainerFailedError(`the demo trainer ${trainerName} is not deployed (no url, no ${ENV.demoTrainerFunction})`);
       return new DemoLambdaTrainer(fn, requireEnv(ENV.table));
     }
-    case 'replicate':
-      throw new TrainerFailedError('the replicate backend is not available in this version');
+    case 'replicate': {
+      const db = ddb();
+      const table = requireEnv(ENV.table);
+      const store = new Store(db, table);
+      return new ReplicateTrainer({
+        apiUrl: t.api_url,
+        token: (await getSecretString(deps.secrets, t.api_token_secret)).trim(),
+        allow,
+        ledger: new DynamoPredictionLedger(db, table),
+        // Unpinned, the trainer runs the version the training was created with.
+        versionOf: async (run) => t.trainer_version ?? (await store.getTraining(run.trainingId))?.trainer_version ?? null,
+      });
+    }
   }
 }
