@@ -35,6 +35,8 @@ export interface LocalBuildOptions {
   /** Extra environment of the docker path (AWS endpoints for the shim, DOCKER_HOST). */
   env: Record<string, string | undefined>;
   log: (line: string) => void;
+  /** Caps checked on the bytes really read from the archive, not on its headers. */
+  limits: { maxEntries: number; maxBytes: number };
 }
 
 interface StartBuildInput {
@@ -89,7 +91,7 @@ async function appendBuild(env: Record<string, string>, opts: LocalBuildOptions)
       target: target.store,
       targetRepo: target.repo,
       tag: env.IMAGE_TAG!,
-      layer: () => tarFromZip(s3Source(opts.s3, bucket, key, head.ContentLength ?? 0)),
+      layer: () => tarFromZip(s3Source(opts.s3, bucket, key, head.ContentLength ?? 0), undefined, opts.limits),
       labels: { 'org.opencontainers.image.description': env.NOTES ?? '', 'ai.dreambooth.training-id': env.TRAINING_ID ?? '' },
       // A fixed creation time (as reproducible builds do) so a retried build yields the same version.
       created: new Date(0),

@@ -133,14 +133,31 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       tasks[state] =
         target.kind === 'codebuild'
           ? (input, ctx) =>
-              runLocalBuild(input, { strategy: buildStrategy, registryHost, s3, env: process.env, log: (l) => terminal.build(l) }, ctx.signal)
+              runLocalBuild(
+                input,
+                {
+                  strategy: buildStrategy,
+                  registryHost,
+                  s3,
+                  env: process.env,
+                  log: (l) => terminal.build(l),
+                  limits: { maxEntries: config.limits.archive_max_entries, maxBytes: config.limits.archive_max_uncompressed_bytes },
+                },
+                ctx.signal,
+              )
           : async (input) => (await load(target.handler))(lambdaEvent(target, input));
     }
     const aws = await startLocalAws({
       dataDir,
       definition: asl,
       taskHandlers: tasks,
-      secrets: { 'local/registry': JSON.stringify({ username: '', password: '' }), ...opts.secrets, ...secrets.secrets },
+      secrets: {
+        'local/registry': JSON.stringify({ username: '', password: '' }),
+        ...opts.secrets,
+        ...secrets.secrets,
+        // More tokens (each with its owners) may come with --secrets, beside the local one.
+        [SECRET_IDS.apiTokens]: mergeTokens(secrets.secrets[SECRET_IDS.apiTokens]!, opts.secrets?.[SECRET_IDS.apiTokens]),
+      },
       lambdas: { notify: async (p) => (await load('notify'))(p) },
       onExecutionEvent: (e) => terminal.execution(e),
     });
@@ -183,6 +200,12 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
     await stop();
     throw e;
   }
+}
+
+function mergeTokens(local: string, extra: string | undefined): string {
+  if (!extra) return local;
+  const tokens = [...(JSON.parse(local) as { tokens: unknown[] }).tokens, ...(JSON.parse(extra) as { tokens: unknown[] }).tokens];
+  return JSON.stringify({ tokens });
 }
 
 type Handlers = {

@@ -32,6 +32,29 @@ export interface LocalServerOptions {
 
 const METHOD_ARN = 'arn:aws:execute-api:us-east-1:000000000000:local/prod';
 
+/** POST routes API Gateway sends to the trainer-facing Lambda without a token: [resource, pattern]. */
+const TRAINER_ROUTES: ReadonlyArray<readonly [string, RegExp]> = [
+  ['/v1/callbacks/{id}', /^\/v1\/callbacks\/(?<id>[^/]+)$/],
+  ['/v1/trainer-uploads/{trainer}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)$/],
+  ['/v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/parts\/(?<n>[^/]+)$/],
+  ['/v1/trainer-uploads/{trainer}/{upload_id}/complete', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/complete$/],
+  ['/v1/trainer-uploads/{trainer}/{upload_id}/abort', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/abort$/],
+];
+
+/** The resource and (decoded) path parameters API Gateway would give a trainer route. */
+function matchTrainerRoute(path: string): { resource: string; pathParameters: Record<string, string> } | null {
+  for (const [resource, pattern] of TRAINER_ROUTES) {
+    const groups = path.match(pattern)?.groups;
+    if (!groups) continue;
+    try {
+      return { resource, pathParameters: Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, decodeURIComponent(v)])) };
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
 export async function startLocalServer(opts: LocalServerOptions): Promise<{ url: string; port: number; stop(): Promise<void> }> {
   let publicUrl = '';
   const server = http.createServer((req, res) => {
@@ -52,9 +75,9 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<{ url:
     if (body === null) return send(res, 413, { detail: 'request body too large', status: 413 });
     const event = toEvent(req, url, body);
 
-    if ((m = url.pathname.match(/^\/v1\/callbacks\/([^/]+)$/)) && req.method === 'POST') {
-      event.resource = '/v1/callbacks/{id}';
-      event.pathParameters = { id: m[1]! };
+    const trainerRoute = req.method === 'POST' ? matchTrainerRoute(url.pathname) : null;
+    if (trainerRoute) {
+      Object.assign(event, trainerRoute);
       return reply(res, await opts.callback(event));
     }
     let context: Record<string, unknown> | undefined;

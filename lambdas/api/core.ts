@@ -4,7 +4,7 @@ import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { Deps } from '#shared/deps';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
 import { checkUrlSyntax, EgressError } from '#shared/egress';
-import { newTrainingId, runIdFor } from '#shared/ids';
+import { newTrainingId, runIdFor, sha256Hex } from '#shared/ids';
 import { describeTrainer, resolveTrainer, backendFor, type ResolvedTrainer } from '#shared/trainers/index';
 import { isTerminal, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
 import type { Logger } from '#shared/log';
@@ -27,6 +27,8 @@ export interface ApiRequest {
   body: string | null;
   /** Owners this token may use (`*` = any). */
   owners: string[];
+  /** The `Idempotency-Key` header, if sent. */
+  idempotencyKey?: string;
 }
 
 export interface ApiResponse {
@@ -141,9 +143,12 @@ async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Prom
   checkEgress(d, 'input.instance_data', n.input.instance_data);
   await checkUploaded(d, n.input.instance_data);
   const [owner] = n.model.split('/') as [string];
-  if (!canUse(req.owners, owner)) throw new ApiError(403, `${n.flavour === 'seed' ? 'model' : 'destination'}: this token may not push to owner ${owner}`);
+  // 404 as for reads: whether an owner exists is not for other tokens to learn.
+  if (!canUse(req.owners, owner)) throw notFound(`${n.flavour === 'seed' ? 'model' : 'destination'}: no model ${n.model} for this token`);
 
   const id = newTrainingId();
+  const replay = await claimIdempotencyKey(d, req, id);
+  if (replay) return replay;
   const t: TrainingRecord = {
     id,
     flavour: n.flavour,
@@ -175,6 +180,24 @@ async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Prom
   await d.store.createTraining(t);
   await startExecution(d, t);
   d.log.info('training created', { training_id: t.id, model: t.model, trainer: t.trainer, template: template.name, flavour: t.flavour });
+  return { status: 201, body: view(t, d.publicUrl) };
+}
+
+/**
+ * `Idempotency-Key`: the same key with the same body answers the training it created; with
+ * another body, 409. Keys are scoped to the token's owners and kept with the trainings.
+ */
+async function claimIdempotencyKey(d: ApiDeps, req: ApiRequest, id: string): Promise<ApiResponse | null> {
+  const key = req.idempotencyKey?.trim();
+  if (!key) return null;
+  if (key.length > 255) throw badRequest('Idempotency-Key: at most 255 characters');
+  const scope = sha256Hex(`${[...req.owners].sort().join(',')}\n${key}`);
+  const body = sha256Hex(`${req.path}\n${req.body ?? ''}`);
+  const { created, value } = await d.store.remember(scope, { body, training_id: id });
+  if (created) return null;
+  if (value.body !== body) throw new ApiError(409, 'Idempotency-Key was already used with another request body; use a new key');
+  const t = await d.store.getTraining(String(value.training_id));
+  if (!t) throw new ApiError(409, 'the request with this Idempotency-Key is still being processed; retry shortly');
   return { status: 201, body: view(t, d.publicUrl) };
 }
 

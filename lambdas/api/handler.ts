@@ -31,6 +31,7 @@ export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayPr
       query: event.queryStringParameters ?? {},
       body,
       owners,
+      idempotencyKey: header(event.headers, 'idempotency-key'),
     });
     return json(out.status, out.body);
   } catch (e) {
@@ -38,6 +39,11 @@ export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayPr
     return errorResponse(e);
   }
 };
+
+function header(headers: APIGatewayProxyEvent['headers'] | null, name: string): string | undefined {
+  for (const [k, v] of Object.entries(headers ?? {})) if (k.toLowerCase() === name) return v ?? undefined;
+  return undefined;
+}
 
 function parseOwners(raw: unknown): string[] {
   if (typeof raw !== 'string') return [];

@@ -63,14 +63,13 @@ const CompleteBody = z
 /** The id handed to the relay names the object and S3's upload; S3 refuses a pair that does not match. */
 const UploadRef = z.object({ k: z.string(), u: z.string().min(1).max(1024) }).strict();
 
-let presignClient: S3Client | undefined;
 /**
  * Presigned parts need a client that adds no checksum: by default the SDK bakes the CRC32 of an
  * empty body into the URL and S3 then refuses every real part.
  */
-export function presigner(): S3Client {
-  return (presignClient ??= new S3Client({ forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' }));
-}
+export const presignClient = () => new S3Client({ forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' });
+let shared: S3Client | undefined;
+const presigner = () => (shared ??= presignClient());
 
 export async function trainerUpload(
   d: Deps,

@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import yazl from 'yazl';
 import yauzl from 'yauzl';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
@@ -16,47 +15,13 @@ import {
   type ArchiveLimits,
   type RandomAccessSource,
 } from '#shared/archive';
+import { zip, type Item } from '../helpers/zips.ts';
 
 // s3rver ships no type declarations; this is the part the test uses.
 type S3rverServer = { run(): Promise<{ port: number }>; close(): Promise<void> };
 const S3rver = createRequire(import.meta.url)('s3rver') as new (opts: object) => S3rverServer;
 
-interface Item {
-  name: string;
-  data?: Buffer | string;
-  dir?: boolean;
-  mode?: number;
-  compress?: boolean;
-}
-
 const LIMITS: ArchiveLimits = { maxBytes: 50 * 1024 ** 2, maxEntries: 100, maxUncompressedBytes: 100 * 1024 ** 2, maxRatio: 200 };
-
-/**
- * yazl refuses unsafe names, so unsafe fixtures are written under a same-length placeholder
- * that is then patched into the real name in both the local and the central header.
- */
-async function zip(items: Item[]): Promise<Buffer> {
-  const z = new yazl.ZipFile();
-  const patches: [Buffer, Buffer][] = [];
-  items.forEach((item, i) => {
-    const placeholder = `${String.fromCharCode(65 + i).repeat(2)}${'q'.repeat(Math.max(0, Buffer.byteLength(item.name) - 2))}`.slice(
-      0,
-      Buffer.byteLength(item.name),
-    );
-    const safe = /^\/|\\|(^|\/)\.\.(\/|$)|\0/.test(item.name) ? placeholder : item.name;
-    if (safe !== item.name) patches.push([Buffer.from(safe), Buffer.from(item.name)]);
-    if (item.dir) z.addEmptyDirectory(safe);
-    else z.addBuffer(Buffer.from(item.data ?? `content of ${item.name}`), safe, { mode: item.mode, compress: item.compress ?? true });
-  });
-  z.end();
-  const chunks: Buffer[] = [];
-  for await (const c of z.outputStream as AsyncIterable<Buffer>) chunks.push(c);
-  const out = Buffer.concat(chunks);
-  for (const [from, to] of patches) {
-    for (let at = out.indexOf(from); at !== -1; at = out.indexOf(from, at + 1)) to.copy(out, at);
-  }
-  return out;
-}
 
 const bufferSource = (data: Buffer): RandomAccessSource & { reads: number } => ({
   size: data.length,

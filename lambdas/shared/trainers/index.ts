@@ -38,7 +38,9 @@ export function resolveTrainer(config: Config, ref: string): ResolvedTrainer | n
 
 export function describeTrainer(config: Config, name: string, t: TrainerConfig): ResolvedTrainer {
   const owner = t.owner ?? config.default_owner;
-  return { name, config: t, owner, model: `${owner}/${t.name ?? name}`, version: t.version ?? name };
+  // A pinned Replicate version is the natural version of a replicate trainer.
+  const pinned = t.backend === 'replicate' ? t.trainer_version : undefined;
+  return { name, config: t, owner, model: `${owner}/${t.name ?? name}`, version: t.version ?? pinned ?? name };
 }
 
 export async function backendFor(
