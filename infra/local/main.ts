@@ -43,10 +43,12 @@ async function main(): Promise<number> {
   });
   const say = (l: string) => process.stdout.write(l + '\n');
   say(`dreambooth-api local mode listening on ${local.url}`);
-  say(`  token:    ${local.token}${local.tokenGenerated ? '   (generated; set DREAMBOOTH_API_TOKEN to choose one)' : ''}`);
+  // A token the user chose is theirs already: it is not echoed.
+  say(`  token:    ${local.tokenGenerated ? `${local.token}   (generated; set DREAMBOOTH_API_TOKEN to choose one)` : '(from DREAMBOOTH_API_TOKEN)'}`);
   say(`  images:   ${local.image.registry ? `registry ${local.image.registry}` : `OCI layout ${local.image.layoutDir}`} (build: ${local.buildStrategy})`);
   say(`  trainers: ${Object.keys(local.config.trainers).join(', ')}`);
-  say(`  try:      curl -s -H "Authorization: Bearer ${local.token}" ${local.url}/v1/trainings`);
+  const shown = local.tokenGenerated ? local.token : '$DREAMBOOTH_API_TOKEN';
+  say(`  try:      curl -s -H "Authorization: Bearer ${shown}" ${local.url}/v1/trainings`);
 
   let stopping = false;
   const shutdown = async (code: number) => {

@@ -121,6 +121,8 @@ export interface Hook {
 export async function startReceiver(respond: (n: number) => number = () => 200) {
   const hooks: Hook[] = [];
   const files = new Map<string, Buffer>();
+  const fixed = new Map<string, number>();
+  const perPath = new Map<string, number>();
   let n = 0;
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -128,7 +130,10 @@ export async function startReceiver(respond: (n: number) => number = () => 200) 
     const file = files.get(req.url ?? '');
     if (req.method === 'GET' && file) return void res.writeHead(200, { 'content-type': 'application/zip' }).end(file);
     const body = Buffer.concat(chunks).toString('utf8');
-    const status = respond(n++);
+    const path = (req.url ?? '').split('?')[0]!;
+    perPath.set(path, (perPath.get(path) ?? 0) + 1);
+    const status = fixed.get(path) ?? respond(n++);
+    if (status >= 300 && status < 400) res.setHeader('location', 'http://10.0.0.1/elsewhere');
     if (status >= 200 && status < 300) {
       let json: unknown = null;
       try {
@@ -147,6 +152,9 @@ export async function startReceiver(respond: (n: number) => number = () => 200) 
     hooks,
     attempts: () => n,
     serve: (path: string, data: Buffer) => files.set(path, data),
+    /** Always answer `status` on this path. */
+    respondFor: (path: string, status: number) => fixed.set(path, status),
+    attemptsFor: (path: string) => perPath.get(path) ?? 0,
     stop: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
