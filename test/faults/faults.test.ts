@@ -192,6 +192,19 @@ describe('webhook receiver faults', () => {
     if (status === 410) expect(attempts).toBe(1);
     row('webhook', `receiver answers ${status}`, `${attempts} attempt(s), ${word}; training stays ${t.status}`);
   });
+
+  it('receiver times out', async () => {
+    const path = '/slow';
+    receiver.delayFor(path, 4000);
+    const id = await deliver(path);
+    const t = await finished(id);
+    const outcome = await waitFor('given up', async () => {
+      const r = (await local.api('GET', `/v1/trainings/${id}`)).json;
+      return r.status === 'failed' && receiver.attemptsFor(path) >= 2 ? r : null;
+    }, 30_000);
+    expect(outcome.status).toBe(t.status);
+    row('webhook', 'receiver slower than webhooks.timeout_seconds', `${receiver.attemptsFor(path)} attempt(s), gave up; training stays failed`);
+  });
 });
 
 describe('auth and tenants', () => {

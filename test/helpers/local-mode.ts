@@ -123,6 +123,7 @@ export async function startReceiver(respond: (n: number) => number = () => 200) 
   const files = new Map<string, Buffer>();
   const fixed = new Map<string, number>();
   const perPath = new Map<string, number>();
+  const delays = new Map<string, number>();
   let n = 0;
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
@@ -133,6 +134,8 @@ export async function startReceiver(respond: (n: number) => number = () => 200) 
     const path = (req.url ?? '').split('?')[0]!;
     perPath.set(path, (perPath.get(path) ?? 0) + 1);
     const status = fixed.get(path) ?? respond(n++);
+    const delay = delays.get(path);
+    if (delay) await new Promise((r) => setTimeout(r, delay));
     if (status >= 300 && status < 400) res.setHeader('location', 'http://10.0.0.1/elsewhere');
     if (status >= 200 && status < 300) {
       let json: unknown = null;
@@ -155,6 +158,8 @@ export async function startReceiver(respond: (n: number) => number = () => 200) 
     /** Always answer `status` on this path. */
     respondFor: (path: string, status: number) => fixed.set(path, status),
     attemptsFor: (path: string) => perPath.get(path) ?? 0,
+    /** Answer this path only after `ms` (a receiver that times out). */
+    delayFor: (path: string, ms: number) => delays.set(path, ms),
     stop: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
