@@ -132,9 +132,18 @@ describe('synthesized template', () => {
       auth: m.Properties.AuthorizationType,
       authorizer: m.Properties.AuthorizerId?.Ref,
     }));
-    const callback = routes.filter((r) => r.route === 'POST /v1/callbacks/{id}');
-    expect(callback).toEqual([{ route: 'POST /v1/callbacks/{id}', auth: 'NONE', authorizer: undefined }]);
-    const tokenRoutes = routes.filter((r) => r.route !== 'POST /v1/callbacks/{id}');
+    // Trainer-facing routes: the Lambda checks the callback secret or the trainer's upload token.
+    const trainerRoutes = [
+      'POST /v1/callbacks/{id}',
+      'POST /v1/trainer-uploads/{trainer}',
+      'POST /v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}',
+      'POST /v1/trainer-uploads/{trainer}/{upload_id}/complete',
+      'POST /v1/trainer-uploads/{trainer}/{upload_id}/abort',
+    ];
+    const trainer = routes.filter((r) => trainerRoutes.includes(r.route));
+    expect(trainer.map((r) => r.route).sort()).toEqual([...trainerRoutes].sort());
+    for (const r of trainer) expect(r).toEqual({ route: r.route, auth: 'NONE', authorizer: undefined });
+    const tokenRoutes = routes.filter((r) => !trainerRoutes.includes(r.route));
     expect(tokenRoutes.map((r) => r.route)).toEqual(
       expect.arrayContaining([
         'POST /v1/trainings',
