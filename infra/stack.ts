@@ -58,6 +58,11 @@ export class DreamboothStack extends Stack {
       this.webhook.notify.grantInvoke(fn);
       fn.addEnvironment(ENV.notifyFunction, this.webhook.notify.functionName);
     }
+    // Every function that builds a trainer backend reads its secret: the callback (to verify a
+    // signature), the api (to forward a cancel), stage-weights (to download with a token).
+    for (const secret of this.secrets.trainerSecrets) {
+      for (const fn of [this.api.functions.callback, this.api.functions.api, this.workflow.functions.stageWeights]) secret.grantRead(fn);
+    }
     // Known only once the API exists; the trainer's callback URL is built on it.
     this.workflow.functions.startTrainer.addEnvironment(ENV.publicUrl, this.api.publicUrl);
 

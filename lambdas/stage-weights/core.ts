@@ -11,6 +11,7 @@ import type { Config } from '#shared/config';
 import type { Deps } from '#shared/deps';
 import { redactUrl, requestStream } from '#shared/http';
 import { StepError, StepErrors, type StageWeightsResult } from '#shared/steps';
+import { backendFor } from '#shared/trainers/index';
 import type { TrainingRecord } from '#shared/training';
 import { mustGet } from '../start-trainer/core.ts';
 
@@ -29,7 +30,7 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   const key = `staged/${t.id}/output.zip`;
   const size =
     (await stagedSize(d, key)) ??
-    (outputUrl.startsWith('s3:') ? await copyRelayed(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, outputUrl, key));
+    (outputUrl.startsWith('s3:') ? await copyRelayed(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
   try {
     const summary = await inspectArchive(s3Source(d.s3, d.bucket, key, size), {
       maxBytes: d.config.limits.archive_max_bytes,
@@ -92,11 +93,14 @@ async function copyRelayed(d: Deps, t: TrainingRecord, url: string, key: string,
   return store(d, out.Body as Readable, key, size);
 }
 
-async function download(d: Deps, url: string, key: string): Promise<number> {
+async function download(d: Deps, t: TrainingRecord, url: string, key: string): Promise<number> {
   const max = d.config.limits.archive_max_bytes;
+  // The trainer's own file URLs may need its credentials (Replicate's on api.replicate.com do);
+  // a trainer that cannot be built here (the demo Lambda on AWS) has none to give.
+  const headers = await backendFor(d.config, t.trainer, d).then((b) => b.downloadHeaders?.(url), () => undefined);
   let res;
   try {
-    res = await requestStream(url, { method: 'GET', timeoutMs: 60_000, allow: d.config.egress.allow, maxRedirects: 3 });
+    res = await requestStream(url, { method: 'GET', headers, timeoutMs: 60_000, allow: d.config.egress.allow, maxRedirects: 3 });
   } catch (e) {
     const err = e as Error & { code?: string };
     const name = err.code === 'EGRESS_REFUSED' ? StepErrors.TrainerFailed : StepErrors.Transient;

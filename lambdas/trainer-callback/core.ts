@@ -5,7 +5,7 @@
  */
 import type { Deps } from '#shared/deps';
 import { verifyCallbackSecret } from '#shared/callback';
-import { backendFor, CallbackAuthError, type InboundRequest } from '#shared/trainers/index';
+import { backendFor, CallbackAuthError, TransientError, type InboundRequest } from '#shared/trainers/index';
 import { recordRunState, signalTask } from '#shared/runs';
 import { isTerminal } from '#shared/training';
 
@@ -32,6 +32,8 @@ export async function trainerCallback(
     state = await backend.parseCallback(req);
   } catch (e) {
     if (e instanceof CallbackAuthError) return { status: 401, body: { detail: e.message } };
+    // Our side could not check it (e.g. the signing secret is unreachable): 5xx, so the trainer retries.
+    if (e instanceof TransientError) throw e;
     return { status: 400, body: { detail: `callback body is not a prediction: ${(e as Error).message}` } };
   }
   if (state.runId && state.runId !== t.run.id) return { status: 200, body: { detail: 'ignored: another run' } };

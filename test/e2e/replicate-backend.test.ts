@@ -94,8 +94,12 @@ describe('local mode with the replicate backend', () => {
       expect(res.status).toBe(401);
     }
     const after = await training(id);
-    expect(after).toMatchObject({ status: 'processing', error: null, completed_at: null });
+    expect(after).toMatchObject({ status: 'processing', error: null, version: null });
     expect(after).toEqual(before);
+    // The same URL with a genuine signature is accepted: the 401s above were the signature's.
+    const genuine = JSON.stringify({ id: p.id, status: 'processing', error: null, logs: `${p.logs}still training\n`, output: null });
+    expect((await fetch(p.webhook!, { method: 'POST', headers: webhookHeaders(fake.secret, 'msg_genuine', genuine), body: genuine })).status).toBe(200);
+    expect((await training(id)).logs).toContain('still training');
 
     const canceled = await local.api('POST', `/v1/trainings/${id}/cancel`);
     expect(canceled.status).toBe(200);

@@ -86,9 +86,9 @@ describe('create', () => {
     expect(logs.some((l) => l.includes('ExecutionLimitExceeded') && l.includes(t!.id))).toBe(true);
   });
 
-  it("a model of another owner is 403 and records nothing", async () => {
+  it("a model of another owner is 404 (as for reads) and records nothing", async () => {
     const out = await answer(d, req('POST', '/v1/trainings', seedBody('bob/dog')));
-    expect(out.status).toBe(403);
+    expect(out.status).toBe(404);
     expect(await newest('bob/dog')).toBeUndefined();
   });
 });

@@ -115,6 +115,18 @@ describe('start', () => {
     expect(creates()).toHaveLength(1);
   });
 
+  it('keeps the claim when the create may have landed (no answer in time), so the retry creates nothing', async () => {
+    const silent = await startServer(() => new Promise(() => undefined));
+    const slow = new ReplicateTrainer({ apiUrl: silent.url, token: fake.token, allow: ['127.0.0.0/8'], ledger, versionOf: async () => VERSION, timeoutMs: 300 });
+    const r = run();
+    expect(await errorOf(slow.start(r))).toBeInstanceOf(TransientError);
+    await silent.close();
+    expect(await ledger.get(r.runId)).toEqual({ predictionId: null });
+
+    expect(await errorOf(trainer().start(r))).toBeInstanceOf(TrainerFailedError);
+    expect(creates()).toHaveLength(0);
+  });
+
   it('gives the claim back when Replicate refuses the create, and says why without the token', async () => {
     const bad = new ReplicateTrainer({ apiUrl: fake.url, token: 'r8_wrong', allow: ['127.0.0.0/8'], ledger, versionOf: async () => VERSION });
     const r = run();

@@ -112,14 +112,13 @@ export class ReplicateTrainer implements TrainerBackend {
   }
 
   async start(run: Run): Promise<RunState> {
-    const known = await this.opts.ledger.get(run.runId);
-    if (known) return this.resume(run, known.predictionId);
     const version = await this.opts.versionOf(run);
     if (!version || !REPLICATE_VERSION.test(version)) {
       throw new TrainerFailedError(
         'no Replicate version to run: pin trainer_version on the replicate trainer, or pass a 64-hex trainer_version',
       );
     }
+    // Claimed before: a retried start, which resumes the recorded prediction.
     if (!(await this.opts.ledger.claim(run.runId))) return this.resume(run, (await this.opts.ledger.get(run.runId))?.predictionId ?? null);
     const prediction = await this.create(run, version);
     await this.opts.ledger.record(run.runId, prediction.id);
