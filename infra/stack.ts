@@ -8,6 +8,7 @@ import { ENV } from '#shared/env';
 import { PublicApi } from './constructs/api.ts';
 import { ModelBuild } from './constructs/build.ts';
 import { DemoTrainer } from './constructs/demo-trainer.ts';
+import { Monitoring } from './constructs/monitoring.ts';
 import { Secrets } from './constructs/secrets.ts';
 import { Storage } from './constructs/storage.ts';
 import { WebhookDelivery } from './constructs/webhook.ts';
@@ -25,6 +26,7 @@ export class DreamboothStack extends Stack {
   readonly webhook: WebhookDelivery;
   readonly workflow: TrainingWorkflow;
   readonly api: PublicApi;
+  readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: DreamboothStackProps) {
     super(scope, id, props);
@@ -66,6 +68,16 @@ export class DreamboothStack extends Stack {
     // Known only once the API exists; the trainer's callback URL is built on it.
     this.workflow.functions.startTrainer.addEnvironment(ENV.publicUrl, this.api.publicUrl);
 
+    const fns = this.workflow.functions;
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      stateMachine: this.workflow.stateMachine,
+      steps: { 'start trainer': fns.startTrainer, 'check trainer': fns.checkTrainer, 'stage weights': fns.stageWeights, record: fns.record, webhook: this.webhook.notify },
+      notify: this.webhook.notify,
+      record: fns.record,
+      callback: this.api.functions.callback,
+      buildProjects: [this.build.project],
+    });
+
     this.outputs();
     acknowledgeFindings(this);
   }
@@ -80,5 +92,6 @@ export class DreamboothStack extends Stack {
     out('WebhookSigningSecretArn', this.secrets.webhookSigning.secretArn);
     out('CallbackKeySecretArn', this.secrets.callbackKey.secretArn);
     out('BuildProjectName', this.build.project.projectName);
+    out('DashboardName', this.monitoring.dashboard.dashboardName);
   }
 }

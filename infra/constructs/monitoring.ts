@@ -1,0 +1,105 @@
+/**
+ * What an operator watches: a CloudWatch dashboard (executions by status, step durations,
+ * webhook deliveries, build minutes) and alarms (failed executions, webhooks given up, a spike
+ * of refused callbacks). Webhook and callback numbers come from metric filters on the
+ * functions' structured logs, so no handler carries metrics code.
+ */
+import { Duration } from 'aws-cdk-lib';
+import type { IProject } from 'aws-cdk-lib/aws-codebuild';
+import {
+  Alarm,
+  ComparisonOperator,
+  Dashboard,
+  GraphWidget,
+  MathExpression,
+  Metric,
+  SingleValueWidget,
+  TextWidget,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { FilterPattern, MetricFilter, type ILogGroup } from 'aws-cdk-lib/aws-logs';
+import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import type { HouseFunction } from './function.ts';
+
+export const NAMESPACE = 'Dreambooth';
+
+export interface MonitoringProps {
+  readonly stateMachine: StateMachine;
+  /** Steps whose durations are shown, by the name the dashboard gives them. */
+  readonly steps: Record<string, HouseFunction>;
+  readonly notify: HouseFunction;
+  readonly record: HouseFunction;
+  readonly callback: HouseFunction;
+  readonly buildProjects: IProject[];
+}
+
+export class Monitoring extends Construct {
+  readonly dashboard: Dashboard;
+  readonly alarms: { failedExecutions: Alarm; webhooksGivenUp: Alarm; callbackRefusals: Alarm };
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const count = (name: string, logGroup: ILogGroup, pattern: string) =>
+      new MetricFilter(this, `${name}Filter`, {
+        logGroup,
+        metricNamespace: NAMESPACE,
+        metricName: name,
+        filterPattern: FilterPattern.literal(pattern),
+        metricValue: '1',
+        defaultValue: 0,
+      }).metric({ statistic: 'Sum', period: Duration.minutes(5) });
+
+    const delivered = count('WebhooksDelivered', props.notify.logGroup, '{ $.message = "webhook" && $.delivered IS TRUE }');
+    const failedAttempts = count('WebhookAttemptsFailed', props.notify.logGroup, '{ $.message = "webhook not delivered" }');
+    const givenUp = count('WebhooksGivenUp', props.record.logGroup, '{ $.message = "recorded webhook_given_up" }');
+    const refused = count('CallbacksRefused', props.callback.logGroup, '{ $.message = "trainer callback" && $.status >= 400 && $.status < 500 }');
+
+    const sm = props.stateMachine;
+    const executions = (['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut'] as const).map((m) =>
+      sm.metric(m, { statistic: 'Sum', period: Duration.minutes(5), label: m.replace('Executions', '') }),
+    );
+    const buildMinutes = props.buildProjects.map(
+      (p) =>
+        new MathExpression({
+          expression: 'd / 60',
+          usingMetrics: { d: p.metricDuration({ statistic: 'Sum', period: Duration.hours(1) }) },
+          label: `build minutes (${p.node.id})`,
+          period: Duration.hours(1),
+        }),
+    );
+
+    this.dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.days(1) });
+    this.dashboard.addWidgets(
+      new TextWidget({ markdown: '# dreambooth-api\nTrainings are executions named by their training id: open one in the Step Functions console.', width: 24, height: 2 }),
+    );
+    this.dashboard.addWidgets(
+      new GraphWidget({ title: 'Executions by status', left: executions, width: 12 }),
+      new GraphWidget({
+        title: 'Step durations (p90, ms)',
+        left: Object.entries(props.steps).map(([label, fn]) => fn.metricDuration({ statistic: 'p90', label })),
+        width: 12,
+      }),
+    );
+    this.dashboard.addWidgets(
+      new GraphWidget({ title: 'Webhook deliveries', left: [delivered, failedAttempts, givenUp], width: 8 }),
+      new GraphWidget({ title: 'Build minutes', left: buildMinutes, width: 8 }),
+      new SingleValueWidget({ title: 'Refused trainer callbacks (5 min)', metrics: [refused], width: 8 }),
+    );
+
+    const alarm = (name: string, metric: Metric | MathExpression, threshold: number, description: string) =>
+      new Alarm(this, name, {
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+    this.alarms = {
+      failedExecutions: alarm('FailedExecutions', sm.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }), 1, 'A training execution failed.'),
+      webhooksGivenUp: alarm('WebhooksGivenUp', givenUp, 1, 'A completion webhook was given up after every retry.'),
+      callbackRefusals: alarm('CallbackRefusals', refused, 10, 'Many trainer callbacks refused (4xx) within 5 minutes: a misconfigured trainer or someone probing the route.'),
+    };
+  }
+}

@@ -1,0 +1,49 @@
+/** The operator's view: dashboard, alarms, and the metric filters behind them. */
+import { readFileSync } from 'node:fs';
+import { App } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '#shared/config';
+import { DreamboothStack } from '../../infra/stack.ts';
+
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+let stack: DreamboothStack;
+let resources: Record<string, any>;
+
+beforeAll(() => {
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  stack = new DreamboothStack(app, 'Dreambooth', { config: parseConfig(cdkJson.context.dreambooth) });
+  resources = Template.fromStack(stack).toJSON().Resources;
+});
+
+const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+const logicalId = (c: { node: { defaultChild?: unknown } }) => stack.getLogicalId(c.node.defaultChild as never);
+
+describe('monitoring', () => {
+  it('has a dashboard with executions by status, step durations, webhook deliveries and build minutes', () => {
+    const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard') as [[string, any]];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const title of ['Executions by status', 'Step durations', 'Webhook deliveries', 'Build minutes']) expect(body).toContain(title);
+    for (const metric of ['ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'WebhooksDelivered', 'WebhooksGivenUp']) expect(body).toContain(metric);
+  });
+
+  it('counts deliveries, give-ups and refused callbacks from the right log groups', () => {
+    const filters = Object.fromEntries(ofType('AWS::Logs::MetricFilter').map(([, r]) => [r.Properties.MetricTransformations[0].MetricName, r.Properties]));
+    const group = (fn: { logGroup: { node: { defaultChild?: unknown } } }) => ({ Ref: logicalId(fn.logGroup) });
+    expect(filters.WebhooksDelivered.LogGroupName).toEqual(group(stack.webhook.notify));
+    expect(filters.WebhooksDelivered.FilterPattern).toContain('$.delivered IS TRUE');
+    expect(filters.WebhooksGivenUp.LogGroupName).toEqual(group(stack.workflow.functions.record));
+    expect(filters.WebhooksGivenUp.FilterPattern).toContain('recorded webhook_given_up');
+    expect(filters.CallbacksRefused.LogGroupName).toEqual(group(stack.api.functions.callback));
+    expect(filters.CallbacksRefused.FilterPattern).toContain('$.status >= 400');
+  });
+
+  it('alarms on failed executions, webhooks given up and callback 4xx spikes', () => {
+    const alarms = ofType('AWS::CloudWatch::Alarm').map(([, r]) => r.Properties);
+    const failed = alarms.find((a) => a.MetricName === 'ExecutionsFailed');
+    expect(failed).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', Namespace: 'AWS/States' });
+    expect(failed.Dimensions[0].Value).toEqual({ Ref: logicalId(stack.workflow.stateMachine) });
+    expect(alarms.find((a) => a.MetricName === 'WebhooksGivenUp')).toMatchObject({ Threshold: 1, Namespace: 'Dreambooth' });
+    expect(alarms.find((a) => a.MetricName === 'CallbacksRefused')).toMatchObject({ Threshold: 10, Namespace: 'Dreambooth' });
+  });
+});
