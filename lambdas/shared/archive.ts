@@ -280,3 +280,44 @@ class Tally {
     return { entries: this.count, uncompressedBytes: this.uncompressed, rootFiles, topDirs };
   }
 }
+
+/** The bytes of one (small) entry, read through the source's ranged reads; null when absent. */
+export async function readEntry(source: RandomAccessSource, name: string, maxBytes: number): Promise<Buffer | null> {
+  const zip = await yauzl.fromRandomAccessReaderPromise(new SourceReader(source, 4 * BLOCK), source.size, {
+    decodeStrings: false,
+    validateEntrySizes: true,
+  });
+  try {
+    for await (const entry of zip.eachEntry()) {
+      if (entryName(entry) !== name) continue;
+      if (entry.uncompressedSize > maxBytes) throw new ArchiveError(`archive entry "${name}" is larger than ${maxBytes} bytes`);
+      const stream = await zip.openReadStreamPromise(entry);
+      const parts: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of stream) {
+        size += (chunk as Buffer).length;
+        if (size > maxBytes) throw new ArchiveError(`archive entry "${name}" is larger than ${maxBytes} bytes`);
+        parts.push(chunk as Buffer);
+      }
+      return Buffer.concat(parts);
+    }
+    return null;
+  } finally {
+    zip.close();
+  }
+}
+
+/**
+ * What a diffusers pipeline needs: every component `model_index.json` names with a library
+ * (e.g. `"unet": ["diffusers", "UNet2DConditionModel"]`) must be a folder of the archive.
+ */
+export function missingComponents(modelIndex: unknown, topDirs: string[]): string[] {
+  if (!modelIndex || typeof modelIndex !== 'object' || Array.isArray(modelIndex)) {
+    throw new ArchiveError('model_index.json is not a JSON object');
+  }
+  const dirs = new Set(topDirs);
+  return Object.entries(modelIndex as Record<string, unknown>)
+    .filter(([key, v]) => !key.startsWith('_') && Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && v[0] !== '')
+    .map(([key]) => key)
+    .filter((component) => !dirs.has(component));
+}

@@ -6,7 +6,7 @@
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
-import { ArchiveError, inspectArchive, s3Source } from '#shared/archive';
+import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source } from '#shared/archive';
 import type { Config } from '#shared/config';
 import type { Deps } from '#shared/deps';
 import { redactUrl, requestStream } from '#shared/http';
@@ -32,17 +32,34 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
     (await stagedSize(d, key)) ??
     (outputUrl.startsWith('s3:') ? await copyRelayed(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
   try {
-    const summary = await inspectArchive(s3Source(d.s3, d.bucket, key, size), {
+    const source = s3Source(d.s3, d.bucket, key, size);
+    const summary = await inspectArchive(source, {
       maxBytes: d.config.limits.archive_max_bytes,
       maxEntries: d.config.limits.archive_max_entries,
       maxUncompressedBytes: d.config.limits.archive_max_uncompressed_bytes,
       maxRatio: d.config.limits.archive_max_ratio,
     });
+    await checkPipeline(source, summary.topDirs);
     await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });
     return { bucket: d.bucket, key, size, entries: summary.entries, build_env: buildEnv(d.config, env, t, d.bucket, key) };
   } catch (e) {
     if (e instanceof ArchiveError) throw new StepError(StepErrors.BadArchive, `the trainer's output archive is not usable: ${e.message}`);
     throw e;
+  }
+}
+
+/** A diffusers pipeline needs the component folders its model_index.json names. */
+async function checkPipeline(source: ReturnType<typeof s3Source>, topDirs: string[]): Promise<void> {
+  const raw = await readEntry(source, 'model_index.json', 1024 * 1024);
+  let index: unknown;
+  try {
+    index = JSON.parse(raw?.toString('utf8') ?? '');
+  } catch {
+    throw new ArchiveError('model_index.json is not valid JSON');
+  }
+  const missing = missingComponents(index, topDirs);
+  if (missing.length > 0) {
+    throw new ArchiveError(`model_index.json names ${missing.join(', ')} but the archive has no ${missing.map((m) => `${m}/`).join(', ')} folder`);
   }
 }
 

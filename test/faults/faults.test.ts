@@ -30,6 +30,10 @@ beforeAll(async () => {
     slip: await zip([...pipeline, { name: '../out2/x', data: 'owned' }]),
     bomb: await zip([...pipeline, { name: 'unet/zeros.bin', data: Buffer.alloc(20 * 1024 * 1024) }]),
     'no-index': await zip([{ name: 'unet/config.json', data: '{}' }]),
+    'no-vae': await zip([
+      { name: 'model_index.json', data: JSON.stringify({ _class_name: 'StableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'], vae: ['diffusers', 'AutoencoderKL'], safety_checker: [null, null] }) },
+      { name: 'unet/config.json', data: '{}' },
+    ]),
     symlink: await zip([...pipeline, { name: 'unet/link', data: '/etc/passwd', mode: 0o120777 }]),
     many: await zip([...pipeline, ...Array.from({ length: 100_000 }, (_, i) => ({ name: `f/${i}`, data: '', compress: false }))]),
   });
@@ -153,6 +157,7 @@ describe('trainer faults', () => {
     ['zip:slip', /\.\./, 'zip slip entry ../out2/x'],
     ['zip:bomb', /expands \d+-fold/, 'zip bomb (20 MiB of zeros)'],
     ['zip:no-index', /model_index\.json/, 'archive without model_index.json'],
+    ['zip:no-vae', /names vae but the archive has no vae\/ folder/, 'model_index.json names a component the archive lacks'],
     ['zip:symlink', /symlink|special/i, 'symlink entry'],
     ['zip:many', /entries/, '100 000 entries'],
   ] as [Fault, RegExp, string][])('%s', async (fault, error, name) => {
