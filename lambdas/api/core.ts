@@ -8,9 +8,10 @@ import { newTrainingId, runIdFor, sha256Hex } from '#shared/ids';
 import { describeTrainer, resolveTrainer, backendFor, type ResolvedTrainer } from '#shared/trainers/index';
 import { isTerminal, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
 import type { Logger } from '#shared/log';
-import { seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
+import { retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
+import type { VersionRecord } from '#shared/store';
 import { checkUploaded, createUpload } from './uploads.ts';
-import { resolveTemplate } from './templates.ts';
+import { resolveTemplate, type TemplateRegistry } from './templates.ts';
 
 export interface ApiDeps extends Deps {
   lambda: LambdaClient;
@@ -18,6 +19,7 @@ export interface ApiDeps extends Deps {
   notifyFunction: string;
   webhookSecret: () => Promise<string>;
   log: Logger;
+  templates: TemplateRegistry;
 }
 
 export interface ApiRequest {
@@ -44,6 +46,9 @@ export async function route(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
   if ((m = path.match(/^\/v1\/trainings\/([^/]+)$/)) && method === 'GET') return { status: 200, body: view(await ownedTraining(d, req, m[1]!), d.publicUrl) };
   if ((m = path.match(/^\/v1\/trainings\/([^/]+)\/cancel$/)) && method === 'POST') return cancelTraining(d, req, m[1]!);
   if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)$/)) && method === 'GET') return getVersion(d, req, m[1]!, m[2]!, m[3]!);
+  if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)$/)) && method === 'GET') return getModel(d, req, m[1]!, m[2]!);
+  if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions$/)) && method === 'GET') return listVersions(d, req, m[1]!, m[2]!);
+  if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions$/)) && method === 'POST') return retemplate(d, req, m[1]!, m[2]!);
   if (path === '/v1/webhooks/default/secret' && method === 'GET') return { status: 200, body: { key: await d.webhookSecret() } };
   if (path === '/v1/trainers' && method === 'GET') return listTrainers(d);
   if (path === '/v1/templates' && method === 'GET') return listTemplates(d);
@@ -139,7 +144,7 @@ interface NewTraining {
 }
 
 async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Promise<ApiResponse> {
-  const template = resolveTemplate(d.config, n.templateRef);
+  const template = await resolveTemplate(d.config, n.templateRef, d.templates);
   checkEgress(d, 'input.instance_data', n.input.instance_data);
   await checkUploaded(d, n.input.instance_data);
   const [owner] = n.model.split('/') as [string];
@@ -207,13 +212,13 @@ function parseObject(d: Deps, body: string | null): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
-async function startExecution(d: ApiDeps, t: TrainingRecord): Promise<void> {
+async function startExecution(d: ApiDeps, t: TrainingRecord, extra: Record<string, unknown> = {}): Promise<void> {
   try {
     await d.sfn.send(
       new StartExecutionCommand({
         stateMachineArn: d.stateMachineArn,
         name: t.id,
-        input: JSON.stringify({ training_id: t.id, model: t.model, trainer: t.trainer, template: t.template.name }),
+        input: JSON.stringify({ training_id: t.id, model: t.model, trainer: t.trainer, template: t.template.name, ...extra }),
       }),
     );
   } catch (e) {
@@ -284,7 +289,90 @@ async function cancelTraining(d: ApiDeps, req: ApiRequest, id: string): Promise<
 async function getVersion(d: Deps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
   const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
   if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
-  return { status: 200, body: { id: v.id, model: v.model, image: v.image, notes: v.notes, training_id: v.training_id, created_at: v.created_at } };
+  return { status: 200, body: versionView(v) };
+}
+
+const versionView = (v: VersionRecord) => ({
+  id: v.id,
+  model: v.model,
+  image: v.image,
+  notes: v.notes,
+  training_id: v.training_id,
+  template: v.template,
+  created_at: v.created_at,
+});
+
+async function getModel(d: Deps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
+  const page = canUse(req.owners, owner) ? await d.store.listVersions(`${owner}/${name}`, 1) : null;
+  const latest = page?.results[0];
+  // A model exists once it has a version (models are created by their first push).
+  if (!latest) throw notFound(`model ${owner}/${name} not found`);
+  return {
+    status: 200,
+    body: { owner, name, url: `${d.publicUrl}/v1/models/${owner}/${name}`, versions_url: `${d.publicUrl}/v1/models/${owner}/${name}/versions`, latest_version: versionView(latest) },
+  };
+}
+
+async function listVersions(d: Deps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
+  if (!canUse(req.owners, owner)) throw notFound(`model ${owner}/${name} not found`);
+  let page;
+  try {
+    page = await d.store.listVersions(`${owner}/${name}`, d.config.limits.page_size, req.query.cursor);
+  } catch (e) {
+    if ((e as Error).name === 'BadCursorError') throw badRequest((e as Error).message);
+    throw e;
+  }
+  const url = (c: string | null) => (c ? `${d.publicUrl}/v1/models/${owner}/${name}/versions?cursor=${encodeURIComponent(c)}` : null);
+  return { status: 200, body: { previous: url(page.previous), next: url(page.next), results: page.results.map(versionView) } };
+}
+
+/**
+ * A new version from a finished training's weights on another template, without retraining:
+ * the same workflow from the staging step on (the staged archive is reused while it is kept).
+ */
+async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
+  const parsed = retemplateSchema(d.config.limits.notes_max_chars).safeParse(parseObject(d, req.body));
+  if (!parsed.success) throw badRequest(zodDetail(parsed.error));
+  const body = parsed.data;
+  const model = `${owner}/${name}`;
+  const source = await ownedTraining(d, req, body.training_id);
+  if (source.model !== model) throw badRequest(`training_id: training ${source.id} pushed to ${source.model}, not ${model}`);
+  if (source.status !== 'succeeded' || !source.run.output) {
+    throw new ApiError(409, `training_id: training ${source.id} is ${source.status}; only a succeeded training's weights can be re-templated`);
+  }
+  checkEgress(d, 'webhook', body.webhook);
+  const template = await resolveTemplate(d.config, body.template_version, d.templates);
+  const id = newTrainingId();
+  const replay = await claimIdempotencyKey(d, req, id);
+  if (replay) return replay;
+  const now = d.now().toISOString();
+  const t: TrainingRecord = {
+    ...source,
+    id,
+    template,
+    notes: body.notes ?? null,
+    webhook: body.webhook === undefined ? source.webhook : body.webhook,
+    status: 'pushing',
+    created_at: now,
+    started_at: now,
+    completed_at: null,
+    error: null,
+    version: null,
+    image: null,
+    cancel_requested: false,
+    run: { ...source.run, id: runIdFor(id) },
+    task_token: null,
+    logs_event_at: null,
+    webhook_outcome: null,
+    retemplate_of: source.id,
+  };
+  await d.store.createTraining(t);
+  await startExecution(d, t, {
+    retemplate_of: source.id,
+    trainer: { status: 'succeeded', output_url: source.run.output, predict_time: source.predict_time },
+  });
+  d.log.info('re-template started', { training_id: id, source: source.id, model, template: template.name });
+  return { status: 201, body: view(t, d.publicUrl) };
 }
 
 function listTemplates(d: Deps): ApiResponse {

@@ -6,6 +6,7 @@ import { errorResponse, json } from '#shared/errors';
 import { logger } from '#shared/log';
 import { getWebhookSecret } from '#shared/secrets';
 import { route, type ApiDeps } from './core.ts';
+import { liveRegistry } from './templates.ts';
 
 let apiDeps: ApiDeps | undefined;
 function build(): ApiDeps {
@@ -17,6 +18,7 @@ function build(): ApiDeps {
     notifyFunction: requireEnv(ENV.notifyFunction),
     webhookSecret: () => getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)),
     log: logger('api'),
+    templates: liveRegistry(d.config.egress.allow),
   };
 }
 

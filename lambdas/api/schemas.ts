@@ -45,3 +45,15 @@ export function trainingsRequestSchema(notesMax: number) {
     })
     .strict();
 }
+
+/** `POST /v1/models/{owner}/{name}/versions`: a new version from a training's weights on another template. */
+export function retemplateSchema(notesMax: number) {
+  return z
+    .object({
+      training_id: z.string({ error: 'is required: the succeeded training whose weights to use' }).regex(/^[a-z0-9]{20,40}$/, 'is not a training id'),
+      template_version: z.string({ error: 'is required: the template to build on' }).min(1).max(512),
+      notes: z.string({ error: 'must be a string' }).max(notesMax, `must be at most ${notesMax} characters`).nullish(),
+      webhook: httpUrl.nullish(),
+    })
+    .strict();
+}

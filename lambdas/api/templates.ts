@@ -1,6 +1,15 @@
-/** Which template image a request builds on. */
+/**
+ * Which template image a request builds on. Digests pinned in the catalog are trusted as they
+ * are; any other digest is looked up in the registry (a HEAD of the manifest) and the image
+ * must be a Cog template that loads its weights from /src/weights.
+ */
 import type { Config } from '#shared/config';
+import { checkUrlSyntax, EgressError, guardedLookup } from '#shared/egress';
 import { badRequest } from '#shared/errors';
+import { readImageConfig } from '#shared/oci/append';
+import { OciLayout } from '#shared/oci/layout';
+import { RegistryClient } from '#shared/oci/registry';
+import type { ImageStore } from '#shared/oci/types';
 
 export interface ResolvedTemplate {
   name: string;
@@ -8,42 +17,122 @@ export interface ResolvedTemplate {
   digest: string;
 }
 
+/** Asks registries about images; replaced in tests. */
+export interface TemplateRegistry {
+  /** Whether `repository@sha256:<digest>` exists. */
+  exists(repository: string, digest: string): Promise<boolean>;
+  /** Why the image is not a usable Cog template, or null when it is. */
+  notATemplate(repository: string, digest: string): Promise<string | null>;
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 
-export function resolveTemplate(config: Config, ref: string | undefined): ResolvedTemplate {
+export async function resolveTemplate(config: Config, ref: string | undefined, registry: TemplateRegistry): Promise<ResolvedTemplate> {
   const catalog = config.templates.catalog;
+  const names = Object.keys(catalog).join(', ');
   if (ref === undefined) return byName(config, config.templates.default, 'templates.default');
 
   if (HEX64.test(ref)) {
     for (const [name, t] of Object.entries(catalog)) if (t.digests.includes(ref)) return { name, repository: t.repository, digest: ref };
-    throw badRequest(
-      `template_version: ${ref} is not a digest pinned in the template catalog; pass <template>@sha256:<digest> ` +
-        `(templates: ${Object.keys(catalog).join(', ')}) or a full image reference <repository>@sha256:<digest>`,
-    );
+    // Not pinned: the seed's bare digest may still be a version of one of the catalog's templates.
+    const tried = Object.entries(catalog);
+    const found = await Promise.all(tried.map(([, t]) => registry.exists(t.repository, ref).catch(() => false)));
+    const at = found.indexOf(true);
+    if (at === -1) {
+      throw badRequest(`template_version: no manifest sha256:${ref} in any catalog template (tried ${tried.map(([, t]) => t.repository).join(', ')})`);
+    }
+    const [name, t] = tried[at]!;
+    return verified(registry, { name, repository: t.repository, digest: ref });
   }
   const at = ref.match(/^([a-z0-9.:_/-]+)@sha256:([0-9a-f]{64})$/);
   if (at) {
     const [, repo, digest] = at as unknown as [string, string, string];
     const entry = catalog[repo];
-    if (entry) return { name: repo, repository: entry.repository, digest };
-    if (repo.includes('/')) return { name: repo, repository: repo, digest };
-    throw badRequest(`template_version: ${repo} is not a template of the catalog (${Object.keys(catalog).join(', ')})`);
+    if (entry) {
+      if (entry.digests.includes(digest)) return { name: repo, repository: entry.repository, digest };
+      return verified(registry, { name: repo, repository: entry.repository, digest }, `${entry.repository}@sha256:${digest}`);
+    }
+    if (!repo.includes('/')) throw badRequest(`template_version: ${repo} is not a template of the catalog (${names})`);
+    checkRegistryHost(config, repo);
+    return verified(registry, { name: repo, repository: repo, digest }, ref);
   }
   if (catalog[ref]) return byName(config, ref, 'template_version');
   throw badRequest(
-    'template_version: use a 64-hex digest, <template>@sha256:<digest>, a full image reference ' +
-      `<repository>@sha256:<digest>, or a template name (${Object.keys(catalog).join(', ')})`,
+    `template_version: use a 64-hex digest, <template>@sha256:<digest>, a full image reference <repository>@sha256:<digest>, or a template name (${names})`,
   );
+}
+
+async function verified(registry: TemplateRegistry, t: ResolvedTemplate, shown = `sha256:${t.digest}`): Promise<ResolvedTemplate> {
+  let exists: boolean;
+  try {
+    exists = await registry.exists(t.repository, t.digest);
+  } catch (e) {
+    throw badRequest(`template_version: could not ask the registry about ${shown}: ${(e as Error).message}`);
+  }
+  if (!exists) throw badRequest(`template_version: ${shown} does not exist in ${t.repository}`);
+  const why = await registry.notATemplate(t.repository, t.digest);
+  if (why) throw badRequest(`template_version: ${shown} ${why}`);
+  return t;
 }
 
 function byName(config: Config, name: string, field: string): ResolvedTemplate {
   const t = config.templates.catalog[name];
   if (!t) throw badRequest(`${field}: unknown template ${name}`);
   const digest = t.digests[0];
-  if (!digest) {
-    throw badRequest(
-      `${field}: template ${name} has no pinned digest in the configuration; pass template_version as ${name}@sha256:<digest>`,
-    );
-  }
+  if (!digest) throw badRequest(`${field}: template ${name} has no pinned digest in the configuration; pass template_version as ${name}@sha256:<digest>`);
   return { name, repository: t.repository, digest };
+}
+
+/** A user-named registry is a user-supplied URL: it passes the egress guard too. */
+function checkRegistryHost(config: Config, repo: string): void {
+  try {
+    checkUrlSyntax(`https://${repo.split('/')[0]}/`, { allow: config.egress.allow });
+  } catch (e) {
+    if (e instanceof EgressError) throw badRequest(`template_version: ${e.detail}`);
+    throw e;
+  }
+}
+
+/** Registries over HTTP(S) (plain HTTP on loopback, as docker does) and OCI layouts on disk. */
+export function liveRegistry(allow: string[]): TemplateRegistry {
+  const cache = new Map<string, string | null>();
+  const open = (repository: string): { store: ImageStore; repo: string } => {
+    if (repository.startsWith('oci:')) return { store: new OciLayout(repository.slice(4)), repo: '' };
+    const slash = repository.indexOf('/');
+    const host = repository.slice(0, slash);
+    const scheme = /^(127\.|localhost(:|$)|\[::1\])/.test(host) ? 'http' : 'https';
+    const store = new RegistryClient({ baseUrl: `${scheme}://${host}`, timeoutMs: 10_000, lookup: guardedLookup(allow) });
+    return { store, repo: repository.slice(slash + 1) };
+  };
+  return {
+    async exists(repository, digest) {
+      const { store, repo } = open(repository);
+      if (store instanceof RegistryClient) return (await store.headManifest(repo, `sha256:${digest}`)) !== null;
+      return store.getManifest(repo, `sha256:${digest}`).then(
+        () => true,
+        () => false,
+      );
+    },
+    async notATemplate(repository, digest) {
+      const key = `${repository}@${digest}`;
+      if (!cache.has(key)) {
+        const { store, repo } = open(repository);
+        const { config } = await readImageConfig(store, repo, `sha256:${digest}`);
+        cache.set(key, cogProblem(config.config as { Labels?: Record<string, string>; WorkingDir?: string } | undefined));
+      }
+      return cache.get(key)!;
+    },
+  };
+}
+
+/** A Cog template carries Cog's labels and works in /src, where it loads ./weights. */
+export function cogProblem(config: { Labels?: Record<string, string>; WorkingDir?: string } | undefined): string | null {
+  const labels = Object.keys(config?.Labels ?? {});
+  if (!labels.some((l) => l.startsWith('run.cog.') || l.startsWith('org.cogmodel.'))) {
+    return 'is not a Cog template: it has no run.cog.* or org.cogmodel.* labels';
+  }
+  if ((config?.WorkingDir ?? '') !== '/src') {
+    return `does not load weights from /src/weights: its working directory is ${config?.WorkingDir || '/'} (Cog templates use /src)`;
+  }
+  return null;
 }

@@ -46,6 +46,8 @@ export interface TrainingRecord {
     output: string | null;
   };
   staged: { bucket: string; key: string; size: number } | null;
+  /** The training whose weights this one re-templates (a new version without retraining). */
+  retemplate_of?: string | null;
   /** When the last `logs` webhook event went out (epoch ms): they are throttled. */
   logs_event_at?: number | null;
   /** Token of the Step Functions task waiting on the trainer (never shown, never logged). */

@@ -27,7 +27,8 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
   await d.store.updateTraining(t.id, { status: 'pushing' }, { status: ['starting', 'processing', 'pushing'] });
 
-  const key = `staged/${t.id}/output.zip`;
+  // A re-template reuses the archive its source training staged (while the bucket keeps it).
+  const key = t.staged?.key ?? `staged/${t.id}/output.zip`;
   const size =
     (await stagedSize(d, key)) ??
     (outputUrl.startsWith('s3:') ? await copyRelayed(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));

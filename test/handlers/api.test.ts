@@ -14,6 +14,7 @@ import type { TrainingRecord } from '#shared/training';
 import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/core.ts';
 import { newTraining, SECRET_IDS, startFixture, type Fixture } from '../helpers/aws-local.ts';
 import { pollUntil } from '../../infra/local/aws/index.ts';
+import { liveRegistry } from '../../lambdas/api/templates.ts';
 
 let fx: Fixture;
 let d: ApiDeps;
@@ -30,6 +31,7 @@ beforeAll(async () => {
     notifyFunction: 'notify',
     webhookSecret: () => getWebhookSecret(fx.deps.secrets, SECRET_IDS.webhook),
     log: logger('api'),
+    templates: liveRegistry(fx.deps.config.egress.allow),
   };
 });
 afterAll(() => fx?.stop());

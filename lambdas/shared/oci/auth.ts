@@ -5,6 +5,7 @@
  * a call needs is fetched from the realm (with Basic credentials if any) and cached until it
  * expires.
  */
+import type { LookupFunction } from '../egress.ts';
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
 import { backoff, readBody, send } from './http.ts';
@@ -48,6 +49,7 @@ export class Authenticator {
     private readonly credentials: Credentials | undefined,
     private readonly registry: URL,
     private readonly timeoutMs: number,
+    private readonly lookup?: LookupFunction,
   ) {}
 
   /** The Authorization header for a call needing `scopes` (fetches a token when due). */
@@ -108,7 +110,7 @@ export class Authenticator {
     for (let attempt = 0; ; attempt++) {
       let res: IncomingMessage | undefined;
       try {
-        res = await send({ method: 'GET', url, headers: auth ? { authorization: auth } : {}, timeoutMs: this.timeoutMs });
+        res = await send({ method: 'GET', url, headers: auth ? { authorization: auth } : {}, timeoutMs: this.timeoutMs, lookup: this.lookup });
         const body = await readBody(res, 64 * 1024);
         if (res.statusCode === 200) return this.remember(scopes.join(' '), body);
         if (res.statusCode !== 429 && (res.statusCode ?? 0) < 500) break;

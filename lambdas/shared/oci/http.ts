@@ -3,6 +3,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { LookupFunction } from '../egress.ts';
 
 export interface Exchange {
   method: string;
@@ -11,6 +12,8 @@ export interface Exchange {
   body?: Buffer | Readable;
   /** Socket inactivity limit: a 1 GiB upload may take long, but never stalls this long. */
   timeoutMs: number;
+  /** Resolves host names; the egress guard's lookup refuses private addresses at connect time. */
+  lookup?: LookupFunction;
 }
 
 export function send(x: Exchange): Promise<IncomingMessage> {
@@ -19,7 +22,7 @@ export function send(x: Exchange): Promise<IncomingMessage> {
     const headers: Record<string, string | number> = { 'user-agent': 'dreambooth-api', ...x.headers };
     if (Buffer.isBuffer(x.body)) headers['content-length'] = x.body.length;
     else if (!x.body && !['GET', 'HEAD', 'DELETE'].includes(x.method)) headers['content-length'] = 0;
-    const req = client.request(x.url, { method: x.method, headers });
+    const req = client.request(x.url, { method: x.method, headers, ...(x.lookup ? { lookup: x.lookup } : {}) });
     req.setTimeout(x.timeoutMs, () => req.destroy(new Error(`no data for ${x.timeoutMs} ms`)));
     req.once('error', reject);
     req.once('response', resolve);

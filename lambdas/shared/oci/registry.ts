@@ -18,6 +18,7 @@ import {
   type ImageStore,
   type ManifestResult,
 } from './types.ts';
+import type { LookupFunction } from '../egress.ts';
 
 export interface RegistryClientOptions {
   /** `http://127.0.0.1:5000` or `https://…`; only the origin is used. */
@@ -27,6 +28,8 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
   /** Upload streams in PATCH requests of this size (buffered, retried) instead of one streamed PATCH. */
   chunkBytes?: number;
+  /** Host name resolution for every call (token service included): pass the egress guard's for user-named registries. */
+  lookup?: LookupFunction;
 }
 
 /** A registry said no. `code` is the registry's error code (e.g. `BLOB_UNKNOWN`); never carries credentials. */
@@ -61,6 +64,7 @@ export class RegistryClient implements ImageStore {
   private readonly auth: Authenticator;
   private readonly timeoutMs: number;
   private readonly chunkBytes?: number;
+  private readonly lookup?: LookupFunction;
 
   constructor(opts: RegistryClientOptions) {
     this.base = new URL(opts.baseUrl);
@@ -68,7 +72,8 @@ export class RegistryClient implements ImageStore {
     this.origin = this.base.origin;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.chunkBytes = opts.chunkBytes;
-    this.auth = new Authenticator(opts.auth, this.base, this.timeoutMs);
+    this.lookup = opts.lookup;
+    this.auth = new Authenticator(opts.auth, this.base, this.timeoutMs, opts.lookup);
   }
 
   /** `host[:port]` as it appears in image references. */
@@ -104,7 +109,7 @@ export class RegistryClient implements ImageStore {
     for (let hops = 0; hops < 4; hops++) {
       const res = url.origin === this.origin
         ? await this.call({ method: 'GET', url, scopes: pull(repo), ok: [200, 301, 302, 303, 307, 308] })
-        : await send({ method: 'GET', url, timeoutMs: this.timeoutMs });
+        : await send({ method: 'GET', url, timeoutMs: this.timeoutMs, lookup: this.lookup });
       if (res.statusCode === 200) return res;
       discard(res);
       const next = header(res, 'location');
@@ -268,7 +273,7 @@ export class RegistryClient implements ImageStore {
       let res: IncomingMessage;
       try {
         const authorization = await this.auth.header(c.scopes);
-        res = await send({ ...c, headers: { ...c.headers, ...(authorization ? { authorization } : {}) }, timeoutMs: this.timeoutMs });
+        res = await send({ ...c, headers: { ...c.headers, ...(authorization ? { authorization } : {}) }, timeoutMs: this.timeoutMs, lookup: this.lookup });
       } catch (e) {
         if (!idempotent || attempt >= 2) throw new RegistryError(`${c.method} ${c.url.pathname} failed: ${(e as Error).message}`, 0);
         await backoff(attempt);
