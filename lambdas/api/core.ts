@@ -328,7 +328,8 @@ async function listVersions(d: Deps, req: ApiRequest, owner: string, name: strin
 
 /**
  * A new version from a finished training's weights on another template, without retraining:
- * the same workflow from the staging step on (the staged archive is reused while it is kept).
+ * the same workflow, whose train step finds the run over (the staged archive is reused while
+ * the bucket keeps it).
  */
 async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
   const parsed = retemplateSchema(d.config.limits.notes_max_chars).safeParse(parseObject(d, req.body));
@@ -367,10 +368,9 @@ async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, name: stri
     retemplate_of: source.id,
   };
   await d.store.createTraining(t);
-  await startExecution(d, t, {
-    retemplate_of: source.id,
-    trainer: { status: 'succeeded', output_url: source.run.output, predict_time: source.predict_time },
-  });
+  // The run is already over (copied from the source), so the train step completes at once with
+  // its output and the execution goes straight on to stage, build and push.
+  await startExecution(d, t, { retemplate_of: source.id });
   d.log.info('re-template started', { training_id: id, source: source.id, model, template: template.name });
   return { status: 201, body: view(t, d.publicUrl) };
 }
