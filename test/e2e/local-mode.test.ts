@@ -4,7 +4,11 @@
  * daemonless append build.
  */
 import { execFileSync } from 'node:child_process';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendLayer } from '#shared/oci/append';
+import { RegistryClient } from '#shared/oci/registry';
+import { tarEntries } from '#shared/oci/tar';
 import { verify } from '#shared/webhook-signing';
 import { instanceDataZip } from '../../infra/local/demo.ts';
 import { inspectImage } from '../helpers/images.ts';
@@ -114,11 +118,11 @@ describe.each(strategies)('local mode, %s build', (build) => {
   });
 
   it('fails with the build log tail in the error when the build fails', async () => {
-    const missing = '0'.repeat(64);
+    const broken = await brokenTemplate(local);
     const created = await local.api('POST', '/v1/trainings', {
       input: { ...SEED_INPUT, instance_data: `${receiver.base}/person.zip` },
       trainer_version: 'demo',
-      template_version: `vanilla-template@sha256:${missing}`,
+      template_version: `vanilla-template@sha256:${broken}`,
       model: 'acme/no-template',
       webhook_completed: `${receiver.base}/hook`,
     });
@@ -126,8 +130,8 @@ describe.each(strategies)('local mode, %s build', (build) => {
     const done = await finished(created.json.id);
     expect(done.status).toBe('failed');
     expect(done.error).toMatch(/image build failed in phase BUILD/);
-    // The tail names what went wrong: the template manifest does not exist.
-    expect(done.error).toMatch(/manifest unknown|not found|MANIFEST_UNKNOWN/i);
+    // The tail names what went wrong: a layer of the template is gone from the registry.
+    expect(done.error).toMatch(/unknown blob|blob unknown|BLOB_UNKNOWN|404/i);
     expect((await hookFor(created.json.id)).json.status).toBe('failed');
   });
 
@@ -171,6 +175,26 @@ describe.each(strategies)('local mode, %s build', (build) => {
     expect(health.json.results.map((t: { name: string }) => t.name)).toContain('demo');
   });
 });
+
+/**
+ * A template whose manifest and config are fine (so it passes the submit checks) but one of
+ * whose layers was deleted from the registry: pulling or copying it fails inside the build.
+ */
+async function brokenTemplate(local: Local): Promise<string> {
+  const vanilla = (await local.api('GET', '/v1/templates')).json.results.find((t: { name: string }) => t.name === 'vanilla-template');
+  const host = vanilla.repository.split('/')[0];
+  const registry = new RegistryClient({ baseUrl: `http://${host}` });
+  const layer = () => tarEntries([{ path: 'BROKEN', size: 2, stream: () => Readable.from([Buffer.from('x\n')]) }], 'src/');
+  const { digest } = await appendLayer({
+    source: registry, sourceRepo: 'templates/vanilla-template', sourceRef: `sha256:${vanilla.digests[0]}`,
+    target: registry, targetRepo: 'templates/vanilla-template', tag: 'broken', layer, labels: {},
+  });
+  const { manifest } = await registry.getManifest('templates/vanilla-template', `sha256:${digest}`);
+  const gone = manifest.layers.at(-1)!.digest;
+  const res = await fetch(`http://${host}/v2/templates/vanilla-template/blobs/${gone}`, { method: 'DELETE' });
+  if (res.status !== 202) throw new Error(`could not delete a layer of the broken template: ${res.status}`);
+  return digest;
+}
 
 async function emptyZip(): Promise<Buffer> {
   const yazl = (await import('yazl')).default;

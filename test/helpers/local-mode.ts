@@ -35,7 +35,7 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'dreambooth-e2e-'));
   const token = opts.token ?? `test-token-${Math.random().toString(36).slice(2)}`;
   // One process, as `npm start` ends up running: signals reach local mode itself.
-  const args = ['--import', 'tsx', 'infra/local/main.ts', '--quiet'];
+  const args = ['--disable-warning=NodeVersionSupportWarning', '--import', 'tsx', 'infra/local/main.ts', '--quiet'];
   if (opts.build) args.push('--build', opts.build);
   if (opts.registry === 'none') args.push('--no-registry');
   else if (opts.registry) args.push('--registry', opts.registry);
