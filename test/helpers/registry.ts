@@ -9,9 +9,9 @@ import { randomUUID, sign, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../infra/local/registry.ts';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 
@@ -93,16 +93,7 @@ async function waitForRegistry(url: string, dead: () => boolean, stderr: () => s
   throw new Error(`docker-registry did not answer on ${url}: ${stderr().trim()}`);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 const b64url = (b: Buffer | string) => Buffer.from(b).toString('base64url');
 
