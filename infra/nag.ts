@@ -73,16 +73,26 @@ export function acknowledgeFindings(stack: DreamboothStack): void {
         'receivers and the callback key signs URLs held by running trainers. Rotate by hand.',
     );
   }
-  ack(
-    stack.build.project,
-    'CB4',
-    'The project produces no artifacts (it pushes an image); CodeBuild encrypts its logs with the AWS-managed key.',
-  );
-  ack(
-    stack.build.project,
-    'CB3',
-    'Privileged mode runs the Docker daemon that builds and pushes the model image.',
-  );
+  for (const project of stack.build.projects) {
+    ack(
+      project,
+      'CB4',
+      'The project produces no artifacts (it pushes an image); CodeBuild encrypts its logs with the AWS-managed key.',
+    );
+  }
+  for (const project of stack.build.strategy === 'append' ? stack.build.projects : []) {
+    for (const action of ['s3:GetObject*', 's3:GetBucket*', 's3:List*']) {
+      ack(
+        project,
+        `IAM5[Action::${action}]`,
+        "CDK's read grant of the project's source: the bundled build script, one object of the CDK assets bucket.",
+      );
+    }
+  }
+  // Only the docker strategy runs privileged; the default append build needs no daemon.
+  if (stack.build.strategy === 'docker') {
+    ack(stack.build.project, 'CB3', 'Privileged mode runs the Docker daemon that builds and pushes the model image (build.strategy "docker").');
+  }
   for (const fn of HouseFunction.all(stack)) {
     ack(fn, 'L1', 'Node.js 22 is the runtime the handlers are bundled for (esbuild target node22) and tested on.');
   }

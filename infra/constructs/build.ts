@@ -1,18 +1,31 @@
 /**
- * The image build: a CodeBuild project that runs buildspecs/build-model.yml (docker build + push).
+ * The image build, one of two strategies (configuration `build.strategy`):
+ * - `append` (default): buildspecs/append-model.yml runs lambdas/build-image (bundled here with
+ *   the local esbuild into an S3 asset, the project's source) with no Docker daemon and no
+ *   privileged mode: the template's layers are mounted or copied registry-side and the weights
+ *   streamed from S3 into one new layer. Two projects: Lambda compute (starts in seconds, no
+ *   queue, at most 15 minutes) for archives up to `build.lambda_compute_max_bytes`, and EC2
+ *   compute beyond; the state machine chooses on the staged size.
+ * - `docker`: buildspecs/build-model.yml (docker build + docker push) in a privileged project.
  */
 import { readFileSync } from 'node:fs';
-import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { join } from 'node:path';
+import { AssetHashType, Aws, DockerImage, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import {
   BuildEnvironmentVariableType,
   BuildSpec,
   ComputeType,
+  type IBuildImage,
+  LinuxArmLambdaBuildImage,
   LinuxBuildImage,
   Project,
+  Source,
 } from 'aws-cdk-lib/aws-codebuild';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
+import { buildSync } from 'esbuild';
 import { parse } from 'yaml';
 import type { Config } from '#shared/config';
 import { REPO_ROOT } from './function.ts';
@@ -36,13 +49,46 @@ const ECR_REPOSITORY_ACTIONS = [
   'ecr:PutImage',
 ];
 
-/** The repository file itself, embedded so that the deployed spec is the one the tests run. */
-export function loadBuildSpec(): Record<string, unknown> {
-  return parse(readFileSync(`${REPO_ROOT}buildspecs/build-model.yml`, 'utf8')) as Record<string, unknown>;
+/** The name of the bundled script in the append project's source (the buildspec runs it). */
+export const BUILD_IMAGE_SCRIPT = 'build-image.mjs';
+
+/** A repository buildspec, embedded so that the deployed spec is the one the tests run. */
+export function loadBuildSpec(name: 'build-model' | 'append-model' = 'build-model'): Record<string, unknown> {
+  return parse(readFileSync(`${REPO_ROOT}buildspecs/${name}.yml`, 'utf8')) as Record<string, unknown>;
+}
+
+/**
+ * Bundles lambdas/build-image into `<outDir>/build-image.mjs`: one file, every dependency (the
+ * SDK clients too) inside, since CodeBuild images carry no node_modules. Node 18 is the oldest
+ * Node of the images it runs on.
+ */
+export function bundleBuildImage(outDir: string): string {
+  const outfile = join(outDir, BUILD_IMAGE_SCRIPT);
+  buildSync({
+    entryPoints: [`${REPO_ROOT}lambdas/build-image/main.ts`],
+    absWorkingDir: REPO_ROOT,
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node18',
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'error',
+    // Bundled CommonJS dependencies call require(); ESM output needs it defined.
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+  return outfile;
 }
 
 export class ModelBuild extends Construct {
+  readonly strategy: Config['build']['strategy'];
+  /** EC2 compute: the docker build, or the append build of archives too large for Lambda compute. */
   readonly project: Project;
+  /** Lambda compute, `append` only: archives up to `lambdaComputeMaxBytes`. */
+  readonly lambdaProject?: Project;
+  readonly lambdaComputeMaxBytes: number;
+  /** Both projects log here (the record step reads a failed build's tail). */
   readonly logGroup: LogGroup;
   /** Host images are pushed to, e.g. `<account>.dkr.ecr.<region>.amazonaws.com` or `ghcr.io`. */
   readonly registryHost: string;
@@ -52,6 +98,8 @@ export class ModelBuild extends Construct {
   constructor(scope: Construct, id: string, props: ModelBuildProps) {
     super(scope, id);
     const { config, storage } = props;
+    this.strategy = config.build.strategy;
+    this.lambdaComputeMaxBytes = config.build.lambda_compute_max_bytes;
     const registry = config.registry;
     if (registry.type === 'ecr') {
       this.registryHost = `${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}`;
@@ -70,9 +118,36 @@ export class ModelBuild extends Construct {
       retention: RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
-    this.project = new Project(this, 'Project', {
-      description: 'dreambooth-api: bakes trained weights into a template image and pushes the model version.',
-      buildSpec: BuildSpec.fromObjectToYaml(loadBuildSpec()),
+    if (this.strategy === 'docker') {
+      this.project = this.dockerProject(config);
+    } else {
+      const script = this.scriptAsset();
+      this.project = this.appendProject('Project', config, script, {
+        buildImage: LinuxBuildImage.STANDARD_7_0,
+        // Streaming needs neither memory nor disk.
+        computeType: ComputeType.SMALL,
+      });
+      this.lambdaProject = this.appendProject('LambdaProject', config, script, {
+        buildImage: LinuxArmLambdaBuildImage.AMAZON_LINUX_2023_NODE_20,
+        // Lambda compute's CPU grows with memory: 2 GB hashes and sends at line rate.
+        computeType: ComputeType.LAMBDA_2GB,
+      });
+    }
+    for (const project of this.projects) {
+      storage.grantObjects(project, PREFIX.staged, ['s3:GetObject']);
+      if (registry.type === 'ecr') this.grantEcr(project);
+    }
+  }
+
+  /** Every project of this build (the API stops their builds, nag reviews them). */
+  get projects(): Project[] {
+    return this.lambdaProject ? [this.project, this.lambdaProject] : [this.project];
+  }
+
+  private dockerProject(config: Config): Project {
+    return new Project(this, 'Project', {
+      description: 'dreambooth-api: bakes trained weights into a template image and pushes the model version (docker).',
+      buildSpec: BuildSpec.fromObjectToYaml(loadBuildSpec('build-model')),
       environment: {
         buildImage: LinuxBuildImage.STANDARD_7_0,
         // Weights are gigabytes: more disk and bandwidth than SMALL.
@@ -85,13 +160,41 @@ export class ModelBuild extends Construct {
       queuedTimeout: Duration.hours(1),
       logging: { cloudWatch: { logGroup: this.logGroup } },
     });
+  }
 
-    storage.grantObjects(this.project, PREFIX.staged, ['s3:GetObject']);
-    if (registry.type === 'ecr') this.grantEcr();
+  private appendProject(id: string, config: Config, script: Asset, env: { buildImage: IBuildImage; computeType: ComputeType }): Project {
+    const lambda = env.computeType.startsWith('BUILD_LAMBDA');
+    return new Project(this, id, {
+      description: `dreambooth-api: appends the trained weights to a template image and pushes the model version (${lambda ? 'Lambda' : 'EC2'} compute).`,
+      source: Source.s3({ bucket: script.bucket, path: script.s3ObjectKey }),
+      buildSpec: BuildSpec.fromObjectToYaml(loadBuildSpec('append-model')),
+      environment: { ...env, privileged: false },
+      environmentVariables: {
+        ...this.registryEnvironment(config),
+        ARCHIVE_MAX_ENTRIES: plain(String(config.limits.archive_max_entries)),
+        ARCHIVE_MAX_UNCOMPRESSED_BYTES: plain(String(config.limits.archive_max_uncompressed_bytes)),
+      },
+      // Lambda compute takes no timeouts of its own: it ends builds at 15 minutes.
+      ...(lambda ? {} : { timeout: Duration.minutes(config.timeouts.build_minutes), queuedTimeout: Duration.hours(1) }),
+      logging: { cloudWatch: { logGroup: this.logGroup } },
+    });
+  }
+
+  /** lambdas/build-image bundled at synth time (skipped, like the functions', when a stack is not bundled). */
+  private scriptAsset(): Asset {
+    return new Asset(this, 'Script', {
+      path: `${REPO_ROOT}lambdas/build-image`,
+      // The bundle also holds lambdas/shared: hash what is shipped, not the entry folder.
+      assetHashType: AssetHashType.OUTPUT,
+      bundling: {
+        // Never used: the local esbuild always bundles (Docker is not needed to deploy).
+        image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
+        local: { tryBundle: (outDir) => Boolean(bundleBuildImage(outDir)) },
+      },
+    });
   }
 
   private registryEnvironment(config: Config) {
-    const plain = (value: string) => ({ type: BuildEnvironmentVariableType.PLAINTEXT, value });
     const env = {
       REGISTRY_TYPE: plain(config.registry.type),
       REGISTRY_HOST: plain(this.registryHost),
@@ -105,15 +208,17 @@ export class ModelBuild extends Construct {
     return { ...env, REGISTRY_USERNAME: fromSecret('username'), REGISTRY_PASSWORD: fromSecret('password') };
   }
 
-  private grantEcr(): void {
+  private grantEcr(project: Project): void {
     const stack = Stack.of(this);
     const repositories = stack.formatArn({
       service: 'ecr',
       resource: 'repository',
       resourceName: `${this.repositoryPrefix}/*`,
     });
-    this.project.addToRolePolicy(new PolicyStatement({ actions: ECR_REPOSITORY_ACTIONS, resources: [repositories] }));
+    project.addToRolePolicy(new PolicyStatement({ actions: ECR_REPOSITORY_ACTIONS, resources: [repositories] }));
     // GetAuthorizationToken is account-wide: it takes no resource.
-    this.project.addToRolePolicy(new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
+    project.addToRolePolicy(new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
   }
 }
+
+const plain = (value: string) => ({ type: BuildEnvironmentVariableType.PLAINTEXT, value });

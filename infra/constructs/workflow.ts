@@ -4,7 +4,7 @@
  * `Assign`, and defaults a Task without a timeout to 60 s, so every Task sets one.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { BuildEnvironmentVariableType } from 'aws-cdk-lib/aws-codebuild';
+import { BuildEnvironmentVariableType, type IProject } from 'aws-cdk-lib/aws-codebuild';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import {
   Choice,
@@ -203,7 +203,6 @@ export class TrainingWorkflow extends Construct {
       .otherwise(waitForTrainer);
     askTrainer.next(finished);
 
-    const buildImage = guarded(this.buildTask(props.build), recordFailure, [BUILD_QUOTA_RETRY]);
     const recordVersion = guarded(
       this.invoke(record, 'Record the model version', {
         action: 'version',
@@ -228,13 +227,29 @@ export class TrainingWorkflow extends Construct {
       [TRANSIENT_RETRY, webhookRetry],
     );
 
-    return recordStarted
-      .next(waitForTrainer)
-      .next(stage)
-      .next(buildImage)
-      .next(recordVersion)
-      .next(sendWebhook)
-      .next(succeeded);
+    recordVersion.next(sendWebhook).next(succeeded);
+    stage.next(this.buildSteps(props.build, recordFailure, recordVersion));
+    return recordStarted.next(waitForTrainer).next(stage);
+  }
+
+  /**
+   * The build: one task (docker), or a choice on the staged archive's size between Lambda
+   * compute and EC2 compute (append). Each is retried only when the concurrent-build quota
+   * refuses StartBuild: a failed build is never retried, it would push a second image.
+   */
+  private buildSteps(build: ModelBuild, onError: State, then: State): State {
+    const task = (name: string, project: IProject) => {
+      const step = guarded(this.buildTask(name, project), onError, [BUILD_QUOTA_RETRY]);
+      step.next(then);
+      return step;
+    };
+    if (!build.lambdaProject) return task('Build and push the model image', build.project);
+    return new Choice(this, 'Does the archive fit Lambda compute?')
+      .when(
+        Condition.numberLessThanEquals('$.staged.size', build.lambdaComputeMaxBytes),
+        task('Build and push the model image on Lambda compute', build.lambdaProject),
+      )
+      .otherwise(task('Build and push the model image on EC2 compute', build.project));
   }
 
   /** A Lambda step whose output is the function's own result (no SDK envelope). */
@@ -256,7 +271,7 @@ export class TrainingWorkflow extends Construct {
   }
 
   /** startBuild.sync; the result is trimmed to the build id and the pushed image. */
-  private buildTask(build: ModelBuild): CodeBuildStartBuild {
+  private buildTask(name: string, project: IProject): CodeBuildStartBuild {
     const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES'];
     const overrides = Object.fromEntries(
       names.map((n) => [
@@ -264,8 +279,8 @@ export class TrainingWorkflow extends Construct {
         { type: BuildEnvironmentVariableType.PLAINTEXT, value: JsonPath.stringAt(`$.staged.build_env.${n}`) },
       ]),
     );
-    return new CodeBuildStartBuild(this, 'Build and push the model image', {
-      project: build.project,
+    return new CodeBuildStartBuild(this, name, {
+      project,
       integrationPattern: IntegrationPattern.RUN_JOB,
       environmentVariablesOverride: overrides,
       resultSelector: {

@@ -84,7 +84,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       registryHost = registry.host;
     }
     const layoutDir = registryHost ? null : join(dataDir, 'images');
-    const buildStrategy = await chooseBuild(opts.build ?? 'auto', registryHost);
+    const buildStrategy = await chooseBuild(opts.build ?? 'auto', base.build.strategy, registryHost, (l) => terminal.note(l));
 
     // The local stand-in for vanilla-template: a tiny Cog-style image made at start.
     const templateRepo = registryHost ? `${registryHost}/templates/vanilla-template` : `oci:${join(layoutDir!, 'templates', 'vanilla-template')}`;
@@ -214,13 +214,25 @@ type Handlers = {
   authorizer: Parameters<typeof startLocalServer>[0]['authorizer'];
 };
 
-async function chooseBuild(wanted: BuildStrategy | 'auto', registryHost: string | null): Promise<BuildStrategy> {
-  if (wanted === 'append') return 'append';
-  const docker = registryHost !== null && (await dockerReachable());
-  if (wanted === 'docker' && !docker) {
+/**
+ * `--build` wins; otherwise the configuration's `build.strategy`. A configured docker build
+ * falls back to append when no engine is reachable (local mode must run without Docker); an
+ * explicit `--build docker` does not.
+ */
+async function chooseBuild(
+  wanted: BuildStrategy | 'auto',
+  configured: BuildStrategy,
+  registryHost: string | null,
+  note: (line: string) => void,
+): Promise<BuildStrategy> {
+  const strategy = wanted === 'auto' ? configured : wanted;
+  if (strategy === 'append') return 'append';
+  if (registryHost !== null && (await dockerReachable())) return 'docker';
+  if (wanted === 'docker') {
     throw new Error('--build docker needs a reachable docker engine (DOCKER_HOST or /var/run/docker.sock) and a registry');
   }
-  return docker ? 'docker' : 'append';
+  note('build.strategy is docker, but no docker engine and registry are reachable: building with append');
+  return 'append';
 }
 
 async function dockerReachable(): Promise<boolean> {

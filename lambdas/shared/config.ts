@@ -166,6 +166,22 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    build: z
+      .object({
+        /**
+         * `append`: the daemonless build (template layers mounted or copied registry-side, one new
+         * weights layer streamed from S3), on CodeBuild Lambda compute when the archive fits.
+         * `docker`: `docker build` + `docker push` in a privileged CodeBuild project.
+         */
+        strategy: z.enum(['append', 'docker']).default('append'),
+        /**
+         * Staged archives up to this size are built on CodeBuild Lambda compute (starts in
+         * seconds, no queue, but 15 minutes at most); larger ones on EC2 compute.
+         */
+        lambda_compute_max_bytes: z.number().int().nonnegative().default(4 * 1024 ** 3),
+      })
+      .strict()
+      .prefault({}),
     egress: z
       .object({
         /** CIDRs that user-supplied URLs may reach although private (local mode uses loopback). */

@@ -29,7 +29,12 @@ const WAIT = 'Start the trainer and wait for its callback';
 const ASK = 'Ask the trainer how it is doing';
 const FINISHED = 'Has the trainer finished?';
 const STAGE = 'Stage the weights in S3';
-const BUILD = 'Build and push the model image';
+const FITS = 'Does the archive fit Lambda compute?';
+const BUILD = 'Build and push the model image on Lambda compute';
+const BUILD_EC2 = 'Build and push the model image on EC2 compute';
+const BUILDS = [BUILD, BUILD_EC2];
+/** Lambda compute takes staged archives up to this size (configured below). */
+const LAMBDA_MAX = 3 * 1024 ** 3;
 const VERSION = 'Record the model version';
 const WEBHOOK = 'Send the completion webhook';
 const WEBHOOK_GIVEN_UP = 'Record the webhook as given up';
@@ -46,6 +51,7 @@ const CATCH_ALL: Record<string, string> = {
   [ASK]: FAILURE,
   [STAGE]: FAILURE,
   [BUILD]: FAILURE,
+  [BUILD_EC2]: FAILURE,
   [VERSION]: FAILURE,
   [WEBHOOK]: WEBHOOK_GIVEN_UP,
   [WEBHOOK_GIVEN_UP]: SUCCEEDED,
@@ -60,13 +66,13 @@ describe('the resolved definition', () => {
   const tasks = () => Object.entries(states).filter(([, s]) => s.Type === 'Task');
 
   beforeAll(() => {
-    def = synthesizeDefinition(config({ timeouts: TIMEOUTS, webhooks: WEBHOOKS }));
+    def = synthesizeDefinition(config({ timeouts: TIMEOUTS, webhooks: WEBHOOKS, build: { lambda_compute_max_bytes: LAMBDA_MAX } }));
     states = def.asl.States;
   });
 
   it('names its states as sentences, exactly these', () => {
     expect([...def.stateNames].sort()).toEqual(
-      [...Object.keys(CATCH_ALL), FINISHED, SUCCEEDED, FAILED].sort(),
+      [...Object.keys(CATCH_ALL), FINISHED, FITS, SUCCEEDED, FAILED].sort(),
     );
     expect(def.asl.StartAt).toBe(START);
   });
@@ -80,7 +86,11 @@ describe('the resolved definition', () => {
   it('chains the happy path in order', () => {
     const path: string[] = [];
     for (let name: string | undefined = START; name; name = states[name]!.Next as string | undefined) path.push(name);
-    expect(path).toEqual([START, WAIT, STAGE, BUILD, VERSION, WEBHOOK, SUCCEEDED]);
+    expect(path).toEqual([START, WAIT, STAGE, FITS]);
+    for (const build of BUILDS) expect(states[build]!.Next, build).toBe(VERSION);
+    path.length = 0;
+    for (let name: string | undefined = VERSION; name; name = states[name]!.Next as string | undefined) path.push(name);
+    expect(path).toEqual([VERSION, WEBHOOK, SUCCEEDED]);
     expect(states[FAILURE]!.Next).toBe(FAILURE_WEBHOOK);
     expect(states[FAILURE_WEBHOOK]!.Next).toBe(FAILED);
     expect(states[WEBHOOK_GIVEN_UP]!.Next).toBe(SUCCEEDED);
@@ -104,11 +114,11 @@ describe('the resolved definition', () => {
   it('takes the step timeouts from the configuration', () => {
     expect(states[START]!.TimeoutSeconds).toBe(45);
     expect(states[STAGE]!.TimeoutSeconds).toBe(600);
-    expect(states[BUILD]!.TimeoutSeconds).toBe(30 * 60);
+    for (const build of BUILDS) expect(states[build]!.TimeoutSeconds, build).toBe(30 * 60);
   });
 
   it('retries Lambda steps on transient errors and webhooks on their own schedule', () => {
-    for (const [name, state] of tasks().filter(([n]) => n !== BUILD)) {
+    for (const [name, state] of tasks().filter(([n]) => !BUILDS.includes(n))) {
       expect((state.Retry as Array<{ ErrorEquals: string[] }>)[0]!.ErrorEquals, name).toEqual(
         expect.arrayContaining(['Lambda.ServiceException', 'Lambda.TooManyRequestsException', 'TransientError']),
       );
@@ -144,8 +154,16 @@ describe('the resolved definition', () => {
     });
   });
 
-  it('never retries a failed build, and trims its result', () => {
-    const build = states[BUILD]!;
+  it('builds on Lambda compute when the staged archive fits, on EC2 compute beyond', () => {
+    expect(states[FITS]).toEqual({
+      Type: 'Choice',
+      Choices: [{ Variable: '$.staged.size', NumericLessThanEquals: LAMBDA_MAX, Next: BUILD }],
+      Default: BUILD_EC2,
+    });
+  });
+
+  it.each(BUILDS)('never retries a failed build, and trims its result: %s', (name) => {
+    const build = states[name]!;
     expect(build.Resource).toBe('arn:aws:states:::codebuild:startBuild.sync');
     expect((build.Retry as Array<{ ErrorEquals: string[] }>).map((r) => r.ErrorEquals)).toEqual([
       ['CodeBuild.AccountLimitExceededException'],
@@ -165,6 +183,7 @@ describe('the resolved definition', () => {
       [ASK]: { kind: 'lambda', handler: 'check-trainer', integration: 'direct' },
       [STAGE]: { kind: 'lambda', handler: 'stage-weights', integration: 'direct' },
       [BUILD]: { kind: 'codebuild' },
+      [BUILD_EC2]: { kind: 'codebuild' },
       [VERSION]: { kind: 'lambda', handler: 'record', integration: 'direct' },
       [WEBHOOK]: { kind: 'lambda', handler: 'notify', integration: 'direct' },
       [WEBHOOK_GIVEN_UP]: { kind: 'lambda', handler: 'record', integration: 'direct' },
@@ -249,6 +268,17 @@ describe('the definition run by the local executor', () => {
     expect(event(WEBHOOK)).toEqual({ training_id: TRAINING, event: 'completed' });
   });
 
+  it('builds an archive beyond the Lambda compute limit on EC2 compute', async () => {
+    const def = synthesizeDefinition(config({ build: { lambda_compute_max_bytes: 100 } }));
+    const { outcome, states } = await run(def, {
+      [WAIT]: trainerDone,
+      [STAGE]: () => ({ ...staged(), size: 101 }),
+      [BUILD_EC2]: built,
+    });
+    expect(outcome.ok).toBe(true);
+    expect(states).toEqual([START, WAIT, STAGE, BUILD_EC2, VERSION, WEBHOOK]);
+  });
+
   it('asks the trainer after a timed-out wait and waits again while it runs', async () => {
     // Two-second waits: each wait below never completes, so the executor's timeout ends it.
     const def = synthesizeDefinition(config({ timeouts: { callback_poll_seconds: 2, callback_heartbeat_seconds: 1 } }));
@@ -279,5 +309,18 @@ describe('the definition run by the local executor', () => {
       training_id: TRAINING,
       error: { Error: 'BadArchive' },
     });
+  });
+});
+
+describe('the docker build strategy', () => {
+  it('has one privileged-project build step and no choice', () => {
+    const def = synthesizeDefinition(config({ build: { strategy: 'docker' } }));
+    const single = 'Build and push the model image';
+    expect(def.stateNames).toContain(single);
+    expect(def.stateNames).not.toContain(FITS);
+    expect(def.stateNames.filter((n) => n.startsWith('Build and push'))).toEqual([single]);
+    expect(def.asl.States[STAGE]!.Next).toBe(single);
+    expect(def.asl.States[single]!.Next).toBe(VERSION);
+    expect(def.taskHandlers[single]).toEqual({ kind: 'codebuild' });
   });
 });

@@ -169,8 +169,31 @@ describe('synthesized template', () => {
     });
   });
 
-  it('builds images in a privileged standard:7.0 project running the repository buildspec', () => {
-    const [[, project]] = ofType(resources, 'AWS::CodeBuild::Project') as [[string, Resources[string]]];
+  it('builds with append by default: no privileged mode, Lambda compute and EC2 compute', () => {
+    const projects = ofType(resources, 'AWS::CodeBuild::Project').map(([, p]) => p.Properties);
+    expect(projects).toHaveLength(2);
+    const spec = parse(readFileSync(new URL('../../buildspecs/append-model.yml', import.meta.url), 'utf8'));
+    for (const p of projects) {
+      expect(p.Environment.PrivilegedMode).toBe(false);
+      expect(parse(p.Source.BuildSpec)).toEqual(spec);
+      // The source is the bundled script, an asset in the CDK assets bucket.
+      expect(p.Source).toMatchObject({ Type: 'S3', Location: expect.anything() });
+      const env = Object.fromEntries((p.Environment.EnvironmentVariables as Array<{ Name: string; Value: unknown }>).map((v) => [v.Name, v.Value]));
+      expect(env).toMatchObject({ REGISTRY_TYPE: 'ecr', REPOSITORY_PREFIX: 'dreambooth', ARCHIVE_MAX_ENTRIES: '10000' });
+    }
+    const lambda = projects.find((p) => p.Environment.Type === 'ARM_LAMBDA_CONTAINER')!;
+    expect(lambda.Environment).toMatchObject({ ComputeType: 'BUILD_LAMBDA_2GB', Image: 'aws/codebuild/amazonlinux-aarch64-lambda-standard:nodejs20' });
+    expect(lambda.TimeoutInMinutes).toBeUndefined();
+    const ec2 = projects.find((p) => p.Environment.Type === 'LINUX_CONTAINER')!;
+    expect(ec2.Environment.Image).toBe('aws/codebuild/standard:7.0');
+    expect(ec2.TimeoutInMinutes).toBe(42);
+  });
+
+  it('builds with docker in one privileged standard:7.0 project when configured', () => {
+    const { template: docker } = synth({ build: { strategy: 'docker' } });
+    const projects = Object.values(docker.findResources('AWS::CodeBuild::Project')) as Resources[string][];
+    expect(projects).toHaveLength(1);
+    const project = projects[0]!;
     expect(project.Properties.Environment).toMatchObject({ Image: 'aws/codebuild/standard:7.0', PrivilegedMode: true });
     expect(project.Properties.TimeoutInMinutes).toBe(42);
     const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
@@ -243,6 +266,13 @@ describe('synthesized template', () => {
     }).attachToRole(s.api.functions.api.role!);
     const report = new AwsSolutionsChecks().validateScope(fresh);
     expect(report.violations.map((v) => v.ruleName)).toContain('AwsSolutions-IAM5[Resource::*]');
+  });
+});
+
+describe('the docker strategy', () => {
+  it('passes AwsSolutions checks with its privileged project acknowledged', () => {
+    const { app } = synth({ build: { strategy: 'docker' } });
+    expect(new AwsSolutionsChecks().validateScope(app).violations.map((v) => v.ruleName)).toEqual([]);
   });
 });
 

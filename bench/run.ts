@@ -1,0 +1,140 @@
+/**
+ * `npm run bench` (not part of `npm test`): build, staging, API and bundle measurements on this
+ * machine, in one run on the same data; prints a table and writes bench/results.json.
+ *   --reps N    repetitions of each timed step (default 3); medians are reported
+ *   --only a,b  a subset of: build, stage, api, bundles
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import '../infra/local/aws/polyfill.ts';
+import { REPO_ROOT } from '../infra/constructs/function.ts';
+import { measureApi, type ApiResults } from './api.ts';
+import { measureBuilds, type BuildResults } from './build.ts';
+import { measureBundles, type BundleRow } from './bundles.ts';
+import { startDocker } from './docker.ts';
+import { fmt, median } from './lib.ts';
+import { measureStaging, type StageResults } from './stage.ts';
+
+const PARTS = ['build', 'stage', 'api', 'bundles'] as const;
+type Part = (typeof PARTS)[number];
+
+/** The issue's targets: `max` means the value must not exceed it, `min` not fall below. */
+const TARGETS = {
+  append_over_floor: { max: 1.3 },
+  docker_over_append: { min: 5 },
+  stage_over_upload: { max: 1.2 },
+  stage_peak_rss_mb: { max: 256 },
+  bundle_max_kb: { max: 1536 },
+  import_max_ms: { max: 150 },
+} as const;
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { reps: { type: 'string', default: '3' }, only: { type: 'string', default: PARTS.join(',') } } });
+  const reps = Number(values.reps);
+  if (!Number.isInteger(reps) || reps < 1 || reps > 20) throw new Error('--reps must be 1 to 20');
+  const only = new Set(values.only!.split(',') as Part[]);
+  const work = await mkdtemp(join(tmpdir(), 'dreambooth-bench-'));
+  const docker = only.has('build') ? await startDocker(join(work, 'dockerd'), log) : null;
+  if (only.has('build') && !docker) log('no docker engine reachable: the docker build is left out');
+  const started = Date.now();
+  try {
+    const bundles = only.has('bundles') ? await measureBundles(join(REPO_ROOT, 'bench', '.out', 'bundles')) : null;
+    const build = only.has('build') ? await measureBuilds(work, reps, docker, log) : null;
+    const stage = only.has('stage') ? await measureStaging(work, reps, log) : null;
+    const api = only.has('api') ? await measureApi(log) : null;
+    const results = summarize(reps, build, stage, api, bundles, (Date.now() - started) / 1000);
+    await writeFile(join(REPO_ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
+    print(results, bundles);
+  } finally {
+    await docker?.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function summarize(reps: number, build: BuildResults | null, stage: StageResults | null, api: ApiResults | null, bundles: BundleRow[] | null, seconds: number) {
+  const m = (xs: number[] | null | undefined) => (xs && xs.length ? median(xs) : NaN);
+  const floor = m(build?.floor);
+  const append = m(build?.append);
+  const docker = m(build?.docker);
+  const staged = m(stage?.stage.map((r) => r.seconds));
+  const plain = m(stage?.plain.map((r) => r.seconds));
+  const values = {
+    append_over_floor: append / floor,
+    docker_over_append: docker / append,
+    stage_over_upload: staged / plain,
+    stage_peak_rss_mb: Math.max(...(stage?.stage.map((r) => r.peak_rss_mb) ?? [NaN])),
+    api_get_p50_ms: api?.get.p50 ?? NaN,
+    api_get_p99_ms: api?.get.p99 ?? NaN,
+    api_post_p50_ms: api?.post.p50 ?? NaN,
+    api_post_p99_ms: api?.post.p99 ?? NaN,
+    bundle_max_kb: Math.max(...(bundles?.map((b) => b.kb) ?? [NaN])),
+    import_max_ms: Math.max(...(bundles?.map((b) => b.importMs) ?? [NaN])),
+  };
+  const targets = Object.fromEntries(
+    Object.entries(TARGETS).map(([k, t]) => {
+      const v = values[k as keyof typeof values];
+      const met = Number.isFinite(v) ? ('max' in t ? v <= t.max : v >= t.min) : null;
+      return [k, { ...t, value: round(v), met }];
+    }),
+  );
+  return {
+    when: new Date().toISOString(),
+    machine: { cpus: cpus().length, node: process.version },
+    reps,
+    seconds: round(seconds),
+    ...(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, round(v)])) as Record<keyof typeof values, number | null>),
+    build: build && {
+      template_mib: build.templateMiB,
+      weights_mib: build.weightsMiB,
+      floor_s: round(floor),
+      append_s: round(append),
+      docker_s: round(docker),
+      runs: { floor: build.floor.map(round), append: build.append.map(round), docker: build.docker?.map(round) ?? null },
+    },
+    stage: stage && {
+      bytes: stage.bytes,
+      stage_s: round(staged),
+      plain_upload_s: round(plain),
+      plain_peak_rss_mb: round(Math.max(...stage.plain.map((r) => r.peak_rss_mb))),
+      runs: { stage: stage.stage, plain: stage.plain },
+    },
+    api,
+    bundles: bundles?.map((b) => ({ name: b.name, kb: round(b.kb), import_ms: round(b.importMs) })) ?? null,
+    targets,
+  };
+}
+
+const round = (v: number) => (Number.isFinite(v) ? Math.round(v * 100) / 100 : null);
+
+function print(r: ReturnType<typeof summarize>, bundles: BundleRow[] | null): void {
+  const rows: [string, string][] = [];
+  if (r.build) {
+    rows.push([`floor: ${r.build.weights_mib} MiB weights blob → registry`, `${fmt(r.build.floor_s ?? NaN)} s`]);
+    rows.push([`append build+push onto a ${r.build.template_mib} MiB template`, `${fmt(r.build.append_s ?? NaN)} s`]);
+    rows.push(['docker build+push (unzip, build, push)', r.build.docker_s === null ? 'no engine' : `${fmt(r.build.docker_s)} s`]);
+  }
+  if (r.stage) {
+    rows.push(['staging 1 GiB: stage-weights', `${fmt(r.stage.stage_s ?? NaN)} s, peak RSS ${fmt(r.stage_peak_rss_mb ?? NaN, 0)} MB`]);
+    rows.push(['staging 1 GiB: plain multipart upload', `${fmt(r.stage.plain_upload_s ?? NaN)} s, peak RSS ${fmt(r.stage.plain_peak_rss_mb ?? NaN, 0)} MB`]);
+  }
+  if (r.api) {
+    rows.push(['API GET /v1/trainings/{id}, 50 connections', `p50 ${r.api.get.p50} ms, p99 ${r.api.get.p99} ms (${r.api.get.requests} requests)`]);
+    rows.push(['API POST /v1/trainings, 50 connections', `p50 ${r.api.post.p50} ms, p99 ${r.api.post.p99} ms (${r.api.post.requests} requests)`]);
+  }
+  for (const b of bundles ?? []) rows.push([`bundle ${b.name}`, `${fmt(b.kb, 0)} KB, cold import ${fmt(b.importMs, 0)} ms`]);
+  for (const [k, t] of Object.entries(r.targets)) {
+    const bound = 'max' in t ? `≤ ${t.max}` : `≥ ${(t as { min: number }).min}`;
+    rows.push([`${k} (target ${bound})`, `${t.value ?? 'n/a'} ${t.met === null ? '' : t.met ? 'met' : 'NOT met'}`]);
+  }
+  const width = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n\nmedians of ${r.reps} runs; ${r.seconds} s in all; bench/results.json written\n`);
+}
+
+main().catch((e: Error) => {
+  log(`failed: ${e.stack ?? e.message}`);
+  process.exitCode = 1;
+});

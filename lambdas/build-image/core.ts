@@ -1,0 +1,87 @@
+/**
+ * The `append` build, as CodeBuild runs it (buildspecs/append-model.yml → main.ts): the image
+ * `FROM <template>@<digest>` + `COPY weights /src/weights` + the two labels of the docker
+ * build, made with registry calls only. The staged zip is read from S3 by ranges and streamed
+ * straight into one new layer; nothing is written to disk, so it fits CodeBuild Lambda compute.
+ */
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
+import { s3Source, type RandomAccessSource } from '#shared/archive';
+import { appendLayer } from '#shared/oci/append';
+import { tarFromZip, type ZipLimits } from '#shared/oci/tar';
+import type { ImageStore } from '#shared/oci/types';
+import { readAhead } from './read-ahead.ts';
+
+/** The build's environment: the state machine's overrides plus the project's own variables. */
+export const BuildImageEnv = z.object({
+  TRAINING_ID: z.string().regex(/^[a-z0-9]{20,40}$/),
+  WEIGHTS_S3_URI: z.string().regex(/^s3:\/\/[^/]+\/.+$/, 'must be s3://bucket/key'),
+  TEMPLATE_IMAGE: z.string().regex(/^[^@\s]+@sha256:[0-9a-f]{64}$/, 'must be <repository>@sha256:<64 hex>'),
+  IMAGE_REPOSITORY: z.string().regex(/^[^@:\s]+(:\d+)?\/[^@:\s]+$/, 'must be <host>/<path>'),
+  IMAGE_TAG: z.string().regex(/^[\w][\w.-]{0,127}$/),
+  NOTES: z.string().default(''),
+  ARCHIVE_MAX_ENTRIES: z.coerce.number().int().positive().default(10_000),
+  ARCHIVE_MAX_UNCOMPRESSED_BYTES: z.coerce.number().int().positive().default(20 * 1024 ** 3),
+});
+export type BuildImageEnv = z.infer<typeof BuildImageEnv>;
+
+export interface BuildImageDeps {
+  s3: S3Client;
+  /** The store holding `repository` (`host/path`) and the path inside it. */
+  storeFor(repository: string): { store: ImageStore; repo: string };
+  log(line: string): void;
+}
+
+/** What the buildspec exports: the manifest digest (the model version) and a pullable reference. */
+export interface BuildImageResult {
+  IMAGE_DIGEST: string;
+  IMAGE_URI: string;
+}
+
+/** The labels the docker build sets (`--label`), so both strategies make the same image. */
+export const imageLabels = (env: Pick<BuildImageEnv, 'NOTES' | 'TRAINING_ID'>) => ({
+  'org.opencontainers.image.description': env.NOTES,
+  'ai.dreambooth.training-id': env.TRAINING_ID,
+});
+
+/** The one new layer: the archive's entries under src/weights/, counted as they flow. */
+export const weightsLayer = (source: RandomAccessSource, limits: ZipLimits) => tarFromZip(source, undefined, limits);
+
+export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise<BuildImageResult> {
+  const [, bucket, key] = env.WEIGHTS_S3_URI.match(/^s3:\/\/([^/]+)\/(.+)$/)!;
+  const at = env.TEMPLATE_IMAGE.lastIndexOf('@');
+  const source = d.storeFor(env.TEMPLATE_IMAGE.slice(0, at));
+  const target = d.storeFor(env.IMAGE_REPOSITORY);
+  const size = await stagedSize(d.s3, bucket!, key!, env.WEIGHTS_S3_URI);
+  const started = Date.now();
+  const out = await appendLayer({
+    source: source.store,
+    sourceRepo: source.repo,
+    sourceRef: env.TEMPLATE_IMAGE.slice(at + 1),
+    target: target.store,
+    targetRepo: target.repo,
+    tag: env.IMAGE_TAG,
+    layer: () =>
+      weightsLayer(readAhead(s3Source(d.s3, bucket!, key!, size)), {
+        maxEntries: env.ARCHIVE_MAX_ENTRIES,
+        maxBytes: env.ARCHIVE_MAX_UNCOMPRESSED_BYTES,
+      }),
+    labels: imageLabels(env),
+    // Fixed, as reproducible builds do: a retried build yields the same version.
+    created: new Date(0),
+  });
+  const seconds = (Date.now() - started) / 1000;
+  d.log(`pushed ${out.image}: weights layer of ${out.bytes} bytes in ${seconds.toFixed(1)} s`);
+  return { IMAGE_DIGEST: out.digest, IMAGE_URI: out.image };
+}
+
+async function stagedSize(s3: S3Client, bucket: string, key: string, uri: string): Promise<number> {
+  try {
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return head.ContentLength ?? 0;
+  } catch (e) {
+    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    const why = status === 404 ? 'it does not exist' : `${(e as Error).name} (HTTP ${status ?? '?'})`;
+    throw new Error(`cannot read the staged archive ${uri}: ${why}`);
+  }
+}
