@@ -14,12 +14,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { s3Source } from '#shared/archive';
-import { appendLayer } from '#shared/oci/append';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
-import { tarFromZip } from '#shared/oci/tar';
 import type { ImageStore } from '#shared/oci/types';
+import { buildImage, BuildImageEnv } from '../../lambdas/build-image/core.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILDSPEC = join(ROOT, 'buildspecs', 'build-model.yml');
@@ -76,27 +74,15 @@ export async function runLocalBuild(input: unknown, opts: LocalBuildOptions, sig
   }
 }
 
+/** The same code CodeBuild runs for the append strategy (lambdas/build-image). */
 async function appendBuild(env: Record<string, string>, opts: LocalBuildOptions): Promise<Record<string, string>> {
-  const [templateRepo, templateDigest] = splitDigest(env.TEMPLATE_IMAGE!);
-  const source = store(templateRepo, opts.registryHost);
-  const target = store(env.IMAGE_REPOSITORY!, opts.registryHost);
-  const { bucket, key } = parseS3Uri(env.WEIGHTS_S3_URI!);
-  const { HeadObjectCommand } = await import('@aws-sdk/client-s3');
-  const head = await opts.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
   try {
-    const out = await appendLayer({
-      source: source.store,
-      sourceRepo: source.repo,
-      sourceRef: `sha256:${templateDigest}`,
-      target: target.store,
-      targetRepo: target.repo,
-      tag: env.IMAGE_TAG!,
-      layer: () => tarFromZip(s3Source(opts.s3, bucket, key, head.ContentLength ?? 0), undefined, opts.limits),
-      labels: { 'org.opencontainers.image.description': env.NOTES ?? '', 'ai.dreambooth.training-id': env.TRAINING_ID ?? '' },
-      // A fixed creation time (as reproducible builds do) so a retried build yields the same version.
-      created: new Date(0),
+    const parsed = BuildImageEnv.parse({
+      ...env,
+      ARCHIVE_MAX_ENTRIES: opts.limits.maxEntries,
+      ARCHIVE_MAX_UNCOMPRESSED_BYTES: opts.limits.maxBytes,
     });
-    return { IMAGE_DIGEST: out.digest, IMAGE_URI: out.image };
+    return { ...(await buildImage(parsed, { s3: opts.s3, storeFor: (r) => store(r, opts.registryHost), log: (l) => opts.log(`build ${env.TRAINING_ID}: ${l}`) })) };
   } catch (e) {
     throw Object.assign(new Error((e as Error).message), { phase: 'BUILD', tail: `append build failed: ${(e as Error).message}` });
   }
@@ -109,18 +95,6 @@ function store(repository: string, registryHost: string | null): { store: ImageS
   const host = repository.slice(0, slash);
   if (registryHost && host !== registryHost) throw new Error(`${repository} is not in the local registry ${registryHost}`);
   return { store: new RegistryClient({ baseUrl: `http://${host}` }), repo: repository.slice(slash + 1) };
-}
-
-function splitDigest(ref: string): [string, string] {
-  const m = ref.match(/^(.+)@sha256:([0-9a-f]{64})$/);
-  if (!m) throw new Error(`TEMPLATE_IMAGE ${ref} is not <repository>@sha256:<digest>`);
-  return [m[1]!, m[2]!];
-}
-
-function parseS3Uri(uri: string): { bucket: string; key: string } {
-  const m = uri.match(/^s3:\/\/([^/]+)\/(.+)$/);
-  if (!m) throw new Error(`WEIGHTS_S3_URI ${uri} is not s3://bucket/key`);
-  return { bucket: m[1]!, key: m[2]! };
 }
 
 /** Runs the buildspec's phases as CodeBuild does: one shell, phase after phase, exported variables read at the end. */

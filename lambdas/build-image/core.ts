@@ -17,7 +17,7 @@ export const BuildImageEnv = z.object({
   TRAINING_ID: z.string().regex(/^[a-z0-9]{20,40}$/),
   WEIGHTS_S3_URI: z.string().regex(/^s3:\/\/[^/]+\/.+$/, 'must be s3://bucket/key'),
   TEMPLATE_IMAGE: z.string().regex(/^[^@\s]+@sha256:[0-9a-f]{64}$/, 'must be <repository>@sha256:<64 hex>'),
-  IMAGE_REPOSITORY: z.string().regex(/^[^@:\s]+(:\d+)?\/[^@:\s]+$/, 'must be <host>/<path>'),
+  IMAGE_REPOSITORY: z.string().regex(/^([^@:\s]+(:\d+)?\/[^@:\s]+|oci:[^@\s]+)$/, 'must be <host>/<path> (or oci:<layout dir>)'),
   IMAGE_TAG: z.string().regex(/^[\w][\w.-]{0,127}$/),
   NOTES: z.string().default(''),
   ARCHIVE_MAX_ENTRIES: z.coerce.number().int().positive().default(10_000),
