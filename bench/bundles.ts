@@ -24,7 +24,6 @@ process.on('exit', () => { console.log(JSON.stringify({ ms: performance.now() - 
 await import(process.argv[1]);`;
 
 export async function measureBundles(outDir: string, imports = 5): Promise<BundleRow[]> {
-  // Inside the repository, so the external @aws-sdk/* resolve to node_modules as the runtime's would.
   mkdirSync(outDir, { recursive: true });
   const cdk = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as { context: { dreambooth: unknown } };
   const config = parseConfig(cdk.context.dreambooth);
@@ -41,7 +40,10 @@ export async function measureBundles(outDir: string, imports = 5): Promise<Bundl
       target: 'node22',
       minify: true,
       logLevel: 'error',
-      external: ['@aws-sdk/*'],
+      // As infra/constructs/function.ts bundles them: the SDK inside.
+      external: [],
+      // CDK's default for ESM output: the SDK's ES modules, which tree-shake.
+      mainFields: ['module', 'main'],
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
       define: { 'process.env.DREAMBOOTH_CONFIG': JSON.stringify(JSON.stringify(config)) },
     });

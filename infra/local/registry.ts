@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
+const SETPRIV = '/usr/bin/setpriv';
 
 export interface LocalRegistry {
   host: string;
@@ -40,7 +41,11 @@ export async function startRegistry(dataDir: string): Promise<LocalRegistry> {
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // setpriv (util-linux) makes the registry die with local mode even if local mode is killed.
+  const [cmd, args] = existsSync(SETPRIV)
+    ? [SETPRIV, ['--pdeathsig', 'TERM', '--', REGISTRY_BIN, 'serve', configPath]]
+    : [REGISTRY_BIN, ['serve', configPath]];
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
   const url = `http://127.0.0.1:${port}`;

@@ -18,13 +18,13 @@ const memo = <T>(make: () => T) => {
 
 // Path-style addressing works on AWS and on every S3-compatible endpoint.
 export const s3 = memo(() => new S3Client({ forcePathStyle: true }));
-export const ddb = memo(() =>
+export const ddb = /* @__PURE__ */ memo(() =>
   DynamoDBDocumentClient.from(new DynamoDBClient({}), {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
   }),
 );
-export const sfn = memo(() => new SFNClient({}));
-export const secretsManager = memo(() => new SecretsManagerClient({}));
-export const lambda = memo(() => new LambdaClient({}));
-export const codebuild = memo(() => new CodeBuildClient({}));
-export const logs = memo(() => new CloudWatchLogsClient({}));
+export const sfn = /* @__PURE__ */ memo(() => new SFNClient({}));
+export const secretsManager = /* @__PURE__ */ memo(() => new SecretsManagerClient({}));
+export const lambda = /* @__PURE__ */ memo(() => new LambdaClient({}));
+export const codebuild = /* @__PURE__ */ memo(() => new CodeBuildClient({}));
+export const logs = /* @__PURE__ */ memo(() => new CloudWatchLogsClient({}));

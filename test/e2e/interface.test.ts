@@ -127,7 +127,10 @@ describe('restart, signals and the OCI layout', () => {
       webhook_completed: `${receiver.base}/hook?killed=1`,
     });
     await waitFor('processing', async () => (await first.api('GET', `/v1/trainings/${created.json.id}`)).json.status === 'processing');
+    const children = childPids(first.proc.pid!);
     await first.stop('SIGKILL');
+    // Even a killed local mode leaves no process behind (its registry dies with it).
+    await waitFor('children of the killed process to exit', async () => children.every((pid) => !alive(pid)), 10_000);
     const second = await startLocal({ config: FAST, dataDir, token: first.token, registry: process.env.DREAMBOOTH_TEST_REGISTRY });
     try {
       const t = (await second.api('GET', `/v1/trainings/${created.json.id}`)).json;
