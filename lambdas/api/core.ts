@@ -289,9 +289,11 @@ async function cancelTraining(d: ApiDeps, req: ApiRequest, id: string): Promise<
 async function getVersion(d: Deps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
   const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
   if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
-  return { status: 200, body: versionView(v) };
+  // Exactly these fields: local-mode users and scripts depend on the shape.
+  return { status: 200, body: { id: v.id, model: v.model, image: v.image, notes: v.notes, training_id: v.training_id, created_at: v.created_at } };
 }
 
+/** A version as the model routes list it: with the template it was built on. */
 const versionView = (v: VersionRecord) => ({
   id: v.id,
   model: v.model,

@@ -68,7 +68,9 @@ describe('template_version', () => {
     const t = await finished(res.json.id);
     expect(t.status).toBe('succeeded');
     const version = (await local.api('GET', `/v1/models/acme/templated/versions/${t.version}`)).json;
-    expect(version.template).toEqual({ name: 'vanilla-template', repository: `${host}/templates/vanilla-template`, digest: v2 });
+    expect(Object.keys(version).sort()).toEqual(['created_at', 'id', 'image', 'model', 'notes', 'training_id']);
+    const listed = (await local.api('GET', '/v1/models/acme/templated/versions')).json.results.find((v: { id: string }) => v.id === t.version);
+    expect(listed.template).toEqual({ name: 'vanilla-template', repository: `${host}/templates/vanilla-template`, digest: v2 });
     expect((await inspectImage(version.image)).labels['org.example.flavour']).toBe('v2');
   });
 
