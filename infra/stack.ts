@@ -48,7 +48,6 @@ export class DreamboothStack extends Stack {
       secrets: this.secrets,
       workflow: this.workflow,
       notify: this.webhook.notify,
-      build: this.build,
     });
     if (DemoTrainer.wanted(config)) {
       const { startTrainer, checkTrainer } = this.workflow.functions;

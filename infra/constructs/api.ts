@@ -21,7 +21,6 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
-import type { ModelBuild } from './build.ts';
 import { HouseFunction } from './function.ts';
 import { importSecret, type Secrets } from './secrets.ts';
 import { PREFIX, type Storage } from './storage.ts';
@@ -33,7 +32,6 @@ export interface PublicApiProps {
   readonly secrets: Secrets;
   readonly workflow: TrainingWorkflow;
   readonly notify: HouseFunction;
-  readonly build: ModelBuild;
 }
 
 export const STAGE_NAME = 'prod';
@@ -152,7 +150,7 @@ export class PublicApi extends Construct {
   }
 
   private createFunctions(props: PublicApiProps) {
-    const { config, storage, secrets, workflow, notify, build } = props;
+    const { config, storage, secrets, workflow, notify } = props;
     const common = { config, tableName: storage.table.tableName, bucketName: storage.bucket.bucketName };
 
     const api = new HouseFunction(this, 'Api', {
@@ -167,7 +165,6 @@ export class PublicApi extends Construct {
         [ENV.webhookSecret]: secrets.webhookSigning.secretArn,
         [ENV.callbackKeySecret]: secrets.callbackKey.secretArn,
         [ENV.notifyFunction]: notify.functionName,
-        [ENV.buildProject]: build.project.projectName,
       },
     });
     storage.grantTableReadWrite(api);
@@ -175,12 +172,7 @@ export class PublicApi extends Construct {
     workflow.stateMachine.grantStartExecution(api);
     workflow.stateMachine.grantExecution(api, 'states:DescribeExecution', 'states:StopExecution');
     notify.grantInvoke(api);
-    // Canceling a training stops its build, if one runs.
-    Grant.addToPrincipal({
-      grantee: api,
-      actions: ['codebuild:StopBuild', 'codebuild:BatchGetBuilds'],
-      resourceArns: [build.project.projectArn],
-    });
+    // Canceling needs no CodeBuild rights: stopping the execution stops a running startBuild.sync build.
     for (const secret of [secrets.apiTokens, secrets.webhookSigning, secrets.callbackKey]) secret.grantRead(api);
 
     const authorizer = new HouseFunction(this, 'Authorizer', {

@@ -173,7 +173,6 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       [ENV.callbackKeySecret]: SECRET_IDS.callbackKey,
       [ENV.notifyFunction]: 'notify',
       [ENV.registryHost]: registryHost ?? '',
-      [ENV.buildProject]: 'local',
       DREAMBOOTH_CONFIG: JSON.stringify(config),
     });
     resetRuntimeConfig();

@@ -21,8 +21,6 @@ export const ENV = {
   registryHost: 'REGISTRY_HOST',
   /** The demo trainer's Lambda on AWS (local mode serves it over HTTP instead). */
   demoTrainerFunction: 'DEMO_TRAINER_FUNCTION',
-  /** Name of the CodeBuild project (the API stops builds of canceled trainings). */
-  buildProject: 'BUILD_PROJECT',
 } as const;
 
 export function requireEnv(name: string): string {

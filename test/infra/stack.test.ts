@@ -229,7 +229,6 @@ describe('synthesized template', () => {
       'WEBHOOK_SECRET',
       'CALLBACK_KEY_SECRET',
       'NOTIFY_FUNCTION',
-      'BUILD_PROJECT',
     ]) {
       expect(apiEnv[name], name).toBeDefined();
     }
