@@ -133,19 +133,7 @@ export class TrainingWorkflow extends Construct {
 
     // Failure path: record, tell the client, fail. Its own errors end the execution, not a loop.
     const failed = new Fail(this, 'Training failed', { error: 'TrainingFailed', cause: 'See the training record.' });
-    const failureWebhookGivenUp = guarded(
-      this.invoke(record, 'Record the failure webhook as given up', {
-        action: 'webhook_given_up',
-        training_id: trainingId,
-        error: JsonPath.objectAt('$.error'),
-      }),
-      failed,
-    );
-    const sendFailureWebhook = guarded(
-      this.invoke(props.notify, 'Send the failure webhook', { training_id: trainingId, event: 'completed' }),
-      failureWebhookGivenUp,
-      [TRANSIENT_RETRY, webhookRetry],
-    );
+    const sendFailureWebhook = this.webhookStep(props.notify, record, webhookRetry, 'Send the failure webhook', 'Record the failure webhook as given up', failed);
     const recordFailure = guarded(
       this.invoke(record, 'Record the failure', {
         action: 'failure',
@@ -156,7 +144,6 @@ export class TrainingWorkflow extends Construct {
     );
     recordFailure.next(sendFailureWebhook);
     sendFailureWebhook.next(failed);
-    failureWebhookGivenUp.next(failed);
 
     // Success path.
     const succeeded = new Succeed(this, 'Training succeeded');
@@ -212,24 +199,24 @@ export class TrainingWorkflow extends Construct {
       recordFailure,
     );
     // The version is recorded by now: a failure to record the give-up must not fail the training.
-    const webhookGivenUp = guarded(
-      this.invoke(record, 'Record the webhook as given up', {
-        action: 'webhook_given_up',
-        training_id: trainingId,
-        error: JsonPath.objectAt('$.error'),
-      }),
-      succeeded,
-    );
-    webhookGivenUp.next(succeeded);
-    const sendWebhook = guarded(
-      this.invoke(props.notify, 'Send the completion webhook', { training_id: trainingId, event: 'completed' }),
-      webhookGivenUp,
-      [TRANSIENT_RETRY, webhookRetry],
-    );
+    const sendWebhook = this.webhookStep(props.notify, record, webhookRetry, 'Send the completion webhook', 'Record the webhook as given up', succeeded);
 
     recordVersion.next(sendWebhook).next(succeeded);
     stage.next(this.buildSteps(props.build, recordFailure, recordVersion));
     return recordStarted.next(waitForTrainer).next(stage);
+  }
+
+  /**
+   * Send the webhook on its retry schedule; when every retry failed, record that it was given
+   * up and go on to `then` (the execution's end), whatever recording does.
+   */
+  private webhookStep(notify: HouseFunction, record: HouseFunction, retry: RetryProps, sendName: string, givenUpName: string, then: State) {
+    const givenUp = guarded(
+      this.invoke(record, givenUpName, { action: 'webhook_given_up', training_id: trainingId, error: JsonPath.objectAt('$.error') }),
+      then,
+    );
+    givenUp.next(then);
+    return guarded(this.invoke(notify, sendName, { training_id: trainingId, event: 'completed' }), givenUp, [TRANSIENT_RETRY, retry]);
   }
 
   /**
