@@ -30,6 +30,35 @@ export interface BuildImageDeps {
   /** The store holding `repository` (`host/path`) and the path inside it. */
   storeFor(repository: string): { store: ImageStore; repo: string };
   log(line: string): void;
+  /** Waits between tries while a registry cannot be reached. @default REGISTRY_RETRY_MS */
+  retryDelaysMs?: number[];
+}
+
+/** About a minute and a half of trying before a build gives up on an unreachable registry. */
+export const REGISTRY_RETRY_MS = [2_000, 8_000, 30_000, 60_000];
+
+/**
+ * Retries the whole append while a registry is unreachable or answers 5xx/429. Safe: blobs are
+ * content-addressed and the config's creation time is fixed, so a retry pushes the very same
+ * manifest (one version, never a second image).
+ */
+async function whileRegistryDown<T>(log: (l: string) => void, delays: number[], attempt: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (i >= delays.length || !registryDown(e)) throw e;
+      log(`registry unavailable (${(e as Error).message}); retrying in ${delays[i]! / 1000} s`);
+      await new Promise((r) => setTimeout(r, delays[i]));
+    }
+  }
+}
+
+function registryDown(e: unknown): boolean {
+  const err = e as { code?: string; status?: number; name?: string };
+  // Status 0: the registry client could not reach the registry at all.
+  if (err.name === 'RegistryError') return err.status === 0 || err.status === 429 || (err.status ?? 0) >= 500;
+  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE'].includes(err.code ?? '');
 }
 
 /** What the buildspec exports: the manifest digest (the model version) and a pullable reference. */
@@ -54,7 +83,7 @@ export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise
   const target = d.storeFor(env.IMAGE_REPOSITORY);
   const size = await stagedSize(d.s3, bucket!, key!, env.WEIGHTS_S3_URI);
   const started = Date.now();
-  const out = await appendLayer({
+  const out = await whileRegistryDown(d.log, d.retryDelaysMs ?? REGISTRY_RETRY_MS, () => appendLayer({
     source: source.store,
     sourceRepo: source.repo,
     sourceRef: env.TEMPLATE_IMAGE.slice(at + 1),
@@ -69,7 +98,7 @@ export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise
     labels: imageLabels(env),
     // Fixed, as reproducible builds do: a retried build yields the same version.
     created: new Date(0),
-  });
+  }));
   const seconds = (Date.now() - started) / 1000;
   d.log(`pushed ${out.image}: weights layer of ${out.bytes} bytes in ${seconds.toFixed(1)} s`);
   return { IMAGE_DIGEST: out.digest, IMAGE_URI: out.image };
