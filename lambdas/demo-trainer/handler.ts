@@ -9,7 +9,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { ddb, s3 } from '#shared/aws';
-import { runtimeConfig } from '#shared/config';
+import { runtimeConfig } from '#shared/runtime-config';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
 import { demoKey } from '#shared/trainers/demo-lambda';
