@@ -2,7 +2,7 @@
  * API tokens: `Authorization: Bearer <t>` (Replicate's clients) or `Token <t>` (the seed's).
  * Tokens are stored as SHA-256 hashes with the owners they may use; comparison is constant time.
  */
-import { z } from '#shared/zod';
+import * as z from '#shared/zod';
 import { safeEqual, sha256Hex } from '#shared/ids';
 
 export const TokensSecret = z.object({

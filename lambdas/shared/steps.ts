@@ -5,7 +5,7 @@
  * Execution input: { training_id, model, trainer, template }  (no secrets: readable in the console)
  * Execution name:  the training id.
  */
-import { z } from './zod.ts';
+import * as z from './zod.ts';
 
 export const TrainingId = z.string().check(z.regex(/^[a-z0-9]{20,40}$/, 'is not a training id'));
 

@@ -3,9 +3,10 @@
  * (the full `zod` import costs a cold start about 80 ms). The English messages are installed so
  * every error reads exactly as it does with the full build.
  */
-import * as z from 'zod/mini';
+import { config } from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
 
-z.config(en());
+config(en());
 
-export { z };
+// Used as `import * as z from '#shared/zod'`, so that a bundle keeps only what it calls.
+export * from 'zod/mini';
