@@ -15,7 +15,6 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import * as z from '#shared/zod';
 import type { Deps } from '#shared/deps';
 import { zodDetail } from '#shared/errors';
@@ -130,6 +129,8 @@ async function partUrl(d: Deps, sign: S3Client, ref: Ref, part: string): Promise
   if (!/^\d{1,5}$/.test(part) || n < 1 || n > MAX_PARTS) {
     return { status: 400, body: { detail: `part number must be 1 to ${MAX_PARTS}` } };
   }
+  // Loaded on first use: most invocations of this Lambda are trainer callbacks, which never presign.
+  const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
   const url = await getSignedUrl(sign, new UploadPartCommand({ Bucket: d.bucket, Key: ref.k, UploadId: ref.u, PartNumber: n }), {
     expiresIn: PART_URL_SECONDS,
   });
