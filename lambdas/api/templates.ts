@@ -6,9 +6,7 @@
 import type { Config } from '#shared/config';
 import { checkUrlSyntax, EgressError, guardedLookup } from '#shared/egress';
 import { badRequest } from '#shared/errors';
-import { readImageConfig } from '#shared/oci/append';
-import { OciLayout } from '#shared/oci/layout';
-import { RegistryClient } from '#shared/oci/registry';
+import type { RegistryClient } from '#shared/oci/registry';
 import type { ImageStore } from '#shared/oci/types';
 
 export interface ResolvedTemplate {
@@ -96,18 +94,23 @@ function checkRegistryHost(config: Config, repo: string): void {
 /** Registries over HTTP(S) (plain HTTP on loopback, as docker does) and OCI layouts on disk. */
 export function liveRegistry(allow: string[]): TemplateRegistry {
   const cache = new Map<string, string | null>();
-  const open = (repository: string): { store: ImageStore; repo: string } => {
-    if (repository.startsWith('oci:')) return { store: new OciLayout(repository.slice(4)), repo: '' };
+  // The OCI clients load on first use: most requests name a pinned template and never need them.
+  const open = async (repository: string): Promise<{ store: ImageStore; repo: string; registry: boolean }> => {
+    if (repository.startsWith('oci:')) {
+      const { OciLayout } = await import('#shared/oci/layout');
+      return { store: new OciLayout(repository.slice(4)), repo: '', registry: false };
+    }
+    const { RegistryClient } = await import('#shared/oci/registry');
     const slash = repository.indexOf('/');
     const host = repository.slice(0, slash);
     const scheme = /^(127\.|localhost(:|$)|\[::1\])/.test(host) ? 'http' : 'https';
     const store = new RegistryClient({ baseUrl: `${scheme}://${host}`, timeoutMs: 10_000, lookup: guardedLookup(allow) });
-    return { store, repo: repository.slice(slash + 1) };
+    return { store, repo: repository.slice(slash + 1), registry: true };
   };
   return {
     async exists(repository, digest) {
-      const { store, repo } = open(repository);
-      if (store instanceof RegistryClient) return (await store.headManifest(repo, `sha256:${digest}`)) !== null;
+      const { store, repo, registry } = await open(repository);
+      if (registry) return (await (store as RegistryClient).headManifest(repo, `sha256:${digest}`)) !== null;
       return store.getManifest(repo, `sha256:${digest}`).then(
         () => true,
         () => false,
@@ -116,7 +119,8 @@ export function liveRegistry(allow: string[]): TemplateRegistry {
     async notATemplate(repository, digest) {
       const key = `${repository}@${digest}`;
       if (!cache.has(key)) {
-        const { store, repo } = open(repository);
+        const { store, repo } = await open(repository);
+        const { readImageConfig } = await import('#shared/oci/append');
         const { config } = await readImageConfig(store, repo, `sha256:${digest}`);
         cache.set(key, cogProblem(config.config as { Labels?: Record<string, string>; WorkingDir?: string } | undefined));
       }

@@ -6,7 +6,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Deps } from '#shared/deps';
 import { badRequest } from '#shared/errors';
 
@@ -18,6 +17,8 @@ export async function createUpload(d: Deps, filename: string): Promise<{ upload_
     throw badRequest('filename: use a .zip file name of letters, digits, ".", "_" or "-" (at most 132 characters)');
   }
   const Key = `uploads/${randomBytes(16).toString('hex')}/${filename}`;
+  // Loaded on first use: only this route presigns.
+  const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
   const upload_url = await getSignedUrl(d.s3, new PutObjectCommand({ Bucket: d.bucket, Key, ContentType: 'application/zip' }), {
     expiresIn: UPLOAD_SECONDS,
   });

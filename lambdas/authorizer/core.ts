@@ -2,11 +2,17 @@
  * API tokens: `Authorization: Bearer <t>` (Replicate's clients) or `Token <t>` (the seed's).
  * Tokens are stored as SHA-256 hashes with the owners they may use; comparison is constant time.
  */
-import { z } from 'zod';
+import * as z from '#shared/zod';
 import { safeEqual, sha256Hex } from '#shared/ids';
 
 export const TokensSecret = z.object({
-  tokens: z.array(z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/), owners: z.array(z.string()).min(1), name: z.string().optional() })),
+  tokens: z.array(
+    z.object({
+      sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/)),
+      owners: z.array(z.string()).check(z.minLength(1)),
+      name: z.optional(z.string()),
+    }),
+  ),
 });
 export type TokensSecret = z.infer<typeof TokensSecret>;
 

@@ -7,15 +7,15 @@
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from '#shared/zod';
 import { ddb, s3 } from '#shared/aws';
-import { runtimeConfig } from '#shared/config';
+import { runtimeConfig } from '#shared/runtime-config';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
 import { demoKey } from '#shared/trainers/demo-lambda';
 import { newPrediction, publicView, runDemo, type Prediction } from './trainer.ts';
 
-const Event = z.object({ run_id: z.string().min(1), input: z.record(z.string(), z.unknown()), webhook: z.string().url() });
+const Event = z.object({ run_id: z.string().check(z.minLength(1)), input: z.record(z.string(), z.unknown()), webhook: z.url() });
 
 export const handler = async (event: unknown) => {
   const { run_id, input, webhook } = Event.parse(event);

@@ -17,7 +17,7 @@ const memo = <T>(make: () => T) => {
 };
 
 // Path-style addressing works on AWS and on every S3-compatible endpoint.
-export const s3 = memo(() => new S3Client({ forcePathStyle: true }));
+export const s3 = /* @__PURE__ */ memo(() => new S3Client({ forcePathStyle: true }));
 export const ddb = /* @__PURE__ */ memo(() =>
   DynamoDBDocumentClient.from(new DynamoDBClient({}), {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },

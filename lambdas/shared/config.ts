@@ -6,6 +6,7 @@
  * template catalog alone is larger), and read by local mode, which merges `--config FILE` over it.
  */
 import { z } from 'zod';
+import { ConfigError } from './runtime-config.ts';
 
 const name = z
   .string()
@@ -212,10 +213,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type TrainerConfig = z.output<typeof TrainerSchema>;
 export type TemplateConfig = z.output<typeof TemplateSchema>;
 
-/** Thrown for invalid configuration; the message names each offending key. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError, resetRuntimeConfig, runtimeConfig } from './runtime-config.ts';
 
 export function parseConfig(raw: unknown, source = 'dreambooth configuration'): Config {
   const result = ConfigSchema.safeParse(raw);
@@ -244,19 +242,4 @@ const sameKind = (a: Record<string, unknown>, b: Record<string, unknown>) =>
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-let cached: Config | undefined;
-/** The configuration a Lambda runs with (baked in at bundle time, or set by local mode). */
-export function runtimeConfig(): Config {
-  if (!cached) {
-    const raw = process.env.DREAMBOOTH_CONFIG;
-    if (!raw) throw new ConfigError('DREAMBOOTH_CONFIG is not set');
-    cached = parseConfig(JSON.parse(raw));
-  }
-  return cached;
-}
-/** For tests and local mode, which may change the configuration between runs. */
-export function resetRuntimeConfig(): void {
-  cached = undefined;
 }

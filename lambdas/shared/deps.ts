@@ -4,7 +4,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import * as aws from './aws.ts';
 import { lambdaEmitter, type Emit } from './events.ts';
-import { runtimeConfig, type Config } from './config.ts';
+import type { Config } from './config.ts';
+import { runtimeConfig } from './runtime-config.ts';
 import { ENV, requireEnv } from './env.ts';
 import { Store } from './store.ts';
 

@@ -1,6 +1,6 @@
 /** API errors: every 4xx/5xx answers `{"detail": …, "status": N}` (Replicate's shape). */
 import type { APIGatewayProxyResult } from 'aws-lambda';
-import type { ZodError } from 'zod';
+import type { $ZodError as ZodError } from 'zod/v4/core';
 
 export class ApiError extends Error {
   constructor(

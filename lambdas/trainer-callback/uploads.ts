@@ -15,8 +15,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { z } from 'zod';
+import * as z from '#shared/zod';
 import type { Deps } from '#shared/deps';
 import { zodDetail } from '#shared/errors';
 import { safeEqual } from '#shared/ids';
@@ -38,30 +37,29 @@ export interface UploadResult {
   body: Record<string, unknown>;
 }
 
-const CreateBody = z
-  .object({
-    filename: z.string().min(1).max(255),
-    prediction_id: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be a Cog prediction id'),
-    content_type: z
-      .string()
-      .max(200)
-      .regex(/^[\w.+-]+\/[\w.+-]+(\s*;.*)?$/, 'must be a media type')
-      .default('application/octet-stream'),
-  })
-  .strict();
+const CreateBody = z.strictObject({
+  filename: z.string().check(z.minLength(1), z.maxLength(255)),
+  prediction_id: z.string().check(z.regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be a Cog prediction id')),
+  content_type: z._default(
+    z.string().check(z.maxLength(200), z.regex(/^[\w.+-]+\/[\w.+-]+(\s*;.*)?$/, 'must be a media type')),
+    'application/octet-stream',
+  ),
+});
 
-const CompleteBody = z
-  .object({
-    parts: z
-      .array(z.object({ n: z.number().int().min(1).max(MAX_PARTS), etag: z.string().min(1).max(200) }).strict())
-      .min(1)
-      .max(MAX_PARTS)
-      .refine((ps) => new Set(ps.map((p) => p.n)).size === ps.length, 'part numbers must be unique'),
-  })
-  .strict();
+const Part = z.strictObject({
+  n: z.number().check(z.int(), z.gte(1), z.lte(MAX_PARTS)),
+  etag: z.string().check(z.minLength(1), z.maxLength(200)),
+});
+const CompleteBody = z.strictObject({
+  parts: z.array(Part).check(
+    z.minLength(1),
+    z.maxLength(MAX_PARTS),
+    z.refine((ps) => new Set(ps.map((p) => p.n)).size === ps.length, 'part numbers must be unique'),
+  ),
+});
 
 /** The id handed to the relay names the object and S3's upload; S3 refuses a pair that does not match. */
-const UploadRef = z.object({ k: z.string(), u: z.string().min(1).max(1024) }).strict();
+const UploadRef = z.strictObject({ k: z.string(), u: z.string().check(z.minLength(1), z.maxLength(1024)) });
 
 /**
  * Presigned parts need a client that adds no checksum: by default the SDK bakes the CRC32 of an
@@ -131,6 +129,8 @@ async function partUrl(d: Deps, sign: S3Client, ref: Ref, part: string): Promise
   if (!/^\d{1,5}$/.test(part) || n < 1 || n > MAX_PARTS) {
     return { status: 400, body: { detail: `part number must be 1 to ${MAX_PARTS}` } };
   }
+  // Loaded on first use: most invocations of this Lambda are trainer callbacks, which never presign.
+  const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
   const url = await getSignedUrl(sign, new UploadPartCommand({ Bucket: d.bucket, Key: ref.k, UploadId: ref.u, PartNumber: n }), {
     expiresIn: PART_URL_SECONDS,
   });

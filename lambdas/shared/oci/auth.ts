@@ -7,7 +7,7 @@
  */
 import type { LookupFunction } from '../egress.ts';
 import type { IncomingMessage } from 'node:http';
-import { z } from 'zod';
+import * as z from '../zod.ts';
 import { backoff, readBody, send } from './http.ts';
 
 export interface Credentials {
@@ -31,9 +31,9 @@ export function parseChallenge(header: string | undefined): Challenge | null {
 }
 
 const TokenResponse = z.object({
-  token: z.string().min(1).optional(),
-  access_token: z.string().min(1).optional(),
-  expires_in: z.number().positive().optional(),
+  token: z.optional(z.string().check(z.minLength(1))),
+  access_token: z.optional(z.string().check(z.minLength(1))),
+  expires_in: z.optional(z.number().check(z.positive())),
 });
 
 /** A token is refreshed this long before it expires, so a request never starts with a stale one. */

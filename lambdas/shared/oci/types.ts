@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
-import { z } from 'zod';
+import * as z from '../zod.ts';
 
 export const MediaTypes = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
@@ -23,59 +23,50 @@ export const INDEX_TYPES = [MediaTypes.ociIndex, MediaTypes.dockerList] as const
 export const ACCEPTED_TYPES = [...MANIFEST_TYPES, ...INDEX_TYPES];
 
 export const DIGEST = /^sha256:[a-f0-9]{64}$/;
-export const Digest = z.string().regex(DIGEST, 'is not a sha256 digest');
+export const Digest = z.string().check(z.regex(DIGEST, 'is not a sha256 digest'));
 
-export const Descriptor = z
-  .object({
-    mediaType: z.string().min(1),
-    digest: Digest,
-    size: z.number().int().nonnegative(),
-    annotations: z.record(z.string(), z.string()).optional(),
-    platform: z.object({ os: z.string(), architecture: z.string(), variant: z.string().optional() }).passthrough().optional(),
-  })
-  .passthrough();
+const optionalString = () => z.optional(z.string());
+
+export const Descriptor = z.looseObject({
+  mediaType: z.string().check(z.minLength(1)),
+  digest: Digest,
+  size: z.number().check(z.int(), z.nonnegative()),
+  annotations: z.optional(z.record(z.string(), z.string())),
+  platform: z.optional(z.looseObject({ os: z.string(), architecture: z.string(), variant: optionalString() })),
+});
 export type Descriptor = z.infer<typeof Descriptor>;
 
-export const ImageManifest = z
-  .object({
-    schemaVersion: z.literal(2),
-    mediaType: z.string().optional(),
-    config: Descriptor,
-    layers: z.array(Descriptor),
-    annotations: z.record(z.string(), z.string()).optional(),
-  })
-  .passthrough();
+export const ImageManifest = z.looseObject({
+  schemaVersion: z.literal(2),
+  mediaType: optionalString(),
+  config: Descriptor,
+  layers: z.array(Descriptor),
+  annotations: z.optional(z.record(z.string(), z.string())),
+});
 export type ImageManifest = z.infer<typeof ImageManifest>;
 
-export const ImageIndex = z
-  .object({ schemaVersion: z.literal(2), mediaType: z.string().optional(), manifests: z.array(Descriptor) })
-  .passthrough();
+export const ImageIndex = z.looseObject({ schemaVersion: z.literal(2), mediaType: optionalString(), manifests: z.array(Descriptor) });
 export type ImageIndex = z.infer<typeof ImageIndex>;
 
-const HistoryEntry = z
-  .object({ created: z.string().optional(), created_by: z.string().optional(), empty_layer: z.boolean().optional() })
-  .passthrough();
+const HistoryEntry = z.looseObject({ created: optionalString(), created_by: optionalString(), empty_layer: z.optional(z.boolean()) });
 
 /** Image configuration; unknown fields pass through untouched so the template's settings survive. */
-export const ImageConfig = z
-  .object({
-    created: z.string().optional(),
-    architecture: z.string(),
-    os: z.string(),
-    config: z
-      .object({
-        Env: z.array(z.string()).nullish(),
-        Entrypoint: z.array(z.string()).nullish(),
-        Cmd: z.array(z.string()).nullish(),
-        WorkingDir: z.string().nullish(),
-        Labels: z.record(z.string(), z.string()).nullish(),
-      })
-      .passthrough()
-      .optional(),
-    rootfs: z.object({ type: z.literal('layers'), diff_ids: z.array(Digest) }).passthrough(),
-    history: z.array(HistoryEntry).optional(),
-  })
-  .passthrough();
+export const ImageConfig = z.looseObject({
+  created: optionalString(),
+  architecture: z.string(),
+  os: z.string(),
+  config: z.optional(
+    z.looseObject({
+      Env: z.nullish(z.array(z.string())),
+      Entrypoint: z.nullish(z.array(z.string())),
+      Cmd: z.nullish(z.array(z.string())),
+      WorkingDir: z.nullish(z.string()),
+      Labels: z.nullish(z.record(z.string(), z.string())),
+    }),
+  ),
+  rootfs: z.looseObject({ type: z.literal('layers'), diff_ids: z.array(Digest) }),
+  history: z.optional(z.array(HistoryEntry)),
+});
 export type ImageConfig = z.infer<typeof ImageConfig>;
 
 export interface ManifestResult {
@@ -135,7 +126,7 @@ export function parseManifestBody(raw: Buffer, headerType: string | undefined, w
 
 type ParsedManifest = { mediaType: string; index?: ImageIndex; manifest?: ImageManifest };
 
-export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+export function parseOrThrow<T>(schema: z.ZodMiniType<T>, value: unknown, what: string): T {
   const r = schema.safeParse(value);
   if (!r.success) throw new Error(`${what}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return r.data;

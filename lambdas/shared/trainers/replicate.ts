@@ -7,7 +7,7 @@
  * from the API's own origin need the API token to download.
  */
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from '../zod.ts';
 import { HttpError, request, type HttpResponse } from '../http.ts';
 import { sha256Hex } from '../ids.ts';
 import { verify } from '../webhook-signing.ts';
@@ -197,7 +197,7 @@ export class ReplicateTrainer implements TrainerBackend {
     if (hit && Date.now() - hit.at < SECRET_TTL_MS) return hit.key;
     const res = await this.call('GET', '/v1/webhooks/default/secret');
     if (res.status !== 200) throw failure('webhook secret request', res);
-    const parsed = z.object({ key: z.string().startsWith('whsec_') }).safeParse(json(res));
+    const parsed = z.object({ key: z.string().check(z.startsWith('whsec_')) }).safeParse(json(res));
     if (!parsed.success) throw new TransientError('Replicate answered no whsec_ webhook signing secret');
     signingSecrets.set(cacheKey, { key: parsed.data.key, at: Date.now() });
     return parsed.data.key;
@@ -263,12 +263,12 @@ function json(res: HttpResponse): unknown {
 }
 
 const PredictionSchema = z.object({
-  id: z.string().min(1),
+  id: z.string().check(z.minLength(1)),
   status: z.enum(['starting', 'processing', 'succeeded', 'failed', 'canceled', 'aborted']),
-  output: z.unknown().optional(),
-  logs: z.string().nullish(),
-  error: z.unknown().optional(),
-  metrics: z.object({ predict_time: z.number().optional() }).nullish(),
+  output: z.optional(z.unknown()),
+  logs: z.nullish(z.string()),
+  error: z.optional(z.unknown()),
+  metrics: z.nullish(z.object({ predict_time: z.optional(z.number()) })),
 });
 type Prediction = z.infer<typeof PredictionSchema>;
 
