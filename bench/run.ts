@@ -62,6 +62,8 @@ function summarize(reps: number, build: BuildResults | null, stage: StageResults
   const docker = m(build?.docker);
   const staged = m(stage?.stage.map((r) => r.seconds));
   const plain = m(stage?.plain.map((r) => r.seconds));
+  const script = bundles?.find((b) => b.name.startsWith('build-image'));
+  const lambdas = bundles?.filter((b) => b !== script);
   const values = {
     append_over_floor: append / floor,
     docker_over_append: docker / append,
@@ -71,8 +73,11 @@ function summarize(reps: number, build: BuildResults | null, stage: StageResults
     api_get_p99_ms: api?.get.p99 ?? NaN,
     api_post_p50_ms: api?.post.p50 ?? NaN,
     api_post_p99_ms: api?.post.p99 ?? NaN,
-    bundle_max_kb: Math.max(...(bundles?.map((b) => b.kb) ?? [NaN])),
-    import_max_ms: Math.max(...(bundles?.map((b) => b.importMs) ?? [NaN])),
+    // The targets are the Lambdas'; the CodeBuild build script is reported on its own.
+    bundle_max_kb: Math.max(...(lambdas?.map((b) => b.kb) ?? [NaN])),
+    import_max_ms: Math.max(...(lambdas?.map((b) => b.importMs) ?? [NaN])),
+    build_script_kb: script?.kb ?? NaN,
+    build_script_import_ms: script?.importMs ?? NaN,
   };
   const targets = Object.fromEntries(
     Object.entries(TARGETS).map(([k, t]) => {
