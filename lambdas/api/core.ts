@@ -6,7 +6,7 @@ import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
 import { checkUrlSyntax, EgressError } from '#shared/egress';
 import { newTrainingId, runIdFor, sha256Hex } from '#shared/ids';
 import { describeTrainer, resolveTrainer, backendFor, type ResolvedTrainer } from '#shared/trainers/index';
-import { isTerminal, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
+import { isTerminal, notStarted, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
 import type { Logger } from '#shared/log';
 import { retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
 import type { VersionRecord } from '#shared/store';
@@ -168,19 +168,7 @@ async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Prom
     notes: n.notes,
     webhook: n.webhook,
     webhook_events_filter: n.events,
-    status: 'starting',
-    created_at: d.now().toISOString(),
-    started_at: null,
-    completed_at: null,
-    error: null,
-    logs: null,
-    version: null,
-    image: null,
-    predict_time: null,
-    cancel_requested: false,
-    run: { id: runIdFor(id), started: false, terminal: null, output: null },
-    staged: null,
-    webhook_outcome: null,
+    ...notStarted(id, d.now().toISOString()),
   };
   await d.store.createTraining(t);
   await startExecution(d, t);

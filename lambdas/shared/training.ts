@@ -2,6 +2,8 @@
  * The training record (one DynamoDB item) and its two public views: the seed's
  * (`/v1/trainings`) and Replicate's Trainings API (`/v1/models/…/trainings`).
  */
+import { runIdFor } from './ids.ts';
+
 export const STATUSES = ['starting', 'processing', 'pushing', 'succeeded', 'failed', 'canceled'] as const;
 export type Status = (typeof STATUSES)[number];
 export const TERMINAL: ReadonlySet<Status> = new Set(['succeeded', 'failed', 'canceled']);
@@ -53,6 +55,25 @@ export interface TrainingRecord {
   /** Token of the Step Functions task waiting on the trainer (never shown, never logged). */
   task_token?: string | null;
   webhook_outcome: { delivered: boolean; attempts: number; last_status: number | null; detail: string } | null;
+}
+
+/** The lifecycle fields of a training just accepted: nothing run, nothing pushed yet. */
+export function notStarted(id: string, createdAt: string) {
+  return {
+    status: 'starting' as Status,
+    created_at: createdAt,
+    started_at: null,
+    completed_at: null,
+    error: null,
+    logs: null,
+    version: null,
+    image: null,
+    predict_time: null,
+    cancel_requested: false,
+    run: { id: runIdFor(id), started: false, terminal: null, output: null },
+    staged: null,
+    webhook_outcome: null,
+  };
 }
 
 const iso = (s: string | null) => s;

@@ -18,9 +18,9 @@ import * as aws from '#shared/aws';
 import { mergeConfig, parseConfig, type Config } from '#shared/config';
 import type { Deps } from '#shared/deps';
 import { ENV } from '#shared/env';
-import { newTrainingId, runIdFor, sha256Hex } from '#shared/ids';
+import { newTrainingId, sha256Hex } from '#shared/ids';
 import { Store } from '#shared/store';
-import type { TrainingRecord } from '#shared/training';
+import { notStarted, type TrainingRecord } from '#shared/training';
 
 export const SECRET_IDS = {
   callbackKey: 'local/callback-key',
@@ -169,19 +169,7 @@ export async function newTraining(d: Deps, over: Partial<TrainingRecord> = {}): 
     notes: 'first try',
     webhook: null,
     webhook_events_filter: ['completed'],
-    status: 'starting',
-    created_at: new Date().toISOString(),
-    started_at: null,
-    completed_at: null,
-    error: null,
-    logs: null,
-    version: null,
-    image: null,
-    predict_time: null,
-    cancel_requested: false,
-    run: { id: runIdFor(id), started: false, terminal: null, output: null },
-    staged: null,
-    webhook_outcome: null,
+    ...notStarted(id, new Date().toISOString()),
     ...over,
   };
   if (!(await d.store.createTraining(t))) throw new Error(`training ${id} exists already`);
