@@ -1,66 +1,63 @@
 /**
- * Each Lambda bundle as `infra/constructs/function.ts` makes it (esbuild, ESM, minified, node22,
- * the AWS SDK external since the Lambda runtime provides it, the configuration baked in), its
- * size, and its cold import time in a fresh `node` process. The build-image script (CodeBuild,
+ * Each Lambda bundle as `infra/constructs/function.ts` makes it (its LAMBDA_BUNDLE settings: the
+ * SDK inside, tree-shaken, the configuration baked in), its size, and its cold import time in a
+ * fresh `node` process. The build-image script (CodeBuild,
  * everything bundled) is measured too.
  */
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { build } from 'esbuild';
+import { stop } from 'esbuild';
 import { bundleBuildImage } from '../infra/constructs/build.ts';
-import { HANDLER_NAMES, REPO_ROOT } from '../infra/constructs/function.ts';
+import { bundleLambda, HANDLER_NAMES, LAMBDA_BUNDLE, REPO_ROOT } from '../infra/constructs/function.ts';
 import { parseConfig } from '#shared/config';
 import { median, runJsonChild } from './lib.ts';
 
 export interface BundleRow {
   name: string;
+  /** The Lambdas carry the targets; the CodeBuild script and an empty module (Node's own floor) are context. */
+  kind: 'lambda' | 'script' | 'floor';
   kb: number;
   importMs: number;
 }
 
-// Reported at exit: the build-image script runs on import and exits with its usage when given no arguments.
+// Loaded as Lambda's Node runtime loads a handler: require() for CommonJS, import() for ES
+// modules. Reported at exit: the build-image script runs on import and exits with its usage
+// when given no arguments.
 const IMPORT = `const t = performance.now();
 process.on('exit', () => { console.log(JSON.stringify({ ms: performance.now() - t })); process.exitCode = 0; });
-await import(process.argv[1]);`;
+const file = process.argv[1];
+if (file.endsWith('.cjs')) (await import('node:module')).createRequire(file)(file);
+else await import(file);`;
 
-export async function measureBundles(outDir: string, imports = 5): Promise<BundleRow[]> {
+export async function measureBundles(outDir: string, imports = 11): Promise<BundleRow[]> {
   mkdirSync(outDir, { recursive: true });
   const cdk = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as { context: { dreambooth: unknown } };
   const config = parseConfig(cdk.context.dreambooth);
   const files: [string, string][] = [];
   for (const name of HANDLER_NAMES) {
-    const outfile = join(outDir, `${name}.mjs`);
-    await build({
-      entryPoints: [join(REPO_ROOT, 'lambdas', name, 'handler.ts')],
-      absWorkingDir: REPO_ROOT,
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node22',
-      minify: true,
-      logLevel: 'error',
-      // As infra/constructs/function.ts bundles them: the SDK inside.
-      external: [],
-      // CDK's default for ESM output: the SDK's ES modules, which tree-shake.
-      mainFields: ['module', 'main'],
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-      define: { 'process.env.DREAMBOOTH_CONFIG': JSON.stringify(JSON.stringify(config)) },
-    });
+    const outfile = join(outDir, `${name}.${LAMBDA_BUNDLE.format === 'esm' ? 'mjs' : 'cjs'}`);
+    await bundleLambda(name, outfile, config);
     files.push([name, outfile]);
   }
-  files.push(['build-image (CodeBuild)', bundleBuildImage(join(outDir, 'build-image'))]);
-  const rows: BundleRow[] = [];
-  for (const [name, file] of files) {
-    const times: number[] = [];
-    for (let i = 0; i < imports; i++) {
+  const script = 'build-image (CodeBuild)';
+  const floor = 'empty module (floor)';
+  files.push([script, bundleBuildImage(join(outDir, 'build-image'))]);
+  writeFileSync(join(outDir, 'empty.cjs'), '');
+  files.push([floor, join(outDir, 'empty.cjs')]);
+  // Nothing else of ours runs while the imports are timed.
+  await stop();
+  // Round-robin, so a slow moment of this shared machine lands on every bundle alike.
+  const times = new Map<string, number[]>(files.map(([name]) => [name, []]));
+  for (let i = 0; i < imports; i++) {
+    for (const [name, file] of files) {
       const r = await runJsonChild<{ ms: number }>(process.execPath, ['--no-warnings', '--input-type=module', '-e', IMPORT, file], {
         PATH: process.env.PATH,
         AWS_REGION: 'us-east-1',
       }).catch(() => ({ ms: NaN }));
-      times.push(r.ms);
+      times.get(name)!.push(r.ms);
     }
-    rows.push({ name, kb: statSync(file).size / 1024, importMs: median(times) });
   }
+  const kind = (name: string): BundleRow['kind'] => (name === script ? 'script' : name === floor ? 'floor' : 'lambda');
+  const rows = files.map(([name, file]) => ({ name, kind: kind(name), kb: statSync(file).size / 1024, importMs: median(times.get(name)!) }));
   return rows;
 }

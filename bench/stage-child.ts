@@ -6,14 +6,15 @@
 import { createReadStream } from 'node:fs';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { deps } from '#shared/deps';
+import { s3, secretsManager } from '#shared/aws';
+import { baseDeps } from '#shared/deps';
 import { ENV } from '#shared/env';
 import { stageWeights } from '../lambdas/stage-weights/core.ts';
 
 const [mode, a, b] = process.argv.slice(2);
 const started = performance.now();
 if (mode === 'stage') {
-  await stageWeights(deps(), { registryHost: 'bench.invalid' }, a!, b!);
+  await stageWeights({ ...baseDeps(), s3: s3(), secrets: secretsManager() }, { registryHost: 'bench.invalid' }, a!, b!);
 } else if (mode === 'plain') {
   const upload = new Upload({
     client: new S3Client({ forcePathStyle: true }),

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { lambda } from '#shared/aws';
-import { deps } from '#shared/deps';
+import { lambda, s3, secretsManager, sfn } from '#shared/aws';
+import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { errorResponse, json } from '#shared/errors';
 import { logger } from '#shared/log';
@@ -10,7 +10,7 @@ import { liveRegistry } from './templates.ts';
 
 let apiDeps: ApiDeps | undefined;
 function build(): ApiDeps {
-  const d = deps();
+  const d = { ...baseDeps(), s3: s3(), sfn: sfn(), secrets: secretsManager() };
   return {
     ...d,
     lambda: lambda(),

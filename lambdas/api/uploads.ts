@@ -12,7 +12,7 @@ import { badRequest } from '#shared/errors';
 const UPLOAD_SECONDS = 15 * 60;
 const SERVING_SECONDS = 60 * 60;
 
-export async function createUpload(d: Deps, filename: string): Promise<{ upload_url: string; serving_url: string }> {
+export async function createUpload(d: Deps<'s3'>, filename: string): Promise<{ upload_url: string; serving_url: string }> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.zip$/.test(filename)) {
     throw badRequest('filename: use a .zip file name of letters, digits, ".", "_" or "-" (at most 132 characters)');
   }
@@ -27,7 +27,7 @@ export async function createUpload(d: Deps, filename: string): Promise<{ upload_
 }
 
 /** When `url` is one of our serving URLs, the uploaded object must exist and fit the cap. */
-export async function checkUploaded(d: Deps, url: unknown): Promise<void> {
+export async function checkUploaded(d: Deps<'s3'>, url: unknown): Promise<void> {
   if (typeof url !== 'string') return;
   const key = uploadKey(url, d.bucket);
   if (!key) return;

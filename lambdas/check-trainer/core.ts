@@ -3,10 +3,10 @@ import { callbackUrl } from '#shared/callback';
 import type { Deps } from '#shared/deps';
 import { StepError, StepErrors, type CheckTrainerResult } from '#shared/steps';
 import { backendFor } from '#shared/trainers/index';
-import { recordRunState } from '#shared/runs';
-import { mustGet, terminalOutcome } from '../start-trainer/core.ts';
+import { mustGet, recordRunState } from '#shared/runs';
+import { terminalOutcome } from '../start-trainer/core.ts';
 
-export async function checkTrainer(d: Deps, trainingId: string, executionStart: string): Promise<CheckTrainerResult> {
+export async function checkTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: string, executionStart: string): Promise<CheckTrainerResult> {
   const t = await mustGet(d, trainingId);
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
   if (t.run.terminal) return settle(terminalOutcome(t));

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { request } from '#shared/http';
+import { validate } from './input.ts';
 
 export interface DemoOptions {
   stepsPerSecond: number;
@@ -209,18 +210,6 @@ async function send(p: Prediction, terminal: boolean, allow: string[]): Promise<
     }
     if (i < tries - 1) await sleep(Math.min(200 * 2 ** i, 10_000));
   }
-}
-
-export function validate(input: Record<string, unknown>) {
-  const problems: { loc: string[]; msg: string; type: string }[] = [];
-  for (const f of ['instance_prompt', 'class_prompt', 'instance_data']) {
-    if (typeof input[f] !== 'string' || input[f] === '') problems.push({ loc: ['body', 'input', f], msg: 'field required', type: 'value_error.missing' });
-  }
-  const steps = input.max_train_steps;
-  if (steps !== undefined && (!Number.isInteger(steps) || (steps as number) < 1 || (steps as number) > 100_000)) {
-    problems.push({ loc: ['body', 'input', 'max_train_steps'], msg: 'ensure this value is an integer between 1 and 100000', type: 'value_error' });
-  }
-  return problems;
 }
 
 function zipNames(buf: Buffer): Promise<string[]> {

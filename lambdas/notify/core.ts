@@ -4,7 +4,7 @@
  * 2xx delivered; 410 stop; anything else throws WebhookDeliveryFailed and the state machine
  * retries on the configured schedule. Redirects are not followed (a 3xx is a failure).
  */
-import type { Deps } from '#shared/deps';
+import type { BaseDeps } from '#shared/deps';
 import { redactUrl, request } from '#shared/http';
 import { StepError, StepErrors } from '#shared/steps';
 import { view } from '#shared/training';
@@ -16,7 +16,7 @@ export interface NotifyResult {
   detail: string;
 }
 
-export async function notify(d: Deps, secret: string, trainingId: string, event: string, seq?: string): Promise<NotifyResult> {
+export async function notify(d: BaseDeps, secret: string, trainingId: string, event: string, seq?: string): Promise<NotifyResult> {
   const t = await d.store.getTraining(trainingId);
   if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${trainingId} does not exist`);
   if (!t.webhook) return { delivered: false, status: null, detail: 'no webhook requested' };

@@ -1,4 +1,5 @@
-import { deps } from '#shared/deps';
+import { secretsManager } from '#shared/aws';
+import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
 import { getWebhookSecret } from '#shared/secrets';
@@ -7,10 +8,10 @@ import { notify } from './core.ts';
 
 export const handler = async (event: unknown) => {
   const { training_id, event: kind, seq } = NotifyEvent.parse(event);
-  const d = deps();
+  const d = baseDeps();
   const log = logger('notify', { training_id });
   try {
-    const out = await notify(d, await getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)), training_id, kind, seq);
+    const out = await notify(d, await getWebhookSecret(secretsManager(), requireEnv(ENV.webhookSecret)), training_id, kind, seq);
     log.info('webhook', { event: kind, ...out });
     return out;
   } catch (e) {

@@ -1,11 +1,11 @@
 /** The state machine's bookkeeping steps: started, model version, failure, webhook given up. */
 import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
-import type { Deps } from '#shared/deps';
+import type { BaseDeps } from '#shared/deps';
+import { mustGet } from '#shared/runs';
 import { StepError, StepErrors, type RecordEvent } from '#shared/steps';
 import type { TrainingRecord } from '#shared/training';
-import { mustGet } from '../start-trainer/core.ts';
 
-export interface RecordDeps extends Deps {
+export interface RecordDeps extends BaseDeps {
   logs: CloudWatchLogsClient;
 }
 
@@ -27,7 +27,7 @@ export async function record(d: RecordDeps, ev: RecordEvent): Promise<{ status: 
   }
 }
 
-async function recordVersion(d: Deps, t: TrainingRecord, build: { id: string; digest: string[]; image: string[] }) {
+async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string; digest: string[]; image: string[] }) {
   const digest = build.digest[0]!.replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(digest)) throw new StepError(StepErrors.TrainerFailed, `the build exported no valid IMAGE_DIGEST (${digest.slice(0, 80)})`);
   const image = build.image[0] ?? null;

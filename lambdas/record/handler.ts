@@ -1,12 +1,14 @@
 import { logs } from '#shared/aws';
-import { deps } from '#shared/deps';
+import { baseDeps, emitter, once } from '#shared/deps';
 import { logger } from '#shared/log';
 import { RecordEvent } from '#shared/steps';
 import { record } from './core.ts';
 
+const deps = once(() => ({ ...baseDeps(), emit: emitter(), logs: logs() }));
+
 export const handler = async (event: unknown) => {
   const ev = RecordEvent.parse(event);
-  const out = await record({ ...deps(), logs: logs() }, ev);
+  const out = await record(deps(), ev);
   logger('record', { training_id: ev.training_id }).info(`recorded ${ev.action}`, out);
   return out;
 };

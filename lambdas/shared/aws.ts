@@ -11,7 +11,8 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 
-const memo = <T>(make: () => T) => {
+/** A value made on first use and kept for the container's life. */
+export const memo = <T>(make: () => T) => {
   let v: T | undefined;
   return () => (v ??= make());
 };

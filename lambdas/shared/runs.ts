@@ -4,8 +4,8 @@
  * check-trainer and trainer-callback so the three agree on every transition.
  */
 import { SendTaskFailureCommand, SendTaskHeartbeatCommand, SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
-import type { Deps } from './deps.ts';
-import { StepErrors, type TrainerResult } from './steps.ts';
+import type { BaseDeps, Deps } from './deps.ts';
+import { StepError, StepErrors, type TrainerResult } from './steps.ts';
 import { isTerminal, type TrainingRecord } from './training.ts';
 import { LOGS_EVERY_MS, wants } from './events.ts';
 import type { RunState } from './trainers/types.ts';
@@ -37,7 +37,7 @@ export function outcomeOf(state: RunState): Outcome {
 
 /** Records the state; returns the outcome and the updated training (null when it was already over). */
 export async function recordRunState(
-  d: Deps,
+  d: BaseDeps,
   t: TrainingRecord,
   state: RunState,
 ): Promise<{ outcome: Outcome; training: TrainingRecord | null }> {
@@ -70,7 +70,7 @@ export async function recordRunState(
 }
 
 /** Completes (or keeps alive) the task waiting on the trainer. */
-export async function signalTask(d: Deps, token: string | undefined, outcome: Outcome): Promise<void> {
+export async function signalTask(d: Deps<'sfn'>, token: string | undefined, outcome: Outcome): Promise<void> {
   if (!token) return;
   try {
     if (outcome.kind === 'succeeded') {
@@ -85,4 +85,11 @@ export async function signalTask(d: Deps, token: string | undefined, outcome: Ou
   } catch (e) {
     if (!CLOSED_TOKEN.has((e as Error).name)) throw e;
   }
+}
+
+/** The training a step works on; a step for a training that does not exist fails the run. */
+export async function mustGet(d: BaseDeps, id: string): Promise<TrainingRecord> {
+  const t = await d.store.getTraining(id);
+  if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${id} does not exist`);
+  return t;
 }

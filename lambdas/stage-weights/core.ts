@@ -8,12 +8,14 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source } from '#shared/archive';
 import type { Config } from '#shared/config';
-import type { Deps } from '#shared/deps';
+import type { Deps as AllDeps } from '#shared/deps';
+import { mustGet } from '#shared/runs';
 import { redactUrl, requestStream } from '#shared/http';
 import { StepError, StepErrors, type StageWeightsResult } from '#shared/steps';
-import { backendFor } from '#shared/trainers/index';
+import { downloadHeaders } from '#shared/trainers/index';
 import type { TrainingRecord } from '#shared/training';
-import { mustGet } from '../start-trainer/core.ts';
+
+type Deps = AllDeps<'s3' | 'secrets'>;
 
 export interface StageEnv {
   /** ECR: `<account>.dkr.ecr.<region>.amazonaws.com`. */
@@ -114,8 +116,8 @@ async function copyRelayed(d: Deps, t: TrainingRecord, url: string, key: string,
 async function download(d: Deps, t: TrainingRecord, url: string, key: string): Promise<number> {
   const max = d.config.limits.archive_max_bytes;
   // The trainer's own file URLs may need its credentials (Replicate's on api.replicate.com do);
-  // a trainer that cannot be built here (the demo Lambda on AWS) has none to give.
-  const headers = await backendFor(d.config, t.trainer, d).then((b) => b.downloadHeaders?.(url), () => undefined);
+  // without them (an unreadable token) the download still runs and fails with the origin's answer.
+  const headers = await downloadHeaders(d.config, t.trainer, d, url).catch(() => undefined);
   let res;
   try {
     res = await requestStream(url, { method: 'GET', headers, timeoutMs: 60_000, allow: d.config.egress.allow, maxRedirects: 3 });

@@ -1,8 +1,11 @@
-import { deps } from '#shared/deps';
+import { s3, secretsManager } from '#shared/aws';
+import { baseDeps, once } from '#shared/deps';
 import { ENV } from '#shared/env';
 import { logger } from '#shared/log';
 import { StageWeightsEvent } from '#shared/steps';
 import { stageWeights } from './core.ts';
+
+const deps = once(() => ({ ...baseDeps(), s3: s3(), secrets: secretsManager() }));
 
 export const handler = async (event: unknown) => {
   const { training_id, output_url } = StageWeightsEvent.parse(event);

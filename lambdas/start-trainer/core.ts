@@ -6,10 +6,10 @@ import { callbackUrl } from '#shared/callback';
 import type { Deps } from '#shared/deps';
 import { StepError, StepErrors } from '#shared/steps';
 import { backendFor } from '#shared/trainers/index';
-import { recordRunState, signalTask, type Outcome } from '#shared/runs';
+import { mustGet, recordRunState, signalTask, type Outcome } from '#shared/runs';
 import type { TrainingRecord } from '#shared/training';
 
-export async function startTrainer(d: Deps, trainingId: string, taskToken: string): Promise<{ started: boolean }> {
+export async function startTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: string, taskToken: string): Promise<{ started: boolean }> {
   const t = await mustGet(d, trainingId);
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
   await d.store.updateTraining(t.id, { task_token: taskToken });
@@ -45,10 +45,4 @@ export function terminalOutcome(t: TrainingRecord): Outcome {
     return { kind: 'succeeded', result: { status: 'succeeded', output_url: t.run.output, predict_time: t.predict_time } };
   }
   return { kind: 'failed', error: t.error ?? `the trainer run ended: ${t.run.terminal}` };
-}
-
-export async function mustGet(d: Deps, id: string): Promise<TrainingRecord> {
-  const t = await d.store.getTraining(id);
-  if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${id} does not exist`);
-  return t;
 }

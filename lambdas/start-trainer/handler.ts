@@ -1,9 +1,10 @@
-import { deps } from '#shared/deps';
+import { secretsManager, sfn } from '#shared/aws';
+import { baseDeps, emitter, once } from '#shared/deps';
 import { logger } from '#shared/log';
 import { StartTrainerEvent } from '#shared/steps';
 import { startTrainer } from './core.ts';
 
-
+const deps = once(() => ({ ...baseDeps(), sfn: sfn(), secrets: secretsManager(), emit: emitter() }));
 
 export const handler = async (event: unknown) => {
   const { training_id, task_token } = StartTrainerEvent.parse(event);

@@ -15,7 +15,7 @@ export interface CallbackResult {
 }
 
 export async function trainerCallback(
-  d: Deps,
+  d: Deps<'sfn' | 'secrets'>,
   trainingId: string,
   secret: string | undefined,
   req: InboundRequest,

@@ -3,11 +3,14 @@
  * routes (`/v1/trainer-uploads/{trainer}…`), told apart by the API Gateway resource.
  */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { deps } from '#shared/deps';
+import { s3, secretsManager, sfn } from '#shared/aws';
+import { baseDeps, emitter, once } from '#shared/deps';
 import { json } from '#shared/errors';
 import { logger } from '#shared/log';
 import { trainerCallback } from './core.ts';
 import { trainerUpload, type UploadRoute } from './uploads.ts';
+
+const deps = once(() => ({ ...baseDeps(), sfn: sfn(), secrets: secretsManager(), s3: s3(), emit: emitter() }));
 
 const UPLOAD_ROUTES: Record<string, UploadRoute['action']> = {
   '/v1/trainer-uploads/{trainer}': 'create',

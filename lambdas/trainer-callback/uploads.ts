@@ -16,10 +16,12 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import * as z from '#shared/zod';
-import type { Deps } from '#shared/deps';
+import type { Deps as AllDeps } from '#shared/deps';
 import { zodDetail } from '#shared/errors';
 import { safeEqual } from '#shared/ids';
 import { getSecretKey } from '#shared/secrets';
+
+type Deps = AllDeps<'s3' | 'secrets'>;
 
 /** Key prefix of relayed uploads; stage-weights accepts `s3://` locations under it only. */
 export const TRAINER_OUTPUTS = 'trainer-outputs/';

@@ -15,6 +15,7 @@ import {
   TransientError,
   type Run,
 } from '#shared/trainers/index';
+import { downloadHeaders } from '#shared/trainers/index';
 import { DynamoPredictionLedger, outputUrl, ReplicateTrainer } from '#shared/trainers/replicate';
 import { sign, webhookHeaders } from '#shared/webhook-signing';
 import { startFakeReplicate, type FakeReplicate } from '../helpers/fake-replicate.ts';
@@ -245,8 +246,9 @@ describe('downloads', () => {
     const id = (await ledger.get(r.runId))!.predictionId!;
     const url = (await settled(id)).output as string;
 
-    expect(trainer().downloadHeaders('https://replicate.delivery/pbxt/x/output.zip')).toEqual({});
-    const headers = trainer().downloadHeaders(url);
+    // As stage-weights asks: by the trainer's name, the token read from its secret.
+    expect(await downloadHeaders(fx.deps.config, 'rep', fx.deps, 'https://replicate.delivery/pbxt/x/output.zip')).toEqual({});
+    const headers = await downloadHeaders(fx.deps.config, 'rep', fx.deps, url);
     expect(headers).toEqual({ authorization: `Bearer ${fake.token}` });
     const allow = ['127.0.0.0/8'];
     expect((await request(url, { allow })).status).toBe(401);

@@ -16,7 +16,7 @@ import { DescribeExecutionCommand, StartExecutionCommand, type DescribeExecution
 import { pollUntil, startLocalAws, type LocalAws, type LocalLambda } from '../../infra/local/aws/index.ts';
 import * as aws from '#shared/aws';
 import { mergeConfig, parseConfig, type Config } from '#shared/config';
-import type { Deps } from '#shared/deps';
+import type { BaseDeps, Deps } from '#shared/deps';
 import { ENV } from '#shared/env';
 import { newTrainingId, sha256Hex } from '#shared/ids';
 import { Store } from '#shared/store';
@@ -153,7 +153,7 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
 }
 
 /** A seed-flavour training in `starting`, stored; `over` replaces whole fields. */
-export async function newTraining(d: Deps, over: Partial<TrainingRecord> = {}): Promise<TrainingRecord> {
+export async function newTraining(d: BaseDeps, over: Partial<TrainingRecord> = {}): Promise<TrainingRecord> {
   const id = newTrainingId();
   const t: TrainingRecord = {
     id,

@@ -7,7 +7,7 @@ import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ddb, lambda } from '../aws.ts';
 import { parsePrediction } from './cog.ts';
-import { validate } from '../../demo-trainer/trainer.ts';
+import { validate } from '../../demo-trainer/input.ts';
 import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from './types.ts';
 
 export const demoKey = (runId: string) => ({ pk: `DEMO#${runId}`, sk: 'DEMO' });

@@ -4,7 +4,7 @@ import type { Config, TrainerConfig } from '../config.ts';
 import { getSecretString } from '../secrets.ts';
 import { CogTrainer } from './cog.ts';
 import { DemoLambdaTrainer } from './demo-lambda.ts';
-import { DynamoPredictionLedger, REPLICATE_VERSION, ReplicateTrainer } from './replicate.ts';
+import { DynamoPredictionLedger, REPLICATE_VERSION, ReplicateTrainer, replicateDownloadHeaders } from './replicate.ts';
 import { ddb } from '../aws.ts';
 import { ENV, requireEnv } from '../env.ts';
 import { Store } from '../store.ts';
@@ -80,4 +80,20 @@ export async function backendFor(
       });
     }
   }
+}
+
+/**
+ * Headers to download one of a trainer's own output URLs with: a replicate trainer's API token,
+ * for files on its API's origin. Apart from backendFor, so that stage-weights bundles no backend
+ * (nor the Lambda client the demo backend brings).
+ */
+export async function downloadHeaders(
+  config: Config,
+  trainerName: string,
+  deps: { secrets: SecretsManagerClient },
+  url: string,
+): Promise<Record<string, string> | undefined> {
+  const t = config.trainers[trainerName];
+  if (t?.backend !== 'replicate') return undefined;
+  return replicateDownloadHeaders(t.api_url, (await getSecretString(deps.secrets, t.api_token_secret)).trim(), url);
 }

@@ -104,6 +104,11 @@ const AMBIGUOUS = new Set([502, 504]);
 const SECRET_TTL_MS = 5 * 60_000;
 const signingSecrets = new Map<string, { key: string; at: number }>();
 
+/** The API token for files on the API's own origin (never for another origin). */
+export function replicateDownloadHeaders(apiUrl: string, token: string, url: string): Record<string, string> {
+  return URL.canParse(url) && new URL(url).origin === new URL(apiUrl).origin ? { authorization: `Bearer ${token}` } : {};
+}
+
 export class ReplicateTrainer implements TrainerBackend {
   private readonly origin: string;
 
@@ -150,11 +155,6 @@ export class ReplicateTrainer implements TrainerBackend {
       throw new CallbackAuthError('the webhook signature is missing, wrong or more than 5 minutes old');
     }
     return toRunState(parsePrediction(JSON.parse(req.body)));
-  }
-
-  /** The API token for files on the API's own origin (never for another origin). */
-  downloadHeaders(url: string): Record<string, string> {
-    return URL.canParse(url) && new URL(url).origin === this.origin ? { authorization: `Bearer ${this.opts.token}` } : {};
   }
 
   private async resume(run: Run, predictionId: string | null): Promise<RunState> {

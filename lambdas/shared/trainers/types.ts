@@ -36,8 +36,6 @@ export interface TrainerBackend {
   cancel(runId: string): Promise<void>;
   /** Verifies the trainer's own signature or bearer token (if any) and parses the callback. */
   parseCallback(req: InboundRequest): Promise<RunState & { runId?: string }>;
-  /** Headers to download one of the trainer's own output URLs with (e.g. its API token). */
-  downloadHeaders?(url: string): Record<string, string>;
 }
 
 /** A trainer answered "busy": the state machine retries the start later with backoff. */

@@ -1,0 +1,99 @@
+/**
+ * The Lambda bundles as deployed (infra/constructs/function.ts's LAMBDA_BUNDLE: CommonJS, the
+ * SDK inside, the environment-only credential provider, the configuration baked in), loaded
+ * with require() in a fresh Node the way Lambda's runtime loads a handler, against the local
+ * AWS endpoints, with credentials in the environment only.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV } from '#shared/env';
+import { verify } from '#shared/webhook-signing';
+import { bundleLambda, HANDLER_NAMES, type HandlerName } from '../../infra/constructs/function.ts';
+import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+
+const run = promisify(execFile);
+// The handlers log to stdout, so the outcome goes to a file.
+const RUNNER = `const [file, event, out] = process.argv.slice(2);
+const write = (v) => require('node:fs').writeFileSync(out, JSON.stringify(v));
+require(file).handler(JSON.parse(event)).then((result) => write({ result }), (e) => write({ error: e.message }));`;
+
+let fx: Fixture;
+let receiver: TestServer;
+let dir: string;
+const bundles = new Map<HandlerName, string>();
+const inputs = new Map<HandlerName, string[]>();
+let calls = 0;
+const DIGEST = 'c'.repeat(64);
+
+beforeAll(async () => {
+  receiver = await startServer((_req, res: http.ServerResponse) => res.writeHead(204).end());
+  fx = await startFixture();
+  dir = mkdtempSync(join(tmpdir(), 'bundles-'));
+  writeFileSync(join(dir, 'runner.cjs'), RUNNER);
+  for (const name of HANDLER_NAMES) {
+    const file = join(dir, `${name}.js`);
+    const meta = await bundleLambda(name, file, fx.deps.config);
+    bundles.set(name, file);
+    inputs.set(name, Object.keys(meta.inputs));
+  }
+}, 120_000);
+afterAll(async () => {
+  await receiver?.close();
+  await fx?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** Runs a bundled handler in a fresh Node with only the environment a Lambda would have. */
+async function invoke(name: HandlerName, event: unknown, env: Record<string, string> = {}): Promise<{ result?: unknown; error?: string }> {
+  const base: Record<string, string> = {
+    PATH: process.env.PATH!,
+    HOME: dir,
+    ...fx.local.env,
+    [ENV.table]: fx.local.table,
+    [ENV.bucket]: fx.local.bucket,
+    [ENV.webhookSecret]: process.env[ENV.webhookSecret]!,
+  };
+  const out = join(dir, `out-${++calls}.json`);
+  await run(process.execPath, [join(dir, 'runner.cjs'), bundles.get(name)!, JSON.stringify(event), out], { env: { ...base, ...env } });
+  return JSON.parse(readFileSync(out, 'utf8'));
+}
+
+describe('Lambda bundles', () => {
+  it('record writes the version through DynamoDB', async () => {
+    const t = await newTraining(fx.deps, { status: 'pushing' });
+    const out = await invoke('record', { action: 'version', training_id: t.id, build: { id: 'build:1', digest: [`sha256:${DIGEST}`], image: [`registry.local/alice/portrait@sha256:${DIGEST}`] } });
+    expect(out).toEqual({ result: { status: 'succeeded' } });
+    expect(await fx.deps.store.getTraining(t.id)).toMatchObject({ status: 'succeeded', version: DIGEST });
+  });
+
+  it('notify reads its secret from Secrets Manager and delivers a signed webhook', async () => {
+    const t = await newTraining(fx.deps, { status: 'succeeded', version: 'b'.repeat(64), completed_at: new Date().toISOString(), webhook: `${receiver.url}/hook` });
+    const out = await invoke('notify', { training_id: t.id, event: 'completed' });
+    expect(out.error).toBeUndefined();
+    const req = receiver.requests.at(-1)!;
+    expect(verify(fx.webhookSecret, req.headers as Record<string, string>, req.body)).toBe(true);
+    expect(JSON.parse(req.body)).toMatchObject({ id: t.id, status: 'succeeded' });
+  });
+
+  it('take credentials from the environment only', async () => {
+    const t = await newTraining(fx.deps, { status: 'pushing' });
+    // A shared credentials file the full SDK chain would use; a Lambda bundle never reads it.
+    writeFileSync(join(dir, 'credentials'), '[default]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = fromfile\n');
+    const out = await invoke(
+      'record',
+      { action: 'started', training_id: t.id, execution_start_time: new Date().toISOString() },
+      { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials') },
+    );
+    expect(out.error).toMatch(/environment variable credentials/i);
+  });
+
+  it('hold none of the credential sources a Lambda never uses', () => {
+    const unused = /node_modules\/@aws-sdk\/(credential-provider-(node|ini|sso|process|web-identity|login)|nested-clients)\//;
+    for (const name of HANDLER_NAMES) expect(inputs.get(name)!.filter((p) => unused.test(p)), name).toEqual([]);
+  });
+});
