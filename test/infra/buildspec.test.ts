@@ -18,9 +18,12 @@ const DIGEST = '3f'.repeat(32);
 const REPOSITORY = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dreambooth/alice/my-model';
 const NOTES = `It's "quoted" $HOME \`uname\` $(id)\nsecond line; rm -rf /\n`;
 
-/** Each call appends: program name and arguments, NUL-separated, then a record separator. */
+/**
+ * Each call appends: program name and arguments, NUL-separated, then a record separator. Under a
+ * lock: the two sides of a pipe run at once, and their several writes would interleave.
+ */
 const STUB = `#!/bin/bash
-{ printf '%s\\0' "$(basename "$0")" "$@"; printf '\\036'; } >> "$STUB_LOG"
+{ flock 9; { printf '%s\\0' "$(basename "$0")" "$@"; printf '\\036'; } >> "$STUB_LOG"; } 9>> "$STUB_LOG.lock"
 case "$(basename "$0") $1" in
   "docker login") cat > "$STUB_LOG.stdin" ;;
   "aws ecr") [ "$2" = get-login-password ] && printf 'ecr-password' ; [ "$2" = describe-repositories ] && exit "\${DESCRIBE_EXIT:-0}" ;;
