@@ -80,7 +80,7 @@ export class PublicApi extends Construct {
   readonly restApi: RestApi;
   /** Base URL of the API, without a trailing slash. */
   readonly publicUrl: string;
-  readonly functions: Record<'api' | 'authorizer' | 'callback', HouseFunction>;
+  readonly functions: Record<'api' | 'authorizer' | 'callback' | 'uploads', HouseFunction>;
   readonly callbackMethod: Method;
   /** The upload relay's routes: not token-authorised either (the Lambda checks the upload token). */
   readonly trainerUploadMethods: Method[];
@@ -116,7 +116,7 @@ export class PublicApi extends Construct {
   }
 
   private addRoutes(): { callback: Method; uploads: Method[] } {
-    const { api, authorizer, callback } = this.functions;
+    const { api, authorizer, callback, uploads: uploadsFn } = this.functions;
     const v1 = this.restApi.root.addResource('v1');
     const validator = this.restApi.addRequestValidator('Basic', {
       validateRequestParameters: true,
@@ -136,17 +136,17 @@ export class PublicApi extends Construct {
       });
     }
     // Trainers cannot send our tokens: the Lambda checks the per-training callback secret.
-    const trainerIntegration = new LambdaIntegration(callback, { allowTestInvoke: false });
-    const trainerRoute = (path: string) =>
-      resourceAt(v1, path).addMethod('POST', trainerIntegration, { authorizationType: AuthorizationType.NONE, requestValidator: validator });
-    const uploads = TRAINER_UPLOAD_ROUTES.map(trainerRoute);
+    const trainerRoute = (path: string, integration: LambdaIntegration) =>
+      resourceAt(v1, path).addMethod('POST', integration, { authorizationType: AuthorizationType.NONE, requestValidator: validator });
+    const uploadIntegration = new LambdaIntegration(uploadsFn, { allowTestInvoke: false });
+    const uploads = TRAINER_UPLOAD_ROUTES.map((path) => trainerRoute(path, uploadIntegration));
     for (const method of uploads) {
       Validations.of(method).acknowledge({
         id: 'AwsSolutions-APIG4',
         reason: "Cog upload relays cannot send API tokens: the Lambda checks the trainer's upload token in constant time.",
       });
     }
-    return { callback: trainerRoute('callbacks/{id}'), uploads };
+    return { callback: trainerRoute('callbacks/{id}', new LambdaIntegration(callback, { allowTestInvoke: false })), uploads };
   }
 
   private createFunctions(props: PublicApiProps) {
@@ -192,27 +192,34 @@ export class PublicApi extends Construct {
     storage.grantTableReadWrite(callback);
     secrets.callbackKey.grantRead(callback);
     for (const secret of secrets.cogWebhookSecrets) secret.grantRead(callback);
-    this.grantTrainerUploads(props, callback);
+
+    // The Cog upload relay's routes: apart from the callback, the only trainer-facing writer to S3.
+    const uploads = new HouseFunction(this, 'TrainerUploads', {
+      ...common,
+      name: 'trainer-uploads',
+      timeout: Duration.seconds(29),
+    });
+    this.grantTrainerUploads(props, uploads);
     // Task tokens are not resources: SendTask* takes no resource-level permission.
     Grant.addToPrincipal({
       grantee: callback,
       actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
       resourceArns: ['*'],
     });
-    return { api, authorizer, callback };
+    return { api, authorizer, callback, uploads };
   }
 
   /**
    * The upload routes create, presign and complete multipart uploads under `trainer-outputs/`
    * (presigned parts act with the Lambda's role); stage-weights copies the results from there.
    */
-  private grantTrainerUploads(props: PublicApiProps, callback: HouseFunction): void {
+  private grantTrainerUploads(props: PublicApiProps, uploads: HouseFunction): void {
     const { config, storage, workflow } = props;
-    storage.grantObjects(callback, PREFIX.trainerOutputs, ['s3:PutObject', 's3:AbortMultipartUpload']);
+    storage.grantObjects(uploads, PREFIX.trainerOutputs, ['s3:PutObject', 's3:AbortMultipartUpload']);
     storage.grantObjects(workflow.functions.stageWeights, PREFIX.trainerOutputs, ['s3:GetObject']);
     for (const [name, trainer] of Object.entries(config.trainers)) {
       if (trainer.backend === 'cog' && trainer.upload_token_secret) {
-        importSecret(this, `UploadToken-${name}`, trainer.upload_token_secret).grantRead(callback);
+        importSecret(this, `UploadToken-${name}`, trainer.upload_token_secret).grantRead(uploads);
       }
     }
   }

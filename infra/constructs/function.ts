@@ -16,6 +16,7 @@ export const HANDLER_NAMES = [
   'api',
   'authorizer',
   'trainer-callback',
+  'trainer-uploads',
   'start-trainer',
   'check-trainer',
   'stage-weights',

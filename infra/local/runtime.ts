@@ -97,6 +97,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       port: opts.port,
       api: (e) => handlers!.api(e),
       callback: (e) => handlers!.callback(e),
+      uploads: (e) => handlers!.uploads(e),
       authorizer: (e) => handlers!.authorizer(e),
       s3,
       bucket: 'dreambooth-local',
@@ -179,6 +180,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
     handlers = {
       api: (await load('api')) as Handlers['api'],
       callback: (await load('trainer-callback')) as Handlers['callback'],
+      uploads: (await load('trainer-uploads')) as Handlers['uploads'],
       authorizer: (await load('authorizer')) as Handlers['authorizer'],
     };
     terminal.attachStore();
@@ -210,6 +212,7 @@ function mergeTokens(local: string, extra: string | undefined): string {
 type Handlers = {
   api: Parameters<typeof startLocalServer>[0]['api'];
   callback: Parameters<typeof startLocalServer>[0]['callback'];
+  uploads: Parameters<typeof startLocalServer>[0]['uploads'];
   authorizer: Parameters<typeof startLocalServer>[0]['authorizer'];
 };
 

@@ -20,7 +20,10 @@ type Authorizer = (event: { type: 'TOKEN'; authorizationToken: string; methodArn
 export interface LocalServerOptions {
   port: number;
   api: ProxyHandler;
+  /** The trainer callback route. */
   callback: ProxyHandler;
+  /** The Cog upload relay's routes. */
+  uploads: ProxyHandler;
   authorizer: Authorizer;
   s3: S3Client;
   bucket: string;
@@ -32,22 +35,22 @@ export interface LocalServerOptions {
 
 const METHOD_ARN = 'arn:aws:execute-api:us-east-1:000000000000:local/prod';
 
-/** POST routes API Gateway sends to the trainer-facing Lambda without a token: [resource, pattern]. */
-const TRAINER_ROUTES: ReadonlyArray<readonly [string, RegExp]> = [
-  ['/v1/callbacks/{id}', /^\/v1\/callbacks\/(?<id>[^/]+)$/],
-  ['/v1/trainer-uploads/{trainer}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)$/],
-  ['/v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/parts\/(?<n>[^/]+)$/],
-  ['/v1/trainer-uploads/{trainer}/{upload_id}/complete', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/complete$/],
-  ['/v1/trainer-uploads/{trainer}/{upload_id}/abort', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/abort$/],
+/** POST routes API Gateway sends to a trainer-facing Lambda without a token: [resource, pattern, Lambda]. */
+const TRAINER_ROUTES: ReadonlyArray<readonly [string, RegExp, 'callback' | 'uploads']> = [
+  ['/v1/callbacks/{id}', /^\/v1\/callbacks\/(?<id>[^/]+)$/, 'callback'],
+  ['/v1/trainer-uploads/{trainer}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)$/, 'uploads'],
+  ['/v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/parts\/(?<n>[^/]+)$/, 'uploads'],
+  ['/v1/trainer-uploads/{trainer}/{upload_id}/complete', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/complete$/, 'uploads'],
+  ['/v1/trainer-uploads/{trainer}/{upload_id}/abort', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/abort$/, 'uploads'],
 ];
 
 /** The resource and (decoded) path parameters API Gateway would give a trainer route. */
-function matchTrainerRoute(path: string): { resource: string; pathParameters: Record<string, string> } | null {
-  for (const [resource, pattern] of TRAINER_ROUTES) {
+function matchTrainerRoute(path: string): { resource: string; target: 'callback' | 'uploads'; pathParameters: Record<string, string> } | null {
+  for (const [resource, pattern, target] of TRAINER_ROUTES) {
     const groups = path.match(pattern)?.groups;
     if (!groups) continue;
     try {
-      return { resource, pathParameters: Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, decodeURIComponent(v)])) };
+      return { resource, target, pathParameters: Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, decodeURIComponent(v)])) };
     } catch {
       return null;
     }
@@ -77,8 +80,9 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<{ url:
 
     const trainerRoute = req.method === 'POST' ? matchTrainerRoute(url.pathname) : null;
     if (trainerRoute) {
-      Object.assign(event, trainerRoute);
-      return reply(res, await opts.callback(event));
+      const { target, ...route } = trainerRoute;
+      Object.assign(event, route);
+      return reply(res, await opts[target](event));
     }
     let context: Record<string, unknown> | undefined;
     try {

@@ -1,6 +1,6 @@
 /**
  * The Cog upload relay (bin/cog-upload-relay.ts) against the trainer-upload routes: the real
- * trainer-callback handler behind local mode's API Gateway stand-in, s3rver as S3, and
+ * trainer-uploads handler behind local mode's API Gateway stand-in, s3rver as S3, and
  * stage-weights taking the `s3://` location the relay answers.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -13,8 +13,8 @@ import { setLogSink } from '#shared/log';
 import { startUploadRelay } from '../../bin/cog-upload-relay.ts';
 import { startLocalServer } from '../../infra/local/server.ts';
 import { stageWeights } from '../../lambdas/stage-weights/core.ts';
-import { handler } from '../../lambdas/trainer-callback/handler.ts';
-import { presignClient, trainerUpload } from '../../lambdas/trainer-callback/uploads.ts';
+import { handler } from '../../lambdas/trainer-uploads/handler.ts';
+import { presignClient, trainerUpload } from '../../lambdas/trainer-uploads/core.ts';
 import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
 
 const MiB = 1024 * 1024;
@@ -70,7 +70,8 @@ beforeAll(async () => {
   api = await startLocalServer({
     port: 0,
     api: async () => ({ statusCode: 404, body: '{}' }),
-    callback: (event) => {
+    callback: async () => ({ statusCode: 404, body: '{}' }),
+    uploads: (event) => {
       seen.push(event.path);
       return handler(event);
     },

@@ -207,8 +207,8 @@ describe('synthesized template', () => {
 
   it('runs every function on Node.js 22, arm64, traced, with its own log group and the config baked in', () => {
     const functions = ofType(resources, 'AWS::Lambda::Function');
-    // The eight handlers, plus the demo trainer of the default configuration.
-    expect(functions).toHaveLength(9);
+    // The nine handlers, plus the demo trainer of the default configuration.
+    expect(functions).toHaveLength(10);
     for (const [, fn] of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -232,6 +232,21 @@ describe('synthesized template', () => {
     ]) {
       expect(apiEnv[name], name).toBeDefined();
     }
+  });
+
+  it('gives the trainer callback task signals and no S3 writes, the upload relay the reverse', () => {
+    const actionsOf = (fn: { role?: unknown; node: unknown }) => {
+      const role = stack.getLogicalId((fn as typeof stack.api.functions.api).role!.node.defaultChild as never);
+      return ofType(resources, 'AWS::IAM::Policy')
+        .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === role))
+        .flatMap(([, p]) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) => [s.Action].flat()));
+    };
+    const callback = actionsOf(stack.api.functions.callback);
+    const uploads = actionsOf(stack.api.functions.uploads);
+    expect(callback).toEqual(expect.arrayContaining(['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat']));
+    expect(callback.filter((a) => a.startsWith('s3:'))).toEqual([]);
+    expect(uploads).toEqual(expect.arrayContaining(['s3:PutObject', 's3:AbortMultipartUpload']));
+    expect(uploads.filter((a) => a.startsWith('states:') || a.startsWith('dynamodb:'))).toEqual([]);
   });
 
   it('grants a "*" resource only for actions that take no resource', () => {

@@ -16,12 +16,14 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import * as z from '#shared/zod';
-import type { Deps as AllDeps } from '#shared/deps';
+import type { BaseDeps, Clients } from '#shared/deps';
 import { zodDetail } from '#shared/errors';
 import { safeEqual } from '#shared/ids';
 import { getSecretKey } from '#shared/secrets';
 
-type Deps = AllDeps<'s3' | 'secrets'>;
+/** No table: an upload's state is S3's own multipart upload. */
+export type UploadDeps = Pick<BaseDeps, 'config' | 'bucket'> & Pick<Clients, 's3' | 'secrets'>;
+type Deps = UploadDeps;
 
 /** Key prefix of relayed uploads; stage-weights accepts `s3://` locations under it only. */
 export const TRAINER_OUTPUTS = 'trainer-outputs/';
