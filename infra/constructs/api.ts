@@ -45,8 +45,6 @@ const TOKEN_ROUTES: ReadonlyArray<readonly [string, string]> = [
   ['GET', 'models/{owner}/{name}/versions/{version}'],
   // Replicate's Trainings API creates trainings under the trainer's version.
   ['POST', 'models/{owner}/{name}/versions/{version}/trainings'],
-  // The seed's upload helper: answers with a presigned upload URL.
-  ['POST', 'upload/{filename}'],
   ['GET', 'webhooks/default/secret'],
   ['GET', 'trainers'],
 ];
@@ -80,7 +78,7 @@ export class PublicApi extends Construct {
   readonly restApi: RestApi;
   /** Base URL of the API, without a trailing slash. */
   readonly publicUrl: string;
-  readonly functions: Record<'api' | 'authorizer' | 'callback' | 'uploads', HouseFunction>;
+  readonly functions: Record<'api' | 'authorizer' | 'callback' | 'uploads' | 'upload', HouseFunction>;
   readonly callbackMethod: Method;
   /** The upload relay's routes: not token-authorised either (the Lambda checks the upload token). */
   readonly trainerUploadMethods: Method[];
@@ -116,7 +114,7 @@ export class PublicApi extends Construct {
   }
 
   private addRoutes(): { callback: Method; uploads: Method[] } {
-    const { api, authorizer, callback, uploads: uploadsFn } = this.functions;
+    const { api, authorizer, callback, uploads: uploadsFn, upload } = this.functions;
     const v1 = this.restApi.root.addResource('v1');
     const validator = this.restApi.addRequestValidator('Basic', {
       validateRequestParameters: true,
@@ -128,13 +126,15 @@ export class PublicApi extends Construct {
       resultsCacheTtl: Duration.minutes(5),
     });
     const apiIntegration = new LambdaIntegration(api, { allowTestInvoke: false });
-    for (const [method, path] of TOKEN_ROUTES) {
-      resourceAt(v1, path).addMethod(method, apiIntegration, {
+    const tokenRoute = (method: string, path: string, integration: LambdaIntegration) =>
+      resourceAt(v1, path).addMethod(method, integration, {
         authorizer: tokenAuthorizer,
         authorizationType: AuthorizationType.CUSTOM,
         requestValidator: validator,
       });
-    }
+    for (const [method, path] of TOKEN_ROUTES) tokenRoute(method, path, apiIntegration);
+    // The seed's upload helper (presigned upload and serving URLs) on its own function.
+    tokenRoute('POST', 'upload/{filename}', new LambdaIntegration(upload, { allowTestInvoke: false }));
     // Trainers cannot send our tokens: the Lambda checks the per-training callback secret.
     const trainerRoute = (path: string, integration: LambdaIntegration) =>
       resourceAt(v1, path).addMethod('POST', integration, { authorizationType: AuthorizationType.NONE, requestValidator: validator });
@@ -168,12 +168,15 @@ export class PublicApi extends Construct {
       },
     });
     storage.grantTableReadWrite(api);
-    storage.grantObjects(api, PREFIX.uploads, ['s3:GetObject', 's3:PutObject']);
     workflow.stateMachine.grantStartExecution(api);
     workflow.stateMachine.grantExecution(api, 'states:DescribeExecution', 'states:StopExecution');
     notify.grantInvoke(api);
     // Canceling needs no CodeBuild rights: stopping the execution stops a running startBuild.sync build.
     for (const secret of [secrets.apiTokens, secrets.webhookSigning, secrets.callbackKey]) secret.grantRead(api);
+
+    // The presigned URLs act with this function's role: PUT the upload, GET it to serve it.
+    const upload = new HouseFunction(this, 'Upload', { ...common, name: 'upload', timeout: Duration.seconds(10) });
+    storage.grantObjects(upload, PREFIX.uploads, ['s3:GetObject', 's3:PutObject']);
 
     const authorizer = new HouseFunction(this, 'Authorizer', {
       ...common,
@@ -206,7 +209,7 @@ export class PublicApi extends Construct {
       actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
       resourceArns: ['*'],
     });
-    return { api, authorizer, callback, uploads };
+    return { api, authorizer, callback, uploads, upload };
   }
 
   /**

@@ -17,6 +17,7 @@ export const HANDLER_NAMES = [
   'authorizer',
   'trainer-callback',
   'trainer-uploads',
+  'upload',
   'start-trainer',
   'check-trainer',
   'stage-weights',

@@ -98,6 +98,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       api: (e) => handlers!.api(e),
       callback: (e) => handlers!.callback(e),
       uploads: (e) => handlers!.uploads(e),
+      upload: (e) => handlers!.upload(e),
       authorizer: (e) => handlers!.authorizer(e),
       s3,
       bucket: 'dreambooth-local',
@@ -181,6 +182,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       api: (await load('api')) as Handlers['api'],
       callback: (await load('trainer-callback')) as Handlers['callback'],
       uploads: (await load('trainer-uploads')) as Handlers['uploads'],
+      upload: (await load('upload')) as Handlers['upload'],
       authorizer: (await load('authorizer')) as Handlers['authorizer'],
     };
     terminal.attachStore();
@@ -213,6 +215,7 @@ type Handlers = {
   api: Parameters<typeof startLocalServer>[0]['api'];
   callback: Parameters<typeof startLocalServer>[0]['callback'];
   uploads: Parameters<typeof startLocalServer>[0]['uploads'];
+  upload: Parameters<typeof startLocalServer>[0]['upload'];
   authorizer: Parameters<typeof startLocalServer>[0]['authorizer'];
 };
 

@@ -24,6 +24,8 @@ export interface LocalServerOptions {
   callback: ProxyHandler;
   /** The Cog upload relay's routes. */
   uploads: ProxyHandler;
+  /** The seed's upload helper, `POST /v1/upload/{filename}` (token route). */
+  upload: ProxyHandler;
   authorizer: Authorizer;
   s3: S3Client;
   bucket: string;
@@ -91,7 +93,8 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<{ url:
       return send(res, 401, { detail: 'Unauthorized: send Authorization: Bearer <token> (or Token <token>)', status: 401 });
     }
     event.requestContext.authorizer = context ?? {};
-    return reply(res, await opts.api(event));
+    const uploadHelper = req.method === 'POST' && /^\/v1\/upload\/[^/]+$/.test(url.pathname);
+    return reply(res, await (uploadHelper ? opts.upload : opts.api)(event));
   }
 
   /** Streams a trainer's output file into S3 under an unguessable key. */

@@ -1,7 +1,7 @@
 /** The token-authorised API: create, read, list and cancel trainings; versions; trainers; secret. */
 import { StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import type { Deps } from '#shared/deps';
+import type { BaseDeps, Deps } from '#shared/deps';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
 import { checkUrlSyntax, EgressError } from '#shared/egress';
 import { newTrainingId, runIdFor, sha256Hex } from '#shared/ids';
@@ -10,10 +10,10 @@ import { isTerminal, notStarted, view, type Flavour, type TrainingRecord, type W
 import type { Logger } from '#shared/log';
 import { retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
 import type { VersionRecord } from '#shared/store';
-import { checkUploaded, createUpload } from './uploads.ts';
+import { checkUploaded } from './uploads.ts';
 import { resolveTemplate, type TemplateRegistry } from './templates.ts';
 
-export interface ApiDeps extends Deps {
+export interface ApiDeps extends Deps<'sfn' | 'secrets'> {
   lambda: LambdaClient;
   stateMachineArn: string;
   notifyFunction: string;
@@ -55,13 +55,10 @@ export async function route(d: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
   if ((m = path.match(/^\/v1\/models\/([^/]+)\/([^/]+)\/versions\/([^/]+)\/trainings$/)) && method === 'POST') {
     return createTrainingsTraining(d, req, m[1]!, m[2]!, m[3]!);
   }
-  if ((m = path.match(/^\/v1\/upload\/([^/]+)$/)) && method === 'POST') {
-    return { status: 200, body: await createUpload(d, decodeURIComponent(m[1]!)) };
-  }
   throw new ApiError(404, `no route for ${method} ${path}`);
 }
 
-function parseJson(d: Deps, body: string | null): unknown {
+function parseJson(d: BaseDeps, body: string | null): unknown {
   if (body === null || body.trim() === '') throw badRequest('the request body is empty: send a JSON object');
   if (Buffer.byteLength(body) > d.config.limits.body_max_bytes) {
     throw new ApiError(413, `the request body exceeds ${d.config.limits.body_max_bytes} bytes`);
@@ -75,7 +72,7 @@ function parseJson(d: Deps, body: string | null): unknown {
 
 const canUse = (owners: string[], owner: string) => owners.includes('*') || owners.includes(owner);
 
-function checkEgress(d: Deps, field: string, url: unknown): void {
+function checkEgress(d: BaseDeps, field: string, url: unknown): void {
   if (typeof url !== 'string') return;
   try {
     checkUrlSyntax(url, { allow: d.config.egress.allow });
@@ -194,7 +191,7 @@ async function claimIdempotencyKey(d: ApiDeps, req: ApiRequest, id: string): Pro
   return { status: 201, body: view(t, d.publicUrl) };
 }
 
-function parseObject(d: Deps, body: string | null): Record<string, unknown> {
+function parseObject(d: BaseDeps, body: string | null): Record<string, unknown> {
   const raw = parseJson(d, body);
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('the request body must be a JSON object');
   return raw as Record<string, unknown>;
@@ -217,14 +214,14 @@ async function startExecution(d: ApiDeps, t: TrainingRecord, extra: Record<strin
   }
 }
 
-async function ownedTraining(d: Deps, req: ApiRequest, id: string): Promise<TrainingRecord> {
+async function ownedTraining(d: BaseDeps, req: ApiRequest, id: string): Promise<TrainingRecord> {
   const t = /^[a-z0-9]{20,40}$/.test(id) ? await d.store.getTraining(id) : null;
   // 404 rather than 403 for another owner's training, so ids don't leak.
   if (!t || !canUse(req.owners, t.owner)) throw notFound(`training ${id} not found`);
   return t;
 }
 
-async function listTrainings(d: Deps, req: ApiRequest): Promise<ApiResponse> {
+async function listTrainings(d: BaseDeps, req: ApiRequest): Promise<ApiResponse> {
   let page;
   try {
     page = await d.store.listTrainings(d.config.limits.page_size, req.query.cursor);
@@ -274,7 +271,7 @@ async function cancelTraining(d: ApiDeps, req: ApiRequest, id: string): Promise<
   return { status: 200, body: view(updated, d.publicUrl) };
 }
 
-async function getVersion(d: Deps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
+async function getVersion(d: BaseDeps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
   const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
   if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
   // Exactly these fields: local-mode users and scripts depend on the shape.
@@ -292,7 +289,7 @@ const versionView = (v: VersionRecord) => ({
   created_at: v.created_at,
 });
 
-async function getModel(d: Deps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
+async function getModel(d: BaseDeps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
   const page = canUse(req.owners, owner) ? await d.store.listVersions(`${owner}/${name}`, 1) : null;
   const latest = page?.results[0];
   // A model exists once it has a version (models are created by their first push).
@@ -303,7 +300,7 @@ async function getModel(d: Deps, req: ApiRequest, owner: string, name: string): 
   };
 }
 
-async function listVersions(d: Deps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
+async function listVersions(d: BaseDeps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
   if (!canUse(req.owners, owner)) throw notFound(`model ${owner}/${name} not found`);
   let page;
   try {
@@ -365,7 +362,7 @@ async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, name: stri
   return { status: 201, body: view(t, d.publicUrl) };
 }
 
-function listTemplates(d: Deps): ApiResponse {
+function listTemplates(d: BaseDeps): ApiResponse {
   const results = Object.entries(d.config.templates.catalog).map(([name, t]) => ({
     name,
     repository: t.repository,
@@ -377,7 +374,7 @@ function listTemplates(d: Deps): ApiResponse {
   return { status: 200, body: { results, next: null } };
 }
 
-function listTrainers(d: Deps): ApiResponse {
+function listTrainers(d: BaseDeps): ApiResponse {
   const results = Object.entries(d.config.trainers).map(([name, t]) => {
     const r = describeTrainer(d.config, name, t);
     return { name, owner: r.owner, model: r.model, version: r.version, backend: t.backend, description: t.description ?? null };

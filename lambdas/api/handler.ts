@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { lambda, s3, secretsManager, sfn } from '#shared/aws';
+import { lambda, secretsManager, sfn } from '#shared/aws';
 import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { errorResponse, json } from '#shared/errors';
@@ -10,7 +10,7 @@ import { liveRegistry } from './templates.ts';
 
 let apiDeps: ApiDeps | undefined;
 function build(): ApiDeps {
-  const d = { ...baseDeps(), s3: s3(), sfn: sfn(), secrets: secretsManager() };
+  const d = { ...baseDeps(), sfn: sfn(), secrets: secretsManager() };
   return {
     ...d,
     lambda: lambda(),

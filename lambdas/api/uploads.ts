@@ -1,55 +1,60 @@
 /**
- * The seed's upload helper: `POST /v1/upload/{filename}` → `{upload_url, serving_url}`, a
- * presigned PUT and GET of one object under `uploads/` (deleted after a day by the bucket's
- * lifecycle). The client PUTs its zip (Content-Type application/zip) and passes `serving_url`
- * as `instance_data`; its size is checked when the training is created.
+ * A training whose `instance_data` is one of our upload helper's serving URLs (lambdas/upload)
+ * is checked when it is created: the file must be there and fit `limits.upload_max_bytes`.
+ * Asked of the serving URL itself with a one-byte ranged GET, as the trainer will download it:
+ * this also catches an expired URL, and keeps the S3 client out of the api's cold start.
  */
-import { randomBytes } from 'node:crypto';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import type { Deps } from '#shared/deps';
+import type { BaseDeps } from '#shared/deps';
 import { badRequest } from '#shared/errors';
-
-const UPLOAD_SECONDS = 15 * 60;
-const SERVING_SECONDS = 60 * 60;
-
-export async function createUpload(d: Deps<'s3'>, filename: string): Promise<{ upload_url: string; serving_url: string }> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.zip$/.test(filename)) {
-    throw badRequest('filename: use a .zip file name of letters, digits, ".", "_" or "-" (at most 132 characters)');
-  }
-  const Key = `uploads/${randomBytes(16).toString('hex')}/${filename}`;
-  // Loaded on first use: only this route presigns.
-  const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
-  const upload_url = await getSignedUrl(d.s3, new PutObjectCommand({ Bucket: d.bucket, Key, ContentType: 'application/zip' }), {
-    expiresIn: UPLOAD_SECONDS,
-  });
-  const serving_url = await getSignedUrl(d.s3, new GetObjectCommand({ Bucket: d.bucket, Key }), { expiresIn: SERVING_SECONDS });
-  return { upload_url, serving_url };
-}
+import type { Readable } from 'node:stream';
+import { requestStream } from '#shared/http';
 
 /** When `url` is one of our serving URLs, the uploaded object must exist and fit the cap. */
-export async function checkUploaded(d: Deps<'s3'>, url: unknown): Promise<void> {
-  if (typeof url !== 'string') return;
-  const key = uploadKey(url, d.bucket);
-  if (!key) return;
-  let size: number | undefined;
+export async function checkUploaded(d: Pick<BaseDeps, 'config' | 'bucket'>, url: unknown): Promise<void> {
+  if (typeof url !== 'string' || !isServingUrl(url, d.bucket)) return;
+  let res;
   try {
-    size = (await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: key }))).ContentLength;
-  } catch {
+    res = await requestStream(url, { method: 'GET', headers: { range: 'bytes=0-0' }, allow: d.config.egress.allow, timeoutMs: 10_000 });
+  } catch (e) {
+    throw badRequest(`input.instance_data: the serving_url could not be reached (${(e as { code?: string }).code ?? 'network error'}); try again`);
+  }
+  // Only the headers matter (and an error's short XML): some S3-compatible servers send the
+  // whole object for a one-byte range.
+  const detail = res.status >= 400 ? await head(res.stream, 4096) : (res.stream.destroy(), '');
+  // S3 answers 403 for a missing object when the signer may not list the bucket, 404 when it may.
+  if (res.status === 403 && /Request has expired/i.test(detail)) {
+    throw badRequest('input.instance_data: this serving_url has expired; ask POST /v1/upload/{filename} for a new one');
+  }
+  if (res.status === 403 || res.status === 404) {
     throw badRequest('input.instance_data: nothing was uploaded to this serving_url yet; PUT the zip to its upload_url first');
   }
+  const size =
+    res.status === 206 ? Number(/\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''))?.[1])
+    : res.status === 200 ? Number(res.headers['content-length'])
+    : res.status === 416 ? 0 // an empty object has no first byte
+    : NaN;
+  if (!Number.isFinite(size)) throw badRequest(`input.instance_data: the serving_url answered ${res.status}; try again`);
   const max = d.config.limits.upload_max_bytes;
-  if ((size ?? 0) > max) throw badRequest(`input.instance_data: the uploaded file is ${size} bytes; limits.upload_max_bytes is ${max}`);
+  if (size > max) throw badRequest(`input.instance_data: the uploaded file is ${size} bytes; limits.upload_max_bytes is ${max}`);
 }
 
-function uploadKey(raw: string, bucket: string): string | null {
+function isServingUrl(raw: string, bucket: string): boolean {
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
-    return null;
+    return false;
   }
   const path = decodeURIComponent(u.pathname);
-  if (path.startsWith(`/${bucket}/uploads/`)) return path.slice(bucket.length + 2);
-  if (u.hostname.startsWith(`${bucket}.`) && path.startsWith('/uploads/')) return path.slice(1);
-  return null;
+  return path.startsWith(`/${bucket}/uploads/`) || (u.hostname.startsWith(`${bucket}.`) && path.startsWith('/uploads/'));
+}
+
+async function head(stream: Readable, max: number): Promise<string> {
+  let text = '';
+  for await (const chunk of stream) {
+    text += String(chunk);
+    if (text.length >= max) break;
+  }
+  stream.destroy();
+  return text.slice(0, max);
 }

@@ -71,6 +71,7 @@ beforeAll(async () => {
     port: 0,
     api: async () => ({ statusCode: 404, body: '{}' }),
     callback: async () => ({ statusCode: 404, body: '{}' }),
+    upload: async () => ({ statusCode: 404, body: '{}' }),
     uploads: (event) => {
       seen.push(event.path);
       return handler(event);

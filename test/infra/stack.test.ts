@@ -207,8 +207,8 @@ describe('synthesized template', () => {
 
   it('runs every function on Node.js 22, arm64, traced, with its own log group and the config baked in', () => {
     const functions = ofType(resources, 'AWS::Lambda::Function');
-    // The nine handlers, plus the demo trainer of the default configuration.
-    expect(functions).toHaveLength(10);
+    // The ten handlers, plus the demo trainer of the default configuration.
+    expect(functions).toHaveLength(11);
     for (const [, fn] of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -234,7 +234,7 @@ describe('synthesized template', () => {
     }
   });
 
-  it('gives the trainer callback task signals and no S3 writes, the upload relay the reverse', () => {
+  it('gives S3 object rights on uploads only to the upload helper, on trainer outputs only to the relay', () => {
     const actionsOf = (fn: { role?: unknown; node: unknown }) => {
       const role = stack.getLogicalId((fn as typeof stack.api.functions.api).role!.node.defaultChild as never);
       return ofType(resources, 'AWS::IAM::Policy')
@@ -247,6 +247,9 @@ describe('synthesized template', () => {
     expect(callback.filter((a) => a.startsWith('s3:'))).toEqual([]);
     expect(uploads).toEqual(expect.arrayContaining(['s3:PutObject', 's3:AbortMultipartUpload']));
     expect(uploads.filter((a) => a.startsWith('states:') || a.startsWith('dynamodb:'))).toEqual([]);
+    expect(actionsOf(stack.api.functions.upload)).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject']));
+    expect(actionsOf(stack.api.functions.upload).filter((a) => !/^(s3|logs|xray):/.test(a))).toEqual([]);
+    expect(actionsOf(stack.api.functions.api).filter((a) => a.startsWith('s3:'))).toEqual([]);
   });
 
   it('grants a "*" resource only for actions that take no resource', () => {

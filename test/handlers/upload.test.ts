@@ -1,0 +1,64 @@
+/**
+ * The seed's upload helper (lambdas/upload) and the api's check of its serving URLs
+ * (lambdas/api/uploads.ts), against s3rver: the check asks the presigned serving URL itself.
+ */
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkUploaded } from '../../lambdas/api/uploads.ts';
+import { createUpload } from '../../lambdas/upload/core.ts';
+import { handler } from '../../lambdas/upload/handler.ts';
+import { startFixture, type Fixture } from '../helpers/aws-local.ts';
+
+let fx: Fixture;
+beforeAll(async () => {
+  fx = await startFixture();
+});
+afterAll(async () => fx?.stop());
+
+const errorOf = (p: Promise<unknown>) => p.then(() => null, (e: Error) => e.message);
+const keyOf = (url: string) => decodeURIComponent(new URL(url).pathname).split('/').slice(2).join('/');
+
+describe('the upload helper', () => {
+  it('gives a presigned PUT and a serving GET under uploads/', async () => {
+    const { upload_url, serving_url } = await createUpload(fx.deps, 'person.zip');
+    expect(keyOf(upload_url)).toMatch(/^uploads\/[0-9a-f]{32}\/person\.zip$/);
+    expect(keyOf(serving_url)).toBe(keyOf(upload_url));
+    const put = await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'application/zip' }, body: 'PK\x03\x04zip' });
+    expect(put.status).toBe(200);
+    const got = await fetch(serving_url);
+    expect(await got.text()).toBe('PK\x03\x04zip');
+  });
+
+  it('answers API Gateway events, refusing names that are not zip names', async () => {
+    const ok = await handler({ path: '/v1/upload/my%20set.zip' } as never);
+    expect(ok.statusCode).toBe(400);
+    const bad = await handler({ path: '/v1/upload/..%2Fetc%2Fpasswd' } as never);
+    expect(bad.statusCode).toBe(400);
+    expect(JSON.parse(bad.body).detail).toMatch(/filename: use a \.zip file name/);
+    const good = await handler({ path: '/v1/upload/person.zip' } as never);
+    expect(good.statusCode).toBe(200);
+    expect(Object.keys(JSON.parse(good.body)).sort()).toEqual(['serving_url', 'upload_url']);
+  });
+});
+
+describe('checking a serving URL when a training is created', () => {
+  it('refuses one that nothing was uploaded to', async () => {
+    const { serving_url } = await createUpload(fx.deps, 'empty.zip');
+    expect(await errorOf(checkUploaded(fx.deps, serving_url))).toMatch(/nothing was uploaded to this serving_url yet/);
+  });
+
+  it('accepts an upload within limits.upload_max_bytes and refuses a larger one, naming both sizes', async () => {
+    const { serving_url } = await createUpload(fx.deps, 'set.zip');
+    await fx.deps.s3.send(new PutObjectCommand({ Bucket: fx.deps.bucket, Key: keyOf(serving_url), Body: Buffer.alloc(5000, 1) }));
+    expect(await errorOf(checkUploaded(fx.deps, serving_url))).toBeNull();
+    const small = fx.withConfig({ limits: { upload_max_bytes: 4096 } });
+    expect(await errorOf(checkUploaded(small, serving_url))).toBe(
+      'input.instance_data: the uploaded file is 5000 bytes; limits.upload_max_bytes is 4096',
+    );
+  });
+
+  it('leaves other URLs to the trainer', async () => {
+    expect(await errorOf(checkUploaded(fx.deps, 'https://example.com/data.zip'))).toBeNull();
+    expect(await errorOf(checkUploaded(fx.deps, undefined))).toBeNull();
+  });
+});
