@@ -50,7 +50,7 @@ const TOKEN_ROUTES: ReadonlyArray<readonly [string, string]> = [
 ];
 
 /**
- * The Cog upload relay's routes (bin/cog-upload-relay.ts), on the trainer-facing Lambda: they
+ * The Cog upload relay's routes (bin/cog-upload-relay.ts), on their own Lambda (trainer-uploads): they
  * check the trainer's own upload token, since a trainer holds no API token.
  */
 const TRAINER_UPLOAD_ROUTES = [
