@@ -2,7 +2,8 @@
  * The seed's upload helper (lambdas/upload) and the api's check of its serving URLs
  * (lambdas/api/uploads.ts), against s3rver: the check asks the presigned serving URL itself.
  */
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkUploaded } from '../../lambdas/api/uploads.ts';
 import { createUpload } from '../../lambdas/upload/core.ts';
@@ -55,6 +56,14 @@ describe('checking a serving URL when a training is created', () => {
     expect(await errorOf(checkUploaded(small, serving_url))).toBe(
       'input.instance_data: the uploaded file is 5000 bytes; limits.upload_max_bytes is 4096',
     );
+  });
+
+  it('refuses an expired one, saying so', async () => {
+    const Key = `uploads/${'e'.repeat(32)}/late.zip`;
+    await fx.deps.s3.send(new PutObjectCommand({ Bucket: fx.deps.bucket, Key, Body: 'PK' }));
+    const url = await getSignedUrl(fx.deps.s3, new GetObjectCommand({ Bucket: fx.deps.bucket, Key }), { expiresIn: 1 });
+    await new Promise((r) => setTimeout(r, 2100));
+    expect(await errorOf(checkUploaded(fx.deps, url))).toMatch(/this serving_url has expired; ask POST \/v1\/upload\/\{filename\} for a new one/);
   });
 
   it('leaves other URLs to the trainer', async () => {
