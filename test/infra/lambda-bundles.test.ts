@@ -80,6 +80,24 @@ describe('Lambda bundles', () => {
     expect(JSON.parse(req.body)).toMatchObject({ id: t.id, status: 'succeeded' });
   });
 
+  it('each load in a fresh Node and export a handler', async () => {
+    for (const name of HANDLER_NAMES) {
+      const { stdout } = await run(process.execPath, ['-e', 'process.stdout.write(typeof require(process.argv[1]).handler)', bundles.get(name)!], {
+        env: { PATH: process.env.PATH!, AWS_REGION: 'us-east-1' },
+      });
+      expect(stdout, name).toBe('function');
+    }
+  });
+
+  it('upload presigns URLs that S3 accepts, signed with the environment credentials', async () => {
+    const out = await invoke('upload', { path: '/v1/upload/person.zip' });
+    const answer = out.result as { statusCode: number; body: string };
+    expect(answer.statusCode).toBe(200);
+    const { upload_url, serving_url } = JSON.parse(answer.body) as { upload_url: string; serving_url: string };
+    expect((await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'application/zip' }, body: 'PK' })).status).toBe(200);
+    expect(await (await fetch(serving_url)).text()).toBe('PK');
+  });
+
   it('take credentials from the environment only', async () => {
     const t = await newTraining(fx.deps, { status: 'pushing' });
     // A shared credentials file the full SDK chain would use; a Lambda bundle never reads it.
