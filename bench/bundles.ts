@@ -1,8 +1,7 @@
 /**
  * Each Lambda bundle as `infra/constructs/function.ts` makes it (its LAMBDA_BUNDLE settings: the
  * SDK inside, tree-shaken, the configuration baked in), its size, and its cold import time in a
- * fresh `node` process. The build-image script (CodeBuild,
- * everything bundled) is measured too.
+ * fresh `node` process. The build-image script (CodeBuild, everything bundled) is measured too.
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { lambda, secretsManager, sfn } from '#shared/aws';
-import { baseDeps } from '#shared/deps';
+import { baseDeps, once } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { errorResponse, json } from '#shared/errors';
 import { logger } from '#shared/log';
@@ -8,8 +8,7 @@ import { getWebhookSecret } from '#shared/secrets';
 import { route, type ApiDeps } from './core.ts';
 import { liveRegistry } from './templates.ts';
 
-let apiDeps: ApiDeps | undefined;
-function build(): ApiDeps {
+const deps = once((): ApiDeps => {
   const d = { ...baseDeps(), sfn: sfn(), secrets: secretsManager() };
   return {
     ...d,
@@ -20,10 +19,10 @@ function build(): ApiDeps {
     log: logger('api'),
     templates: liveRegistry(d.config.egress.allow),
   };
-}
+});
 
 export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
-  const d = (apiDeps ??= build());
+  const d = deps();
   const owners = parseOwners(event.requestContext?.authorizer?.owners);
   const body = event.body == null ? null : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
   try {

@@ -5,7 +5,7 @@
  * this also catches an expired URL, and keeps the S3 client out of the api's cold start.
  */
 import type { BaseDeps } from '#shared/deps';
-import { badRequest } from '#shared/errors';
+import { ApiError, badRequest } from '#shared/errors';
 import type { Readable } from 'node:stream';
 import { requestStream } from '#shared/http';
 
@@ -16,7 +16,8 @@ export async function checkUploaded(d: Pick<BaseDeps, 'config' | 'bucket'>, url:
   try {
     res = await requestStream(url, { method: 'GET', headers: { range: 'bytes=0-0' }, allow: d.config.egress.allow, timeoutMs: 10_000 });
   } catch (e) {
-    throw badRequest(`input.instance_data: the serving_url could not be reached (${(e as { code?: string }).code ?? 'network error'}); try again`);
+    // The storage, not the request, is at fault: a 503 to retry.
+    throw new ApiError(503, `input.instance_data: the serving_url could not be reached (${(e as { code?: string }).code ?? 'network error'}); try again`);
   }
   // Only the headers matter (and an error's short XML): some S3-compatible servers send the
   // whole object for a one-byte range.
@@ -33,7 +34,7 @@ export async function checkUploaded(d: Pick<BaseDeps, 'config' | 'bucket'>, url:
     : res.status === 200 ? Number(res.headers['content-length'])
     : res.status === 416 ? 0 // an empty object has no first byte
     : NaN;
-  if (!Number.isFinite(size)) throw badRequest(`input.instance_data: the serving_url answered ${res.status}; try again`);
+  if (!Number.isFinite(size)) throw new ApiError(503, `input.instance_data: the serving_url answered ${res.status}; try again`);
   const max = d.config.limits.upload_max_bytes;
   if (size > max) throw badRequest(`input.instance_data: the uploaded file is ${size} bytes; limits.upload_max_bytes is ${max}`);
 }

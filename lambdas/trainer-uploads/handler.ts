@@ -12,7 +12,7 @@ import { json } from '#shared/errors';
 import { logger } from '#shared/log';
 import { trainerUpload, type UploadRoute } from './core.ts';
 
-export const UPLOAD_ROUTES: Record<string, UploadRoute['action']> = {
+const UPLOAD_ROUTES: Record<string, UploadRoute['action']> = {
   '/v1/trainer-uploads/{trainer}': 'create',
   '/v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}': 'part',
   '/v1/trainer-uploads/{trainer}/{upload_id}/complete': 'complete',

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkUploaded } from '../../lambdas/api/uploads.ts';
 import { createUpload } from '../../lambdas/upload/core.ts';
 import { handler } from '../../lambdas/upload/handler.ts';
-import { startFixture, type Fixture } from '../helpers/aws-local.ts';
+import type { ApiError } from '#shared/errors';
+import { startFixture, startServer, type Fixture } from '../helpers/aws-local.ts';
 
 let fx: Fixture;
 beforeAll(async () => {
@@ -64,6 +65,24 @@ describe('checking a serving URL when a training is created', () => {
     const url = await getSignedUrl(fx.deps.s3, new GetObjectCommand({ Bucket: fx.deps.bucket, Key }), { expiresIn: 1 });
     await new Promise((r) => setTimeout(r, 2100));
     expect(await errorOf(checkUploaded(fx.deps, url))).toMatch(/this serving_url has expired; ask POST \/v1\/upload\/\{filename\} for a new one/);
+  });
+
+  it('takes an empty upload as 0 bytes, and answers 503 when the storage fails or cannot be reached', async () => {
+    let status = 416;
+    const storage = await startServer((_req, res) => res.writeHead(status).end());
+    try {
+      const url = `${storage.url}/${fx.deps.bucket}/uploads/${'f'.repeat(32)}/set.zip?X-Amz-Signature=x`;
+      expect(await errorOf(checkUploaded(fx.deps, url))).toBeNull();
+      expect(storage.requests.at(-1)?.headers.range).toBe('bytes=0-0');
+      status = 500;
+      const failed = await checkUploaded(fx.deps, url).catch((e: ApiError) => e);
+      expect(failed).toMatchObject({ status: 503, detail: 'input.instance_data: the serving_url answered 500; try again' });
+      await storage.close();
+      const down = await checkUploaded(fx.deps, url).catch((e: ApiError) => e);
+      expect(down).toMatchObject({ status: 503, detail: expect.stringMatching(/the serving_url could not be reached \(\w+\); try again/) });
+    } finally {
+      await storage.close();
+    }
   });
 
   it('leaves other URLs to the trainer', async () => {

@@ -21,6 +21,7 @@ import { ENV } from '#shared/env';
 import { newTrainingId, sha256Hex } from '#shared/ids';
 import { Store } from '#shared/store';
 import { notStarted, type TrainingRecord } from '#shared/training';
+import { waitingMachine } from './waiting-machine.ts';
 
 export const SECRET_IDS = {
   callbackKey: 'local/callback-key',
@@ -33,18 +34,7 @@ export const PUBLIC_URL = 'http://127.0.0.1:9/api';
 export const TEMPLATE_DIGEST = 'a'.repeat(64);
 const WAIT_STATE = 'Wait for the trainer';
 
-const definition = {
-  StartAt: WAIT_STATE,
-  States: {
-    [WAIT_STATE]: {
-      Type: 'Task',
-      Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
-      Parameters: { FunctionName: 'start-trainer', Payload: { 'task_token.$': '$$.Task.Token' } },
-      TimeoutSeconds: 300,
-      End: true,
-    },
-  },
-};
+const definition = waitingMachine(WAIT_STATE, 'start-trainer');
 
 /** The base configuration; tests merge their trainers and registry over it. */
 export function testConfig(over: unknown = {}): Config {

@@ -4,20 +4,10 @@ import { join } from 'node:path';
 import { expect, it, vi } from 'vitest';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { waitingMachine } from '../helpers/waiting-machine.ts';
 import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws } from '../../infra/local/aws/index.ts';
 
-const definition = {
-  StartAt: 'Wait for callback',
-  States: {
-    'Wait for callback': {
-      Type: 'Task',
-      Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
-      Parameters: { FunctionName: 'starter', Payload: { 'task_token.$': '$$.Task.Token' } },
-      TimeoutSeconds: 300,
-      End: true,
-    },
-  },
-};
+const definition = waitingMachine('Wait for callback', 'starter');
 
 const startedTasks: string[] = [];
 const stoppedTasks: string[] = [];

@@ -9,20 +9,10 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { ConditionalCheckFailedException, DescribeTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { waitingMachine } from '../helpers/waiting-machine.ts';
 import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws/index.ts';
 
-const definition = {
-  StartAt: 'Wait for callback',
-  States: {
-    'Wait for callback': {
-      Type: 'Task',
-      Resource: 'arn:aws:states:::lambda:invoke.waitForTaskToken',
-      Parameters: { FunctionName: 'starter', Payload: { 'task_token.$': '$$.Task.Token' } },
-      TimeoutSeconds: 300,
-      End: true,
-    },
-  },
-};
+const definition = waitingMachine('Wait for callback', 'starter');
 
 const background: unknown[] = [];
 const options = (dataDir: string): LocalAwsOptions => ({

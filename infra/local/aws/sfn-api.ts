@@ -76,19 +76,13 @@ function listExecutions(sfn: LocalStepFunctions, req: z.infer<typeof ListExecuti
   const page = all.slice(offset, offset + size);
   const more = offset + size < all.length;
   return {
-    executions: page.map((e) => ({
-      executionArn: e.executionArn,
-      stateMachineArn: e.stateMachineArn,
-      name: e.name,
-      status: e.status,
-      startDate: seconds(e.startDate),
-      stopDate: e.stopDate === undefined ? undefined : seconds(e.stopDate),
-    })),
+    executions: page.map(summary),
     nextToken: more ? Buffer.from(JSON.stringify({ offset: offset + size })).toString('base64url') : undefined,
   };
 }
 
-function describe(e: ExecutionRecord) {
+/** ListExecutions' item; DescribeExecution adds input, output and the error. */
+function summary(e: ExecutionRecord) {
   return {
     executionArn: e.executionArn,
     stateMachineArn: e.stateMachineArn,
@@ -96,6 +90,12 @@ function describe(e: ExecutionRecord) {
     status: e.status,
     startDate: seconds(e.startDate),
     stopDate: e.stopDate === undefined ? undefined : seconds(e.stopDate),
+  };
+}
+
+function describe(e: ExecutionRecord) {
+  return {
+    ...summary(e),
     input: e.input,
     inputDetails: { included: true },
     output: e.output,
