@@ -6,5 +6,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Vitest's default is one worker fewer than the cores: one at a time on a 2-core machine.
+    // Most files wait on servers, trainers and containers rather than compute, so two at once
+    // keep the suite well inside CI's budget.
+    maxWorkers: 2,
   },
 });

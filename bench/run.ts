@@ -2,7 +2,7 @@
  * `npm run bench` (not part of `npm test`): build, staging, API and bundle measurements on this
  * machine, in one run on the same data; prints a table and writes bench/results.json.
  *   --reps N    repetitions of each timed step (default 3); medians are reported
- *   --only a,b  a subset of: build, stage, api, bundles
+ *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -15,9 +15,11 @@ import { measureBuilds, type BuildResults } from './build.ts';
 import { measureBundles, type BundleRow } from './bundles.ts';
 import { startDocker } from './docker.ts';
 import { fmt, median } from './lib.ts';
+import { measureQueue, type QueueResults } from './queue.ts';
+import { measureSageMakerPostTraining, type SageMakerResults } from './sagemaker.ts';
 import { measureStaging, type StageResults } from './stage.ts';
 
-const PARTS = ['build', 'stage', 'api', 'bundles'] as const;
+const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue'] as const;
 type Part = (typeof PARTS)[number];
 
 /** The issue's targets: `max` means the value must not exceed it, `min` not fall below. */
@@ -28,6 +30,11 @@ const TARGETS = {
   stage_peak_rss_mb: { max: 256 },
   bundle_max_kb: { max: 1536 },
   import_max_ms: { max: 150 },
+  sagemaker_post_training_over_floor: { max: 1.2 },
+  queue_all_succeeded: { min: 1 },
+  queue_utilisation: { min: 0.9 },
+  queue_fifo_inversions: { max: 0 },
+  queue_other_owner_wait_runs: { max: 2 },
 } as const;
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -46,7 +53,9 @@ async function main(): Promise<void> {
     const build = only.has('build') ? await measureBuilds(work, reps, docker, log) : null;
     const stage = only.has('stage') ? await measureStaging(work, reps, log) : null;
     const api = only.has('api') ? await measureApi(log) : null;
-    const results = summarize(reps, build, stage, api, bundles, (Date.now() - started) / 1000);
+    const sagemaker = only.has('sagemaker') ? await measureSageMakerPostTraining(work, reps, log) : null;
+    const queue = only.has('queue') ? await measureQueue(log) : null;
+    const results = summarize(reps, build, stage, api, bundles, sagemaker, queue, (Date.now() - started) / 1000);
     await writeFile(join(REPO_ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
     print(results, bundles);
   } finally {
@@ -55,7 +64,16 @@ async function main(): Promise<void> {
   }
 }
 
-function summarize(reps: number, build: BuildResults | null, stage: StageResults | null, api: ApiResults | null, bundles: BundleRow[] | null, seconds: number) {
+function summarize(
+  reps: number,
+  build: BuildResults | null,
+  stage: StageResults | null,
+  api: ApiResults | null,
+  bundles: BundleRow[] | null,
+  sagemaker: SageMakerResults | null,
+  queue: QueueResults | null,
+  seconds: number,
+) {
   const m = (xs: number[] | null | undefined) => (xs && xs.length ? median(xs) : NaN);
   const floor = m(build?.floor);
   const append = m(build?.append);
@@ -79,6 +97,12 @@ function summarize(reps: number, build: BuildResults | null, stage: StageResults
     import_floor_ms: bundles?.find((b) => b.kind === 'floor')?.importMs ?? NaN,
     build_script_kb: script?.kb ?? NaN,
     build_script_import_ms: script?.importMs ?? NaN,
+    // Against its own floor runs, alternated with it on the same file.
+    sagemaker_post_training_over_floor: m(sagemaker?.post) / m(sagemaker?.floor),
+    queue_all_succeeded: queue ? Number(queue.succeeded === queue.trainings) : NaN,
+    queue_utilisation: queue?.utilisation ?? NaN,
+    queue_fifo_inversions: queue?.fifo_inversions ?? NaN,
+    queue_other_owner_wait_runs: queue?.other_owner_wait_runs ?? NaN,
   };
   const targets = Object.fromEntries(
     Object.entries(TARGETS).map(([k, t]) => {
@@ -109,6 +133,13 @@ function summarize(reps: number, build: BuildResults | null, stage: StageResults
       runs: { stage: stage.stage, plain: stage.plain },
     },
     api,
+    sagemaker: sagemaker && {
+      weights_mib: sagemaker.weightsMiB,
+      floor_s: round(m(sagemaker.floor)),
+      post_training_s: round(m(sagemaker.post)),
+      runs: { floor: sagemaker.floor.map(round), post_training: sagemaker.post.map(round) },
+    },
+    queue: queue && { ...queue, run_s: round(queue.run_s), makespan_s: round(queue.makespan_s) },
     bundles: bundles?.map((b) => ({ name: b.name, kb: round(b.kb), import_ms: round(b.importMs) })) ?? null,
     targets,
   };
@@ -130,6 +161,14 @@ function print(r: ReturnType<typeof summarize>, bundles: BundleRow[] | null): vo
   if (r.api) {
     rows.push(['API GET /v1/trainings/{id}, 50 connections', `p50 ${r.api.get.p50} ms, p99 ${r.api.get.p99} ms (${r.api.get.requests} requests)`]);
     rows.push(['API POST /v1/trainings, 50 connections', `p50 ${r.api.post.p50} ms, p99 ${r.api.post.p99} ms (${r.api.post.requests} requests)`]);
+  }
+  if (r.sagemaker) {
+    rows.push([`sagemaker: floor, ${r.sagemaker.weights_mib} MiB weights blob → registry`, `${fmt(r.sagemaker.floor_s ?? NaN)} s`]);
+    rows.push(['sagemaker: job end → version (stage, build, push, record)', `${fmt(r.sagemaker.post_training_s ?? NaN)} s`]);
+  }
+  if (r.queue) {
+    const q = r.queue;
+    rows.push([`queue: ${q.trainings} at once, demo trainer, concurrency 2`, `${q.succeeded} succeeded, makespan ${fmt(q.makespan_s ?? NaN)} s, one run alone ${fmt(q.run_s ?? NaN)} s, ${q.fifo_ties} pairs created in the same ms`]);
   }
   for (const b of bundles ?? []) rows.push([`bundle ${b.name}`, `${fmt(b.kb, 0)} KB, cold import ${fmt(b.importMs, 0)} ms`]);
   if (bundles) rows.push(['(cold imports: medians of 11, round-robin)', '']);

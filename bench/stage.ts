@@ -60,20 +60,20 @@ export async function measureStaging(workDir: string, reps: number, log: (l: str
   await writeWeightsZip(zip, { 'unet/diffusion_pytorch_model.safetensors': 1024 * MiB });
   const bytes = statSync(zip).size;
   const files = await serveFile(zip, bytes);
-  const fx = await startFixture();
+  const fx = await startFixture({ as: 'stage-weights' });
   const script = await bundleChild(join(REPO_ROOT, 'bench', '.out', 'stage-child.mjs'));
   const child = (args: string[]) =>
     runJsonChild<StageRun>(process.execPath, ['--no-warnings', script, ...args], {
       ...process.env,
       DREAMBOOTH_CONFIG: JSON.stringify(fx.deps.config),
     }, REPO_ROOT);
-  const drop = (key: string) => fx.deps.s3.send(new DeleteObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
+  const drop = (key: string) => fx.operator.s3.send(new DeleteObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
   const out: StageResults = { bytes, stage: [], plain: [] };
   try {
     for (let i = 0; i < reps; i++) {
       log(`staging 1 GiB, run ${i + 1} of ${reps}: plain upload, then stage-weights`);
-      out.plain.push(await child(['plain', zip, `bench/plain-${i}.zip`]));
-      await drop(`bench/plain-${i}.zip`);
+      out.plain.push(await child(['plain', zip, `staged/bench-plain-${i}.zip`]));
+      await drop(`staged/bench-plain-${i}.zip`);
       const t = await newTraining(fx.deps);
       out.stage.push(await child(['stage', t.id, `${files.url}/output.zip`]));
       await drop(`staged/${t.id}/output.zip`);

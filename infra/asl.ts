@@ -1,7 +1,7 @@
 /**
  * The state machine definition as plain ASL, for local mode: the very definition CDK deploys,
- * synthesized in-process (no bundling, no network, no Docker; about two seconds) with every
- * CloudFormation reference resolved to a fixed local value.
+ * read from the synthesized template (infra/template.ts) with every CloudFormation reference
+ * resolved to a fixed local value.
  *
  * Synchronous. Local mode runs `asl` with aws-local-stepfunctions and overrides each Task state
  * by name, using `taskHandlers`:
@@ -11,27 +11,32 @@
  *   Step Functions gives `lambda:invoke`, `{ FunctionName, Payload }`; the event is `Payload`
  *   (see `lambdaEvent`), it carries the task token, and the task's result is what
  *   SendTaskSuccess sends.
+ * - `{ kind: 'sagemaker' }`: the input is CreateTrainingJob's request; resolve with what
+ *   DescribeTrainingJob answers for the completed job, and throw `States.TaskFailed` with that
+ *   description as the cause when the job fails or stops, as `createTrainingJob.sync` does.
+ * - `{ kind: 'mirror' }`: StartBuild of the trainer image mirror (same request and result shape).
  * - `{ kind: 'codebuild' }`: the input is StartBuild's request (`ProjectName`,
  *   `EnvironmentVariablesOverride: [{ Name, Type, Value }]`); resolve with
  *   `{ Build: { Id, ExportedEnvironmentVariables: [{ Name, Value }] } }` and throw when the
  *   build fails, as `startBuild.sync` does.
  */
-import { App, Stack } from 'aws-cdk-lib';
-import { CfnProject } from 'aws-cdk-lib/aws-codebuild';
-import { CfnFunction } from 'aws-cdk-lib/aws-lambda';
-import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Config } from '#shared/config';
-import { HouseFunction, type HandlerName } from './constructs/function.ts';
-import { DreamboothStack } from './stack.ts';
+import { ENV } from '#shared/env';
+import type { HandlerName } from './constructs/function.ts';
+import { synthesize, type Synthesized } from './template.ts';
 
 export const LOCAL_REGION = 'us-east-1';
 export const LOCAL_ACCOUNT = '000000000000';
 /** The build project's name in the resolved definition. */
 export const LOCAL_BUILD_PROJECT = 'build-model';
+/** The trainer image mirror's project name in the resolved definition. */
+export const LOCAL_MIRROR_PROJECT = 'mirror-image';
 
 export type TaskTarget =
   | { kind: 'lambda'; handler: HandlerName; integration: 'direct' | 'waitForTaskToken' }
-  | { kind: 'codebuild' };
+  | { kind: 'codebuild' }
+  | { kind: 'mirror' }
+  | { kind: 'sagemaker' };
 
 export interface SynthesizedDefinition {
   /** The ASL document (JSONPath, no CloudFormation references left). */
@@ -40,6 +45,13 @@ export interface SynthesizedDefinition {
   stateNames: string[];
   /** What each Task state runs, by state name. */
   taskHandlers: Record<string, TaskTarget>;
+  /** The stack's SageMaker job-name prefix, when a sagemaker trainer is configured. */
+  sagemakerJobPrefix?: string;
+  /**
+   * The functions EventBridge rules invoke with the state machine's "Execution Status Change"
+   * events, and the statuses each rule matches: local mode sends them the same events.
+   */
+  executionStatusTargets: { handler: HandlerName; statuses: string[] }[];
 }
 
 export interface AslState {
@@ -69,34 +81,47 @@ export function lambdaEvent(target: TaskTarget, input: unknown): unknown {
 }
 
 export function synthesizeDefinition(config: Config): SynthesizedDefinition {
-  // An empty bundling-stacks list makes NodejsFunction skip esbuild entirely.
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
-  const stack = new DreamboothStack(app, 'Dreambooth', { config });
-  const values = localValues(stack);
+  return definitionOf(synthesize(config));
+}
 
-  const machine = stack.workflow.stateMachine.node.defaultChild as CfnStateMachine;
-  const definition = resolveReferences(stack.resolve(machine.definitionString), values);
+/** The state machine of a synthesized template, its references resolved to local values. */
+export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>): SynthesizedDefinition {
+  const { template } = synth;
+  const values = new Map<string, string>(synth.functions.map((fn) => [fn.logicalId, lambdaArn(fn.name)]));
+  for (const [id, r] of Object.entries(template.Resources)) {
+    if (r.Type === 'AWS::CodeBuild::Project') values.set(id, JSON.stringify(r.Properties?.Source).includes('mirror-image.mjs') ? LOCAL_MIRROR_PROJECT : LOCAL_BUILD_PROJECT);
+    // Roles a task passes on (a SageMaker job's).
+    if (r.Type === 'AWS::IAM::Role') values.set(id, `arn:aws:iam::${LOCAL_ACCOUNT}:role/${id}`);
+  }
+  const machines = Object.values(template.Resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
+  if (machines.length !== 1) throw new Error(`the template has ${machines.length} state machines; local mode runs one`);
+  const definition = resolveReferences(machines[0]!.Properties!.DefinitionString, values);
   if (typeof definition !== 'string') throw new Error('the state machine definition did not resolve to a string');
   const asl = JSON.parse(definition) as SynthesizedDefinition['asl'];
 
-  const handlersByArn = new Map(HouseFunction.all(stack).map((fn) => [lambdaArn(fn.handlerName), fn.handlerName]));
+  const handlersByArn = new Map(synth.functions.map((fn) => [lambdaArn(fn.name), fn.name]));
   const taskHandlers: Record<string, TaskTarget> = {};
   for (const [name, state] of Object.entries(asl.States)) {
     if (state.Type === 'Task') taskHandlers[name] = taskTarget(name, state, handlersByArn);
   }
-  return { asl, stateNames: Object.keys(asl.States), taskHandlers };
+  const prepare = synth.functions.find((fn) => fn.name === 'prepare-training-job');
+  const sagemakerJobPrefix = prepare && template.Resources[prepare.logicalId]!.Properties?.Environment?.Variables?.[ENV.jobPrefix];
+  return { asl, stateNames: Object.keys(asl.States), taskHandlers, sagemakerJobPrefix, executionStatusTargets: executionStatusTargets(synth) };
 }
 
-/** Local values of `Ref` and `Fn::GetAtt` by logical id. */
-function localValues(stack: Stack): Map<string, string> {
-  const values = new Map<string, string>();
-  for (const fn of HouseFunction.all(stack)) {
-    values.set(stack.getLogicalId(fn.node.defaultChild as CfnFunction), lambdaArn(fn.handlerName));
+/** The rules on the state machine's "Execution Status Change" events, and the functions they invoke. */
+function executionStatusTargets(synth: Pick<Synthesized, 'template' | 'functions'>): SynthesizedDefinition['executionStatusTargets'] {
+  const byLogicalId = new Map(synth.functions.map((fn) => [fn.logicalId, fn.name]));
+  const out: SynthesizedDefinition['executionStatusTargets'] = [];
+  for (const rule of Object.values(synth.template.Resources).filter((r) => r.Type === 'AWS::Events::Rule')) {
+    const pattern = rule.Properties?.EventPattern as { source?: string[]; 'detail-type'?: string[]; detail?: { status?: string[] } } | undefined;
+    if (!pattern?.source?.includes('aws.states') || !pattern['detail-type']?.includes('Step Functions Execution Status Change')) continue;
+    for (const target of (rule.Properties?.Targets ?? []) as { Arn: { 'Fn::GetAtt'?: [string, string] } }[]) {
+      const handler = byLogicalId.get(target.Arn['Fn::GetAtt']?.[0] ?? '');
+      if (handler) out.push({ handler, statuses: pattern.detail?.status ?? [] });
+    }
   }
-  for (const project of stack.node.findAll().filter((c): c is CfnProject => c instanceof CfnProject)) {
-    values.set(stack.getLogicalId(project), LOCAL_BUILD_PROJECT);
-  }
-  return values;
+  return out;
 }
 
 function resolveReferences(value: unknown, values: Map<string, string>): unknown {
@@ -124,7 +149,10 @@ function lookup(id: string, pseudo: string | undefined, values: Map<string, stri
 
 function taskTarget(name: string, state: AslState, handlers: Map<string, HandlerName>): TaskTarget {
   const resource = state.Resource ?? '';
-  if (resource.startsWith('arn:aws:states:::codebuild:startBuild')) return { kind: 'codebuild' };
+  if (resource.startsWith('arn:aws:states:::codebuild:startBuild')) {
+    return state.Parameters?.ProjectName === LOCAL_MIRROR_PROJECT ? { kind: 'mirror' } : { kind: 'codebuild' };
+  }
+  if (resource === 'arn:aws:states:::sagemaker:createTrainingJob.sync') return { kind: 'sagemaker' };
   const integration = resource === 'arn:aws:states:::lambda:invoke.waitForTaskToken' ? 'waitForTaskToken' : 'direct';
   const arn = integration === 'direct' ? resource : String(state.Parameters?.FunctionName ?? '');
   const handler = handlers.get(arn);

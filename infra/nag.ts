@@ -9,8 +9,15 @@
 import { Stack, Validations } from 'aws-cdk-lib';
 import { CfnPolicy } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
+import { ROUTES, type Route, type RouteAuth } from '#shared/routes';
 import { HouseFunction } from './constructs/function.ts';
 import type { DreamboothStack } from './stack.ts';
+
+/** Why a route of the route table needs no API token. */
+const NO_TOKEN_REASON: Record<Exclude<RouteAuth, 'token'>, string> = {
+  self: 'Trainers cannot send API tokens: the Lambda verifies the per-training callback secret or the trainer upload token in constant time.',
+  public: 'The OpenAPI document describes the interface only (as the README does) and carries no data; tools fetch it without credentials.',
+};
 
 /** Actions that accept no resource but `*`. */
 export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
@@ -27,6 +34,8 @@ export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
   'logs:DescribeResourcePolicies',
   'logs:DescribeLogGroups',
   'ecr:GetAuthorizationToken',
+  // Scoped by a condition on its namespace instead (SageMaker's job metrics).
+  'cloudwatch:PutMetricData',
   'states:SendTaskSuccess',
   'states:SendTaskFailure',
   'states:SendTaskHeartbeat',
@@ -35,8 +44,20 @@ export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
 /** Reviewed wildcard shapes, in cdk-nag's flattened notation (`<LogicalId.Attr>`). */
 const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
   {
-    shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs)\/\*$/,
+    shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs|sagemaker)\/\*$/,
     reason: 'Object access is scoped to one key prefix of the data bucket; object keys derive from training ids.',
+  },
+  {
+    shape: /^<Storage\w+\.Arn>\/sagemaker\/\*\/(request|output|checkpoints)\/\*$/,
+    reason: "A SageMaker job's role: one folder (request channel, output or checkpoints) of each training's job prefix.",
+  },
+  {
+    shape: /^arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job\/db-[0-9a-f]{8}-\*$/,
+    reason: "Training jobs are named <stack prefix><training id>: the state machine reaches this stack's jobs only.",
+  },
+  {
+    shape: /^arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:\/aws\/sagemaker\/TrainingJobs:log-stream:db-[0-9a-f]{8}-\*$/,
+    reason: "SageMaker's fixed training log group; streams are named after the job, so only this stack's jobs' streams.",
   },
   {
     shape: /^<\w+\.Arn>:\*$/,
@@ -51,11 +72,11 @@ const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
     reason: "Executions of the training state machine (one per training, named by its id); the state machine is fixed.",
   },
   {
-    shape: /^arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:\/aws\/codebuild\/<Build\w+>:\*$/,
+    shape: /^arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:\/aws\/codebuild\/<(Build|WorkflowSageMakerMirror)\w+>:\*$/,
     reason: "CodeBuild's default grant on its project's own log group streams (the project logs to its own group).",
   },
   {
-    shape: /^arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group\/<Build\w+>-\*$/,
+    shape: /^arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group\/<(Build|WorkflowSageMakerMirror)\w+>-\*$/,
     reason: "CodeBuild's default grant on its project's own report groups.",
   },
 ];
@@ -73,14 +94,15 @@ export function acknowledgeFindings(stack: DreamboothStack): void {
         'receivers and the callback key signs URLs held by running trainers. Rotate by hand.',
     );
   }
-  for (const project of stack.build.projects) {
+  const mirror = stack.workflow.sagemaker?.mirrorProject;
+  for (const project of [...stack.build.projects, ...(mirror ? [mirror] : [])]) {
     ack(
       project,
       'CB4',
       'The project produces no artifacts (it pushes an image); CodeBuild encrypts its logs with the AWS-managed key.',
     );
   }
-  for (const project of stack.build.strategy === 'append' ? stack.build.projects : []) {
+  for (const project of [...(stack.build.strategy === 'append' ? stack.build.projects : []), ...(mirror ? [mirror] : [])]) {
     for (const action of ['s3:GetObject*', 's3:GetBucket*', 's3:List*']) {
       ack(
         project,
@@ -97,18 +119,16 @@ export function acknowledgeFindings(stack: DreamboothStack): void {
     ack(fn, 'L1', 'Node.js 22 is the runtime the handlers are bundled for (esbuild target node22) and tested on.');
   }
   const api = stack.api.restApi;
-  ack(api, 'APIG3', 'No WAF by default: every route but the callback needs a token and the stage is throttled. Attach a web ACL per deployment if needed.');
+  ack(api, 'APIG3', 'No WAF by default: every route but the trainer-facing ones (self-verifying) and the OpenAPI document needs a token and the stage is throttled. Attach a web ACL per deployment if needed.');
   ack(api, 'COG4', 'Clients authenticate with Replicate-style API tokens through a Lambda TOKEN authorizer, not Cognito.');
   ack(
     api,
     'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
     "API Gateway's account-level logging role needs the AWS-managed push policy for execution logs.",
   );
-  ack(
-    stack.api.callbackMethod,
-    'APIG4',
-    'Trainers cannot send API tokens: the callback is verified in the Lambda by the per-training callback secret.',
-  );
+  for (const route of ROUTES as readonly Route[]) {
+    if (route.auth !== 'token') ack(stack.api.methods[`${route.method} ${route.path}`]!, 'APIG4', NO_TOKEN_REASON[route.auth]);
+  }
   for (const policy of stack.node.findAll().filter((c): c is CfnPolicy => c instanceof CfnPolicy)) {
     acknowledgeWildcards(policy);
   }

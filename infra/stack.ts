@@ -1,18 +1,19 @@
 /**
  * The dreambooth-api stack: composes one construct per concern.
  */
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { Config } from '#shared/config';
-import { ENV } from '#shared/env';
 import { PublicApi } from './constructs/api.ts';
 import { ModelBuild } from './constructs/build.ts';
 import { DemoTrainer } from './constructs/demo-trainer.ts';
+import { HouseFunction } from './constructs/function.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { Secrets } from './constructs/secrets.ts';
 import { Storage } from './constructs/storage.ts';
 import { WebhookDelivery } from './constructs/webhook.ts';
 import { TrainingWorkflow } from './constructs/workflow.ts';
+import { wireFunctions } from './constructs/wiring.ts';
 import { acknowledgeFindings } from './nag.ts';
 
 export interface DreamboothStackProps extends StackProps {
@@ -34,38 +35,22 @@ export class DreamboothStack extends Stack {
     this.storage = new Storage(this, 'Storage', { config });
     this.secrets = new Secrets(this, 'Secrets', { config });
     this.build = new ModelBuild(this, 'Build', { config, storage: this.storage });
-    this.webhook = new WebhookDelivery(this, 'Webhook', { config, storage: this.storage, secrets: this.secrets });
-    this.workflow = new TrainingWorkflow(this, 'Workflow', {
-      config,
+    this.webhook = new WebhookDelivery(this, 'Webhook', { config });
+    this.workflow = new TrainingWorkflow(this, 'Workflow', { config, storage: this.storage, build: this.build, notify: this.webhook.notify });
+    this.api = new PublicApi(this, 'Api', { config });
+    if (DemoTrainer.wanted(config)) new DemoTrainer(this, 'DemoTrainer', { config });
+    // Every function's environment and grants, from its declaration (infra/functions.ts).
+    wireFunctions({
       storage: this.storage,
       secrets: this.secrets,
-      build: this.build,
-      notify: this.webhook.notify,
+      stateMachine: this.workflow.stateMachine,
+      publicUrl: this.api.publicUrl,
+      registryHost: this.build.registryHost,
+      sagemakerJobPrefix: this.workflow.sagemaker?.jobPrefix ?? '',
+      trainerImageHost: `${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}`,
+      buildLogs: this.build.logGroup,
+      functions: new Map(HouseFunction.all(this).map((fn) => [fn.handlerName, fn])),
     });
-    this.api = new PublicApi(this, 'Api', {
-      config,
-      storage: this.storage,
-      secrets: this.secrets,
-      workflow: this.workflow,
-      notify: this.webhook.notify,
-    });
-    if (DemoTrainer.wanted(config)) {
-      const { startTrainer, checkTrainer } = this.workflow.functions;
-      new DemoTrainer(this, 'DemoTrainer', { config, storage: this.storage, starter: startTrainer, others: [checkTrainer, this.api.functions.api] });
-    }
-    // The steps that see a run start, log or produce its version send those webhook events.
-    const { startTrainer, checkTrainer, record } = this.workflow.functions;
-    for (const fn of [startTrainer, checkTrainer, record, this.api.functions.callback]) {
-      this.webhook.notify.grantInvoke(fn);
-      fn.addEnvironment(ENV.notifyFunction, this.webhook.notify.functionName);
-    }
-    // Every function that builds a trainer backend reads its secret: the callback (to verify a
-    // signature), the api (to forward a cancel), stage-weights (to download with a token).
-    for (const secret of this.secrets.trainerSecrets) {
-      for (const fn of [this.api.functions.callback, this.api.functions.api, this.workflow.functions.stageWeights]) secret.grantRead(fn);
-    }
-    // Known only once the API exists; the trainer's callback URL is built on it.
-    this.workflow.functions.startTrainer.addEnvironment(ENV.publicUrl, this.api.publicUrl);
 
     const fns = this.workflow.functions;
     this.monitoring = new Monitoring(this, 'Monitoring', {
@@ -75,6 +60,7 @@ export class DreamboothStack extends Stack {
       record: fns.record,
       callback: this.api.functions.callback,
       buildProjects: [this.build.project],
+      alarmTopicArn: config.monitoring.alarm_topic_arn,
     });
 
     this.outputs();

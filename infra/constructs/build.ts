@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AssetHashType, Aws, DockerImage, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, AssetHashType, Aws, DockerImage, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import {
   BuildEnvironmentVariableType,
   BuildSpec,
@@ -53,7 +53,7 @@ const ECR_REPOSITORY_ACTIONS = [
 export const BUILD_IMAGE_SCRIPT = 'build-image.mjs';
 
 /** A repository buildspec, embedded so that the deployed spec is the one the tests run. */
-export function loadBuildSpec(name: 'build-model' | 'append-model' = 'build-model'): Record<string, unknown> {
+export function loadBuildSpec(name: 'build-model' | 'append-model' | 'mirror-image' = 'build-model'): Record<string, unknown> {
   return parse(readFileSync(`${REPO_ROOT}buildspecs/${name}.yml`, 'utf8')) as Record<string, unknown>;
 }
 
@@ -62,10 +62,10 @@ export function loadBuildSpec(name: 'build-model' | 'append-model' = 'build-mode
  * SDK clients too) inside, since CodeBuild images carry no node_modules. Node 18 is the oldest
  * Node of the images it runs on.
  */
-export function bundleBuildImage(outDir: string): string {
-  const outfile = join(outDir, BUILD_IMAGE_SCRIPT);
+export function bundleBuildImage(outDir: string, entry = 'lambdas/build-image/main.ts', name = BUILD_IMAGE_SCRIPT): string {
+  const outfile = join(outDir, name);
   buildSync({
-    entryPoints: [`${REPO_ROOT}lambdas/build-image/main.ts`],
+    entryPoints: [`${REPO_ROOT}${entry}`],
     absWorkingDir: REPO_ROOT,
     outfile,
     bundle: true,
@@ -79,6 +79,37 @@ export function bundleBuildImage(outDir: string): string {
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
   return outfile;
+}
+
+/**
+ * Regions where CodeBuild offers Lambda compute (CodeBuild User Guide, "Lambda compute":
+ * N. Virginia, Ohio, Oregon, Mumbai, Singapore, Sydney, Tokyo, Frankfurt, Ireland, São Paulo).
+ */
+export const LAMBDA_COMPUTE_REGIONS: readonly string[] = [
+  'us-east-1',
+  'us-east-2',
+  'us-west-2',
+  'ap-south-1',
+  'ap-southeast-1',
+  'ap-southeast-2',
+  'ap-northeast-1',
+  'eu-central-1',
+  'eu-west-1',
+  'sa-east-1',
+];
+
+/**
+ * Elsewhere the Lambda project would not deploy, so a stack synthesized for another region
+ * builds everything on EC2 compute. An environment-agnostic stack (no region at synth: bin/app.ts
+ * takes the CLI's CDK_DEFAULT_REGION) keeps both and says so.
+ */
+function lambdaComputeOffered(scope: Construct): boolean {
+  const region = Stack.of(scope).region;
+  if (Token.isUnresolved(region)) {
+    Annotations.of(scope).addInfo(`Lambda compute builds need one of ${LAMBDA_COMPUTE_REGIONS.join(', ')}; synthesize with a region to build on EC2 compute elsewhere.`);
+    return true;
+  }
+  return LAMBDA_COMPUTE_REGIONS.includes(region);
 }
 
 export class ModelBuild extends Construct {
@@ -127,8 +158,8 @@ export class ModelBuild extends Construct {
         // Streaming needs neither memory nor disk.
         computeType: ComputeType.SMALL,
       });
-      this.lambdaProject = this.appendProject('LambdaProject', config, script, {
-        buildImage: LinuxArmLambdaBuildImage.AMAZON_LINUX_2023_NODE_20,
+      if (lambdaComputeOffered(this)) this.lambdaProject = this.appendProject('LambdaProject', config, script, {
+        buildImage: LinuxArmLambdaBuildImage.AMAZON_LINUX_2023_NODE_22,
         // Lambda compute's CPU grows with memory: 2 GB hashes and sends at line rate.
         computeType: ComputeType.LAMBDA_2GB,
       });

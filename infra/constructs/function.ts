@@ -1,6 +1,7 @@
 /**
  * The house Lambda function: one per folder under `lambdas/`, bundled by the local esbuild.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -11,6 +12,8 @@ import { Construct, type IConstruct } from 'constructs';
 import { build, type Metafile } from 'esbuild';
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
+import { FUNCTIONS } from '../functions.ts';
+import { openApiDocument } from '../openapi.ts';
 
 export const HANDLER_NAMES = [
   'api',
@@ -18,9 +21,11 @@ export const HANDLER_NAMES = [
   'trainer-callback',
   'trainer-uploads',
   'upload',
+  'trainer-queue',
   'start-trainer',
   'check-trainer',
   'stage-weights',
+  'prepare-training-job',
   'record',
   'notify',
   'demo-trainer',
@@ -50,11 +55,25 @@ export const LAMBDA_BUNDLE: {
 };
 
 /**
- * The configuration, baked in rather than set as an environment variable: Lambda caps the
- * environment at 4 KB and the template catalog alone exceeds it.
+ * What a function has baked in rather than set as environment variables (Lambda caps the
+ * environment at 4 KB and the template catalog alone exceeds it): the configuration, and for
+ * the api its OpenAPI document, for the prepare step the SageMaker runner it puts in each job's
+ * request channel. Local mode sets the same values as that function's variables.
  */
-export function lambdaDefine(config: Config): Record<string, string> {
-  return { 'process.env.DREAMBOOTH_CONFIG': JSON.stringify(JSON.stringify(config)) };
+export function bakedEnv(config: Config, name: HandlerName): Record<string, string> {
+  return {
+    DREAMBOOTH_CONFIG: JSON.stringify(config),
+    ...(name === 'api' ? { DREAMBOOTH_OPENAPI: JSON.stringify(openApiDocument(config)) } : {}),
+    ...(name === 'prepare-training-job' ? { [ENV.runnerSource]: readFileSync(RUNNER_SOURCE_PATH, 'utf8') } : {}),
+  };
+}
+
+/** The SageMaker runner (one Python file, standard library only). */
+export const RUNNER_SOURCE_PATH = fileURLToPath(new URL('../../runner/dreambooth_runner.py', import.meta.url));
+
+/** esbuild's `define` of the baked values. */
+export function lambdaDefine(config: Config, name: HandlerName): Record<string, string> {
+  return Object.fromEntries(Object.entries(bakedEnv(config, name)).map(([k, v]) => [`process.env.${k}`, JSON.stringify(v)]));
 }
 
 /**
@@ -72,27 +91,42 @@ export async function bundleLambda(name: HandlerName, outfile: string, config: C
     external: [],
     ...LAMBDA_BUNDLE,
     mainFields: [...LAMBDA_BUNDLE.mainFields],
-    define: lambdaDefine(config),
+    define: lambdaDefine(config, name),
     metafile: true,
   });
   return metafile;
+}
+
+/**
+ * Several handlers in one esbuild run (local mode bundles every function at start), as
+ * `<outdir>/<name>.cjs`, names kept so that stack traces read. The baked values of all of them
+ * are defined for each: a bundle only holds the ones its code reads.
+ */
+export async function bundleLambdas(names: readonly HandlerName[], outdir: string, config: Config): Promise<void> {
+  await build({
+    entryPoints: names.map((name) => ({ in: `${REPO_ROOT}lambdas/${name}/handler.ts`, out: name })),
+    absWorkingDir: REPO_ROOT,
+    outdir,
+    outExtension: { '.js': '.cjs' },
+    bundle: true,
+    platform: 'node',
+    logLevel: 'error',
+    external: [],
+    ...LAMBDA_BUNDLE,
+    mainFields: [...LAMBDA_BUNDLE.mainFields],
+    define: Object.assign({}, ...names.map((name) => lambdaDefine(config, name))),
+    minify: false,
+    keepNames: true,
+  });
 }
 
 /** Lambda's hard limit; longer configured step timeouts are capped to it. */
 const LAMBDA_MAX_SECONDS = 900;
 
 export interface HouseFunctionProps {
-  /** Folder under `lambdas/` holding `handler.ts`. */
+  /** Folder under `lambdas/` holding `handler.ts`; its limits and needs are declared in infra/functions.ts. */
   readonly name: HandlerName;
   readonly config: Config;
-  /** Table and bucket every function works with. */
-  readonly tableName: string;
-  readonly bucketName: string;
-  /** @default config.timeouts.step_seconds */
-  readonly timeout?: Duration;
-  /** @default 512 */
-  readonly memorySize?: number;
-  readonly environment?: Record<string, string>;
 }
 
 export class HouseFunction extends NodejsFunction {
@@ -111,7 +145,9 @@ export class HouseFunction extends NodejsFunction {
     // Own role instead of the AWS-managed basic execution policy: it may only write its own logs.
     const role = new Role(scope, `${id}Role`, { assumedBy: new ServicePrincipal('lambda.amazonaws.com') });
     logGroup.grantWrite(role);
-    const seconds = Math.min(props.config.timeouts.step_seconds, LAMBDA_MAX_SECONDS);
+    // Environment and grants come later, from the same declaration (./wiring.ts).
+    const declared = FUNCTIONS[props.name];
+    const seconds = Math.min(declared.timeout?.(props.config) ?? props.config.timeouts.step_seconds, LAMBDA_MAX_SECONDS);
     super(scope, id, {
       entry: `${REPO_ROOT}lambdas/${props.name}/handler.ts`,
       handler: 'handler',
@@ -120,16 +156,11 @@ export class HouseFunction extends NodejsFunction {
       runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
       tracing: Tracing.ACTIVE,
-      timeout: props.timeout ?? Duration.seconds(seconds),
-      memorySize: props.memorySize ?? 512,
+      timeout: Duration.seconds(seconds),
+      memorySize: declared.memorySize ?? 512,
       role,
       logGroup,
       loggingFormat: LoggingFormat.JSON,
-      environment: {
-        [ENV.table]: props.tableName,
-        [ENV.bucket]: props.bucketName,
-        ...props.environment,
-      },
       bundling: {
         format: LAMBDA_BUNDLE.format === 'esm' ? OutputFormat.ESM : OutputFormat.CJS,
         minify: LAMBDA_BUNDLE.minify,
@@ -143,7 +174,7 @@ export class HouseFunction extends NodejsFunction {
         // runtime: measured here it halves the cold import time (npm run bench).
         externalModules: [],
         esbuildArgs: Object.fromEntries(Object.entries(LAMBDA_BUNDLE.alias).map(([from, to]) => [`--alias:${from}`, to])),
-        define: lambdaDefine(props.config),
+        define: lambdaDefine(props.config, props.name),
       },
     });
     this.handlerName = props.name;

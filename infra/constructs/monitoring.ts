@@ -4,7 +4,9 @@
  * of refused callbacks). Webhook and callback numbers come from metric filters on the
  * functions' structured logs, so no handler carries metrics code.
  */
-import { Duration } from 'aws-cdk-lib';
+import { Annotations, Duration } from 'aws-cdk-lib';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { Topic } from 'aws-cdk-lib/aws-sns';
 import type { IProject } from 'aws-cdk-lib/aws-codebuild';
 import {
   Alarm,
@@ -20,6 +22,7 @@ import {
 import { FilterPattern, MetricFilter, type ILogGroup } from 'aws-cdk-lib/aws-logs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { LOG_MESSAGES } from '#shared/log-messages';
 import type { HouseFunction } from './function.ts';
 
 export const NAMESPACE = 'Dreambooth';
@@ -32,6 +35,8 @@ export interface MonitoringProps {
   readonly record: HouseFunction;
   readonly callback: HouseFunction;
   readonly buildProjects: IProject[];
+  /** Where the alarms go (config `monitoring.alarm_topic_arn`). @default no one: synth warns */
+  readonly alarmTopicArn?: string;
 }
 
 export class Monitoring extends Construct {
@@ -50,10 +55,11 @@ export class Monitoring extends Construct {
         defaultValue: 0,
       }).metric({ statistic: 'Sum', period: Duration.minutes(5) });
 
-    const delivered = count('WebhooksDelivered', props.notify.logGroup, '{ $.message = "webhook" && $.delivered IS TRUE }');
-    const failedAttempts = count('WebhookAttemptsFailed', props.notify.logGroup, '{ $.message = "webhook not delivered" }');
-    const givenUp = count('WebhooksGivenUp', props.record.logGroup, '{ $.message = "recorded webhook_given_up" }');
-    const refused = count('CallbacksRefused', props.callback.logGroup, '{ $.message = "trainer callback" && $.status >= 400 && $.status < 500 }');
+    const message = (m: string) => `$.message = ${JSON.stringify(m)}`;
+    const delivered = count('WebhooksDelivered', props.notify.logGroup, `{ ${message(LOG_MESSAGES.webhook)} && $.delivered IS TRUE }`);
+    const failedAttempts = count('WebhookAttemptsFailed', props.notify.logGroup, `{ ${message(LOG_MESSAGES.webhookNotDelivered)} }`);
+    const givenUp = count('WebhooksGivenUp', props.record.logGroup, `{ ${message(LOG_MESSAGES.recorded('webhook_given_up'))} }`);
+    const refused = count('CallbacksRefused', props.callback.logGroup, `{ ${message(LOG_MESSAGES.trainerCallback)} && $.status >= 400 && $.status < 500 }`);
 
     const sm = props.stateMachine;
     const executions = (['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut'] as const).map((m) =>
@@ -96,10 +102,28 @@ export class Monitoring extends Construct {
         treatMissingData: TreatMissingData.NOT_BREACHING,
         alarmDescription: description,
       });
-    this.alarms = {
+    const alarms = {
       failedExecutions: alarm('FailedExecutions', sm.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }), 1, 'A training execution failed.'),
       webhooksGivenUp: alarm('WebhooksGivenUp', givenUp, 1, 'A completion webhook was given up after every retry.'),
       callbackRefusals: alarm('CallbackRefusals', refused, 10, 'Many trainer callbacks refused (4xx) within 5 minutes: a misconfigured trainer or someone probing the route.'),
     };
+    this.alarms = alarms;
+    this.notifyOn(Object.values(alarms), props.alarmTopicArn);
+  }
+
+  /** An alarm nobody hears is no alarm: each one tells the topic when it fires and when it clears. */
+  private notifyOn(alarms: Alarm[], topicArn: string | undefined): void {
+    if (!topicArn) {
+      Annotations.of(this).addWarningV2(
+        'dreambooth:alarms-without-action',
+        'The alarms notify nobody: set monitoring.alarm_topic_arn in the dreambooth configuration to an SNS topic you subscribe to.',
+      );
+      return;
+    }
+    const action = new SnsAction(Topic.fromTopicArn(this, 'AlarmTopic', topicArn));
+    for (const a of alarms) {
+      a.addAlarmAction(action);
+      a.addOkAction(action);
+    }
   }
 }

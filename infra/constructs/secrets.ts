@@ -5,6 +5,7 @@ import { SecretValue } from 'aws-cdk-lib';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
+import type { TrainerSecrets } from '../functions.ts';
 
 export interface SecretsProps {
   readonly config: Config;
@@ -38,10 +39,8 @@ export class Secrets extends Construct {
   readonly webhookSigning: Secret;
   /** Key from which the per-training callback secrets derive. */
   readonly callbackKey: Secret;
-  /** Secrets of configured trainers (Replicate API tokens, Cog webhook tokens). */
-  readonly trainerSecrets: ISecret[];
-  /** Cog webhook tokens only: the callback route verifies them. */
-  readonly cogWebhookSecrets: ISecret[];
+  /** Secrets the configured trainers name, by who reads them (see TrainerSecrets in infra/functions.ts). */
+  readonly trainerSecrets: Record<TrainerSecrets, ISecret[]>;
 
   constructor(scope: Construct, id: string, props: SecretsProps) {
     super(scope, id);
@@ -53,16 +52,18 @@ export class Secrets extends Construct {
     this.webhookSigning = generatedKey(this, 'WebhookSigning', 'dreambooth-api: webhook signing key.');
     this.callbackKey = generatedKey(this, 'CallbackKey', 'dreambooth-api: key of the trainer callback secrets.');
 
-    this.cogWebhookSecrets = [];
-    this.trainerSecrets = [];
+    this.trainerSecrets = { backends: [], downloads: [], uploads: [] };
     for (const [name, trainer] of Object.entries(props.config.trainers)) {
       if (trainer.backend === 'cog' && trainer.webhook_auth_token_secret) {
-        const secret = importSecret(this, `Trainer-${name}`, trainer.webhook_auth_token_secret);
-        this.cogWebhookSecrets.push(secret);
-        this.trainerSecrets.push(secret);
+        this.trainerSecrets.backends.push(importSecret(this, `Trainer-${name}`, trainer.webhook_auth_token_secret));
+      }
+      if (trainer.backend === 'cog' && trainer.upload_token_secret) {
+        this.trainerSecrets.uploads.push(importSecret(this, `UploadToken-${name}`, trainer.upload_token_secret));
       }
       if (trainer.backend === 'replicate') {
-        this.trainerSecrets.push(importSecret(this, `Trainer-${name}`, trainer.api_token_secret));
+        const token = importSecret(this, `Trainer-${name}`, trainer.api_token_secret);
+        this.trainerSecrets.backends.push(token);
+        this.trainerSecrets.downloads.push(token);
       }
     }
   }

@@ -7,15 +7,19 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
+import { SAGEMAKER_PREFIX } from '#shared/sagemaker';
+import { IDEMPOTENCY } from '#shared/store';
 
 export interface StorageProps {
   readonly config: Config;
 }
 
 /** Key prefixes of the bucket; IAM grants are scoped to them. */
-export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/' } as const;
-/** The table's one index: newest-first listing of trainings. */
+export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX } as const;
+/** Newest-first listing of every training (tokens for all owners) and of a model's versions. */
 export const LIST_INDEX = 'list';
+/** Newest-first listing of one owner's trainings, so each tenant's page is full. */
+export const OWNER_INDEX = 'owner';
 
 const TABLE_ACTIONS = [
   'dynamodb:GetItem',
@@ -56,6 +60,8 @@ export class Storage extends Construct {
         { prefix: PREFIX.uploads, expiration: Duration.days(1) },
         // The demo trainer's outputs: staged copies are what the pipeline keeps.
         { prefix: PREFIX.trainerOutputs, expiration: Duration.days(1) },
+        // SageMaker jobs' request channels (the user's photos), outputs and checkpoints.
+        { prefix: PREFIX.sagemaker, expiration: Duration.days(props.config.retention.staged_archive_days) },
         { abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,
@@ -66,6 +72,8 @@ export class Storage extends Construct {
       billingMode: BillingMode.PAY_PER_REQUEST,
       encryption: TableEncryption.AWS_MANAGED,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Idempotency-Key records expire (24 h); no other item carries the attribute.
+      timeToLiveAttribute: IDEMPOTENCY.expiryAttribute,
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.table.addGlobalSecondaryIndex({
@@ -74,12 +82,24 @@ export class Storage extends Construct {
       sortKey: { name: 'listsk', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
+    // Keyed by the training's own `owner` attribute: only trainings carry it.
+    this.table.addGlobalSecondaryIndex({
+      indexName: OWNER_INDEX,
+      partitionKey: { name: 'owner', type: AttributeType.STRING },
+      sortKey: { name: 'listsk', type: AttributeType.STRING },
+      projectionType: ProjectionType.ALL,
+    });
   }
 
   /** Item reads and writes on the table and its index; no Scan, no table management. */
   grantTableReadWrite(grantee: IGrantable): Grant {
-    const index = `${this.table.tableArn}/index/${LIST_INDEX}`;
-    return Grant.addToPrincipal({ grantee, actions: TABLE_ACTIONS, resourceArns: [this.table.tableArn, index] });
+    const indexes = [LIST_INDEX, OWNER_INDEX].map((i) => `${this.table.tableArn}/index/${i}`);
+    return Grant.addToPrincipal({ grantee, actions: TABLE_ACTIONS, resourceArns: [this.table.tableArn, ...indexes] });
+  }
+
+  /** Reads of single items by key, nothing else. */
+  grantItemRead(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({ grantee, actions: ['dynamodb:GetItem'], resourceArns: [this.table.tableArn] });
   }
 
   /** Object actions under one key prefix of the data bucket. */

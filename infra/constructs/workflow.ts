@@ -28,23 +28,24 @@ import {
 import { CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
-import { ENV } from '#shared/env';
 import { StepErrors } from '#shared/steps';
 import type { ModelBuild } from './build.ts';
+import type { Storage } from './storage.ts';
+import { sagemakerTrainers } from '#shared/sagemaker';
+import { SageMakerTraining } from './sagemaker.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
-import type { Secrets } from './secrets.ts';
-import { PREFIX, type Storage } from './storage.ts';
+import { TrainerCapacity } from './queue.ts';
 
 export interface TrainingWorkflowProps {
   readonly config: Config;
+  /** The data bucket a SageMaker job's role reads and writes. */
   readonly storage: Storage;
-  readonly secrets: Secrets;
   readonly build: ModelBuild;
   readonly notify: HouseFunction;
 }
 
 /** Errors worth another try of the same step. */
-const TRANSIENT_RETRY: RetryProps = {
+export const TRANSIENT_RETRY: RetryProps = {
   errors: [
     'Lambda.ServiceException',
     'Lambda.AWSLambdaException',
@@ -63,7 +64,7 @@ const TRANSIENT_RETRY: RetryProps = {
  * StartBuild refused by the concurrent-build quota. Only that: a failed build is never retried,
  * it would push a second image.
  */
-const BUILD_QUOTA_RETRY: RetryProps = {
+export const BUILD_QUOTA_RETRY: RetryProps = {
   errors: ['CodeBuild.AccountLimitExceededException'],
   interval: Duration.seconds(30),
   backoffRate: 2,
@@ -73,15 +74,16 @@ const BUILD_QUOTA_RETRY: RetryProps = {
 };
 
 /**
- * The trainer is busy with another run (a Cog server runs one prediction at a time): try the
- * start again later, for up to about an hour, before giving up.
+ * The trainer's server refused a run that holds its slot: the queue keeps trainings from
+ * meeting a busy server, so this is only the server still answering its previous run's
+ * terminal webhook, or something outside this service using it. Retried for about a minute.
  */
 const TRAINER_BUSY_RETRY: RetryProps = {
   errors: [StepErrors.TrainerBusy],
-  interval: Duration.seconds(30),
+  interval: Duration.seconds(1),
   backoffRate: 2,
-  maxAttempts: 8,
-  maxDelay: Duration.seconds(600),
+  maxAttempts: 6,
+  maxDelay: Duration.seconds(30),
   jitterStrategy: JitterType.FULL,
 };
 
@@ -98,13 +100,18 @@ export class TrainingWorkflow extends Construct {
   readonly stateMachine: StateMachine;
   readonly logGroup: LogGroup;
   readonly functions: Record<'record' | 'startTrainer' | 'checkTrainer' | 'stageWeights', HouseFunction>;
+  /** Present when a sagemaker trainer is configured. */
+  sagemaker?: SageMakerTraining;
+  /** Slots and queue per trainer, in front of the train step. */
+  readonly capacity: TrainerCapacity;
 
   private readonly config: Config;
 
   constructor(scope: Construct, id: string, props: TrainingWorkflowProps) {
     super(scope, id);
     this.config = props.config;
-    this.functions = this.createFunctions(props);
+    this.functions = this.createFunctions(props.config);
+    this.capacity = new TrainerCapacity(this, 'Capacity', { config: props.config });
     this.logGroup = new LogGroup(this, 'Logs', {
       // The prefix lets Step Functions write without growing the log group's resource policy.
       logGroupName: `/aws/vendedlogs/states/dreambooth-${this.node.addr}`,
@@ -117,6 +124,8 @@ export class TrainingWorkflow extends Construct {
       tracingEnabled: true,
       logs: { destination: this.logGroup, level: LogLevel.ALL, includeExecutionData: false },
     });
+    this.sagemaker?.grantRun(this.stateMachine);
+    this.capacity.watch(this.stateMachine);
   }
 
   private definition(props: TrainingWorkflowProps) {
@@ -144,21 +153,22 @@ export class TrainingWorkflow extends Construct {
     );
     recordFailure.next(sendFailureWebhook);
     sendFailureWebhook.next(failed);
+    // A failure while the training may hold a trainer slot frees it first (its own failure
+    // keeps the original error in $.error and goes on to record it).
+    const trainerFailure = this.capacity.freeSlot('Free the trainer slot after a failure', TRANSIENT_RETRY, recordFailure, '$.release_error');
+    trainerFailure.next(recordFailure);
 
     // Success path.
     const succeeded = new Succeed(this, 'Training succeeded');
-    const recordStarted = guarded(
-      this.invoke(record, 'Record the training as started', {
-        action: 'started',
-        training_id: trainingId,
-        execution_start_time: JsonPath.stringAt('$$.Execution.StartTime'),
-      }),
-      recordFailure,
-    );
     const waitForTrainer = new LambdaInvoke(this, 'Start the trainer and wait for its callback', {
       lambdaFunction: startTrainer,
       integrationPattern: IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-      payload: TaskInput.fromObject({ training_id: trainingId, task_token: JsonPath.taskToken }),
+      payload: TaskInput.fromObject({
+        training_id: trainingId,
+        task_token: JsonPath.taskToken,
+        server: JsonPath.stringAt('$.slot.server'),
+        granted_at: JsonPath.stringAt('$.slot.granted_at'),
+      }),
       resultPath: '$.trainer',
       heartbeatTimeout: Timeout.duration(Duration.seconds(timeouts.callback_heartbeat_seconds)),
       taskTimeout: Timeout.duration(Duration.seconds(timeouts.callback_poll_seconds)),
@@ -169,14 +179,16 @@ export class TrainingWorkflow extends Construct {
         training_id: trainingId,
         execution_start_time: JsonPath.stringAt('$$.Execution.StartTime'),
       }, '$.trainer'),
-      recordFailure,
+      trainerFailure,
     );
     // A late or lost callback is not a failure: the wait is a loop that polls the trainer.
     waitForTrainer.addCatch(askTrainer, {
       errors: [Errors.TIMEOUT, Errors.HEARTBEAT_TIMEOUT],
       resultPath: '$.wait_error',
     });
-    guarded(waitForTrainer, recordFailure, [TRANSIENT_RETRY, TRAINER_BUSY_RETRY]);
+    guarded(waitForTrainer, trainerFailure, [TRANSIENT_RETRY, TRAINER_BUSY_RETRY]);
+    const waitForSlot = this.capacity.waitForSlot(TRANSIENT_RETRY, trainerFailure);
+    const freeSlot = this.capacity.freeSlot('Free the trainer slot', TRANSIENT_RETRY, trainerFailure);
 
     const stage = guarded(
       this.invoke(stageWeights, 'Stage the weights in S3', {
@@ -185,8 +197,9 @@ export class TrainingWorkflow extends Construct {
       }, '$.staged', Duration.seconds(timeouts.stage_seconds)),
       recordFailure,
     );
+    freeSlot.next(stage);
     const finished = new Choice(this, 'Has the trainer finished?')
-      .when(Condition.stringEquals('$.trainer.status', 'succeeded'), stage)
+      .when(Condition.stringEquals('$.trainer.status', 'succeeded'), freeSlot)
       .otherwise(waitForTrainer);
     askTrainer.next(finished);
 
@@ -203,7 +216,19 @@ export class TrainingWorkflow extends Construct {
 
     recordVersion.next(sendWebhook).next(succeeded);
     stage.next(this.buildSteps(props.build, recordFailure, recordVersion));
-    return recordStarted.next(waitForTrainer).next(stage);
+    waitForTrainer.next(freeSlot);
+    // The first state: the wait for a slot also refuses a training canceled before it ran.
+    if (sagemakerTrainers(this.config).length === 0) return waitForSlot.next(waitForTrainer);
+    // A SageMaker job runs in the slot it was granted, like any other trainer's run.
+    this.sagemaker = new SageMakerTraining(this, 'SageMaker', {
+      config: this.config,
+      storage: props.storage,
+      onError: trainerFailure,
+      then: freeSlot,
+      otherwise: waitForTrainer,
+    });
+    for (const grantee of [this.functions.stageWeights, ...props.build.projects]) this.sagemaker.grantReadOutputs(grantee);
+    return waitForSlot.next(this.sagemaker.start);
   }
 
   /**
@@ -233,7 +258,11 @@ export class TrainingWorkflow extends Construct {
     if (!build.lambdaProject) return task('Build and push the model image', build.project);
     return new Choice(this, 'Does the archive fit Lambda compute?')
       .when(
-        Condition.numberLessThanEquals('$.staged.size', build.lambdaComputeMaxBytes),
+        Condition.and(
+          Condition.numberLessThanEquals('$.staged.size', build.lambdaComputeMaxBytes),
+          // Copying a multi-gigabyte template from another registry may not fit 15 minutes.
+          Condition.booleanEquals('$.staged.copies_template', false),
+        ),
         task('Build and push the model image on Lambda compute', build.lambdaProject),
       )
       .otherwise(task('Build and push the model image on EC2 compute', build.project));
@@ -259,7 +288,7 @@ export class TrainingWorkflow extends Construct {
 
   /** startBuild.sync; the result is trimmed to the build id and the pushed image. */
   private buildTask(name: string, project: IProject): CodeBuildStartBuild {
-    const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES'];
+    const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'WEIGHTS_FORMAT', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES'];
     const overrides = Object.fromEntries(
       names.map((n) => [
         n,
@@ -280,40 +309,14 @@ export class TrainingWorkflow extends Construct {
     });
   }
 
-  private createFunctions(props: TrainingWorkflowProps) {
-    const { config, storage, secrets, build } = props;
-    const make = (id: string, name: HandlerName, extra: Partial<{ timeout: Duration; memorySize: number; environment: Record<string, string> }> = {}) => {
-      const fn = new HouseFunction(this, id, {
-        name,
-        config,
-        tableName: storage.table.tableName,
-        bucketName: storage.bucket.bucketName,
-        ...extra,
-      });
-      storage.grantTableReadWrite(fn);
-      return fn;
+  /** The functions of the steps (their needs: infra/functions.ts). */
+  private createFunctions(config: Config) {
+    const fn = (id: string, name: HandlerName) => new HouseFunction(this, id, { name, config });
+    return {
+      record: fn('Record', 'record'),
+      startTrainer: fn('StartTrainer', 'start-trainer'),
+      checkTrainer: fn('CheckTrainer', 'check-trainer'),
+      stageWeights: fn('StageWeights', 'stage-weights'),
     };
-    const record = make('Record', 'record');
-    storage.grantObjects(record, PREFIX.staged, ['s3:GetObject']);
-    // The build's log tail goes into the error of a failed build.
-    build.logGroup.grant(record, 'logs:GetLogEvents');
-
-    const startTrainer = make('StartTrainer', 'start-trainer', {
-      environment: { [ENV.callbackKeySecret]: secrets.callbackKey.secretArn },
-    });
-    secrets.callbackKey.grantRead(startTrainer);
-    const checkTrainer = make('CheckTrainer', 'check-trainer');
-    for (const secret of secrets.trainerSecrets) {
-      secret.grantRead(startTrainer);
-      secret.grantRead(checkTrainer);
-    }
-
-    const stageWeights = make('StageWeights', 'stage-weights', {
-      timeout: Duration.seconds(Math.min(config.timeouts.stage_seconds, 900)),
-      memorySize: 1024,
-      environment: { [ENV.registryHost]: build.registryHost, REPOSITORY_PREFIX: build.repositoryPrefix },
-    });
-    storage.grantObjects(stageWeights, PREFIX.staged, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload']);
-    return { record, startTrainer, checkTrainer, stageWeights };
   }
 }

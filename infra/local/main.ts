@@ -15,6 +15,12 @@ import { ConfigError } from '#shared/config';
 import { runDemo } from './demo.ts';
 import { startLocalMode } from './runtime.ts';
 
+// Node 22 is the baseline; Node 20 still runs local mode (see ./aws/polyfill.ts). There the SDK
+// would print an eight-line warning on every start: one banner line says it instead. (A
+// `--disable-warning` flag cannot silence it: the SDK emits it untyped, as a plain `Warning`.)
+const oldNode = Number(process.versions.node.split('.')[0]) < 22;
+if (oldNode) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -47,6 +53,7 @@ async function main(): Promise<number> {
   say(`  token:    ${local.tokenGenerated ? `${local.token}   (generated; set DREAMBOOTH_API_TOKEN to choose one)` : '(from DREAMBOOTH_API_TOKEN)'}`);
   say(`  images:   ${local.image.registry ? `registry ${local.image.registry}` : `OCI layout ${local.image.layoutDir}`} (build: ${local.buildStrategy})`);
   say(`  trainers: ${Object.keys(local.config.trainers).join(', ')}`);
+  if (oldNode) say(`  node:     ${process.version} works, but Node 22 is the baseline (Node 20 reached end of life in April 2026)`);
   const shown = local.tokenGenerated ? local.token : '$DREAMBOOTH_API_TOKEN';
   say(`  try:      curl -s -H "Authorization: Bearer ${shown}" ${local.url}/v1/trainings`);
 

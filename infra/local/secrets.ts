@@ -9,6 +9,8 @@ export const SECRET_IDS = {
   webhook: 'local/webhook-signing',
   callbackKey: 'local/callback-key',
 } as const;
+/** Written secret versions (e.g. `npm run token`), beside the generated ones. */
+export const SECRETS_FILE = 'secrets-manager.json';
 
 interface Stored {
   api_token: string;

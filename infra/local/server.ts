@@ -1,8 +1,10 @@
 /**
- * Local stand-in for API Gateway: turns HTTP requests into the same proxy events the deployed
- * API sends, runs the token authorizer on the token routes, and calls the same handlers.
- * Also the trainer upload sink a Cog trainer needs (`--upload-url`): PUT stores into S3,
- * GET serves it back to the pipeline.
+ * Local stand-in for API Gateway: serves the REST API's methods as the synthesized template
+ * declares them (infra/template.ts) — resource paths, which methods the token authorizer guards,
+ * the function each integrates, the gateway's own responses — and turns requests into the same
+ * REST proxy events (`resource`, `pathParameters`). A route missing on AWS is missing here.
+ * Besides, local only: the trainer upload sink a local Cog trainer needs (`--upload-url`): PUT
+ * stores into S3, GET serves it back to the pipeline.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,24 +13,23 @@ import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Readable } from 'node:stream';
+import { matchPath } from '#shared/routes';
+import type { HandlerName } from '../constructs/function.ts';
+import type { LocalApi, LocalGatewayResponse } from '../template.ts';
 
-type ProxyHandler = (event: APIGatewayProxyEvent) => Promise<APIGatewayProxyResult>;
-type Authorizer = (event: { type: 'TOKEN'; authorizationToken: string; methodArn: string }) => Promise<{
-  context?: Record<string, unknown>;
-}>;
+/** Runs a function with an event, as Lambda Invoke does. */
+export type InvokeFunction = (fn: HandlerName, event: unknown) => Promise<unknown>;
+
+type AuthorizerResult = { principalId?: string; policyDocument?: { Statement?: Array<{ Effect?: string }> }; context?: Record<string, unknown> };
 
 export interface LocalServerOptions {
   port: number;
-  api: ProxyHandler;
-  /** The trainer callback route. */
-  callback: ProxyHandler;
-  /** The Cog upload relay's routes. */
-  uploads: ProxyHandler;
-  /** The seed's upload helper, `POST /v1/upload/{filename}` (token route). */
-  upload: ProxyHandler;
-  authorizer: Authorizer;
-  s3: S3Client;
-  bucket: string;
+  /** The REST API of the synthesized template (known once the final configuration is synthesized). */
+  api: () => LocalApi;
+  invoke: InvokeFunction;
+  /** Where the upload sink stores (local mode's own S3 client, known once the services run). */
+  /** The upload sink's writer (the trainer upload relay's role on AWS) and reader (stage-weights'). */
+  storage: () => { s3: S3Client; reader?: S3Client; bucket: string };
   /** API Gateway's own payload cap. */
   maxBodyBytes?: number;
   /** Extra routes (e.g. the --demo instance data). */
@@ -37,31 +38,21 @@ export interface LocalServerOptions {
 
 const METHOD_ARN = 'arn:aws:execute-api:us-east-1:000000000000:local/prod';
 
-/** POST routes API Gateway sends to a trainer-facing Lambda without a token: [resource, pattern, Lambda]. */
-const TRAINER_ROUTES: ReadonlyArray<readonly [string, RegExp, 'callback' | 'uploads']> = [
-  ['/v1/callbacks/{id}', /^\/v1\/callbacks\/(?<id>[^/]+)$/, 'callback'],
-  ['/v1/trainer-uploads/{trainer}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)$/, 'uploads'],
-  ['/v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/parts\/(?<n>[^/]+)$/, 'uploads'],
-  ['/v1/trainer-uploads/{trainer}/{upload_id}/complete', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/complete$/, 'uploads'],
-  ['/v1/trainer-uploads/{trainer}/{upload_id}/abort', /^\/v1\/trainer-uploads\/(?<trainer>[^/]+)\/(?<upload_id>[^/]+)\/abort$/, 'uploads'],
-];
-
-/** The resource and (decoded) path parameters API Gateway would give a trainer route. */
-function matchTrainerRoute(path: string): { resource: string; target: 'callback' | 'uploads'; pathParameters: Record<string, string> } | null {
-  for (const [resource, pattern, target] of TRAINER_ROUTES) {
-    const groups = path.match(pattern)?.groups;
-    if (!groups) continue;
-    try {
-      return { resource, target, pathParameters: Object.fromEntries(Object.entries(groups).map(([k, v]) => [k, decodeURIComponent(v)])) };
-    } catch {
-      return null;
-    }
-  }
-  return null;
-}
+/** API Gateway's defaults where the template sets no gateway response. */
+const DEFAULT_RESPONSES: Record<string, LocalGatewayResponse> = {
+  MISSING_AUTHENTICATION_TOKEN: { status: 403, body: '{"message":"Missing Authentication Token"}', headers: { 'content-type': 'application/json' } },
+  UNAUTHORIZED: { status: 401, body: '{"message":"Unauthorized"}', headers: { 'content-type': 'application/json' } },
+  ACCESS_DENIED: { status: 403, body: '{"message":"User is not authorized to access this resource"}', headers: { 'content-type': 'application/json' } },
+  AUTHORIZER_FAILURE: { status: 500, body: '{"message":null}', headers: { 'content-type': 'application/json' } },
+  REQUEST_TOO_LARGE: { status: 413, body: '{"message":"Request Too Long"}', headers: { 'content-type': 'application/json' } },
+};
 
 export async function startLocalServer(opts: LocalServerOptions): Promise<{ url: string; port: number; stop(): Promise<void> }> {
   let publicUrl = '';
+  const gateway = (type: string, res: http.ServerResponse) => {
+    const r = opts.api().gatewayResponses[type] ?? DEFAULT_RESPONSES[type]!;
+    res.writeHead(r.status, r.headers).end(r.body);
+  };
   const server = http.createServer((req, res) => {
     handle(req, res).catch((e) => {
       if (!res.headersSent) send(res, 500, { detail: 'internal error', status: 500 });
@@ -76,25 +67,29 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<{ url:
     if (req.method === 'PUT' && (m = url.pathname.match(/^\/v1\/trainer-uploads\/([^/]+)$/))) return upload(req, res, m[1]!);
     if (req.method === 'GET' && (m = url.pathname.match(/^\/v1\/trainer-outputs\/([a-z0-9]+)\/([^/]+)$/))) return download(res, m[1]!, m[2]!);
 
-    const body = await readBody(req, opts.maxBodyBytes ?? 10 * 1024 * 1024);
-    if (body === null) return send(res, 413, { detail: 'request body too large', status: 413 });
-    const event = toEvent(req, url, body);
+    // API Gateway answers a path or method it has no method for itself.
+    const routes = opts.api().routes.filter((r) => r.method === req.method);
+    const match = matchPath(routes.map((r) => r.path), url.pathname);
+    if (!match) return gateway('MISSING_AUTHENTICATION_TOKEN', res);
+    const route = routes.find((r) => r.path === match.path)!;
 
-    const trainerRoute = req.method === 'POST' ? matchTrainerRoute(url.pathname) : null;
-    if (trainerRoute) {
-      const { target, ...route } = trainerRoute;
-      Object.assign(event, route);
-      return reply(res, await opts[target](event));
+    const body = await readBody(req, opts.maxBodyBytes ?? 10 * 1024 * 1024);
+    if (body === null) return gateway('REQUEST_TOO_LARGE', res);
+    const event = toEvent(req, url, body, match);
+    if (route.authorizer) {
+      const token = req.headers.authorization;
+      // A TOKEN authorizer is not called without its identity source.
+      if (!token) return gateway('UNAUTHORIZED', res);
+      let result: AuthorizerResult;
+      try {
+        result = (await opts.invoke(route.authorizer, { type: 'TOKEN', authorizationToken: token, methodArn: `${METHOD_ARN}/${req.method}${url.pathname}` })) as AuthorizerResult;
+      } catch (e) {
+        return gateway((e as Error).message === 'Unauthorized' ? 'UNAUTHORIZED' : 'AUTHORIZER_FAILURE', res);
+      }
+      if (!result.policyDocument?.Statement?.some((s) => s.Effect === 'Allow')) return gateway('ACCESS_DENIED', res);
+      event.requestContext.authorizer = { ...result.context, principalId: result.principalId };
     }
-    let context: Record<string, unknown> | undefined;
-    try {
-      ({ context } = await opts.authorizer({ type: 'TOKEN', authorizationToken: req.headers.authorization ?? '', methodArn: `${METHOD_ARN}/${req.method}${url.pathname}` }));
-    } catch {
-      return send(res, 401, { detail: 'Unauthorized: send Authorization: Bearer <token> (or Token <token>)', status: 401 });
-    }
-    event.requestContext.authorizer = context ?? {};
-    const uploadHelper = req.method === 'POST' && /^\/v1\/upload\/[^/]+$/.test(url.pathname);
-    return reply(res, await (uploadHelper ? opts.upload : opts.api)(event));
+    return reply(res, (await opts.invoke(route.fn, event)) as APIGatewayProxyResult);
   }
 
   /** Streams a trainer's output file into S3 under an unguessable key. */
@@ -102,8 +97,8 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<{ url:
     const id = randomBytes(16).toString('hex');
     const name = decodeURIComponent(filename).replace(/[^A-Za-z0-9._-]/g, '_');
     await new Upload({
-      client: opts.s3,
-      params: { Bucket: opts.bucket, Key: `trainer-outputs/${id}/${name}`, Body: req, ContentType: req.headers['content-type'] ?? 'application/octet-stream' },
+      client: opts.storage().s3,
+      params: { Bucket: opts.storage().bucket, Key: `trainer-outputs/${id}/${name}`, Body: req, ContentType: req.headers['content-type'] ?? 'application/octet-stream' },
       partSize: 8 * 1024 * 1024,
     }).done();
     const location = `${publicUrl}/v1/trainer-outputs/${id}/${name}`;
@@ -112,7 +107,7 @@ export async function startLocalServer(opts: LocalServerOptions): Promise<{ url:
 
   async function download(res: http.ServerResponse, id: string, name: string) {
     try {
-      const out = await opts.s3.send(new GetObjectCommand({ Bucket: opts.bucket, Key: `trainer-outputs/${id}/${name}` }));
+      const out = await (opts.storage().reader ?? opts.storage().s3).send(new GetObjectCommand({ Bucket: opts.storage().bucket, Key: `trainer-outputs/${id}/${name}` }));
       res.writeHead(200, { 'content-type': out.ContentType ?? 'application/octet-stream', 'content-length': String(out.ContentLength ?? '') });
       (out.Body as Readable).pipe(res);
     } catch {
@@ -148,23 +143,24 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer 
   return Buffer.concat(chunks);
 }
 
-function toEvent(req: http.IncomingMessage, url: URL, body: Buffer): APIGatewayProxyEvent {
+function toEvent(req: http.IncomingMessage, url: URL, body: Buffer, route: { path: string; pathParameters: Record<string, string> }): APIGatewayProxyEvent {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
   const query = Object.fromEntries(url.searchParams.entries());
+  const params = Object.keys(route.pathParameters).length ? route.pathParameters : null;
   return {
     httpMethod: req.method ?? 'GET',
     path: url.pathname,
-    resource: url.pathname,
+    resource: route.path,
     headers,
     multiValueHeaders: {},
     queryStringParameters: Object.keys(query).length ? query : null,
     multiValueQueryStringParameters: null,
-    pathParameters: null,
+    pathParameters: params,
     stageVariables: null,
     body: body.length ? body.toString('utf8') : null,
     isBase64Encoded: false,
-    requestContext: { requestId: randomBytes(8).toString('hex'), authorizer: {} } as never,
+    requestContext: { requestId: randomBytes(8).toString('hex'), resourcePath: route.path, httpMethod: req.method ?? 'GET', stage: 'prod', authorizer: {} } as never,
   };
 }
 

@@ -4,8 +4,6 @@
  * structured service log line also goes to <data dir>/service.log.
  */
 import { appendFileSync } from 'node:fs';
-import { ddb } from '#shared/aws';
-import { ENV } from '#shared/env';
 import { Store } from '#shared/store';
 import type { ExecutionEvent } from './aws/index.ts';
 
@@ -21,8 +19,8 @@ export class Terminal {
     private readonly quiet: boolean,
   ) {}
 
-  attachStore(): void {
-    this.store = new Store(ddb(), process.env[ENV.table]!);
+  attachStore(store: Store): void {
+    this.store = store;
   }
 
   print(line: string): void {

@@ -1,11 +1,14 @@
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { lambda, secretsManager, sfn } from '#shared/aws';
-import { baseDeps, once } from '#shared/deps';
+import { baseDeps, demoTrainer, once } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { errorResponse, json } from '#shared/errors';
 import { logger } from '#shared/log';
+import { parseOwners } from '#shared/owners';
+import { InputSchemas } from '#shared/input-schema';
 import { getWebhookSecret } from '#shared/secrets';
-import { route, type ApiDeps } from './core.ts';
+import { route, type ApiDeps } from './routing.ts';
+import { openApiDocument } from './openapi.ts';
 import { liveRegistry } from './templates.ts';
 
 const deps = once((): ApiDeps => {
@@ -13,22 +16,28 @@ const deps = once((): ApiDeps => {
   return {
     ...d,
     lambda: lambda(),
+    demoTrainer: demoTrainer(),
     stateMachineArn: requireEnv(ENV.stateMachineArn),
     notifyFunction: requireEnv(ENV.notifyFunction),
     webhookSecret: () => getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)),
     log: logger('api'),
     templates: liveRegistry(d.config.egress.allow),
+    inputSchemas: new InputSchemas(d.config, d.secrets),
+    openApi: once(() => openApiDocument(d.publicUrl)),
   };
 });
 
-export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
-  const d = deps();
+export const handler = async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
+  // The request's own logger: its id and cold start on every line.
+  const d = { ...deps(), log: deps().log.with({}, context) };
   const owners = parseOwners(event.requestContext?.authorizer?.owners);
   const body = event.body == null ? null : event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
   try {
     const out = await route(d, {
       method: event.httpMethod,
-      path: event.path,
+      // The resource, not event.path: a custom domain's base path is in event.path.
+      resource: event.resource,
+      params: pathParameters(event.pathParameters),
       query: event.queryStringParameters ?? {},
       body,
       owners,
@@ -36,22 +45,18 @@ export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayPr
     });
     return json(out.status, out.body);
   } catch (e) {
-    if (!(e instanceof Error && e.name === 'ApiError')) d.log.error('unhandled', { error: (e as Error).message, path: event.path });
+    if (!(e instanceof Error && e.name === 'ApiError')) d.log.error('unhandled', { error: (e as Error).message, resource: event.resource });
     return errorResponse(e);
   }
 };
 
+function pathParameters(raw: APIGatewayProxyEvent['pathParameters']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw ?? {})) if (v !== undefined) out[k] = v;
+  return out;
+}
+
 function header(headers: APIGatewayProxyEvent['headers'] | null, name: string): string | undefined {
   for (const [k, v] of Object.entries(headers ?? {})) if (k.toLowerCase() === name) return v ?? undefined;
   return undefined;
-}
-
-function parseOwners(raw: unknown): string[] {
-  if (typeof raw !== 'string') return [];
-  try {
-    const v = JSON.parse(raw);
-    return Array.isArray(v) ? v.map(String) : [];
-  } catch {
-    return [];
-  }
 }

@@ -2,9 +2,14 @@
  * Which template image a request builds on. Digests pinned in the catalog are trusted as they
  * are; any other digest is looked up in the registry (a HEAD of the manifest) and the image
  * must be a Cog template that loads its weights from /src/weights.
+ *
+ * The template also decides what weights it accepts (checked at staging): a catalog template
+ * by its `weights` setting; an image outside the catalog by its `ai.dreambooth.weights` label
+ * (`diffusers` or `any`), and `any` without one — the seed's contract is only that the
+ * archive holds what the named Cog model supports.
  */
-import type { Config } from '#shared/config';
-import { checkUrlSyntax, EgressError, guardedLookup } from '#shared/egress';
+import type { Config, TemplateWeights } from '#shared/config';
+import { checkUrlSyntax, EgressError, egressGuard } from '#shared/egress';
 import { badRequest } from '#shared/errors';
 import type { RegistryClient } from '#shared/oci/registry';
 import type { ImageStore } from '#shared/oci/types';
@@ -13,14 +18,19 @@ export interface ResolvedTemplate {
   name: string;
   repository: string;
   digest: string;
+  /** What stage-weights checks the trainer's output against. */
+  weights: TemplateWeights;
 }
+
+/** The image label by which a template outside the catalog declares what it loads. */
+export const WEIGHTS_LABEL = 'ai.dreambooth.weights';
 
 /** Asks registries about images; replaced in tests. */
 export interface TemplateRegistry {
   /** Whether `repository@sha256:<digest>` exists. */
   exists(repository: string, digest: string): Promise<boolean>;
-  /** Why the image is not a usable Cog template, or null when it is. */
-  notATemplate(repository: string, digest: string): Promise<string | null>;
+  /** Why the image is not a usable Cog template (or null), and the weights its label declares. */
+  inspect(repository: string, digest: string): Promise<{ problem: string | null; weights?: TemplateWeights }>;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -31,7 +41,7 @@ export async function resolveTemplate(config: Config, ref: string | undefined, r
   if (ref === undefined) return byName(config, config.templates.default, 'templates.default');
 
   if (HEX64.test(ref)) {
-    for (const [name, t] of Object.entries(catalog)) if (t.digests.includes(ref)) return { name, repository: t.repository, digest: ref };
+    for (const [name, t] of Object.entries(catalog)) if (t.digests.includes(ref)) return { name, repository: t.repository, digest: ref, weights: t.weights };
     // Not pinned: the seed's bare digest may still be a version of one of the catalog's templates.
     const tried = Object.entries(catalog);
     const found = await Promise.all(tried.map(([, t]) => registry.exists(t.repository, ref).catch(() => false)));
@@ -40,19 +50,20 @@ export async function resolveTemplate(config: Config, ref: string | undefined, r
       throw badRequest(`template_version: no manifest sha256:${ref} in any catalog template (tried ${tried.map(([, t]) => t.repository).join(', ')})`);
     }
     const [name, t] = tried[at]!;
-    return verified(registry, { name, repository: t.repository, digest: ref });
+    return verified(registry, { name, repository: t.repository, digest: ref, weights: t.weights });
   }
   const at = ref.match(/^([a-z0-9.:_/-]+)@sha256:([0-9a-f]{64})$/);
   if (at) {
     const [, repo, digest] = at as unknown as [string, string, string];
     const entry = catalog[repo];
     if (entry) {
-      if (entry.digests.includes(digest)) return { name: repo, repository: entry.repository, digest };
-      return verified(registry, { name: repo, repository: entry.repository, digest }, `${entry.repository}@sha256:${digest}`);
+      const t = { name: repo, repository: entry.repository, digest, weights: entry.weights };
+      if (entry.digests.includes(digest)) return t;
+      return verified(registry, t, `${entry.repository}@sha256:${digest}`);
     }
     if (!repo.includes('/')) throw badRequest(`template_version: ${repo} is not a template of the catalog (${names})`);
     checkRegistryHost(config, repo);
-    return verified(registry, { name: repo, repository: repo, digest }, ref);
+    return verified(registry, { name: repo, repository: repo, digest, weights: 'any' }, ref, true);
   }
   if (catalog[ref]) return byName(config, ref, 'template_version');
   throw badRequest(
@@ -60,7 +71,8 @@ export async function resolveTemplate(config: Config, ref: string | undefined, r
   );
 }
 
-async function verified(registry: TemplateRegistry, t: ResolvedTemplate, shown = `sha256:${t.digest}`): Promise<ResolvedTemplate> {
+/** Checks an unpinned image; `byLabel`: the image's own label says what weights it takes (outside the catalog). */
+async function verified(registry: TemplateRegistry, t: ResolvedTemplate, shown = `sha256:${t.digest}`, byLabel = false): Promise<ResolvedTemplate> {
   let exists: boolean;
   try {
     exists = await registry.exists(t.repository, t.digest);
@@ -68,9 +80,9 @@ async function verified(registry: TemplateRegistry, t: ResolvedTemplate, shown =
     throw badRequest(`template_version: could not ask the registry about ${shown}: ${(e as Error).message}`);
   }
   if (!exists) throw badRequest(`template_version: ${shown} does not exist in ${t.repository}`);
-  const why = await registry.notATemplate(t.repository, t.digest);
-  if (why) throw badRequest(`template_version: ${shown} ${why}`);
-  return t;
+  const { problem, weights } = await registry.inspect(t.repository, t.digest);
+  if (problem) throw badRequest(`template_version: ${shown} ${problem}`);
+  return byLabel && weights ? { ...t, weights } : t;
 }
 
 function byName(config: Config, name: string, field: string): ResolvedTemplate {
@@ -78,7 +90,7 @@ function byName(config: Config, name: string, field: string): ResolvedTemplate {
   if (!t) throw badRequest(`${field}: unknown template ${name}`);
   const digest = t.digests[0];
   if (!digest) throw badRequest(`${field}: template ${name} has no pinned digest in the configuration; pass template_version as ${name}@sha256:<digest>`);
-  return { name, repository: t.repository, digest };
+  return { name, repository: t.repository, digest, weights: t.weights };
 }
 
 /** A user-named registry is a user-supplied URL: it passes the egress guard too. */
@@ -93,7 +105,7 @@ function checkRegistryHost(config: Config, repo: string): void {
 
 /** Registries over HTTP(S) (plain HTTP on loopback, as docker does) and OCI layouts on disk. */
 export function liveRegistry(allow: string[]): TemplateRegistry {
-  const cache = new Map<string, string | null>();
+  const cache = new Map<string, { problem: string | null; weights?: TemplateWeights }>();
   // The OCI clients load on first use: most requests name a pinned template and never need them.
   const open = async (repository: string): Promise<{ store: ImageStore; repo: string; registry: boolean }> => {
     if (repository.startsWith('oci:')) {
@@ -104,7 +116,7 @@ export function liveRegistry(allow: string[]): TemplateRegistry {
     const slash = repository.indexOf('/');
     const host = repository.slice(0, slash);
     const scheme = /^(127\.|localhost(:|$)|\[::1\])/.test(host) ? 'http' : 'https';
-    const store = new RegistryClient({ baseUrl: `${scheme}://${host}`, timeoutMs: 10_000, lookup: guardedLookup(allow) });
+    const store = new RegistryClient({ baseUrl: `${scheme}://${host}`, timeoutMs: 10_000, egress: egressGuard(allow) });
     return { store, repo: repository.slice(slash + 1), registry: true };
   };
   return {
@@ -116,21 +128,31 @@ export function liveRegistry(allow: string[]): TemplateRegistry {
         () => false,
       );
     },
-    async notATemplate(repository, digest) {
+    async inspect(repository, digest) {
       const key = `${repository}@${digest}`;
       if (!cache.has(key)) {
         const { store, repo } = await open(repository);
         const { readImageConfig } = await import('#shared/oci/append');
         const { config } = await readImageConfig(store, repo, `sha256:${digest}`);
-        cache.set(key, cogProblem(config.config as { Labels?: Record<string, string>; WorkingDir?: string } | undefined));
+        const image = config.config as ImageSettings | undefined;
+        const problem = cogProblem(image) ?? weightsLabelProblem(image);
+        cache.set(key, { problem, weights: problem ? undefined : (image?.Labels?.[WEIGHTS_LABEL] as TemplateWeights | undefined) });
       }
       return cache.get(key)!;
     },
   };
 }
 
+type ImageSettings = { Labels?: Record<string, string>; WorkingDir?: string };
+
+function weightsLabelProblem(config: ImageSettings | undefined): string | null {
+  const v = config?.Labels?.[WEIGHTS_LABEL];
+  if (v === undefined || v === 'diffusers' || v === 'any') return null;
+  return `has the label ${WEIGHTS_LABEL}=${JSON.stringify(v)}; it must be "diffusers" or "any"`;
+}
+
 /** A Cog template carries Cog's labels and works in /src, where it loads ./weights. */
-export function cogProblem(config: { Labels?: Record<string, string>; WorkingDir?: string } | undefined): string | null {
+export function cogProblem(config: ImageSettings | undefined): string | null {
   const labels = Object.keys(config?.Labels ?? {});
   if (!labels.some((l) => l.startsWith('run.cog.') || l.startsWith('org.cogmodel.'))) {
     return 'is not a Cog template: it has no run.cog.* or org.cogmodel.* labels';

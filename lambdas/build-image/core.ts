@@ -1,14 +1,16 @@
 /**
  * The `append` build, as CodeBuild runs it (buildspecs/append-model.yml → main.ts): the image
  * `FROM <template>@<digest>` + `COPY weights /src/weights` + the two labels of the docker
- * build, made with registry calls only. The staged zip is read from S3 by ranges and streamed
+ * build, made with registry calls only. The staged output is read from S3 by ranges and streamed
  * straight into one new layer; nothing is written to disk, so it fits CodeBuild Lambda compute.
  */
+import { Readable } from 'node:stream';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { s3Source, type RandomAccessSource } from '#shared/archive';
 import { appendLayer } from '#shared/oci/append';
-import { tarFromZip, type ZipLimits } from '#shared/oci/tar';
+import { tarFromFile, tarFromTar, tarFromZip, type ZipLimits } from '#shared/oci/tar';
+import { WEIGHTS_FORMATS, type WeightsFormat } from '#shared/weights-format';
 import type { ImageStore } from '#shared/oci/types';
 import { readAhead } from './read-ahead.ts';
 
@@ -20,6 +22,8 @@ export const BuildImageEnv = z.object({
   IMAGE_REPOSITORY: z.string().regex(/^([^@:\s]+(:\d+)?\/[^@:\s]+|oci:[^@\s]+)$/, 'must be <host>/<path> (or oci:<layout dir>)'),
   IMAGE_TAG: z.string().regex(/^[\w][\w.-]{0,127}$/),
   NOTES: z.string().default(''),
+  /** What stage-weights found the output to be; a single file keeps the staged key's last segment as its name. */
+  WEIGHTS_FORMAT: z.enum(WEIGHTS_FORMATS).default('zip'),
   ARCHIVE_MAX_ENTRIES: z.coerce.number().int().positive().default(10_000),
   ARCHIVE_MAX_UNCOMPRESSED_BYTES: z.coerce.number().int().positive().default(20 * 1024 ** 3),
 });
@@ -73,8 +77,27 @@ export const imageLabels = (env: Pick<BuildImageEnv, 'NOTES' | 'TRAINING_ID'>) =
   'ai.dreambooth.training-id': env.TRAINING_ID,
 });
 
-/** The one new layer: the archive's entries under src/weights/, counted as they flow. */
-export const weightsLayer = (source: RandomAccessSource, limits: ZipLimits) => tarFromZip(source, undefined, limits);
+/**
+ * The one new layer: the output's entries under src/weights/, counted as they flow. A zip is
+ * read by ranges from its central directory; a tar and a single file are read front to back.
+ */
+export function weightsLayer(source: RandomAccessSource, limits: ZipLimits, format: WeightsFormat = 'zip', name = 'weights'): Readable {
+  if (format === 'zip') return tarFromZip(source, undefined, limits);
+  if (format === 'file') return tarFromFile(name, source.size, () => sequential(source));
+  return tarFromTar(sequential(source), format === 'tar.gz', undefined, limits);
+}
+
+const CHUNK = 8 * 1024 * 1024;
+
+/** A source read front to back in 8 MiB ranges (with read-ahead, the next ones already on their way). */
+function sequential(source: RandomAccessSource): Readable {
+  return Readable.from(
+    (async function* () {
+      for (let at = 0; at < source.size; at += CHUNK) yield await source.read(at, Math.min(CHUNK, source.size - at));
+    })(),
+    { objectMode: false },
+  );
+}
 
 export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise<BuildImageResult> {
   const [, bucket, key] = env.WEIGHTS_S3_URI.match(/^s3:\/\/([^/]+)\/(.+)$/)!;
@@ -91,10 +114,12 @@ export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise
     targetRepo: target.repo,
     tag: env.IMAGE_TAG,
     layer: () =>
-      weightsLayer(readAhead(s3Source(d.s3, bucket!, key!, size)), {
-        maxEntries: env.ARCHIVE_MAX_ENTRIES,
-        maxBytes: env.ARCHIVE_MAX_UNCOMPRESSED_BYTES,
-      }),
+      weightsLayer(
+        readAhead(s3Source(d.s3, bucket!, key!, size)),
+        { maxEntries: env.ARCHIVE_MAX_ENTRIES, maxBytes: env.ARCHIVE_MAX_UNCOMPRESSED_BYTES },
+        env.WEIGHTS_FORMAT,
+        key!.split('/').pop(),
+      ),
     labels: imageLabels(env),
     // Fixed, as reproducible builds do: a retried build yields the same version.
     created: new Date(0),

@@ -11,7 +11,7 @@ export async function checkTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: strin
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
   if (t.run.terminal) return settle(terminalOutcome(t));
 
-  const backend = await backendFor(d.config, t.trainer, d);
+  const backend = await backendFor(d.config, t.trainer, d, t.run.server);
   const limit = d.config.timeouts.training_seconds;
   if (d.now().getTime() - Date.parse(executionStart) > limit * 1000) {
     if (t.run.started) await backend.cancel(t.run.id).catch(() => undefined);

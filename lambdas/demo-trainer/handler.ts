@@ -1,3 +1,4 @@
+import type { Context } from 'aws-lambda';
 /**
  * The demo trainer on AWS: one asynchronous invocation is one demo run (at most 15 minutes).
  * The same run logic as local mode's Cog-protocol server; the output goes to S3 and is handed
@@ -17,11 +18,11 @@ import { newPrediction, publicView, runDemo, type Prediction } from './trainer.t
 
 const Event = z.object({ run_id: z.string().check(z.minLength(1)), input: z.record(z.string(), z.unknown()), webhook: z.url() });
 
-export const handler = async (event: unknown) => {
+export const handler = async (event: unknown, context?: Context) => {
   const { run_id, input, webhook } = Event.parse(event);
   const table = requireEnv(ENV.table);
   const bucket = requireEnv(ENV.bucket);
-  const log = logger('demo-trainer', { run_id });
+  const log = logger('demo-trainer', { run_id }, context);
   const p = newPrediction(run_id, input, webhook);
   try {
     // One run per id, whatever the retries of the asynchronous invocation.

@@ -1,6 +1,7 @@
 /** Serves the demo trainer's Cog protocol over HTTP on loopback (local mode). */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DEMO_OPENAPI } from '#shared/trainers/demo-schema';
 import { DemoTrainer, type DemoOptions, type Reply } from './trainer.ts';
 
 export async function startDemoTrainerServer(opts: DemoOptions & { port?: number }): Promise<{ url: string; stop(): Promise<void> }> {
@@ -13,6 +14,8 @@ export async function startDemoTrainerServer(opts: DemoOptions & { port?: number
     let m: RegExpMatchArray | null;
     try {
       if (req.method === 'GET' && url.pathname === '/health-check') reply = trainer.health();
+      // As a Cog server describes its inputs.
+      else if (req.method === 'GET' && url.pathname === '/openapi.json') reply = { status: 200, body: DEMO_OPENAPI };
       else if (req.method === 'PUT' && (m = url.pathname.match(/^\/predictions\/([^/]+)$/))) {
         reply = trainer.put(decodeURIComponent(m[1]!), JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
       } else if (req.method === 'POST' && (m = url.pathname.match(/^\/predictions\/([^/]+)\/cancel$/))) {

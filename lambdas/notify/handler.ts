@@ -1,21 +1,23 @@
+import type { Context } from 'aws-lambda';
 import { secretsManager } from '#shared/aws';
 import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
+import { LOG_MESSAGES } from '#shared/log-messages';
 import { getWebhookSecret } from '#shared/secrets';
 import { NotifyEvent } from '#shared/steps';
 import { notify } from './core.ts';
 
-export const handler = async (event: unknown) => {
+export const handler = async (event: unknown, context?: Context) => {
   const { training_id, event: kind, seq } = NotifyEvent.parse(event);
   const d = baseDeps();
-  const log = logger('notify', { training_id });
+  const log = logger('notify', { training_id }, context);
   try {
     const out = await notify(d, await getWebhookSecret(secretsManager(), requireEnv(ENV.webhookSecret)), training_id, kind, seq);
-    log.info('webhook', { event: kind, ...out });
+    log.info(LOG_MESSAGES.webhook, { event: kind, ...out });
     return out;
   } catch (e) {
-    log.warn('webhook not delivered', { event: kind, error: (e as Error).message });
+    log.warn(LOG_MESSAGES.webhookNotDelivered, { event: kind, error: (e as Error).message });
     throw e;
   }
 };

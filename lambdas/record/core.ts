@@ -1,7 +1,8 @@
-/** The state machine's bookkeeping steps: started, model version, failure, webhook given up. */
+/** The state machine's bookkeeping steps: model version, failure, webhook given up. */
 import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { BaseDeps } from '#shared/deps';
 import { mustGet } from '#shared/runs';
+import { jobFailureMessage } from '#shared/sagemaker';
 import { StepError, StepErrors, type RecordEvent } from '#shared/steps';
 import type { TrainingRecord } from '#shared/training';
 
@@ -12,9 +13,6 @@ export interface RecordDeps extends BaseDeps {
 export async function record(d: RecordDeps, ev: RecordEvent): Promise<{ status: string }> {
   const t = await mustGet(d, ev.training_id);
   switch (ev.action) {
-    case 'started':
-      if (t.cancel_requested) throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
-      return { status: t.status };
     case 'version':
       return recordVersion(d, t, ev.build);
     case 'failure':
@@ -52,7 +50,9 @@ async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string
 
 async function recordFailure(d: RecordDeps, t: TrainingRecord, error: { Error?: string; Cause?: string }) {
   const canceled = t.cancel_requested || error.Error === StepErrors.TrainingCanceled;
-  const message = canceled ? 'canceled' : await errorMessage(d, error);
+  const trainer = d.config.trainers[t.trainer];
+  const jobMessage = t.trainer_backend === 'sagemaker' ? jobFailureMessage(error, t.trainer, trainer?.backend === 'sagemaker' ? trainer : undefined) : null;
+  const message = canceled ? 'canceled' : (jobMessage ?? (await errorMessage(d, error)));
   const updated = await d.store.updateTraining(
     t.id,
     { status: canceled ? 'canceled' : 'failed', error: canceled ? (t.error ?? null) : message, completed_at: d.now().toISOString(), task_token: null },

@@ -72,7 +72,17 @@ export function s3Source(s3: S3Client, bucket: string, key: string, size: number
         new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${offset}-${offset + length - 1}` }),
       );
       if (!res.Body) throw new Error(`s3://${bucket}/${key}: empty ranged read at ${offset}`);
-      return Buffer.from(await res.Body.transformToByteArray());
+      // Into one buffer of the range's size: collecting the body (transformToByteArray) and
+      // wrapping it in a Buffer would copy every byte twice more, and a build reads gigabytes.
+      const out = Buffer.allocUnsafe(length);
+      let at = 0;
+      for await (const chunk of res.Body as AsyncIterable<Uint8Array>) {
+        if (at + chunk.length > length) throw new Error(`s3://${bucket}/${key}: a ranged read at ${offset} answered more than ${length} bytes`);
+        out.set(chunk, at);
+        at += chunk.length;
+      }
+      if (at !== length) throw new Error(`s3://${bucket}/${key}: a ranged read at ${offset} answered ${at} of ${length} bytes`);
+      return out;
     },
   };
 }
@@ -198,12 +208,20 @@ function unsafeName(name: string): string | null {
   if (name.includes('\0')) return 'has a NUL character in its name';
   if (name.includes('\\')) return 'has a backslash in its name (use / as the separator)';
   if (name.startsWith('/') || /^[a-zA-Z]:/.test(name)) return 'is an absolute path';
-  if (name.split('/').includes('..')) return 'has a ".." segment';
+  const segments = name.split('/');
+  if (segments.includes('..')) return 'has a ".." segment';
+  // The build refuses what does not extract to its own spelling; refused here, before any build.
+  if (segments.includes('.')) return 'is not a normalised path (a "." segment): archive the files relative to the root, without "./"';
+  if (segments.slice(0, -1).includes('')) return 'is not a normalised path (an empty segment, "//")';
   return null;
 }
 
-/** Accumulates per-entry checks and the summary. */
-class Tally {
+const refuser = (name: string) => (why: string): never => {
+  throw new ArchiveError(`archive entry ${JSON.stringify(name)} ${why}`);
+};
+
+/** Accumulates per-entry checks and the summary (zip entries by `add`, tar entries by `entry`). */
+export class Tally {
   private count = 0;
   private uncompressed = 0;
   private readonly files = new Set<string>();
@@ -211,34 +229,47 @@ class Tally {
 
   constructor(private readonly limits: ArchiveLimits) {}
 
+  /** One zip entry: its type, encryption and compression, then the checks every format shares. */
   add(entry: yauzl.Entry): void {
     const name = entryName(entry);
-    const refuse = (why: string) => {
-      throw new ArchiveError(`archive entry ${JSON.stringify(name)} ${why}`);
-    };
-    const bad = unsafeName(name);
-    if (bad) refuse(bad);
+    const refuse = refuser(name);
     const type = (entry.externalFileAttributes >>> 16) & S_IFMT;
     const kind = FILE_TYPES[type];
+    const bad = unsafeName(name);
+    if (bad) refuse(bad);
     if (kind === undefined) refuse(`is a special file (mode ${type.toString(8)}), not a file or directory`);
     if (kind) refuse(`is ${kind}; archives may hold only files and directories`);
     if (entry.isEncrypted()) refuse('is encrypted');
     if (entry.compressionMethod !== 0 && entry.compressionMethod !== 8) {
       refuse(`uses compression method ${entry.compressionMethod}; only stored (0) and deflate (8) are supported`);
     }
-    this.checkSize(entry, refuse);
+    this.entry(name, entry.uncompressedSize, entry.compressedSize);
+  }
+
+  /**
+   * An entry whose type is already known to be a file or a directory (a name ending in `/`):
+   * name, count and size checks. `compressedSize` is known for zip entries only.
+   */
+  entry(name: string, size: number, compressedSize?: number): void {
+    const refuse = refuser(name);
+    const bad = unsafeName(name);
+    if (bad) refuse(bad);
+    if (this.count >= this.limits.maxEntries) {
+      throw new ArchiveError(`archive has more than ${this.limits.maxEntries} entries, the limit`);
+    }
+    this.checkSize(size, compressedSize, refuse);
     this.record(name, refuse);
   }
 
-  private checkSize(entry: yauzl.Entry, refuse: (why: string) => never): void {
+  private checkSize(size: number, compressedSize: number | undefined, refuse: (why: string) => never): void {
     const { maxUncompressedBytes, maxRatio } = this.limits;
-    if (entry.uncompressedSize > maxUncompressedBytes) {
-      refuse(`declares ${entry.uncompressedSize} bytes, more than the limit of ${maxUncompressedBytes}`);
+    if (size > maxUncompressedBytes) {
+      refuse(`declares ${size} bytes, more than the limit of ${maxUncompressedBytes}`);
     }
-    if (entry.uncompressedSize > MiB && entry.uncompressedSize > maxRatio * entry.compressedSize) {
-      refuse(`expands ${(entry.uncompressedSize / Math.max(entry.compressedSize, 1)).toFixed(0)}-fold, more than the limit of ${maxRatio}`);
+    if (compressedSize !== undefined && size > MiB && size > maxRatio * compressedSize) {
+      refuse(`expands ${(size / Math.max(compressedSize, 1)).toFixed(0)}-fold, more than the limit of ${maxRatio}`);
     }
-    this.uncompressed += entry.uncompressedSize;
+    this.uncompressed += size;
     if (this.uncompressed > maxUncompressedBytes) {
       refuse(`brings the declared total to ${this.uncompressed} bytes, more than the limit of ${maxUncompressedBytes}`);
     }
@@ -246,8 +277,7 @@ class Tally {
   }
 
   private record(name: string, refuse: (why: string) => never): void {
-    // Normalized: "a//./b/" and "a/b" extract to the same place.
-    const path = name.split('/').filter((s) => s !== '' && s !== '.').join('/');
+    const path = name.replace(/\/$/, '');
     if (path === '') return;
     const isDir = name.endsWith('/');
     if (this.files.has(path) || (this.dirs.has(path) && !isDir)) refuse(`duplicates another entry (as ${path})`);
@@ -273,8 +303,8 @@ class Tally {
       const nested = topDirs.length === 1 && this.files.has(`${topDirs[0]}/${missing[0]}`);
       throw new ArchiveError(
         `archive has no ${missing.join(', ')} at its root` +
-          (nested ? ` (it is under ${topDirs[0]}/: zip the directory's contents, not the directory)` : '') +
-          '; the trainer contract requires a diffusers save_pretrained directory at the root',
+          (nested ? ` (it is under ${topDirs[0]}/: archive the directory's contents, not the directory)` : '') +
+          '; the template loads a diffusers save_pretrained directory from the root (its weights setting is "diffusers")',
       );
     }
     return { entries: this.count, uncompressedBytes: this.uncompressed, rootFiles, topDirs };

@@ -11,10 +11,23 @@ import { LambdaClient } from '@aws-sdk/client-lambda';
 import { CodeBuildClient } from '@aws-sdk/client-codebuild';
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 
+/**
+ * On Lambda one process is one container (local mode gives each function its own worker
+ * thread). The handler-test fixture runs a second function in the test's process and names it
+ * while it runs (infra/local/iam/containers.ts), so that it keeps its own clients, signed with
+ * its own credentials, as on AWS.
+ */
+const CONTAINER = Symbol.for('dreambooth.container');
+const container = (): object => (globalThis as { [CONTAINER]?: () => object | undefined })[CONTAINER]?.() ?? globalThis;
+
 /** A value made on first use and kept for the container's life. */
 export const memo = <T>(make: () => T) => {
-  let v: T | undefined;
-  return () => (v ??= make());
+  const values = new WeakMap<object, T>();
+  return (): T => {
+    const key = container();
+    if (!values.has(key)) values.set(key, make());
+    return values.get(key) as T;
+  };
 };
 
 // Path-style addressing works on AWS and on every S3-compatible endpoint.

@@ -24,13 +24,20 @@ const trainerCommon = {
   /** A version id for the Trainings API route (`/v1/models/{owner}/{name}/versions/{version}/trainings`). */
   version: z.string().min(1).max(128).optional(),
   description: z.string().max(500).optional(),
+  /**
+   * Runs at once: per server for a cog trainer (each of `urls`), for the whole trainer
+   * otherwise. Further trainings wait in the trainer's queue. Default: see DEFAULT_CONCURRENCY.
+   */
+  concurrency: z.number().int().min(1).max(1000).optional(),
 };
 
 export const CogTrainerSchema = z
   .object({
     backend: z.literal('cog'),
     /** Base URL of a Cog >= 0.7 server; may carry a path prefix. */
-    url: httpUrl,
+    url: httpUrl.optional(),
+    /** Several Cog servers of one image, used as one pool; each run stays on the server that took it. */
+    urls: z.array(httpUrl).min(1).max(100).optional(),
     /** Secrets Manager secret (name or ARN) holding Cog's WEBHOOK_AUTH_TOKEN, if the server sets one. */
     webhook_auth_token_secret: z.string().min(1).optional(),
     /**
@@ -40,7 +47,8 @@ export const CogTrainerSchema = z
     upload_token_secret: z.string().min(1).optional(),
     ...trainerCommon,
   })
-  .strict();
+  .strict()
+  .refine((t) => (t.url === undefined) !== (t.urls === undefined), { message: 'set either url or urls (a pool), not both', path: ['url'] });
 
 export const DemoTrainerSchema = z
   .object({
@@ -49,6 +57,8 @@ export const DemoTrainerSchema = z
     steps_per_second: z.number().positive().max(10_000).default(10),
     /** Where the demo trainer's Cog protocol is served; local mode fills it in. */
     url: httpUrl.optional(),
+    /** Servers of the demo trainer; local mode starts one per slot of `concurrency`. */
+    urls: z.array(httpUrl).min(1).max(100).optional(),
     ...trainerCommon,
   })
   .strict();
@@ -62,15 +72,65 @@ export const ReplicateTrainerSchema = z
     trainer_version: z.string().regex(/^[0-9a-f]{64}$/).optional(),
     /** Secrets Manager secret holding the Replicate API token. */
     api_token_secret: z.string().min(1),
+    /**
+     * The Replicate model (`owner/name`) whose versions this trainer runs: with it the API
+     * checks inputs at submit against the version's `openapi_schema`.
+     */
+    replicate_model: z.string().regex(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+$/, 'must be owner/name').optional(),
     ...trainerCommon,
   })
   .strict();
+
+/**
+ * A Cog trainer image run as one SageMaker training job per training (see README "Training on
+ * your own AWS GPUs"). The image is copied into the stack's ECR by digest before its first job.
+ */
+export const SageMakerTrainerSchema = z
+  .object({
+    backend: z.literal('sagemaker'),
+    /** The Cog image, pinned by digest: `<registry>/<repository>@sha256:<64 hex>`. */
+    image: z
+      .string()
+      .regex(/^[a-z0-9.:-]+\/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$/, 'must be <registry>/<repository>@sha256:<64 hex> (pin the image by digest)'),
+    /**
+     * `predict` runs the image's predictor, `train` its `train:` function (Cog >= 0.9,
+     * `--x-mode train`). Left out, the runner reads the image's cog.yaml (what its
+     * `run.cog.config` label holds): `train` when it names a train function.
+     */
+    mode: z.enum(['predict', 'train']).optional(),
+    instance_type: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'must be a SageMaker instance type such as ml.g5.2xlarge').default('ml.g5.2xlarge'),
+    /** The job's EBS volume (the image's model downloads and the output archive live there). */
+    volume_gb: z.number().int().min(1).max(16_384).default(100),
+    /** SageMaker stops the job after this long (MaxRuntimeInSeconds). */
+    max_runtime_seconds: z.number().int().min(60).max(28 * 86_400).default(4 * 3600),
+    /** Managed spot training: cheaper, may be interrupted; the wait for capacity counts against max_wait_seconds. */
+    spot: z.boolean().default(false),
+    /** Spot only: run time plus waiting for spot capacity (MaxWaitTimeInSeconds, >= max_runtime_seconds). */
+    max_wait_seconds: z.number().int().min(60).optional(),
+    /** Warm pool: keep the instance this long after a job (its own quota, 0 by default). */
+    keep_alive_seconds: z.number().int().min(0).max(3600).default(0),
+    /** Secrets Manager secret with `{"username", "password"}` for the image's source registry. */
+    source_credentials_secret: z.string().min(1).optional(),
+    /** Why this trainer cannot run here; local mode sets it when no docker engine is reachable. */
+    unavailable: z.string().optional(),
+    ...trainerCommon,
+  })
+  .strict()
+  .refine((t) => !t.spot || (t.max_wait_seconds ?? 0) >= t.max_runtime_seconds, {
+    message: 'with spot, max_wait_seconds must be set and at least max_runtime_seconds',
+    path: ['max_wait_seconds'],
+  });
 
 export const TrainerSchema = z.discriminatedUnion('backend', [
   CogTrainerSchema,
   DemoTrainerSchema,
   ReplicateTrainerSchema,
+  SageMakerTrainerSchema,
 ]);
+
+/** What a template accepts as weights (also the values of the `ai.dreambooth.weights` image label, lambdas/api/templates.ts). */
+export const TemplateWeights = z.enum(['diffusers', 'any']);
+export type TemplateWeights = z.infer<typeof TemplateWeights>;
 
 export const TemplateSchema = z
   .object({
@@ -83,6 +143,12 @@ export const TemplateSchema = z
     digests: z.array(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters')).default([]),
     description: z.string().max(1000).default(''),
     inputs: z.string().max(1000).default(''),
+    /**
+     * What the template loads from /src/weights, checked when the weights are staged:
+     * `diffusers` (model_index.json and every component folder it names, as the dream-templates
+     * load) or `any` (whatever the trainer returns: a LoRA .safetensors, a tar of files, …).
+     */
+    weights: TemplateWeights.default('diffusers'),
   })
   .strict();
 
@@ -149,6 +215,15 @@ export const ConfigSchema = z
         stage_seconds: z.number().int().positive().default(900),
         build_minutes: z.number().int().positive().default(60),
         step_seconds: z.number().int().positive().default(60),
+        /** How long a training may wait in its trainer's queue for a free slot. */
+        queue_seconds: z.number().int().positive().default(24 * 3600),
+        /**
+         * The slot wait is a loop too: a waiting training is woken at once when a slot frees; this
+         * is only how often it also looks for itself (a lost wake-up, a crashed slot holder
+         * whose end the execution-status rule missed); also the lease after which a holder's
+         * execution is checked.
+         */
+        queue_poll_seconds: z.number().int().positive().default(300),
       })
       .strict()
       .prefault({})
@@ -196,6 +271,16 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    monitoring: z
+      .object({
+        /**
+         * SNS topic (an existing one, which you subscribe to) that the alarms notify when they go
+         * off and when they recover. Unset, the alarms notify nobody and synth warns.
+         */
+        alarm_topic_arn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/, 'an SNS topic ARN').optional(),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -212,6 +297,7 @@ export type Config = z.output<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type TrainerConfig = z.output<typeof TrainerSchema>;
 export type TemplateConfig = z.output<typeof TemplateSchema>;
+export type SageMakerTrainerConfig = z.output<typeof SageMakerTrainerSchema>;
 
 export { ConfigError, resetRuntimeConfig, runtimeConfig } from './runtime-config.ts';
 

@@ -14,6 +14,7 @@ import type { Config } from './config.ts';
 import { runtimeConfig } from './runtime-config.ts';
 import { ENV, requireEnv } from './env.ts';
 import { Store } from './store.ts';
+import type { DemoTrainerFunction } from './trainers/demo-lambda.ts';
 
 /** What every handler has: configuration, the table (DynamoDB), the bucket's name, the clock. */
 export interface BaseDeps {
@@ -24,6 +25,8 @@ export interface BaseDeps {
   now: () => Date;
   /** Sends `start`/`output`/`logs` webhook events the training asked for (none when absent). */
   emit?: Emit;
+  /** The deployed demo trainer, for the functions that build trainer backends. */
+  demoTrainer?: DemoTrainerFunction;
 }
 
 export interface Clients {
@@ -47,6 +50,12 @@ export const baseDeps = /* @__PURE__ */ once(
     now: () => new Date(),
   }),
 );
+
+/** The demo trainer's function, for the functions that build trainer backends (DEMO_TRAINER_FUNCTION, where deployed). */
+export function demoTrainer(): DemoTrainerFunction | undefined {
+  const name = process.env[ENV.demoTrainerFunction];
+  return name ? { name, lambda: aws.lambda } : undefined;
+}
 
 /** The webhook events emitter of the functions that report a training's progress. */
 export function emitter(): Emit | undefined {

@@ -172,3 +172,18 @@ export function guardedAgent(
   const options = { lookup: guardedLookup(allow, lookup) as http.AgentOptions['lookup'], keepAlive: false };
   return protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
 }
+
+/**
+ * Both checks for a client that follows URLs a server hands it (a registry's token realm, its
+ * blob redirects): those URLs are as untrusted as the user's own, and an IP literal among them
+ * would skip the lookup check.
+ */
+export interface EgressGuard {
+  /** Throws EgressError when the URL may not be reached. */
+  check(url: URL): void;
+  lookup: LookupFunction;
+}
+
+export function egressGuard(allow: string[], lookup?: LookupFunction): EgressGuard {
+  return { check: (url) => void checkUrlSyntax(url.href, { allow }), lookup: guardedLookup(allow, lookup) };
+}

@@ -21,6 +21,12 @@ export const ENV = {
   registryHost: 'REGISTRY_HOST',
   /** The demo trainer's Lambda on AWS (local mode serves it over HTTP instead). */
   demoTrainerFunction: 'DEMO_TRAINER_FUNCTION',
+  /** Prefix of the stack's SageMaker job names (its IAM is scoped to it). */
+  jobPrefix: 'SAGEMAKER_JOB_PREFIX',
+  /** Registry host of the trainer images' mirror (ECR); empty runs the configured image as it is. */
+  trainerImageHost: 'SAGEMAKER_IMAGE_HOST',
+  /** The SageMaker runner's source, baked into the prepare function's bundle. */
+  runnerSource: 'DREAMBOOTH_RUNNER',
 } as const;
 
 export function requireEnv(name: string): string {

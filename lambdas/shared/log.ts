@@ -1,28 +1,27 @@
 /**
- * Structured JSON logs carrying the training id. Written by hand instead of Powertools Logger
- * to keep every bundle small; the shape (level, message, timestamp, keys) is the same.
- * Values under keys that can hold secrets are replaced, and URLs lose their query strings.
+ * Structured JSON logs through Powertools Logger (level from POWERTOOLS_LOG_LEVEL / LOG_LEVEL,
+ * its line format, error formatting, X-Ray trace id), behind the small API the handlers use.
+ * Every line is scrubbed by a JSON replacer: values under keys that can hold secrets are
+ * replaced, and URLs lose their query strings (presigned URLs, callback secrets).
+ *
+ * The request id and cold start come from the Lambda context a handler passes, as per-line
+ * keys rather than Powertools' addContext on a shared logger: local mode runs every handler
+ * concurrently in one process, and per-line keys cannot cross from one request to another.
  */
-const SECRET_KEYS = /token|secret|password|authorization|signature|upload_url|callback/i;
+import { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
+import type { ConstructorOptions } from '@aws-lambda-powertools/logger/types';
+import type { Context } from 'aws-lambda';
 
-function scrub(value: unknown, depth = 0): unknown {
-  if (depth > 4) return '[…]';
-  if (typeof value === 'string') return value.replace(/(https?:\/\/[^\s?#"]+)\?[^\s"#]*/g, '$1?[redacted]');
-  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEYS.test(k) ? '[redacted]' : scrub(v, depth + 1);
-    return out;
-  }
+const SECRET_KEYS = /token|secret|password|authorization|signature|upload_url|callback/i;
+const QUERY = /(https?:\/\/[^\s?#"]+)\?[^\s"#]*/g;
+
+function scrub(key: string, value: unknown): unknown {
+  if (key && SECRET_KEYS.test(key)) return '[redacted]';
+  if (typeof value === 'string') return value.replace(QUERY, '$1?[redacted]');
+  // Powertools formats errors after this replacer; hand it the message already scrubbed.
+  if (value instanceof Error) return { name: value.name, message: value.message.replace(QUERY, '$1?[redacted]'), stack: value.stack?.replace(QUERY, '$1?[redacted]') };
   return value;
 }
-
-export type Logger = {
-  info(message: string, extra?: Record<string, unknown>): void;
-  warn(message: string, extra?: Record<string, unknown>): void;
-  error(message: string, extra?: Record<string, unknown>): void;
-  with(keys: Record<string, unknown>): Logger;
-};
 
 type Sink = (line: string) => void;
 let sink: Sink = (line) => process.stdout.write(line + '\n');
@@ -31,13 +30,49 @@ export function setLogSink(s: Sink): void {
   sink = s;
 }
 
-export function logger(service: string, keys: Record<string, unknown> = {}): Logger {
-  const write = (level: string, message: string, extra?: Record<string, unknown>) =>
-    sink(JSON.stringify(scrub({ level, message, service, timestamp: new Date().toISOString(), ...keys, ...extra })));
+/** Powertools' logger, printing through the sink. */
+class SinkLogger extends PowertoolsLogger {
+  protected override printLog(_level: number, log: Parameters<PowertoolsLogger['printLog']>[1]): void {
+    log.prepareForPrint();
+    sink(JSON.stringify(log.getAttributes(), this.getJsonReplacer()));
+  }
+
+  protected override createLogger(options?: ConstructorOptions): PowertoolsLogger {
+    return new SinkLogger(options);
+  }
+}
+
+export type Logger = {
+  info(message: string, extra?: Record<string, unknown>): void;
+  warn(message: string, extra?: Record<string, unknown>): void;
+  error(message: string, extra?: Record<string, unknown>): void;
+  /** The same logger with more keys on every line (and the request of `context`, if given). */
+  with(keys: Record<string, unknown>, context?: Context): Logger;
+};
+
+const roots = new Map<string, PowertoolsLogger>();
+const warm = new Set<string>();
+
+/** `cold_start` is true on the first invocation a service sees in this process. */
+function requestKeys(service: string, context: Context | undefined): Record<string, unknown> {
+  if (!context) return {};
+  const cold = !warm.has(service);
+  warm.add(service);
+  return { function_request_id: context.awsRequestId, cold_start: cold };
+}
+
+export function logger(service: string, keys: Record<string, unknown> = {}, context?: Context): Logger {
+  let root = roots.get(service);
+  if (!root) {
+    root = new SinkLogger({ serviceName: service, jsonReplacerFn: scrub });
+    roots.set(service, root);
+  }
+  const base = { ...requestKeys(service, context), ...keys };
+  const pt = root;
   return {
-    info: (m, e) => write('INFO', m, e),
-    warn: (m, e) => write('WARN', m, e),
-    error: (m, e) => write('ERROR', m, e),
-    with: (more) => logger(service, { ...keys, ...more }),
+    info: (m, e) => pt.info(m, { ...base, ...e }),
+    warn: (m, e) => pt.warn(m, { ...base, ...e }),
+    error: (m, e) => pt.error(m, { ...base, ...e }),
+    with: (more, ctx) => logger(service, { ...base, ...requestKeys(service, ctx), ...more }),
   };
 }

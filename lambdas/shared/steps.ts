@@ -5,6 +5,7 @@
  * Execution input: { training_id, model, trainer, template }  (no secrets: readable in the console)
  * Execution name:  the training id.
  */
+import type { WeightsFormat } from './weights-format.ts';
 import * as z from './zod.ts';
 
 export const TrainingId = z.string().check(z.regex(/^[a-z0-9]{20,40}$/, 'is not a training id'));
@@ -12,9 +13,8 @@ export const TrainingId = z.string().check(z.regex(/^[a-z0-9]{20,40}$/, 'is not 
 /** The Catch's error output: { Error, Cause }. */
 const CaughtError = z.looseObject({ Error: z.optional(z.string()), Cause: z.optional(z.string()) });
 
-/** record Lambda: "Record the training as started" / "Record the model version" / "Record the failure" / "Record the webhook as given up". */
+/** record Lambda: "Record the model version" / "Record the failure" / "Record the webhook as given up". */
 export const RecordEvent = z.discriminatedUnion('action', [
-  z.object({ action: z.literal('started'), training_id: TrainingId, execution_start_time: z.string() }),
   z.object({
     action: z.literal('version'),
     training_id: TrainingId,
@@ -31,7 +31,33 @@ export const RecordEvent = z.discriminatedUnion('action', [
 export type RecordEvent = z.infer<typeof RecordEvent>;
 
 /** start-trainer Lambda (.waitForTaskToken): "Start the trainer and wait for its callback". */
-export const StartTrainerEvent = z.object({ training_id: TrainingId, task_token: z.string().check(z.minLength(1)) });
+export const StartTrainerEvent = z.object({
+  training_id: TrainingId,
+  task_token: z.string().check(z.minLength(1)),
+  /** The pool server of the training's slot (null without a pool). */
+  server: z.optional(z.nullable(z.url())),
+  /** When the slot was granted: the training's started_at, so that starts keep queue order. */
+  granted_at: z.optional(z.nullable(z.string())),
+});
+
+/** trainer-queue Lambda: "Wait for a free slot on the trainer" (.waitForTaskToken) and "Free the trainer slot". */
+export const QueueEvent = z.discriminatedUnion('action', [
+  z.object({
+    action: z.literal('acquire'),
+    training_id: TrainingId,
+    task_token: z.string().check(z.minLength(1)),
+    /** `$$.Execution.Id`: the lease of a slot is checked against this execution's status. */
+    execution: z.string().check(z.minLength(1)),
+  }),
+  z.object({ action: z.literal('release'), training_id: TrainingId }),
+]);
+export type QueueEvent = z.infer<typeof QueueEvent>;
+
+/** EventBridge's "Step Functions Execution Status Change" (and local mode's equivalent). */
+export const ExecutionStatusChange = z.object({
+  'detail-type': z.literal('Step Functions Execution Status Change'),
+  detail: z.looseObject({ name: z.string(), status: z.string(), executionArn: z.string() }),
+});
 /** What the callback route sends with SendTaskSuccess, and what check-trainer returns on success. */
 export const TrainerResult = z.object({
   status: z.literal('succeeded'),
@@ -53,9 +79,17 @@ export interface StageWeightsResult {
   key: string;
   size: number;
   entries: number;
+  /**
+   * The build must copy the template's layers into the model's repository (another registry,
+   * and no earlier version of the model from this template): too slow for Lambda compute.
+   */
+  copies_template: boolean;
+  /** zip, tar, tar.gz or file (one file, installed under its name). */
+  format: WeightsFormat;
   build_env: {
     TRAINING_ID: string;
     WEIGHTS_S3_URI: string;
+    WEIGHTS_FORMAT: WeightsFormat;
     TEMPLATE_IMAGE: string;
     IMAGE_REPOSITORY: string;
     IMAGE_TAG: string;
@@ -71,14 +105,36 @@ export const NotifyEvent = z.object({
   seq: z.optional(z.string().check(z.maxLength(64))),
 });
 
+/** prepare-training-job Lambda: "Prepare the SageMaker job" (again, with `retry`, after a capacity failure). */
+export const PrepareJobEvent = z.object({ training_id: TrainingId, retry: z._default(z.boolean(), false) });
+/** What the job state reads (`$.job`); nothing secret: the callback URL stays in the request channel. */
+export interface JobPlan {
+  name: string;
+  image: string;
+  request_uri: string;
+  output_uri: string;
+  checkpoint_uri: string;
+  resource_config: { InstanceType: string; InstanceCount: 1; VolumeSizeInGB: number; KeepAlivePeriodInSeconds?: number };
+  stopping_condition: { MaxRuntimeInSeconds: number; MaxWaitTimeInSeconds?: number };
+  spot: boolean;
+  /** The wait before the next attempt, should this one find no capacity. */
+  retry_wait_seconds: number;
+}
+
 /** Error names thrown by steps; the state machine retries or catches on them. */
 export const StepErrors = {
   /** Transient: retried by the state machine. */
   Transient: 'TransientError',
   /** Webhook receiver not reached or answered non-2xx (retried on the webhook schedule). */
   WebhookDeliveryFailed: 'WebhookDeliveryFailed',
-  /** The trainer runs another prediction: the start is retried later. */
+  /**
+   * The trainer's server refused the run although the queue gave us its slot: it is still
+   * finishing the previous run (a Cog server answers its terminal webhook first) or something
+   * outside this service uses it. Retried briefly.
+   */
   TrainerBusy: 'TrainerBusy',
+  /** No slot came free within timeouts.queue_seconds. */
+  QueueTimeout: 'QueueTimeout',
   /** Permanent failures: straight to the failure path. */
   TrainerFailed: 'TrainerFailed',
   TrainingDeadlineExceeded: 'TrainingDeadlineExceeded',

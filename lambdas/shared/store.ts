@@ -1,6 +1,6 @@
 /**
- * Trainings and model versions in one DynamoDB table (pk/sk, GSI `list` for newest-first
- * listing). No transactions: each write is one conditional item write, so it also runs on
+ * Trainings and model versions in one DynamoDB table (pk/sk; GSIs `list` and `owner` for
+ * newest-first listing). No transactions: each write is one conditional item write, so it also runs on
  * dynalite in local mode.
  */
 import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -55,11 +55,26 @@ function decodeCursor(cursor: string | undefined): Cursor | undefined {
   throw new BadCursorError('cursor is not valid: pass the `cursor` of a `next` or `previous` URL unchanged');
 }
 
+/**
+ * Idempotency-Key records (lambdas/api/idempotency.ts) share the table: one partition, their
+ * own sort keys, and the TTL attribute the storage construct enables.
+ */
+export const IDEMPOTENCY = { partition: 'IDEMPOTENCY', expiryAttribute: 'expiration', ttlSeconds: 24 * 3600 } as const;
+
 export class Store {
   constructor(
-    private readonly db: DynamoDBDocumentClient,
-    private readonly table: string,
+    /** Public for the trainer queue (lambdas/shared/queue.ts), which keeps its items in this table. */
+    readonly db: DynamoDBDocumentClient,
+    readonly table: string,
   ) {}
+
+  /**
+   * The client, for code that sends the plain DynamoDB commands with its own marshalling
+   * (Powertools idempotency): the document client marshals only its own commands.
+   */
+  get client(): DynamoDBDocumentClient {
+    return this.db;
+  }
 
   /** Creates the training; false when the id exists already. */
   async createTraining(t: TrainingRecord): Promise<boolean> {
@@ -83,8 +98,15 @@ export class Store {
     return strip<TrainingRecord>(out.Item);
   }
 
-  async listTrainings(limit: number, cursor?: string): Promise<Page<TrainingRecord>> {
-    return this.page<TrainingRecord>('TRAININGS', limit, cursor);
+  /**
+   * The trainings `owners` may see, newest first: all of them for `*`, else each owner's own
+   * (index `owner`), merged by sort key, so every page is full and the last one has no `next`.
+   */
+  async listTrainings(owners: readonly string[], limit: number, cursor?: string): Promise<Page<TrainingRecord>> {
+    const sources: Source[] = owners.includes('*')
+      ? [{ index: 'list', key: 'listpk', value: 'TRAININGS' }]
+      : [...new Set(owners)].map((o) => ({ index: 'owner', key: 'owner', value: o }));
+    return this.page<TrainingRecord>(sources, limit, cursor);
   }
 
   /**
@@ -162,37 +184,20 @@ export class Store {
   }
 
   async listVersions(model: string, limit: number, cursor?: string): Promise<Page<VersionRecord>> {
-    return this.page<VersionRecord>(`VERSIONS#${model}`, limit, cursor);
+    return this.page<VersionRecord>([{ index: 'list', key: 'listpk', value: `VERSIONS#${model}` }], limit, cursor);
   }
 
-  /** Stores `value` under `key` once; returns the stored value (the earlier one when it existed). */
-  async remember(key: string, value: Record<string, unknown>): Promise<{ created: boolean; value: Record<string, unknown> }> {
-    const Key = { pk: `IDEMPOTENCY#${key}`, sk: 'IDEMPOTENCY' };
-    try {
-      await this.db.send(new PutCommand({ TableName: this.table, Item: { ...Key, value }, ConditionExpression: 'attribute_not_exists(pk)' }));
-      return { created: true, value };
-    } catch (e) {
-      if ((e as Error).name !== 'ConditionalCheckFailedException') throw e;
-      const out = await this.db.send(new GetCommand({ TableName: this.table, Key, ConsistentRead: true }));
-      return { created: false, value: (out.Item?.value ?? {}) as Record<string, unknown> };
-    }
-  }
-
-  /** Newest first; cursors move by sort key, so pages stay stable while new items arrive. */
-  private async page<T>(listpk: string, limit: number, cursor?: string): Promise<Page<T>> {
+  /**
+   * Newest first; cursors move by sort key (`<created_at>#<id>`, the same in every index), so
+   * pages stay stable while new items arrive and one cursor serves several partitions: each
+   * gives at most limit + 1 items past it, and the first limit + 1 of their union decide.
+   */
+  private async page<T>(sources: Source[], limit: number, cursor?: string): Promise<Page<T>> {
     const c = decodeCursor(cursor);
     const back = c?.dir === 'prev';
-    const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.table,
-        IndexName: 'list',
-        KeyConditionExpression: c ? `listpk = :p AND listsk ${back ? '>' : '<'} :at` : 'listpk = :p',
-        ExpressionAttributeValues: c ? { ':p': listpk, ':at': c.at } : { ':p': listpk },
-        ScanIndexForward: back,
-        Limit: limit + 1,
-      }),
-    );
-    const items = out.Items ?? [];
+    const parts = await Promise.all(sources.map((src) => this.query(src, limit + 1, c, back)));
+    const order = (a: Record<string, unknown>, b: Record<string, unknown>) => (a.listsk as string).localeCompare(b.listsk as string) * (back ? 1 : -1);
+    const items = parts.flat().sort(order);
     const more = items.length > limit;
     const shown = items.slice(0, limit);
     if (back) shown.reverse();
@@ -206,4 +211,26 @@ export class Store {
       previous: hasPrev && first ? encodeCursor({ dir: 'prev', at: first }) : null,
     };
   }
+
+  private async query(src: Source, limit: number, c: Cursor | undefined, back: boolean): Promise<Record<string, unknown>[]> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: src.index,
+        KeyConditionExpression: c ? `#k = :p AND listsk ${back ? '>' : '<'} :at` : '#k = :p',
+        ExpressionAttributeNames: { '#k': src.key },
+        ExpressionAttributeValues: c ? { ':p': src.value, ':at': c.at } : { ':p': src.value },
+        ScanIndexForward: back,
+        Limit: limit,
+      }),
+    );
+    return out.Items ?? [];
+  }
+}
+
+/** One index partition a list reads. */
+interface Source {
+  index: 'list' | 'owner';
+  key: 'listpk' | 'owner';
+  value: string;
 }

@@ -20,12 +20,13 @@ export interface TrainingRecord {
   owner: string;
   /** Configured trainer name (or a Replicate version id). */
   trainer: string;
-  trainer_backend: 'cog' | 'demo' | 'replicate';
+  trainer_backend: 'cog' | 'demo' | 'replicate' | 'sagemaker';
   /** Trainer as the Trainings API shows it: `owner/name` and version. */
   trainer_model: string;
   trainer_version: string;
   input: Record<string, unknown>;
-  template: { name: string; repository: string; digest: string };
+  /** `weights`: what the template accepts (absent on records from before it was recorded: `diffusers`). */
+  template: { name: string; repository: string; digest: string; weights?: 'diffusers' | 'any' };
   notes: string | null;
   webhook: string | null;
   webhook_events_filter: WebhookEvent[];
@@ -46,8 +47,12 @@ export interface TrainingRecord {
     started: boolean;
     terminal: 'succeeded' | 'failed' | 'canceled' | null;
     output: string | null;
+    /** The pool server the run is pinned to (its check, cancel and callbacks go there). */
+    server?: string | null;
   };
   staged: { bucket: string; key: string; size: number } | null;
+  /** A sagemaker trainer's job: its name and the capacity attempt it is (each attempt is a new job). */
+  job?: { name: string; attempt: number } | null;
   /** The training whose weights this one re-templates (a new version without retraining). */
   retemplate_of?: string | null;
   /** When the last `logs` webhook event went out (epoch ms): they are throttled. */
@@ -108,7 +113,8 @@ export function trainingsView(t: TrainingRecord, baseUrl: string) {
     logs: t.logs ?? '',
     error: t.error,
     status: t.status,
-    output: t.version ? { version: `${t.model}:${t.version}`, weights: null } : null,
+    // The weights through the API (a short-lived presigned redirect, with the token), never a public URL.
+    output: t.version ? { version: `${t.model}:${t.version}`, weights: t.status === 'succeeded' && t.staged ? `${baseUrl}/v1/trainings/${t.id}/weights` : null } : null,
     metrics: { predict_time: t.predict_time ?? undefined, total_time: total ?? undefined },
     created_at: t.created_at,
     started_at: t.started_at,

@@ -1,19 +1,24 @@
 /**
- * "Stage the weights in S3": stream the trainer's output.zip into S3 as a multipart upload
- * (constant memory, nothing in /tmp), then check the archive from its central directory with
- * a few ranged reads. Idempotent: a retry finds the staged object and only checks it again.
+ * "Stage the weights in S3": stream the trainer's output into S3 as a multipart upload
+ * (constant memory, nothing in /tmp), then check it: a zip from its central directory with a
+ * few ranged reads, a tar by streaming it once (it has no directory), a single file as it is.
+ * What the archive must hold beyond safety is the template's say (`weights`: diffusers or any).
+ * Idempotent: a retry finds the staged object and only checks it again.
  */
+import { isMissingObject } from '#shared/s3-missing';
 import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
-import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source } from '#shared/archive';
+import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source, type ArchiveLimits } from '#shared/archive';
 import type { Config } from '#shared/config';
 import type { Deps as AllDeps } from '#shared/deps';
 import { mustGet } from '#shared/runs';
+import { jobKeys } from '#shared/sagemaker';
 import { redactUrl, requestStream } from '#shared/http';
 import { StepError, StepErrors, type StageWeightsResult } from '#shared/steps';
 import { downloadHeaders } from '#shared/trainers/index';
 import type { TrainingRecord } from '#shared/training';
+import { contentTypeFor, inspectTar, outputFileName, sniffFormat, SNIFF_BYTES, type WeightsFormat } from '#shared/weights-format';
 
 type Deps = AllDeps<'s3' | 'secrets'>;
 
@@ -29,31 +34,67 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
   await d.store.updateTraining(t.id, { status: 'pushing' }, { status: ['starting', 'processing', 'pushing'] });
 
-  // A re-template reuses the archive its source training staged (while the bucket keeps it).
-  const key = t.staged?.key ?? `staged/${t.id}/output.zip`;
+  // A re-template reuses the archive its source training staged (while the bucket keeps it). A
+  // SageMaker job's archive is staged where the job left it: it already sits in the bucket,
+  // under the same retention, so checking it is all there is to do.
+  const key = t.staged?.key ?? (t.trainer_backend === 'sagemaker' && outputUrl.startsWith('s3:') ? jobOutputKey(d, t, outputUrl) : `staged/${t.id}/${outputFileName(outputUrl)}`);
   const size =
     (await stagedSize(d, key)) ??
-    (outputUrl.startsWith('s3:') ? await copyRelayed(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
+    (outputUrl.startsWith('s3:') ? await copyOwn(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
   try {
-    const source = s3Source(d.s3, d.bucket, key, size);
-    const summary = await inspectArchive(source, {
-      maxBytes: d.config.limits.archive_max_bytes,
-      maxEntries: d.config.limits.archive_max_entries,
-      maxUncompressedBytes: d.config.limits.archive_max_uncompressed_bytes,
-      maxRatio: d.config.limits.archive_max_ratio,
-    });
-    await checkPipeline(source, summary.topDirs);
+    const { format, entries } = await checkOutput(d, t, key, size);
     await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });
-    return { bucket: d.bucket, key, size, entries: summary.entries, build_env: buildEnv(d.config, env, t, d.bucket, key) };
+    const build_env = buildEnv(d.config, env, t, d.bucket, key, format);
+    return { bucket: d.bucket, key, size, entries, format, copies_template: await copiesTemplate(d, t, build_env.IMAGE_REPOSITORY), build_env };
   } catch (e) {
     if (e instanceof ArchiveError) throw new StepError(StepErrors.BadArchive, `the trainer's output archive is not usable: ${e.message}`);
     throw e;
   }
 }
 
+/**
+ * Whether the build copies every template layer: not when the template is in the destination
+ * registry (layers are mounted), nor when a version of this model was built from this template
+ * already (its repository holds them). The first version from an r8.im template copies them all.
+ */
+async function copiesTemplate(d: Deps, t: TrainingRecord, destination: string): Promise<boolean> {
+  const host = (repository: string) => (repository.startsWith('oci:') ? 'oci:' : repository.split('/')[0]);
+  if (host(t.template.repository) === host(destination)) return false;
+  const { results } = await d.store.listVersions(t.model, d.config.limits.page_size);
+  return !results.some((v) => v.template.digest === t.template.digest);
+}
+
+/** Safety checks always; a diffusers pipeline only when the template loads one. */
+async function checkOutput(d: Deps, t: TrainingRecord, key: string, size: number): Promise<{ format: WeightsFormat; entries: number }> {
+  const source = s3Source(d.s3, d.bucket, key, size);
+  const name = key.split('/').pop()!;
+  const format = sniffFormat(await source.read(0, Math.min(SNIFF_BYTES, size)), name);
+  const diffusers = (t.template.weights ?? 'diffusers') === 'diffusers';
+  const limits: ArchiveLimits = {
+    maxBytes: d.config.limits.archive_max_bytes,
+    maxEntries: d.config.limits.archive_max_entries,
+    maxUncompressedBytes: d.config.limits.archive_max_uncompressed_bytes,
+    maxRatio: d.config.limits.archive_max_ratio,
+    requiredRootFiles: diffusers ? ['model_index.json'] : [],
+  };
+  if (format === 'file') {
+    if (diffusers) throw new ArchiveError(`it is a single file (${name}), but template ${t.template.name} loads a diffusers pipeline (model_index.json and its component folders); use a template whose weights setting is "any"`);
+    return { format, entries: 1 };
+  }
+  if (format === 'zip') {
+    const summary = await inspectArchive(source, limits);
+    if (diffusers) await checkPipeline(await readEntry(source, 'model_index.json', 1024 * 1024), summary.topDirs);
+    return { format, entries: summary.entries };
+  }
+  if (size > limits.maxBytes) throw new ArchiveError(`archive is ${size} bytes, more than the limit of ${limits.maxBytes}`);
+  const body = (await d.s3.send(new GetObjectCommand({ Bucket: d.bucket, Key: key }))).Body as Readable;
+  const summary = await inspectTar(body, format === 'tar.gz', size, limits, ['model_index.json']);
+  if (diffusers) await checkPipeline(summary.files.get('model_index.json') ?? null, summary.topDirs);
+  return { format, entries: summary.entries };
+}
+
 /** A diffusers pipeline needs the component folders its model_index.json names. */
-async function checkPipeline(source: ReturnType<typeof s3Source>, topDirs: string[]): Promise<void> {
-  const raw = await readEntry(source, 'model_index.json', 1024 * 1024);
+async function checkPipeline(raw: Buffer | null, topDirs: string[]): Promise<void> {
   let index: unknown;
   try {
     index = JSON.parse(raw?.toString('utf8') ?? '');
@@ -71,15 +112,63 @@ async function stagedSize(d: Deps, key: string): Promise<number | null> {
     const head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: key }));
     return head.ContentLength ?? null;
   } catch (e) {
-    if (isNotFound(e)) return null;
+    if (isMissing(e)) return null;
     throw e;
   }
 }
 
-const isNotFound = (e: unknown) =>
-  (e as Error).name === 'NotFound' || (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404;
+/**
+ * A missing key: 404 when the caller may list the bucket, 403 when it may not (S3 API
+ * reference, HeadObject). This role deliberately has no s3:ListBucket: a grant narrowed by an
+ * `s3:prefix` condition does not count for HeadObject (its request carries no prefix), and an
+ * unconditional one would list every key of the bucket, other trainings' uploads included.
+ * A real refusal of GetObject still fails loudly at the archive check that follows.
+ */
+const isMissing = isMissingObject;
 
 const COPY_MAX_BYTES = 5 * 1024 ** 3;
+
+/** An s3:// output: the Cog upload relay's (a SageMaker job's that is missing, said so). */
+function copyOwn(d: Deps, t: TrainingRecord, url: string, key: string, copyMax?: number): Promise<number> {
+  if (t.trainer_backend === 'sagemaker') throw new StepError(StepErrors.TrainerFailed, `the SageMaker job left no ${key.split('/').pop()} (the runner writes model/output.zip)`);
+  return copyRelayed(d, t, url, key, copyMax);
+}
+
+/**
+ * The archive a SageMaker job left in our bucket (`CompressionType: NONE`, so as the runner
+ * wrote it; S3ModelArtifacts may name the model prefix or the object). Only this training's own
+ * job output is accepted.
+ */
+function jobOutputKey(d: Deps, t: TrainingRecord, url: string): string {
+  const { output } = jobKeys(t.id);
+  const m = url.match(/^s3:\/\/([^/]+)\/(.+)$/);
+  const key = m ? (m[2]!.endsWith('/') ? `${m[2]}output.zip` : m[2]!) : '';
+  if (!m || m[1] !== d.bucket || !key.startsWith(output) || key.includes('..')) {
+    throw new StepError(StepErrors.TrainerFailed, `the SageMaker job's output ${redactUrl(url)} is not this training's job output`);
+  }
+  return key;
+}
+
+/** A server-side copy (CopyObject: up to 5 GiB), streamed through the function beyond that. */
+async function copyObject(d: Deps, source: string, key: string, copyMax: number, missing: string, check?: (head: { Metadata?: Record<string, string> }) => void): Promise<number> {
+  let head;
+  try {
+    head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: source }));
+  } catch (e) {
+    if (!isMissing(e)) throw e;
+    throw new StepError(StepErrors.TrainerFailed, missing);
+  }
+  check?.(head);
+  const size = head.ContentLength ?? 0;
+  const max = d.config.limits.archive_max_bytes;
+  if (size > max) throw new StepError(StepErrors.BadArchive, `the trainer's output is ${size} bytes; limits.archive_max_bytes is ${max}`);
+  if (size <= copyMax) {
+    await d.s3.send(new CopyObjectCommand({ Bucket: d.bucket, Key: key, CopySource: `${d.bucket}/${source}`, ContentType: contentTypeFor(key), MetadataDirective: 'REPLACE' }));
+    return size;
+  }
+  const out = await d.s3.send(new GetObjectCommand({ Bucket: d.bucket, Key: source }));
+  return store(d, out.Body as Readable, key, size);
+}
 
 /**
  * An archive the Cog upload relay put in our bucket (`s3://<bucket>/trainer-outputs/<trainer>/…`),
@@ -91,26 +180,11 @@ async function copyRelayed(d: Deps, t: TrainingRecord, url: string, key: string,
   if (!m || m[1] !== d.bucket || m[3] !== t.trainer) {
     throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} is not an upload of this trainer in the service's bucket`);
   }
-  const source = m[2]!;
-  let head;
-  try {
-    head = await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: source }));
-  } catch (e) {
-    if (!isNotFound(e)) throw e;
-    throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} does not exist (uploads expire after a day)`);
-  }
-  if (head.Metadata?.['prediction-id'] !== t.run.id) {
-    throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} was uploaded for another prediction`);
-  }
-  const size = head.ContentLength ?? 0;
-  const max = d.config.limits.archive_max_bytes;
-  if (size > max) throw new StepError(StepErrors.BadArchive, `the trainer's output is ${size} bytes; limits.archive_max_bytes is ${max}`);
-  if (size <= copyMax) {
-    await d.s3.send(new CopyObjectCommand({ Bucket: d.bucket, Key: key, CopySource: `${d.bucket}/${source}`, ContentType: 'application/zip', MetadataDirective: 'REPLACE' }));
-    return size;
-  }
-  const out = await d.s3.send(new GetObjectCommand({ Bucket: d.bucket, Key: source }));
-  return store(d, out.Body as Readable, key, size);
+  return copyObject(d, m[2]!, key, copyMax, `the trainer's output ${redactUrl(url)} does not exist (uploads expire after a day)`, (head) => {
+    if (head.Metadata?.['prediction-id'] !== t.run.id) {
+      throw new StepError(StepErrors.TrainerFailed, `the trainer's output ${redactUrl(url)} was uploaded for another prediction`);
+    }
+  });
 }
 
 async function download(d: Deps, t: TrainingRecord, url: string, key: string): Promise<number> {
@@ -155,7 +229,7 @@ async function store(d: Deps, stream: Readable, key: string, declared: number): 
   stream.on('error', (e) => counter.destroy(e));
   const upload = new Upload({
     client: d.s3,
-    params: { Bucket: d.bucket, Key: key, Body: body, ContentType: 'application/zip' },
+    params: { Bucket: d.bucket, Key: key, Body: body, ContentType: contentTypeFor(key) },
     partSize: 16 * 1024 * 1024,
     queueSize: 4,
     leavePartsOnError: false,
@@ -180,10 +254,11 @@ export function imageRepository(config: Config, env: StageEnv, model: string): s
   return `${r.host}/${model}`;
 }
 
-function buildEnv(config: Config, env: StageEnv, t: TrainingRecord, bucket: string, key: string): StageWeightsResult['build_env'] {
+function buildEnv(config: Config, env: StageEnv, t: TrainingRecord, bucket: string, key: string, format: WeightsFormat): StageWeightsResult['build_env'] {
   return {
     TRAINING_ID: t.id,
     WEIGHTS_S3_URI: `s3://${bucket}/${key}`,
+    WEIGHTS_FORMAT: format,
     TEMPLATE_IMAGE: `${t.template.repository}@sha256:${t.template.digest}`,
     IMAGE_REPOSITORY: imageRepository(config, env, t.model),
     IMAGE_TAG: t.id,

@@ -9,10 +9,20 @@ import { backendFor } from '#shared/trainers/index';
 import { mustGet, recordRunState, signalTask, type Outcome } from '#shared/runs';
 import type { TrainingRecord } from '#shared/training';
 
-export async function startTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: string, taskToken: string): Promise<{ started: boolean }> {
+export async function startTrainer(
+  d: Deps<'sfn' | 'secrets'>,
+  trainingId: string,
+  taskToken: string,
+  /** The pool server of the training's slot ("Wait for a free slot on the trainer"). */
+  server: string | null = null,
+  /** When the queue granted the slot: the training started then (it stopped waiting). */
+  grantedAt: string | null = null,
+): Promise<{ started: boolean }> {
   const t = await mustGet(d, trainingId);
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
-  await d.store.updateTraining(t.id, { task_token: taskToken });
+  // A run already started stays on its server; a new one goes to its slot's.
+  const pinned = t.run.started ? (t.run.server ?? null) : server;
+  await d.store.updateTraining(t.id, { task_token: taskToken, ...(t.run.started ? {} : { 'run.server': pinned }) });
 
   // The run already ended (its callback raced an earlier token): complete this wait at once.
   if (t.run.terminal) {
@@ -21,7 +31,7 @@ export async function startTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: strin
   }
   if (t.run.started) return { started: false };
 
-  const backend = await backendFor(d.config, t.trainer, d);
+  const backend = await backendFor(d.config, t.trainer, d, pinned);
   const state = await backend.start({
     trainingId: t.id,
     runId: t.run.id,
@@ -30,7 +40,8 @@ export async function startTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: strin
   });
   const updated = await d.store.updateTraining(
     t.id,
-    { 'run.started': true, status: 'processing', started_at: t.started_at ?? d.now().toISOString() },
+    // The queue's "waiting for trainer" line goes: from here the logs are the trainer's.
+    { 'run.started': true, status: 'processing', started_at: t.started_at ?? grantedAt ?? d.now().toISOString(), logs: null },
     { status: ['starting', 'processing'] },
   );
   if (!updated) return { started: true };

@@ -26,7 +26,7 @@ export async function trainerCallback(
   const t = await d.store.getTraining(trainingId);
   if (!t) return { status: 404, body: { detail: 'no such training' } };
 
-  const backend = await backendFor(d.config, t.trainer, d);
+  const backend = await backendFor(d.config, t.trainer, d, t.run.server);
   let state;
   try {
     state = await backend.parseCallback(req);

@@ -1,29 +1,35 @@
-import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
-import { s3 } from '#shared/aws';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { ddb, s3 } from '#shared/aws';
 import { once } from '#shared/deps';
 import { ENV } from '#shared/env';
 import { errorResponse, json } from '#shared/errors';
 import { logger } from '#shared/log';
+import { parseOwners } from '#shared/owners';
+import { operationFor } from '#shared/routes';
+import { Store } from '#shared/store';
 import { createUpload } from './core.ts';
+import { weightsUrl } from './weights.ts';
 
-const deps = once(() => ({ bucket: process.env[ENV.bucket] ?? '', s3: s3() }));
+const deps = once(() => ({ bucket: process.env[ENV.bucket] ?? '', s3: s3(), store: new Store(ddb(), process.env[ENV.table] ?? '') }));
 
-export const handler = async (event: APIGatewayProxyEvent): Promise<APIGatewayProxyResult> => {
-  // `/v1/upload/{filename}`, as the client encoded it; a malformed escape is a bad name.
-  const raw = event.path.split('/').pop() ?? '';
+export const handler = async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
+  const op = operationFor('upload', event.httpMethod, event.resource);
+  const p = event.pathParameters ?? {};
   try {
-    let filename = raw;
-    try {
-      filename = decodeURIComponent(raw);
-    } catch {
-      /* the name check refuses it */
+    if (op === 'getWeights') {
+      const url = await weightsUrl(deps(), parseOwners(event.requestContext?.authorizer?.owners), p.id ?? '');
+      // The presigned URL goes in the Location header only, and is never logged.
+      logger('upload', { training_id: p.id }, context).info('weights URL issued');
+      return json(302, { detail: 'redirecting to a short-lived download URL', status: 302 }, { location: url });
     }
+    if (op !== 'createUpload') return json(404, { detail: `no route ${event.resource}`, status: 404 });
+    // `/v1/upload/{filename}`, decoded by API Gateway (a malformed escape stays as sent: the name check refuses it).
     // The presigned URLs in the answer are never logged.
-    const out = await createUpload(deps(), filename);
-    logger('upload').info('upload URLs issued');
+    const out = await createUpload(deps(), p.filename ?? '');
+    logger('upload', {}, context).info('upload URLs issued');
     return json(200, out);
   } catch (e) {
-    if (!(e instanceof Error && e.name === 'ApiError')) logger('upload').error('unhandled', { error: (e as Error).message });
+    if (!(e instanceof Error && e.name === 'ApiError')) logger('upload', {}, context).error('unhandled', { error: (e as Error).message });
     return errorResponse(e);
   }
 };

@@ -93,6 +93,14 @@ describe('the cog backend through local mode', () => {
     await relayed.idle();
   });
 
+  it("checks the input at submit against the Cog server's /openapi.json: 422 naming the field", async () => {
+    const created = await local.api('POST', '/v1/trainings', { input: { instance_prompt: 'p', max_train_steps: 0 }, trainer_version: 'mycog', model: 'acme/mycog' });
+    expect(created.status, JSON.stringify(created.json)).toBe(422);
+    expect(created.json.detail).toMatch(/^input\.class_prompt: field required; input\.max_train_steps: .*1/);
+    expect(created.json.detail).toContain(`${cog.url}/openapi.json`);
+    expect(cog.requests).toContain('GET /openapi.json');
+  });
+
   it('keeps the longest log when logs webhooks arrive out of order', async () => {
     cog.options.shuffleLogs = true;
     cog.options.steps = 8;
@@ -120,12 +128,13 @@ describe('the cog backend through local mode', () => {
     }
   });
 
-  it('fails naming the field when the trainer refuses the input', async () => {
+  it('refuses at submit what the trainer would refuse, naming each field', async () => {
+    // Once failed at the trainer's start; now the Cog server's own schema refuses it at create
+    // (the trainer's run-time refusal is covered in test/handlers/cog.test.ts).
     const { class_prompt: _omitted, ...rest } = INPUT;
-    const done = await finished(await train({ ...rest, max_train_steps: 'many' }));
-    expect(done.status).toBe('failed');
-    expect(done.error).toContain('class_prompt');
-    expect(done.error).toContain('max_train_steps');
+    const created = await local.api('POST', '/v1/trainings', { input: { ...rest, max_train_steps: 'many' }, trainer_version: 'mycog', model: 'acme/mycog' });
+    expect(created.status).toBe(422);
+    expect(created.json.detail).toMatch(/input\.class_prompt: field required; input\.max_train_steps: value type "string" is invalid/);
   });
 
   it('forwards a cancel to the trainer', async () => {
@@ -145,7 +154,7 @@ describe('the cog backend through local mode', () => {
     }
   });
 
-  // Last: the state machine retries a busy trainer after up to 30 s (FULL jitter).
+  // Last: the state machine retries a busy trainer after about a second (FULL jitter).
   it('retries the start while the trainer is busy with another prediction', async () => {
     cog.options.busyFirst = 1;
     const id = await train();

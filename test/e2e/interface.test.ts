@@ -45,6 +45,10 @@ describe('bad input and auth', () => {
     ['an invalid model', () => ({ ...valid(), model: 'Acme/Has Space' }), 400, /model: must be owner\/name/],
     ['input that is not an object', () => ({ ...valid(), input: 'hello' }), 400, /input: must be a JSON object/],
     ['an unknown trainer', () => ({ ...valid(), trainer_version: 'nope' }), 400, /trainer_version: unknown trainer nope; configured trainers: demo/],
+    // Checked at submit against the demo trainer's schema, as Replicate checks a version's inputs.
+    ['an input without class_prompt', () => ({ ...valid(), input: { ...valid().input, class_prompt: undefined } }), 422, /^input\.class_prompt: field required/],
+    ['an input with a string for an integer', () => ({ ...valid(), input: { ...valid().input, max_train_steps: 'ten' } }), 422, /^input\.max_train_steps: value type "string" is invalid\. Expected "integer"/],
+    ['an input outside the maximum', () => ({ ...valid(), input: { ...valid().input, max_train_steps: 1_000_000 } }), 422, /^input\.max_train_steps: .*100000/],
     ['an unknown template digest', () => ({ ...valid(), template_version: 'f'.repeat(64) }), 400, /template_version: no manifest sha256:f{64} in any catalog template/],
     ['notes too long', () => ({ ...valid(), notes: 'x'.repeat(10_001) }), 400, /notes: must be at most 10000 characters/],
     ['a non-http webhook', () => ({ ...valid(), webhook_completed: 'ftp://example.com/x' }), 400, /webhook_completed: must be an http/],
@@ -73,10 +77,20 @@ describe('bad input and auth', () => {
     expect((await local.api('GET', `/v1/models/acme/m/versions/${'a'.repeat(64)}`)).status).toBe(404);
   });
 
-  it('lists the configured trainers for the Trainings API', async () => {
+  it('lists the configured trainers by their Trainings API coordinates, and the route built from them works', async () => {
     const res = await local.api('GET', '/v1/trainers');
     expect(res.json.next).toBeNull();
-    expect(res.json.results).toContainEqual(expect.objectContaining({ name: 'demo', backend: 'demo', owner: expect.any(String), version: expect.any(String) }));
+    const demo = res.json.results.find((t: { key: string }) => t.key === 'demo');
+    expect(demo).toMatchObject({ owner: 'dreambooth', name: 'demo-trainer', version: 'demo', model: 'dreambooth/demo-trainer', backend: 'demo' });
+    expect(demo.trainings_url).toBe(`${local.url}/v1/models/${demo.owner}/${demo.name}/versions/${demo.version}/trainings`);
+    // A body the route refuses (no destination) proves the route exists: 400, not 404.
+    const created = await local.api('POST', `/v1/models/${demo.owner}/${demo.name}/versions/${demo.version}/trainings`, { input: {} });
+    expect(created.status, JSON.stringify(created.json)).toBe(400);
+    expect(created.json.detail).toMatch(/destination/);
+    // The same coordinates show the trainer with its input schema.
+    const one = await local.api('GET', `/v1/trainers/${demo.owner}/${demo.name}`);
+    expect(one.status).toBe(200);
+    expect(one.json).toMatchObject({ key: 'demo', input_schema_source: 'the demo trainer', input_schema: { required: ['instance_prompt', 'class_prompt', 'instance_data'] } });
   });
 });
 
@@ -146,7 +160,8 @@ describe('restart, signals and the OCI layout', () => {
   it('npm start -- --demo runs one training end to end and exits 0', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'dreambooth-demo-'));
     const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
-      const p = spawn(process.execPath, ['--import', 'tsx', 'infra/local/main.ts', '--demo'], {
+      // The README's command itself, so its flags and what it prints are what a user gets.
+      const p = spawn('npm', ['start', '--', '--demo'], {
         env: { ...process.env, PORT: '0', DREAMBOOTH_DATA_DIR: dataDir },
       });
       let text = '';
@@ -158,6 +173,9 @@ describe('restart, signals and the OCI layout', () => {
     expect(out.text).toContain('signature verified');
     expect(out.text).toMatch(/image +\S+@sha256:[0-9a-f]{64}|image +oci:/);
     expect(out.code).toBe(0);
+    // No SDK Node-version warning on any Node local mode runs on; below 22, one line of its own.
+    expect(out.text).not.toContain('NodeVersionSupportWarning');
+    expect(out.text.includes('Node 22 is the baseline')).toBe(Number(process.versions.node.split('.')[0]) < 22);
   });
 });
 

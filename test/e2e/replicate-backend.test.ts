@@ -20,11 +20,16 @@ describe('local mode with the replicate backend', () => {
 
   beforeAll(async () => {
     fake = await startFakeReplicate();
+    // The version's openapi_schema, as Replicate answers GET /v1/models/{owner}/{name}/versions/{id}.
+    fake.versions.set('replicate/dreambooth', {
+      id: VERSION,
+      openapi_schema: { components: { schemas: { Input: { type: 'object', required: ['instance_prompt', 'class_prompt', 'instance_data'], properties: { instance_prompt: { type: 'string' }, class_prompt: { type: 'string' }, instance_data: { type: 'string', format: 'uri' }, resolution: { type: 'integer', enum: [512, 768] } } } } } },
+    });
     local = await startLocal({
       build: 'append',
       registry: process.env.DREAMBOOTH_TEST_REGISTRY,
       config: {
-        trainers: { replicate: { backend: 'replicate', api_url: fake.url, api_token_secret: TOKEN_SECRET } },
+        trainers: { replicate: { backend: 'replicate', api_url: fake.url, api_token_secret: TOKEN_SECRET, replicate_model: 'replicate/dreambooth' } },
         // Short waits, so a lost callback is noticed within seconds.
         timeouts: { callback_poll_seconds: 3, callback_heartbeat_seconds: 2 },
         egress: { allow: ['127.0.0.0/8', '::1/128'] },
@@ -74,6 +79,15 @@ describe('local mode with the replicate backend', () => {
     const image = await inspectImage(version.json.image);
     expect(image.lastLayerFiles).toContain('src/weights/model_index.json');
     expect(image.lastLayerFiles.some((f) => f.startsWith('src/weights/unet/'))).toBe(true);
+  });
+
+  it("checks the input at submit against the version's openapi_schema: 422 naming the field, no prediction", async () => {
+    const before = callsTo('POST', '/v1/predictions').length;
+    const created = await local.api('POST', '/v1/trainings', { input: { ...INPUT, resolution: 640 }, trainer_version: VERSION, model: 'acme/refused' });
+    expect(created.status, JSON.stringify(created.json)).toBe(422);
+    expect(created.json.detail).toMatch(new RegExp(`^input\\.resolution: .*512,768.*Replicate version replicate/dreambooth:${VERSION}`));
+    expect(callsTo('GET', `/v1/models/replicate/dreambooth/versions/${VERSION}`).every((c) => c.authorization === `Bearer ${fake.token}`)).toBe(true);
+    expect(callsTo('POST', '/v1/predictions').length).toBe(before);
   });
 
   it('refuses forged and stale webhooks with 401 and leaves the training as it was; cancel reaches Replicate', async () => {

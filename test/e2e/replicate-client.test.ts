@@ -30,11 +30,11 @@ const input = (steps: number) => ({ instance_prompt: 'a photo of a cjw person', 
 
 describe('the official replicate client', () => {
   it('creates a training, follows it to a new version, and receives every event it asked for', async () => {
-    const { results: trainers } = (await (await fetch(`${local.url}/v1/trainers`, { headers: { authorization: `Bearer ${local.token}` } })).json()) as { results: { name: string; model: string; version: string }[] };
-    const demo = trainers.find((t) => t.name === 'demo')!;
-    const [owner, name] = demo.model.split('/');
+    const { results: trainers } = (await (await fetch(`${local.url}/v1/trainers`, { headers: { authorization: `Bearer ${local.token}` } })).json()) as { results: { key: string; owner: string; name: string; model: string; version: string }[] };
+    const demo = trainers.find((t) => t.key === 'demo')!;
 
-    const created = await replicate.trainings.create(owner, name, demo.version, {
+    // The route is built from the listing's coordinates, as a client would.
+    const created = await replicate.trainings.create(demo.owner, demo.name, demo.version, {
       destination: 'acme/from-client',
       input: input(60),
       webhook: `${receiver.base}/hook?via=client`,
@@ -81,8 +81,8 @@ describe('the official replicate client', () => {
   it('lists newest first and paginates with absolute next URLs', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
-      // Refused by the trainer at once (no class_prompt): quick to settle, still listed.
-      const t = await replicate.trainings.create('dreambooth', 'demo-trainer', 'demo', { destination: `acme/page-${i}`, input: { instance_prompt: 'x' } });
+      // Valid at submit, failed by the trainer at once (its instance_data is no zip): quick to settle, still listed.
+      const t = await replicate.trainings.create('dreambooth', 'demo-trainer', 'demo', { destination: `acme/page-${i}`, input: { ...input(1), instance_data: `${receiver.base}/not-a-zip` } });
       ids.push(t.id);
     }
     const first = await replicate.trainings.list();

@@ -1,22 +1,25 @@
 /**
  * Templates and model versions through local mode: a bare digest found in the catalog's
- * registry, a refused non-template image, versions listed newest first, and a new version
- * of a trained model on another template without retraining.
+ * registry (or, on a bare machine, its OCI layout), a refused non-template image, versions
+ * listed newest first, and a new version of a trained model on another template without
+ * retraining.
  */
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendLayer } from '#shared/oci/append';
-import { RegistryClient } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
-import { sha256 } from '#shared/oci/types';
+import { sha256, type ImageStore } from '#shared/oci/types';
 import { instanceDataZip } from '../../infra/local/demo.ts';
-import { inspectImage } from '../helpers/images.ts';
+import { requireLocalModeRegistry } from '../helpers/capabilities.ts';
+import { inspectImage, openRepository } from '../helpers/images.ts';
 import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
 
 let local: Local;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;
-let registry: RegistryClient;
-let host: string;
+/** The vanilla template's repository as the catalog names it, and its store. */
+let repository: string;
+let store: ImageStore;
+let repo: string;
 /** A second, unpinned version of the vanilla template. */
 let v2: string;
 
@@ -25,12 +28,12 @@ beforeAll(async () => {
   receiver.serve('/person.zip', await instanceDataZip(1));
   local = await startLocal({ registry: process.env.DREAMBOOTH_TEST_REGISTRY, config: { trainers: { demo: { backend: 'demo', steps_per_second: 100 } } } });
   const vanilla = (await local.api('GET', '/v1/templates')).json.results.find((t: { name: string }) => t.name === 'vanilla-template');
-  host = vanilla.repository.split('/')[0];
-  registry = new RegistryClient({ baseUrl: `http://${host}` });
+  repository = vanilla.repository;
+  ({ store, repo } = openRepository(repository));
   const extra = () => tarEntries([{ path: 'NOTICE', size: 3, stream: () => Readable.from([Buffer.from('v2\n')]) }], 'src/');
   v2 = (await appendLayer({
-    source: registry, sourceRepo: 'templates/vanilla-template', sourceRef: `sha256:${vanilla.digests[0]}`,
-    target: registry, targetRepo: 'templates/vanilla-template', tag: 'v2', layer: extra, labels: { 'org.example.flavour': 'v2' },
+    source: store, sourceRepo: repo, sourceRef: `sha256:${vanilla.digests[0]}`,
+    target: store, targetRepo: repo, tag: 'v2', layer: extra, labels: { 'org.example.flavour': 'v2' },
   })).digest;
 }, 120_000);
 afterAll(async () => {
@@ -51,15 +54,18 @@ const finished = (id: string) =>
     return ['succeeded', 'failed', 'canceled'].includes(t.status) ? t : null;
   });
 
-/** An image with no Cog labels, pushed to the same registry. */
-async function plainImage(): Promise<string> {
+/** An image with no Cog labels, put in `target` (default: beside the vanilla template). */
+async function plainImage(target = { store, repo }): Promise<string> {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Labels: {} }, rootfs: { type: 'layers', diff_ids: [] } }));
-  const blob = await registry.uploadBlob('acme-images/plain', config, sha256(config));
+  const blob = await target.store.uploadBlob(target.repo, config, sha256(config));
   const manifest = Buffer.from(
     JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: blob.digest, size: blob.size }, layers: [] }),
   );
-  return (await registry.putManifest('acme-images/plain', 'latest', manifest, 'application/vnd.oci.image.manifest.v1+json')).slice(7);
+  return (await target.store.putManifest(target.repo, 'plain', manifest, 'application/vnd.oci.image.manifest.v1+json')).slice(7);
 }
+
+// A full `host/repo@sha256:…` reference names a registry: the OCI layout has no such name.
+const fullReference = requireLocalModeRegistry('a template named by its full registry reference');
 
 describe('template_version', () => {
   it('resolves a bare digest that is not pinned by asking the catalog\'s registries', async () => {
@@ -70,7 +76,7 @@ describe('template_version', () => {
     const version = (await local.api('GET', `/v1/models/acme/templated/versions/${t.version}`)).json;
     expect(Object.keys(version).sort()).toEqual(['created_at', 'id', 'image', 'model', 'notes', 'training_id']);
     const listed = (await local.api('GET', '/v1/models/acme/templated/versions')).json.results.find((v: { id: string }) => v.id === t.version);
-    expect(listed.template).toEqual({ name: 'vanilla-template', repository: `${host}/templates/vanilla-template`, digest: v2 });
+    expect(listed.template).toEqual({ name: 'vanilla-template', repository, digest: v2, weights: 'diffusers' });
     expect((await inspectImage(version.image)).labels['org.example.flavour']).toBe('v2');
   });
 
@@ -82,6 +88,14 @@ describe('template_version', () => {
 
   it('refuses an image that is not a Cog template', async () => {
     const digest = await plainImage();
+    const res = await train({ template_version: `vanilla-template@sha256:${digest}` });
+    expect(res.status).toBe(400);
+    expect(res.json.detail).toMatch(/is not a Cog template: it has no run\.cog\.\* or org\.cogmodel\.\* labels/);
+  });
+
+  it.skipIf(fullReference.skip)('refuses a non-template image named by its full reference in another repository', async () => {
+    const host = repository.split('/')[0];
+    const digest = await plainImage(openRepository(`${host}/acme-images/plain`));
     const res = await train({ template_version: `${host}/acme-images/plain@sha256:${digest}` });
     expect(res.status).toBe(400);
     expect(res.json.detail).toMatch(/is not a Cog template: it has no run\.cog\.\* or org\.cogmodel\.\* labels/);
@@ -122,7 +136,9 @@ describe('model versions', () => {
   });
 
   it('refuses to re-template a training that did not succeed, or of another model', async () => {
-    const bad = await finished((await train({ input: { instance_prompt: 'p' }, model: 'acme/never' })).json.id);
+    // Valid at submit, failed by the trainer (its instance_data is no zip).
+    const bad = await finished((await train({ input: { instance_prompt: 'p', class_prompt: 'c', instance_data: `${receiver.base}/not-a-zip` }, model: 'acme/never' })).json.id);
+    expect(bad.status).toBe('failed');
     const res = await local.api('POST', '/v1/models/acme/never/versions', { training_id: bad.id, template_version: `vanilla-template@sha256:${v2}` });
     expect(res.status).toBe(409);
     const other = await local.api('POST', '/v1/models/acme/elsewhere/versions', { training_id: bad.id, template_version: 'vanilla-template' });

@@ -6,10 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackSecret, sha256Hex } from '#shared/ids';
 import { instanceDataZip } from '../../infra/local/demo.ts';
 import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
+import { tarball } from '../helpers/tars.ts';
 import { zip } from '../helpers/zips.ts';
 import { startFaultyTrainer, type Fault } from './trainer.ts';
 
@@ -36,12 +38,23 @@ beforeAll(async () => {
     ]),
     symlink: await zip([...pipeline, { name: 'unet/link', data: '/etc/passwd', mode: 0o120777 }]),
     many: await zip([...pipeline, ...Array.from({ length: 100_000 }, (_, i) => ({ name: `f/${i}`, data: '', compress: false }))]),
+    'dot-segment': await zip([...pipeline, { name: 'unet/./weights.bin', data: 'w' }]),
+    'symlink.tar': await tarball([{ name: 'model_index.json', data: '{}' }, { name: 'unet/link', type: 'symlink', linkname: '/etc/passwd' }]),
+    'slip.tar': await tarball([{ name: 'model_index.json', data: '{}' }, { name: '../out2/x', data: 'owned' }]),
+    'bomb.tar.gz': await tarball([{ name: 'model_index.json', data: '{}' }, { name: 'zeros.bin', data: Buffer.alloc(20 * 1024 * 1024) }], { gzip: true }),
+    'lora.safetensors': Buffer.from('safetensors weights'),
+    'fake.tar': Buffer.from('this is not a tar'),
   });
   local = await startLocal({
     registry: process.env.DREAMBOOTH_TEST_REGISTRY,
     config: {
-      trainers: { faulty: { backend: 'cog', url: trainer.url }, demo: { backend: 'demo', steps_per_second: 100 } },
-      timeouts: { callback_poll_seconds: 3, callback_heartbeat_seconds: 2, training_seconds: 8 },
+      // The faulty trainer runs any number at once; `slow` (one slot) is the queue's.
+      trainers: {
+        faulty: { backend: 'cog', url: trainer.url, concurrency: 20 },
+        demo: { backend: 'demo', steps_per_second: 100 },
+        slow: { backend: 'demo', steps_per_second: 100 },
+      },
+      timeouts: { callback_poll_seconds: 3, callback_heartbeat_seconds: 2, training_seconds: 8, queue_seconds: 5, queue_poll_seconds: 2 },
       webhooks: { timeout_seconds: 2, retry_interval_seconds: 1, retry_backoff_rate: 1, retry_max_attempts: 2, retry_max_delay_seconds: 1 },
       egress: { allow: ['127.0.0.1/32'] },
     },
@@ -121,6 +134,9 @@ describe('bad input: a 4xx JSON detail, nothing started', () => {
       ['input not an object', body({ input: [1, 2] }), 400],
       ['notes not a string', body({ notes: 42 }), 400],
       ['body over 1 MiB', body({}, { pad: 'x'.repeat(1_100_000) }), 413],
+      // Checked at submit against the demo trainer's own input schema.
+      ['demo input without class_prompt', body({ trainer_version: 'demo' }, { class_prompt: undefined }), 422],
+      ['demo input max_train_steps "ten"', body({ trainer_version: 'demo' }, { max_train_steps: 'ten' }), 422],
     ];
     for (const [name, b, status] of cases) {
       const res = await local.api('POST', '/v1/trainings', b);
@@ -160,6 +176,12 @@ describe('trainer faults', () => {
     ['zip:no-vae', /names vae but the archive has no vae\/ folder/, 'model_index.json names a component the archive lacks'],
     ['zip:symlink', /symlink|special/i, 'symlink entry'],
     ['zip:many', /entries/, '100 000 entries'],
+    ['zip:dot-segment', /"unet\/\.\/weights\.bin" is not a normalised path/, 'non-normalised entry unet/./weights.bin'],
+    ['file:symlink.tar', /"unet\/link" is a symlink/, 'tar with a symlink entry'],
+    ['file:slip.tar', /"\.\.\/out2\/x" has a "\.\." segment/, 'tar slip entry ../out2/x'],
+    ['file:bomb.tar.gz', /expands \d+-fold/, 'gzip tar bomb (20 MiB of zeros)'],
+    ['file:fake.tar', /named fake\.tar but is not a readable archive/, 'a .tar that is no tar'],
+    ['file:lora.safetensors', /single file \(lora\.safetensors\), but template vanilla-template loads a diffusers pipeline/, 'single file for a diffusers template'],
   ] as [Fault, RegExp, string][])('%s', async (fault, error, name) => {
     const id = await create(fault);
     const t = await finished(id);
@@ -253,6 +275,71 @@ describe('auth and tenants', () => {
     expect(again.json.id).toBe(first.json.id);
     expect(other.status).toBe(409);
     row('idempotency', 'same Idempotency-Key twice / with another body', 'same training / 409');
+  });
+});
+
+describe('trainer queue faults', () => {
+  const createSlow = async (steps: number) => {
+    const res = await local.api('POST', '/v1/trainings', body({ trainer_version: 'slow', webhook_completed: `${receiver.base}/hook/queue` }, { max_train_steps: steps }));
+    expect(res.status, JSON.stringify(res.json)).toBe(201);
+    return res.json.id as string;
+  };
+  const slow = async () => (await local.api('GET', '/v1/trainers')).json.results.find((t: { name: string }) => t.name === 'slow');
+  const get = async (id: string) => (await local.api('GET', `/v1/trainings/${id}`)).json;
+  const queuedBehind = async () => {
+    const holder = await createSlow(300);
+    await waitFor('the holder to run', async () => (await get(holder)).status === 'processing', 30_000);
+    const waiter = await createSlow(10);
+    const t = await waitFor('the waiter to queue', async () => ((await get(waiter)).logs?.includes('waiting for trainer slow: 0 ahead') ? get(waiter) : null), 30_000);
+    expect(t.status).toBe('starting');
+    expect(await slow()).toMatchObject({ capacity: 1, busy: 1, queue_length: 1 });
+    return { holder, waiter };
+  };
+  /** StopExecution from outside (the AWS CLI or console would do the same): no handler of ours runs. */
+  const killExecution = async (id: string) => {
+    const env = JSON.parse(readFileSync(join(local.dataDir, 'aws-endpoints.json'), 'utf8'));
+    const sfn = new SFNClient({ endpoint: env.AWS_ENDPOINT_URL_SFN, region: env.AWS_REGION, credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } });
+    await sfn.send(new StopExecutionCommand({ executionArn: `${env.STATE_MACHINE_ARN.replace(':stateMachine:', ':execution:')}:${id}` }));
+    sfn.destroy();
+  };
+
+  it('cancel while queued → out of the queue at once, canceled webhook', async () => {
+    const { holder, waiter } = await queuedBehind();
+    const res = await local.api('POST', `/v1/trainings/${waiter}/cancel`);
+    expect(res.json.status).toBe('canceled');
+    expect(await slow()).toMatchObject({ busy: 1, queue_length: 0 });
+    expect((await hookOf(waiter)).json.status).toBe('canceled');
+    await local.api('POST', `/v1/trainings/${holder}/cancel`);
+    await waitFor('the slot to free', async () => (await slow()).busy === 0, 10_000);
+    row('queue', 'cancel while queued', 'canceled; left the queue at once (queue_length 1 → 0); webhook sent');
+  });
+
+  it('an execution killed outside our handlers → its slot is reclaimed, the next training runs', async () => {
+    const { holder, waiter } = await queuedBehind();
+    await killExecution(holder);
+    const t = await finished(waiter, 60_000);
+    expect(t.status).toBe('succeeded');
+    expect(await slow()).toMatchObject({ busy: 0, queue_length: 0 });
+    // The stopped one does not stay `processing`: it failed, says why, and its webhook went out.
+    const killed = await get(holder);
+    expect(killed.status).toBe('failed');
+    expect(killed.error).toMatch(/workflow execution was stopped outside its steps/);
+    const hook = await waitFor('its failed webhook', async () => receiver.hooks.find((h) => h.json?.id === holder && h.json.status === 'failed'), 30_000);
+    expect(hook.json.error).toBe(killed.error);
+    row('queue', "slot holder's execution stopped from outside", 'failed ("…execution was stopped outside its steps"), webhook sent; slot freed by the execution-status rule; the next training succeeded');
+  });
+
+  it('no slot within timeouts.queue_seconds → failed, failed webhook', async () => {
+    const holder = await createSlow(1000);
+    await waitFor('the holder to run', async () => (await get(holder)).status === 'processing', 30_000);
+    const waiter = await createSlow(10);
+    const t = await finished(waiter, 30_000);
+    expect(t.status).toBe('failed');
+    expect(t.error).toMatch(/no slot on trainer slow came free within 5 s \(timeouts\.queue_seconds\)/);
+    expect((await hookOf(waiter)).json.status).toBe('failed');
+    await local.api('POST', `/v1/trainings/${holder}/cancel`);
+    expect((await slow()).queue_length).toBe(0);
+    row('queue', 'no free slot within timeouts.queue_seconds', `failed: "${t.error.slice(0, 80)}"; webhook sent`);
   });
 });
 

@@ -6,7 +6,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { outputZip } from '../../lambdas/demo-trainer/trainer.ts';
 
-export type Fault = 'ok' | 'silent' | 'fail' | 'output-404' | 'truncated' | 'slow-output' | `zip:${string}`;
+/** `zip:<key>` serves zips[key] as output.zip; `file:<key>` serves zips[key] under the name <key>. */
+export type Fault = 'ok' | 'silent' | 'fail' | 'output-404' | 'truncated' | 'slow-output' | `zip:${string}` | `file:${string}`;
 
 interface Run {
   id: string;
@@ -65,7 +66,8 @@ export async function startFaultyTrainer(zips: Record<string, Buffer>) {
       }
       return res.end();
     }
-    const data = run.fault.startsWith('zip:') ? zips[run.fault.slice(4)] : good;
+    const named = /^(zip|file):/.test(run.fault) ? run.fault.slice(run.fault.indexOf(':') + 1) : null;
+    const data = named ? zips[named] : good;
     res.writeHead(200, { 'content-type': 'application/zip', 'content-length': String(data!.length) }).end(data);
     void name;
   }
@@ -87,10 +89,11 @@ export async function startFaultyTrainer(zips: Record<string, Buffer>) {
       return hook(run, { status: 'failed', error: 'CUDA out of memory', logs: 'starting\nboom\n' });
     }
     run.status = 'succeeded';
-    await hook(run, { status: 'succeeded', output: `${base}/outputs/${run.id}/output.zip`, logs: 'starting\ndone\n', metrics: { predict_time: 1.5 } });
+    const file = run.fault.startsWith('file:') ? run.fault.slice(5) : 'output.zip';
+    await hook(run, { status: 'succeeded', output: `${base}/outputs/${run.id}/${file}`, logs: 'starting\ndone\n', metrics: { predict_time: 1.5 } });
   }
 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url: base, canceled, stop: () => new Promise<void>((r) => server.close(() => r())) };
+  return { url: base, canceled, files: zips, stop: () => new Promise<void>((r) => server.close(() => r())) };
 }

@@ -3,7 +3,7 @@
  * Invoke of a local `notify`; an SDK mock only for ExecutionLimitExceeded, which the local
  * endpoint cannot produce.
  */
-import { ExecutionLimitExceeded, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { ExecutionLimitExceeded, SFNClient, StartExecutionCommand, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as aws from '#shared/aws';
@@ -11,10 +11,22 @@ import { errorResponse } from '#shared/errors';
 import { logger, setLogSink } from '#shared/log';
 import { getWebhookSecret } from '#shared/secrets';
 import type { TrainingRecord } from '#shared/training';
-import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/core.ts';
+import { memberOf, TrainerQueue } from '#shared/queue';
+import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
 import { newTraining, SECRET_IDS, startFixture, type Fixture } from '../helpers/aws-local.ts';
 import { pollUntil } from '../../infra/local/aws/index.ts';
 import { liveRegistry } from '../../lambdas/api/templates.ts';
+import { InputSchemas, SCHEMA_TTL_MS } from '#shared/input-schema';
+import { sendJson, startServer, type TestServer } from '../helpers/aws-local.ts';
+import { startFakeReplicate } from '../helpers/fake-replicate.ts';
+import { matchPath, ROUTES } from '#shared/routes';
+import { openApiDocument } from '../../infra/openapi.ts';
+
+function resourceOf(path: string): { resource: string; params: Record<string, string> } {
+  const m = matchPath(ROUTES.map((r) => r.path), path);
+  if (!m) throw new Error(`no route has the path ${path}`);
+  return { resource: m.path, params: m.pathParameters };
+}
 
 let fx: Fixture;
 let d: ApiDeps;
@@ -23,7 +35,14 @@ const logs: string[] = [];
 
 beforeAll(async () => {
   setLogSink((line) => logs.push(line));
-  fx = await startFixture({ lambdas: { notify: async (payload) => void notified.push(payload) } });
+  // A replicate trainer in the deployed configuration, so the api's role may read its token
+  // (the schema check at submit looks its version up with it).
+  fx = await startFixture({
+    as: 'api',
+    config: { trainers: { demo: { backend: 'demo' }, r8: { backend: 'replicate', api_url: 'http://127.0.0.1:9', api_token_secret: 'r8-secret', replicate_model: 'acme/dreambooth' } } },
+    lambdas: { notify: async (payload) => void notified.push(payload) },
+    secrets: { 'r8-secret': 'r8-token' },
+  });
   d = {
     ...fx.deps,
     lambda: aws.lambda(),
@@ -32,6 +51,8 @@ beforeAll(async () => {
     webhookSecret: () => getWebhookSecret(fx.deps.secrets, SECRET_IDS.webhook),
     log: logger('api'),
     templates: liveRegistry(fx.deps.config.egress.allow),
+    inputSchemas: new InputSchemas(fx.deps.config, fx.deps.secrets),
+    openApi: () => openApiDocument(fx.deps.config),
   };
 });
 afterAll(() => fx?.stop());
@@ -39,9 +60,10 @@ beforeEach(() => {
   notified.length = 0;
 });
 
+/** The request API Gateway would send for a path: the route table's resource and its parameters. */
 const req = (method: string, path: string, body: unknown = null, owners = ['alice']): ApiRequest => ({
   method,
-  path,
+  ...resourceOf(path),
   query: {},
   body: body === null ? null : JSON.stringify(body),
   owners,
@@ -61,7 +83,7 @@ const seedBody = (model: string) => ({
   model,
   webhook_completed: 'http://127.0.0.1:9/hook?ref=1',
 });
-const newest = async (model: string) => (await d.store.listTrainings(50)).results.find((t) => t.model === model);
+const newest = async (model: string) => (await d.store.listTrainings(['*'], 50)).results.find((t) => t.model === model);
 const executionArn = (id: string) => `${fx.local.stateMachineArn.replace(':stateMachine:', ':execution:')}:${id}`;
 
 describe('create', () => {
@@ -122,6 +144,33 @@ describe('cancel', () => {
   });
 });
 
+describe('the trainer queue', () => {
+  it('GET /v1/trainers shows capacity, busy slots and queue length; cancel while queued leaves the queue at once', async () => {
+    // A trainer of its own: the trainings the other tests create wait in cog's queue.
+    const solo = { ...d, ...fx.withConfig({ trainers: { solo: { backend: 'cog', url: 'http://127.0.0.1:9' } } }) } as ApiDeps;
+    const queue = new TrainerQueue(solo);
+    const holder = await newTraining(solo, { trainer: 'solo' });
+    const queued = await newTraining(solo, { trainer: 'solo' });
+    const a = await fx.waitingTask();
+    const b = await fx.waitingTask();
+    await queue.acquire(memberOf(holder), a.token, a.executionArn);
+    expect((await queue.acquire(memberOf(queued), b.token, b.executionArn)).ahead).toBe(0);
+    const trainers = async () => (await answer(solo, req('GET', '/v1/trainers'))).body.results.find((t: { name: string }) => t.name === 'solo');
+    expect(await trainers()).toMatchObject({ backend: 'cog', capacity: 1, busy: 1, queue_length: 1 });
+
+    const out = await answer(solo, req('POST', `/v1/trainings/${queued.id}/cancel`));
+    expect(out.body).toMatchObject({ status: 'canceled' });
+    expect(await trainers()).toMatchObject({ capacity: 1, busy: 1, queue_length: 0 });
+    expect(await pollUntil(() => (notified.length ? notified : undefined), { what: 'the notify invocation' })).toEqual([
+      { training_id: queued.id, event: 'completed' },
+    ]);
+    // Canceling the holder frees its slot.
+    await answer(solo, req('POST', `/v1/trainings/${holder.id}/cancel`));
+    expect(await trainers()).toMatchObject({ capacity: 1, busy: 0, queue_length: 0 });
+    for (const x of [a, b]) await d.sfn.send(new StopExecutionCommand({ executionArn: x.executionArn }));
+  });
+});
+
 describe("another owner's training", () => {
   let t: TrainingRecord;
   beforeAll(async () => {
@@ -139,5 +188,122 @@ describe("another owner's training", () => {
 
   it('is visible to its owner', async () => {
     expect(await answer(d, req('GET', `/v1/trainings/${t.id}`, null, ['bob']))).toMatchObject({ status: 200, body: { id: t.id } });
+  });
+});
+
+/** A Cog trainer's /openapi.json, shaped as Cog 0.9 writes it (enums as allOf $refs). */
+const COG_OPENAPI = {
+  openapi: '3.0.2',
+  components: {
+    schemas: {
+      Input: {
+        type: 'object',
+        required: ['instance_prompt', 'class_prompt'],
+        properties: {
+          instance_prompt: { type: 'string' },
+          class_prompt: { type: 'string' },
+          instance_data: { type: 'string', format: 'uri' },
+          max_train_steps: { type: 'integer', minimum: 1, maximum: 5000 },
+          scheduler: { allOf: [{ $ref: '#/components/schemas/scheduler' }], default: 'DDIM' },
+        },
+        additionalProperties: false,
+      },
+      scheduler: { title: 'scheduler', type: 'string', enum: ['DDIM', 'PNDM'] },
+    },
+  },
+};
+
+describe('inputs checked at submit', () => {
+  let cog: TestServer;
+  let clock = 0;
+  let schemaStatus = 200;
+  let deps: ApiDeps;
+  const openapiHits = () => cog.requests.filter((r) => r.url === '/openapi.json').length;
+  const seed = (input: Record<string, unknown>, trainer_version = 'schema-cog') => ({
+    input: { instance_prompt: 'a photo of sks dog', class_prompt: 'a photo of a dog', ...input },
+    trainer_version,
+    model: 'alice/checked',
+  });
+
+  beforeAll(async () => {
+    cog = await startServer((r, res) => (r.url === '/openapi.json' && schemaStatus === 200 ? sendJson(res, 200, COG_OPENAPI) : sendJson(res, schemaStatus, { detail: 'Not Found' })));
+    const config = fx.withConfig({ trainers: { 'schema-cog': { backend: 'cog', url: cog.url, owner: 'acme', name: 'checked' }, demo: { backend: 'demo' } } }).config;
+    deps = { ...d, config, inputSchemas: new InputSchemas(config, fx.deps.secrets, () => clock) };
+  });
+  afterAll(() => cog?.close());
+
+  it.each([
+    ['a missing required field', { class_prompt: undefined }, /^input\.class_prompt: field required/],
+    ['a wrong type', { max_train_steps: '20' }, /^input\.max_train_steps: value type "string" is invalid\. Expected "integer"/],
+    ['a value above the maximum', { max_train_steps: 10_000 }, /^input\.max_train_steps: .*5000/],
+    ['a value below the minimum', { max_train_steps: 0 }, /^input\.max_train_steps: .*1/],
+    ['a value outside the enum (a $ref)', { scheduler: 'EULER' }, /^input\.scheduler: .*"DDIM","PNDM"/],
+  ])('%s is a 422 naming the field, and nothing is recorded', async (_what, input, detail) => {
+    const before = (await d.store.listTrainings(['*'], 100)).results.length;
+    const out = await answer(deps, req('POST', '/v1/trainings', seed(input)));
+    expect(out.status, JSON.stringify(out.body)).toBe(422);
+    expect(out.body).toMatchObject({ status: 422, detail: expect.stringMatching(detail) });
+    expect((out.body as { detail: string }).detail).toContain(`${cog.url}/openapi.json`);
+    expect((await d.store.listTrainings(['*'], 100)).results.length).toBe(before);
+  });
+
+  it('lets fields the schema does not know pass, and caches the schema per trainer until it is refreshed', async () => {
+    const hits = openapiHits();
+    expect((await answer(deps, req('POST', '/v1/trainings', seed({ max_train_steps: 20, my_extra: true })))).status).toBe(201);
+    expect((await answer(deps, req('POST', '/v1/trainings', seed({ max_train_steps: 30 })))).status).toBe(201);
+    expect(openapiHits() - hits).toBeLessThanOrEqual(1);
+    clock += SCHEMA_TTL_MS + 1;
+    expect((await answer(deps, req('POST', '/v1/trainings', seed({})))).status).toBe(201);
+    expect(openapiHits() - hits).toBeGreaterThanOrEqual(1);
+    const after = openapiHits();
+    await answer(deps, req('POST', '/v1/trainings', seed({})));
+    expect(openapiHits()).toBe(after);
+  });
+
+  it('checks the Trainings-API route too', async () => {
+    const out = await answer(deps, req('POST', '/v1/models/acme/checked/versions/schema-cog/trainings', { destination: 'alice/checked', input: { instance_prompt: 'p' } }));
+    expect(out.status).toBe(422);
+    expect((out.body as { detail: string }).detail).toMatch(/^input\.class_prompt: field required/);
+  });
+
+  it("checks the demo trainer against its own schema (the seed request without class_prompt)", async () => {
+    const out = await answer(deps, req('POST', '/v1/trainings', { ...seed({ class_prompt: undefined, instance_data: 'http://127.0.0.1:9/x.zip' }, 'demo') }));
+    expect(out.status).toBe(422);
+    expect((out.body as { detail: string }).detail).toMatch(/^input\.class_prompt: field required .*the demo trainer/);
+  });
+
+  it('proceeds when the schema cannot be had, and logs why', async () => {
+    schemaStatus = 404;
+    clock += SCHEMA_TTL_MS + 1;
+    logs.length = 0;
+    const out = await answer(deps, req('POST', '/v1/trainings', seed({ class_prompt: undefined })));
+    expect(out.status).toBe(201);
+    const line = logs.map((l) => JSON.parse(l)).find((l) => l.message === 'trainer input schema unavailable; inputs are left to the trainer');
+    expect(line).toMatchObject({ trainer: 'schema-cog', reason: `the Cog trainer's ${cog.url}/openapi.json answered HTTP 404` });
+    schemaStatus = 200;
+    clock += SCHEMA_TTL_MS + 1;
+  });
+
+  it('GET /v1/trainers/{owner}/{name} shows the schema; an unknown trainer is 404', async () => {
+    const out = await answer(deps, req('GET', '/v1/trainers/acme/checked'));
+    expect(out.status).toBe(200);
+    expect(out.body).toMatchObject({ owner: 'acme', name: 'checked', key: 'schema-cog', input_schema: { required: ['instance_prompt', 'class_prompt'] } });
+    expect((out.body as { input_schema: Record<string, unknown> }).input_schema.additionalProperties).toBeUndefined();
+    expect((await answer(deps, req('GET', '/v1/trainers/acme/nope'))).status).toBe(404);
+  });
+
+  it("checks a Replicate version's openapi_schema (replicate_model names the model)", async () => {
+    const fake = await startFakeReplicate({ token: 'r8-token' });
+    try {
+      fake.versions.set('acme/dreambooth', { id: 'f'.repeat(64), openapi_schema: COG_OPENAPI });
+      const config = fx.withConfig({ trainers: { r8: { backend: 'replicate', api_url: fake.url, api_token_secret: 'r8-secret', replicate_model: 'acme/dreambooth' } } }).config;
+      const rd = { ...d, config, inputSchemas: new InputSchemas(config, fx.deps.secrets) };
+      const out = await answer(rd, req('POST', '/v1/trainings', seed({ scheduler: 'EULER' }, 'f'.repeat(64))));
+      expect(out.status, JSON.stringify(out.body)).toBe(422);
+      expect((out.body as { detail: string }).detail).toMatch(/^input\.scheduler: .* \(the input schema of Replicate version acme\/dreambooth:f{64}/);
+      expect(fake.calls.find((c) => c.path === `/v1/models/acme/dreambooth/versions/${'f'.repeat(64)}`)?.authorization).toBe('Bearer r8-token');
+    } finally {
+      await fake.close();
+    }
   });
 });

@@ -53,7 +53,7 @@ describe('authorize', () => {
 describe('handler', () => {
   let fx: Fixture;
   beforeAll(async () => {
-    fx = await startFixture();
+    fx = await startFixture({ as: 'authorizer' });
   });
   afterAll(() => fx?.stop());
 

@@ -22,7 +22,7 @@ beforeAll(async () => {
     if (running?.id !== id) return sendJson(res, 409, { detail: 'Already running a prediction' });
     sendJson(res, 202, running);
   });
-  fx = await startFixture({ config: { trainers: { cog: { backend: 'cog', url: cog.url } } } });
+  fx = await startFixture({ as: 'check-trainer', config: { trainers: { cog: { backend: 'cog', url: cog.url } } } });
 });
 afterAll(async () => {
   await cog?.close();

@@ -3,6 +3,7 @@
  * the local Lambda endpoint), it reports by Cog-shaped webhooks, hands over output.zip by a
  * presigned S3 URL, keeps its state for status checks, runs once per id and honours cancel.
  */
+import * as aws from '#shared/aws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntimeConfig } from '#shared/config';
 import { inspectArchive } from '#shared/archive';
@@ -25,10 +26,10 @@ beforeAll(async () => {
     if (req.method === 'GET') return void res.writeHead(200, { 'content-type': 'application/zip' }).end(zip);
     res.writeHead(200).end('{}');
   });
-  fx = await startFixture({ config: { trainers: { demo: { backend: 'demo', steps_per_second: 200 } } }, lambdas: { 'demo-trainer': (p) => handler(p) } });
+  fx = await startFixture({ as: 'start-trainer', config: { trainers: { demo: { backend: 'demo', steps_per_second: 200 } } }, lambdas: { 'demo-trainer': (p) => handler(p) } });
   process.env.DREAMBOOTH_CONFIG = JSON.stringify(fx.deps.config);
   resetRuntimeConfig();
-  trainer = new DemoLambdaTrainer('demo-trainer', fx.local.table);
+  trainer = new DemoLambdaTrainer({ name: 'demo-trainer', lambda: aws.lambda }, fx.deps.store);
 });
 afterAll(async () => {
   await receiver?.close();

@@ -5,9 +5,11 @@
 import type http from 'node:http';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { resetRuntimeConfig } from '#shared/config';
 import { seedView, trainingsView, type TrainingRecord } from '#shared/training';
 import { verify } from '#shared/webhook-signing';
 import { notify } from '../../lambdas/notify/core.ts';
+import { handler } from '../../lambdas/notify/handler.ts';
 import { newTraining, PUBLIC_URL, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
 
 let fx: Fixture;
@@ -21,7 +23,7 @@ beforeAll(async () => {
     if (status === 302) res.writeHead(302, { location: '/redirect-target' }).end();
     else res.writeHead(status).end();
   });
-  fx = await startFixture();
+  fx = await startFixture({ as: 'notify' });
 });
 afterAll(async () => {
   await receiver?.close();
@@ -62,6 +64,15 @@ describe('delivery', () => {
     expect(() => new Webhook(fx.webhookSecret).verify(req.body, headersOf(req))).not.toThrow();
     expect(verify(`whsec_${Buffer.from('another key').toString('base64')}`, req.headers, req.body)).toBe(false);
     expect((await fx.deps.store.getTraining(t.id))!.webhook_outcome).toMatchObject({ delivered: true, attempts: 1, last_status: 200 });
+  });
+
+  it('the handler reads the signing key from Secrets Manager itself, as the Lambda does', async () => {
+    process.env.DREAMBOOTH_CONFIG = JSON.stringify(fx.deps.config);
+    resetRuntimeConfig();
+    const t = await finished();
+    expect(await handler({ training_id: t.id, event: 'completed' })).toMatchObject({ delivered: true, status: 200 });
+    const req = receiver.requests.at(-1)!;
+    expect(verify(fx.webhookSecret, req.headers, req.body)).toBe(true);
   });
 
   it('a trainings-flavour training gets the Trainings view', async () => {

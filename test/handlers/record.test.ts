@@ -3,14 +3,19 @@ import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainingRecord } from '#shared/training';
 import { record, type RecordDeps } from '../../lambdas/record/core.ts';
+import { lambda } from '#shared/aws';
+import { lambdaEmitter } from '#shared/events';
+import { pollUntil } from '../../infra/local/aws/index.ts';
 import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
 
 const DIGEST = 'c'.repeat(64);
 let fx: Fixture;
 let d: RecordDeps;
 
+const invoked: unknown[] = [];
+
 beforeAll(async () => {
-  fx = await startFixture();
+  fx = await startFixture({ as: 'record', lambdas: { notify: async (payload) => void invoked.push(payload) } });
   // Pointed at the local endpoint, which serves no Logs API: a log lookup fails fast and offline.
   d = { ...fx.deps, logs: new CloudWatchLogsClient({ endpoint: fx.local.env.AWS_ENDPOINT_URL_SFN, maxAttempts: 1 }) };
 });
@@ -35,6 +40,14 @@ const codeBuildCause = (extra: Record<string, unknown> = {}) =>
   });
 
 describe('version', () => {
+  it('sends the output event to the notify function when the training asked for it', async () => {
+    const emit = lambdaEmitter(lambda(), 'notify');
+    const t = await newTraining(d, { model: 'alice/events', status: 'pushing', webhook: 'http://127.0.0.1:9/hook', webhook_events_filter: ['output', 'completed'] });
+    await record({ ...d, emit }, { action: 'version', training_id: t.id, build });
+    await pollUntil(() => invoked.find((p) => (p as { training_id: string }).training_id === t.id), { what: 'the output event' });
+    expect(invoked).toContainEqual({ training_id: t.id, event: 'output' });
+  });
+
   it('writes the version and marks the training succeeded', async () => {
     const t = await newTraining(d, { status: 'pushing', task_token: 'stale-token' });
     expect(await record(d, { action: 'version', training_id: t.id, build })).toEqual({ status: 'succeeded' });
@@ -118,13 +131,7 @@ describe('failure', () => {
   });
 });
 
-describe('started and webhook_given_up', () => {
-  it('started refuses a canceled training', async () => {
-    const t = await newTraining(d, { cancel_requested: true, status: 'canceled' });
-    const err = await record(d, { action: 'started', training_id: t.id, execution_start_time: new Date().toISOString() }).catch((e: Error) => e);
-    expect((err as Error).name).toBe('TrainingCanceled');
-  });
-
+describe('webhook_given_up', () => {
   it('webhook_given_up keeps the attempt count and says why', async () => {
     const t = await newTraining(d, { status: 'failed', webhook_outcome: { delivered: false, attempts: 8, last_status: 503, detail: 'HTTP 503' } });
     await record(d, { action: 'webhook_given_up', training_id: t.id, error: { Error: 'WebhookDeliveryFailed', Cause: 'HTTP 503' } });

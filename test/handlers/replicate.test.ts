@@ -30,6 +30,8 @@ let ledger: DynamoPredictionLedger;
 beforeAll(async () => {
   fake = await startFakeReplicate();
   fx = await startFixture({
+    // start, check, cancel and downloads run in four functions; each holds this trainer's token.
+    as: 'start-trainer',
     config: { trainers: { rep: { backend: 'replicate', api_url: fake.url, api_token_secret: TOKEN_SECRET } } },
     secrets: { [TOKEN_SECRET]: `${fake.token}\n` },
   });

@@ -7,6 +7,7 @@ import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { stageWeights } from '../../lambdas/stage-weights/core.ts';
+import { tarball } from '../helpers/tars.ts';
 import { newTraining, startFixture, startServer, TEMPLATE_DIGEST, type Fixture, type TestServer } from '../helpers/aws-local.ts';
 
 const REGISTRY_HOST = '000000000000.dkr.ecr.us-east-1.amazonaws.com';
@@ -39,6 +40,23 @@ beforeAll(async () => {
   });
   archives['/no-index.zip'] = await zip({ 'unet/config.json': '{}', 'args.json': '{}' });
   archives['/dotdot.zip'] = await zipWithDotDot();
+  const pipeline = [
+    { name: 'model_index.json', data: JSON.stringify({ _class_name: 'StableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'] }) },
+    { name: 'unet/', type: 'directory' as const },
+    { name: 'unet/diffusion_pytorch_model.bin', data: randomBytes(64 * 1024) },
+  ];
+  archives['/pipeline.tar'] = await tarball(pipeline);
+  archives['/trained_model.tar'] = await tarball([{ name: 'lora.safetensors', data: randomBytes(32 * 1024) }]);
+  archives['/trained_model.tar.gz'] = await tarball([{ name: 'output/', type: 'directory' }, { name: 'output/lora.safetensors', data: 'x'.repeat(4096) }], { gzip: true });
+  archives['/lora.safetensors'] = randomBytes(16 * 1024);
+  archives['/lora-only.zip'] = await zip({ 'lora.safetensors': 'weights' });
+  archives['/symlink.tar'] = await tarball([{ name: 'lora.safetensors', type: 'symlink', linkname: '/etc/passwd' }]);
+  archives['/hardlink.tar'] = await tarball([{ name: 'a', data: 'a' }, { name: 'b', type: 'link', linkname: 'a' }]);
+  archives['/dotslash.tar'] = await tarball([{ name: './lora.safetensors', data: 'w' }]);
+  archives['/dotdot.tar'] = await tarball([{ name: '../escape.txt', data: 'w' }]);
+  archives['/bomb.tar.gz'] = await tarball([{ name: 'zeros.bin', data: Buffer.alloc(8 * 1024 * 1024) }], { gzip: true });
+  archives['/fake.tar'] = Buffer.from('not a tar at all');
+  archives['/cut.tar.gz'] = (await tarball([{ name: 'lora.safetensors', data: randomBytes(64 * 1024) }], { gzip: true })).subarray(0, 20_000);
   files = await startServer((req, res) => {
     const path = req.url.split('?')[0]!;
     const body = archives[path.replace(/^\/truncated/, '')];
@@ -54,7 +72,7 @@ beforeAll(async () => {
     }
     res.writeHead(200, { 'content-type': 'application/zip', 'content-length': body.length }).end(body);
   });
-  fx = await startFixture();
+  fx = await startFixture({ as: 'stage-weights' });
 });
 afterAll(async () => {
   await files?.close();
@@ -63,23 +81,26 @@ afterAll(async () => {
 
 const hits = (path: string) => files.requests.filter((r) => r.url.split('?')[0] === path).length;
 const errorOf = (p: Promise<unknown>) => p.then(() => new Error('no error'), (e: Error) => e);
-const staged = (id: string) =>
-  fx.deps.s3.send(new HeadObjectCommand({ Bucket: fx.deps.bucket, Key: `staged/${id}/output.zip` })).then(
+/** The staged object's size: it keeps the output URL's file name. */
+const staged = (id: string, name = 'good.zip') =>
+  fx.deps.s3.send(new HeadObjectCommand({ Bucket: fx.deps.bucket, Key: `staged/${id}/${name}` })).then(
     (h) => h.ContentLength,
     () => null,
   );
 const processing = () => newTraining(fx.deps, { status: 'processing', run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
 
 describe('a good archive', () => {
-  it('is streamed into S3 under staged/<id>/output.zip and the build env is right', async () => {
+  it("is streamed into S3 under staged/<id>/<the URL's file name> and the build env is right", async () => {
     const t = await processing();
     const out = await stageWeights(fx.deps, env, t.id, `${files.url}/good.zip?X-Amz-Signature=abc`);
 
-    const key = `staged/${t.id}/output.zip`;
-    expect(out).toMatchObject({ bucket: fx.deps.bucket, key, size: archives['/good.zip']!.length, entries: 3 });
+    const key = `staged/${t.id}/good.zip`;
+    // The template (127.0.0.1:5000) is in another registry than the model (ECR), and the model has no version yet.
+    expect(out).toMatchObject({ bucket: fx.deps.bucket, key, size: archives['/good.zip']!.length, entries: 3, copies_template: true });
     expect(out.build_env).toEqual({
       TRAINING_ID: t.id,
       WEIGHTS_S3_URI: `s3://${fx.deps.bucket}/${key}`,
+      WEIGHTS_FORMAT: 'zip',
       TEMPLATE_IMAGE: `127.0.0.1:5000/templates/vanilla@sha256:${TEMPLATE_DIGEST}`,
       IMAGE_REPOSITORY: `${REGISTRY_HOST}/dreambooth/alice/portrait`,
       IMAGE_TAG: t.id,
@@ -91,6 +112,23 @@ describe('a good archive', () => {
       status: 'pushing',
       staged: { bucket: fx.deps.bucket, key, size: archives['/good.zip']!.length },
     });
+  });
+
+  it('copies no template when it is in the model\'s registry or a version of the model was built from it', async () => {
+    const local = fx.withConfig({ registry: { type: 'oci', host: '127.0.0.1:5000', credentials_secret: 'reg' } });
+    const t = await processing();
+    expect((await stageWeights(local, env, t.id, `${files.url}/good.zip`)).copies_template).toBe(false);
+    const next = await newTraining(fx.deps, { model: 'alice/second', status: 'processing', run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
+    await fx.operator.store.putVersion({
+      id: 'f'.repeat(64),
+      model: 'alice/second',
+      image: 'x',
+      notes: null,
+      training_id: t.id,
+      template: next.template,
+      created_at: new Date().toISOString(),
+    });
+    expect((await stageWeights(fx.deps, env, next.id, `${files.url}/good.zip`)).copies_template).toBe(false);
   });
 
   it('a second call checks the staged archive again without downloading it', async () => {
@@ -121,7 +159,7 @@ describe('a bad download', () => {
     expect(err.message).toContain('/missing.zip');
     expect(err.message).toContain('404');
     expect(err.message).not.toMatch(/topsecret|AKIA|\?/);
-    expect(await staged(t.id)).toBeNull();
+    expect(await staged(t.id, 'missing.zip')).toBeNull();
   });
 
   it('a body cut short fails, stages nothing, and the retry downloads again', async () => {
@@ -156,6 +194,55 @@ describe('a bad archive', () => {
     const err = await errorOf(stageWeights(fx.withConfig({ limits: { archive_max_bytes: 1024 } }), env, t.id, `${files.url}/good.zip`));
     expect(err.name).toBe('BadArchive');
     expect(await staged(t.id)).toBeNull();
+  });
+});
+
+/** A training whose template accepts any weights (a full image reference, or `weights: "any"` in the catalog). */
+const anyTemplate = () =>
+  newTraining(fx.deps, {
+    status: 'processing',
+    run: { id: 'db-run', started: true, terminal: 'succeeded', output: null },
+    template: { name: 'flux', repository: '127.0.0.1:5000/templates/flux', digest: TEMPLATE_DIGEST, weights: 'any' },
+  });
+
+describe('trainer outputs as they come', () => {
+  it.each([
+    ['a tar of a diffusers pipeline, for a diffusers template', '/pipeline.tar', processing, 'tar', 3],
+    ['a tar holding lora.safetensors', '/trained_model.tar', anyTemplate, 'tar', 1],
+    ['a gzip tar', '/trained_model.tar.gz', anyTemplate, 'tar.gz', 2],
+    ['a single file', '/lora.safetensors', anyTemplate, 'file', 1],
+    ['a zip without model_index.json', '/lora-only.zip', anyTemplate, 'zip', 1],
+  ])('%s is staged under its name, with its format for the build', async (_what, path, make, format, entries) => {
+    const t = await make();
+    const out = await stageWeights(fx.deps, env, t.id, `${files.url}${path}?sig=1`);
+    const key = `staged/${t.id}${path}`;
+    expect(out).toMatchObject({ key, format, entries, size: archives[path]!.length });
+    expect(out.build_env).toMatchObject({ WEIGHTS_S3_URI: `s3://${fx.deps.bucket}/${key}`, WEIGHTS_FORMAT: format });
+    expect(await staged(t.id, path.slice(1))).toBe(archives[path]!.length);
+  });
+
+  it.each([
+    ['a single file for a diffusers template', '/lora.safetensors', processing, /single file \(lora\.safetensors\), but template vanilla loads a diffusers pipeline/],
+    ['a zip without model_index.json for a diffusers template', '/lora-only.zip', processing, /no model_index\.json at its root/],
+    ['a tar whose pipeline lacks a component, for a diffusers template', '/trained_model.tar', processing, /no model_index\.json at its root/],
+    ['a symlink in a tar', '/symlink.tar', anyTemplate, /"lora\.safetensors" is a symlink/],
+    ['a hard link in a tar', '/hardlink.tar', anyTemplate, /"b" is a link/],
+    ['a "./" entry in a tar', '/dotslash.tar', anyTemplate, /"\.\/lora\.safetensors" is not a normalised path/],
+    ['a ".." entry in a tar', '/dotdot.tar', anyTemplate, /"\.\.\/escape\.txt" has a "\.\." segment/],
+    ['a gzip bomb', '/bomb.tar.gz', anyTemplate, /expands \d+-fold, more than the limit of 200/],
+    ['a .tar that is no tar', '/fake.tar', anyTemplate, /named fake\.tar but is not a readable archive/],
+    ['a gzip tar cut short', '/cut.tar.gz', anyTemplate, /not a readable tar\.gz/],
+  ])('%s is BadArchive', async (_what, path, make, message) => {
+    const t = await make();
+    const err = await errorOf(stageWeights(fx.deps, env, t.id, `${files.url}${path}`));
+    expect(err.name).toBe('BadArchive');
+    expect(err.message).toMatch(message);
+  });
+
+  it('a tar over limits.archive_max_entries is BadArchive', async () => {
+    const t = await anyTemplate();
+    const err = await errorOf(stageWeights(fx.withConfig({ limits: { archive_max_entries: 2 } }), env, t.id, `${files.url}/pipeline.tar`));
+    expect(err.message).toMatch(/more than 2 entries/);
   });
 });
 

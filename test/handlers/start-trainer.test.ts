@@ -21,7 +21,7 @@ beforeAll(async () => {
     running = id;
     sendJson(res, 202, { id, status: 'processing', logs: '', output: null });
   });
-  fx = await startFixture({ config: { trainers: { cog: { backend: 'cog', url: cog.url } } } });
+  fx = await startFixture({ as: 'start-trainer', config: { trainers: { cog: { backend: 'cog', url: cog.url } } } });
 });
 afterAll(async () => {
   await cog?.close();
@@ -47,6 +47,25 @@ describe('startTrainer', () => {
     expect(await startTrainer(fx.deps, t.id, 'token-two')).toEqual({ started: false });
     expect(puts()).toHaveLength(1);
     expect((await fx.deps.store.getTraining(t.id))!.task_token).toBe('token-two');
+  });
+
+  it("starts a pooled trainer's run on its slot's server, and keeps it there when re-entered", async () => {
+    const other = await startServer((req, res) => sendJson(res, 500, { detail: 'the wrong server' }));
+    try {
+      const d = fx.withConfig({ trainers: { pool: { backend: 'cog', urls: [other.url, cog.url] } } });
+      const t = await newTraining(d, { trainer: 'pool', logs: 'waiting for trainer pool: 0 ahead\n' });
+      expect(await startTrainer(d, t.id, 'token-one', cog.url)).toEqual({ started: true });
+      const started = await d.store.getTraining(t.id);
+      expect(started!.run.server).toBe(cog.url);
+      // The queue's line is gone: from here the logs are the trainer's.
+      expect(started!.logs ?? '').not.toContain('waiting for trainer');
+      // Re-entered with another slot's server (a redrive), the run stays where it runs.
+      expect(await startTrainer(d, t.id, 'token-two', other.url)).toEqual({ started: false });
+      expect((await d.store.getTraining(t.id))!.run.server).toBe(cog.url);
+      expect(other.requests).toEqual([]);
+    } finally {
+      await other.close();
+    }
   });
 
   it('gives the trainer our callback route with the per-training secret', async () => {

@@ -15,6 +15,7 @@ let fx: Fixture;
 
 beforeAll(async () => {
   fx = await startFixture({
+    as: 'trainer-callback',
     config: { trainers: { 'cog-auth': { backend: 'cog', url: 'http://127.0.0.1:9', webhook_auth_token_secret: COG_TOKEN_SECRET } } },
     secrets: { [COG_TOKEN_SECRET]: cogToken },
   });

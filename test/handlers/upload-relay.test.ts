@@ -11,7 +11,9 @@ import yazl from 'yazl';
 import { resetRuntimeConfig } from '#shared/config';
 import { setLogSink } from '#shared/log';
 import { startUploadRelay } from '../../bin/cog-upload-relay.ts';
+import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { startLocalServer } from '../../infra/local/server.ts';
+import { restApiOf, synthesize } from '../../infra/template.ts';
 import { stageWeights } from '../../lambdas/stage-weights/core.ts';
 import { handler } from '../../lambdas/trainer-uploads/handler.ts';
 import { presignClient, trainerUpload } from '../../lambdas/trainer-uploads/core.ts';
@@ -47,7 +49,7 @@ async function zip(files: Record<string, Buffer>): Promise<Buffer> {
 }
 
 async function objectBytes(key: string): Promise<Buffer> {
-  const out = await fx.deps.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
+  const out = await fx.operator.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
   return Buffer.from(await out.Body!.transformToByteArray());
 }
 
@@ -60,6 +62,7 @@ function cogPut(relayUrl: string, filename: string, data: Buffer, predictionId: 
 
 beforeAll(async () => {
   fx = await startFixture({
+    as: 'trainer-uploads',
     config: CONFIG,
     secrets: { 'local/upload-mycog': JSON.stringify({ key: TOKEN }), 'local/upload-other': 'another-token' },
   });
@@ -67,20 +70,18 @@ beforeAll(async () => {
   process.env.DREAMBOOTH_CONFIG = JSON.stringify(fx.deps.config);
   resetRuntimeConfig();
   setLogSink((line) => logs.push(line));
+  // The routes the synthesized template gives API Gateway, as local mode serves them.
+  const restApi = restApiOf(synthesize(fx.deps.config));
   api = await startLocalServer({
     port: 0,
-    api: async () => ({ statusCode: 404, body: '{}' }),
-    callback: async () => ({ statusCode: 404, body: '{}' }),
-    upload: async () => ({ statusCode: 404, body: '{}' }),
-    uploads: (event) => {
-      seen.push(event.path);
-      return handler(event);
+    api: () => restApi,
+    invoke: async (fn, event) => {
+      if (fn === 'authorizer') throw new Error('the trainer routes take no API token');
+      if (fn !== 'trainer-uploads') return { statusCode: 404, body: '{}' };
+      seen.push((event as APIGatewayProxyEvent).path);
+      return handler(event as APIGatewayProxyEvent);
     },
-    authorizer: async () => {
-      throw new Error('the trainer routes take no API token');
-    },
-    s3: fx.deps.s3,
-    bucket: fx.deps.bucket,
+    storage: () => ({ s3: fx.deps.s3, bucket: fx.deps.bucket }),
   });
 }, 60_000);
 afterAll(async () => {
@@ -91,7 +92,7 @@ afterAll(async () => {
 describe('the relay', () => {
   it('streams a 40 MiB archive to S3 in 16 MiB parts and answers its s3:// location, which stage-weights stages', async () => {
     const archive = await zip({ 'model_index.json': Buffer.from('{}'), 'unet/weights.bin': randomBytes(40 * MiB) });
-    const t = await newTraining(fx.deps, { trainer: 'mycog', status: 'processing', run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
+    const t = await newTraining(fx.operator, { trainer: 'mycog', status: 'processing', run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
     const relay = await startUploadRelay({ api: api.url, trainer: 'mycog', token: TOKEN, partSize: 16 * MiB, log: () => undefined });
     try {
       seen.length = 0;
@@ -103,11 +104,11 @@ describe('the relay', () => {
 
       const key = location.slice(`s3://${fx.deps.bucket}/`.length);
       expect(sha256(await objectBytes(key))).toBe(sha256(archive));
-      const head = await fx.deps.s3.send(new HeadObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
+      const head = await fx.operator.s3.send(new HeadObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
       expect(head.Metadata?.['prediction-id']).toBe('db-run');
       expect(head.ContentType).toBe('application/zip');
 
-      const staged = await stageWeights(fx.deps, env, t.id, location);
+      const staged = await stageWeights(fx.clientsOf('stage-weights'), env, t.id, location);
       expect(staged).toMatchObject({ key: `staged/${t.id}/output.zip`, size: archive.length, entries: 2 });
       expect(sha256(await objectBytes(staged.key))).toBe(sha256(archive));
 
@@ -123,12 +124,12 @@ describe('the relay', () => {
 
   it('streams archives above the copy limit through stage-weights instead of copying them', async () => {
     const archive = await zip({ 'model_index.json': Buffer.from('{"small": true}') });
-    const t = await newTraining(fx.deps, { trainer: 'mycog', status: 'processing', run: { id: 'db-small', started: true, terminal: 'succeeded', output: null } });
+    const t = await newTraining(fx.operator, { trainer: 'mycog', status: 'processing', run: { id: 'db-small', started: true, terminal: 'succeeded', output: null } });
     const relay = await startUploadRelay({ api: api.url, trainer: 'mycog', token: TOKEN, log: () => undefined });
     try {
       const res = await cogPut(relay.url, 'output.zip', archive, 'db-small');
       expect(res.status).toBe(201);
-      const staged = await stageWeights(fx.deps, { ...env, copyMaxBytes: 0 }, t.id, res.headers.get('location')!);
+      const staged = await stageWeights(fx.clientsOf('stage-weights'), { ...env, copyMaxBytes: 0 }, t.id, res.headers.get('location')!);
       expect(sha256(await objectBytes(staged.key))).toBe(sha256(archive));
     } finally {
       await relay.stop();
@@ -148,7 +149,7 @@ describe('the relay', () => {
   });
 
   it('fails the PUT with the reason when the token is wrong, and creates nothing', async () => {
-    const before = await fx.deps.s3.send(new ListObjectsV2Command({ Bucket: fx.deps.bucket, Prefix: 'trainer-outputs/' }));
+    const before = await fx.operator.s3.send(new ListObjectsV2Command({ Bucket: fx.deps.bucket, Prefix: 'trainer-outputs/' }));
     const errors: string[] = [];
     const wrong = `upl_${randomBytes(24).toString('hex')}`;
     const relay = await startUploadRelay({ api: api.url, trainer: 'mycog', token: wrong, log: (l) => errors.push(l) });
@@ -161,7 +162,7 @@ describe('the relay', () => {
     } finally {
       await relay.stop();
     }
-    const after = await fx.deps.s3.send(new ListObjectsV2Command({ Bucket: fx.deps.bucket, Prefix: 'trainer-outputs/' }));
+    const after = await fx.operator.s3.send(new ListObjectsV2Command({ Bucket: fx.deps.bucket, Prefix: 'trainer-outputs/' }));
     expect(after.KeyCount).toBe(before.KeyCount);
   });
 
@@ -252,7 +253,7 @@ describe('stage-weights and s3:// locations', () => {
     key = res.headers.get('location')!.slice(`s3://${fx.deps.bucket}/`.length);
   });
   const training = (trainer: string, runId: string) =>
-    newTraining(fx.deps, { trainer, status: 'processing', run: { id: runId, started: true, terminal: 'succeeded', output: null } });
+    newTraining(fx.operator, { trainer, status: 'processing', run: { id: runId, started: true, terminal: 'succeeded', output: null } });
 
   it.each([
     ['another bucket', () => `s3://someone-elses-bucket/${key}`],
@@ -260,33 +261,33 @@ describe('stage-weights and s3:// locations', () => {
     ['a path that climbs out', () => `s3://${fx.deps.bucket}/trainer-outputs/mycog/../../staged/x/output.zip`],
   ])('refuses %s', async (_what, url) => {
     const t = await training('mycog', 'db-mine');
-    const e = await errorOf(stageWeights(fx.deps, env, t.id, url()));
+    const e = await errorOf(stageWeights(fx.clientsOf('stage-weights'), env, t.id, url()));
     expect(e.name).toBe('TrainerFailed');
     expect(e.message).toContain('not an upload of this trainer');
   });
 
   it("refuses another trainer's upload", async () => {
     const t = await training('other', 'db-mine');
-    const e = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${key}`));
+    const e = await errorOf(stageWeights(fx.clientsOf('stage-weights'), env, t.id, `s3://${fx.deps.bucket}/${key}`));
     expect(e.message).toContain('not an upload of this trainer');
   });
 
   it('refuses an upload made for another prediction', async () => {
     const t = await training('mycog', 'db-someone-else');
-    const e = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${key}`));
+    const e = await errorOf(stageWeights(fx.clientsOf('stage-weights'), env, t.id, `s3://${fx.deps.bucket}/${key}`));
     expect(e.name).toBe('TrainerFailed');
     expect(e.message).toContain('another prediction');
   });
 
   it('says so when the upload is gone', async () => {
     const t = await training('mycog', 'db-mine');
-    const e = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/trainer-outputs/mycog/${'0'.repeat(32)}/output.zip`));
+    const e = await errorOf(stageWeights(fx.clientsOf('stage-weights'), env, t.id, `s3://${fx.deps.bucket}/trainer-outputs/mycog/${'0'.repeat(32)}/output.zip`));
     expect(e.message).toContain('does not exist');
   });
 
   it('stages the upload made for this prediction', async () => {
     const t = await training('mycog', 'db-mine');
-    const out = await stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${key}`);
+    const out = await stageWeights(fx.clientsOf('stage-weights'), env, t.id, `s3://${fx.deps.bucket}/${key}`);
     expect(out.entries).toBe(1);
   });
 });

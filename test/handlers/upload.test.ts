@@ -13,7 +13,7 @@ import { startFixture, startServer, type Fixture } from '../helpers/aws-local.ts
 
 let fx: Fixture;
 beforeAll(async () => {
-  fx = await startFixture();
+  fx = await startFixture({ as: 'upload' });
 });
 afterAll(async () => fx?.stop());
 
@@ -32,16 +32,21 @@ describe('the upload helper', () => {
   });
 
   it('answers API Gateway events, refusing names that are not zip names', async () => {
-    const ok = await handler({ path: '/v1/upload/my%20set.zip' } as never);
+    const ok = await handler(uploadEvent('my%20set.zip'));
     expect(ok.statusCode).toBe(400);
-    const bad = await handler({ path: '/v1/upload/..%2Fetc%2Fpasswd' } as never);
+    const bad = await handler(uploadEvent('..%2Fetc%2Fpasswd'));
     expect(bad.statusCode).toBe(400);
     expect(JSON.parse(bad.body).detail).toMatch(/filename: use a \.zip file name/);
-    const good = await handler({ path: '/v1/upload/person.zip' } as never);
+    const good = await handler(uploadEvent('person.zip'));
     expect(good.statusCode).toBe(200);
     expect(Object.keys(JSON.parse(good.body)).sort()).toEqual(['serving_url', 'upload_url']);
   });
 });
+
+/** The event API Gateway sends for `POST /v1/upload/<name>` (it decodes path parameters). */
+function uploadEvent(name: string): never {
+  return { httpMethod: 'POST', resource: '/v1/upload/{filename}', path: `/v1/upload/${name}`, pathParameters: { filename: decodeURIComponent(name) } } as never;
+}
 
 describe('checking a serving URL when a training is created', () => {
   it('refuses one that nothing was uploaded to', async () => {

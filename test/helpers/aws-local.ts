@@ -5,6 +5,12 @@
  *
  * The state machine is one callback task, so a test can hold a real task token and watch
  * SendTaskSuccess/Failure settle a real execution.
+ *
+ * IAM is enforced as in local mode: the services allow each call by the caller's policies from
+ * the template synthesized with the test's configuration. The process runs as the function
+ * under test (`as`), so `deps` and the handler's own clients sign as it. `operator` is local
+ * mode itself (bucket and table owner) for a test's setup and inspection; nothing is granted
+ * by hand.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,22 +18,30 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DescribeExecutionCommand, StartExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand, type DescribeExecutionCommandOutput } from '@aws-sdk/client-sfn';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { runAs, type Container } from '../../infra/local/iam/containers.ts';
+import { localPolicies, withDropped } from '../../infra/local/iam/template.ts';
 import { pollUntil, startLocalAws, type LocalAws, type LocalLambda } from '../../infra/local/aws/index.ts';
 import * as aws from '#shared/aws';
 import { mergeConfig, parseConfig, type Config } from '#shared/config';
 import type { BaseDeps, Deps } from '#shared/deps';
-import { ENV } from '#shared/env';
+import { resetRuntimeConfig } from '#shared/runtime-config';
+import type { HandlerName } from '../../infra/constructs/function.ts';
+import type { EnvironmentValues } from '../../infra/functions.ts';
+import { localEnvironment, localPrincipals } from '../../infra/local/functions.ts';
+import { SECRET_IDS } from '../../infra/local/secrets.ts';
+import { synthesize } from '../../infra/template.ts';
 import { newTrainingId, sha256Hex } from '#shared/ids';
 import { Store } from '#shared/store';
 import { notStarted, type TrainingRecord } from '#shared/training';
 import { waitingMachine } from './waiting-machine.ts';
+import { testTable } from './table.ts';
 
-export const SECRET_IDS = {
-  callbackKey: 'local/callback-key',
-  webhook: 'local/webhook-signing',
-  apiTokens: 'local/api-tokens',
-} as const;
+export { SECRET_IDS };
 
 /** Nothing listens here: the handlers only build URLs on it. */
 export const PUBLIC_URL = 'http://127.0.0.1:9/api';
@@ -58,11 +72,21 @@ export interface FixtureOptions {
   /** More secrets (id → SecretString), e.g. a Cog trainer's WEBHOOK_AUTH_TOKEN. */
   secrets?: Record<string, string>;
   lambdas?: Record<string, LocalLambda>;
+  /**
+   * The function under test: process.env becomes exactly its local-mode environment (its declared
+   * variables, the baked configuration, its own credentials), as local mode gives it.
+   */
+  as: HandlerName;
 }
 
 export interface Fixture {
   local: LocalAws;
+  /** The function under test's clients. */
   deps: Deps;
+  /** Local mode's own clients (the bucket and table owner): for setup and inspection only. */
+  operator: Deps;
+  /** Another function's clients, for a test that follows a call into a second function. */
+  clientsOf(fn: HandlerName): Deps;
   callbackKey: string;
   webhookSecret: string;
   apiToken: string;
@@ -75,14 +99,18 @@ export interface Fixture {
   stop(): Promise<void>;
 }
 
-export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> {
+export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
   const dataDir = mkdtempSync(join(tmpdir(), 'handlers-'));
   const callbackKey = randomBytes(32).toString('base64url');
   const webhookSecret = `whsec_${randomBytes(32).toString('base64')}`;
   const apiToken = `r8_${randomBytes(20).toString('hex')}`;
   const tokens = new Map<string, string>();
+  const config = testConfig(opts.config);
+  const synth = synthesize(config);
+  const principals = localPrincipals(dataDir, synth.functions);
   const local = await startLocalAws({
     dataDir,
+    table: testTable(),
     definition,
     taskHandlers: {
       [WAIT_STATE]: async (_input, ctx) => {
@@ -95,19 +123,36 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
       [SECRET_IDS.apiTokens]: JSON.stringify({ tokens: [{ sha256: sha256Hex(apiToken), owners: ['*'] }] }),
       ...opts.secrets,
     },
-    lambdas: opts.lambdas ?? {},
+    // Each local Lambda runs as its own function, in its own environment, as local mode runs it.
+    lambdas: Object.fromEntries(Object.entries(opts.lambdas ?? {}).map(([name, fn]) => [name, (payload: unknown) => runAs(containerOf(name), () => fn(payload))])),
+    accessKeys: principals,
+    iam: withDropped(localPolicies(synth.stack)),
   });
-  Object.assign(process.env, local.env, {
-    [ENV.table]: local.table,
-    [ENV.bucket]: local.bucket,
-    [ENV.callbackKeySecret]: SECRET_IDS.callbackKey,
-    [ENV.webhookSecret]: SECRET_IDS.webhook,
-    [ENV.apiTokensSecret]: SECRET_IDS.apiTokens,
-    [ENV.publicUrl]: PUBLIC_URL,
-  });
+  // The same declarations and the same code as local mode (infra/local/functions.ts).
+  const values: EnvironmentValues = {
+    table: local.table,
+    bucket: local.bucket,
+    stateMachineArn: local.stateMachineArn,
+    publicUrl: PUBLIC_URL,
+    registryHost: '',
+    sagemakerJobPrefix: '',
+    trainerImageHost: '',
+    secretId: (secret) => ({ apiTokens: SECRET_IDS.apiTokens, webhookSigning: SECRET_IDS.webhook, callbackKey: SECRET_IDS.callbackKey })[secret],
+    functionName: (fn) => (opts.lambdas && Object.hasOwn(opts.lambdas, fn) ? fn : undefined),
+  };
+  const principal = principals.find((p) => p.fn === opts.as)!;
+  const containers = new Map<string, Container>();
+  const containerOf = (name: string): Container => {
+    const p = principals.find((q) => q.fn === name);
+    if (!p) throw new Error(`the fixture serves ${name}, which the template does not deploy`);
+    if (!containers.has(name)) containers.set(name, { name, env: localEnvironment(p.fn, { config, values, awsEnv: local.env, principal: p }) });
+    return containers.get(name)!;
+  };
+  Object.assign(process.env, localEnvironment(principal.fn, { config, values, awsEnv: local.env, principal }));
+  resetRuntimeConfig();
   // After the env is set: the shared clients read their endpoints from it once.
   const deps: Deps = {
-    config: testConfig(opts.config),
+    config,
     store: new Store(aws.ddb(), local.table),
     s3: aws.s3(),
     sfn: aws.sfn(),
@@ -116,29 +161,51 @@ export async function startFixture(opts: FixtureOptions = {}): Promise<Fixture> 
     publicUrl: PUBLIC_URL,
     now: () => new Date(),
   };
+  const operator = clientsWith(local, deps, { accessKeyId: local.env.AWS_ACCESS_KEY_ID!, secretAccessKey: local.env.AWS_SECRET_ACCESS_KEY! });
+  const others = new Map<string, Deps>();
   let seq = 0;
   return {
     local,
     deps,
+    operator,
+    clientsOf(fn) {
+      if (!others.has(fn)) others.set(fn, clientsWith(local, deps, local.iam!.credentials(fn)));
+      return others.get(fn)!;
+    },
     callbackKey,
     webhookSecret,
     apiToken,
     withConfig: (over) => ({ ...deps, config: testConfig(mergeConfig(opts.config ?? {}, over)) }),
     async waitingTask() {
       const name = `wait-${process.pid}-${++seq}`;
-      const out = await deps.sfn.send(new StartExecutionCommand({ stateMachineArn: local.stateMachineArn, name, input: '{}' }));
+      const out = await operator.sfn.send(new StartExecutionCommand({ stateMachineArn: local.stateMachineArn, name, input: '{}' }));
       const executionArn = out.executionArn!;
       const token = await pollUntil(() => tokens.get(executionArn), { what: 'the callback task' });
       return { executionArn, token };
     },
     async finished(executionArn) {
       await local.executions.whenDone(executionArn);
-      return deps.sfn.send(new DescribeExecutionCommand({ executionArn }));
+      return operator.sfn.send(new DescribeExecutionCommand({ executionArn }));
     },
     async stop() {
       await local.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** The same deps with clients signing with other credentials (the operator's, another function's). */
+function clientsWith(local: LocalAws, deps: Deps, credentials: { accessKeyId: string; secretAccessKey: string }): Deps {
+  const common = { region: local.env.AWS_REGION, credentials };
+  const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({ ...common, endpoint: local.env.AWS_ENDPOINT_URL_DYNAMODB }), {
+    marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: false },
+  });
+  return {
+    ...deps,
+    store: new Store(ddb, local.table),
+    s3: new S3Client({ ...common, endpoint: local.env.AWS_ENDPOINT_URL_S3, forcePathStyle: true }),
+    sfn: new SFNClient({ ...common, endpoint: local.env.AWS_ENDPOINT_URL_SFN }),
+    secrets: new SecretsManagerClient({ ...common, endpoint: local.env.AWS_ENDPOINT_URL_SECRETS_MANAGER }),
   };
 }
 

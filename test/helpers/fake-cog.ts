@@ -6,7 +6,8 @@
  * `processing`; `logs` webhooks carry the whole log and may come out of order; the output is
  * PUT to `--upload-url` before the terminal webhook, which carries `metrics.predict_time` and
  * is retried (0, 0.2, 0.4 … s, 12 tries) while the server stays BUSY; cancel → 200 `{}` then a
- * `canceled` webhook; invalid input → 422 with a pydantic `detail` list.
+ * `canceled` webhook; invalid input → 422 with a pydantic `detail` list; `GET /openapi.json`
+ * describes the inputs as Cog does (`components.schemas.Input`).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -191,6 +192,7 @@ export async function startFakeCog(options: FakeCogOptions): Promise<FakeCog> {
     let reply: { status: number; body: unknown };
     let m: RegExpMatchArray | null;
     if (req.method === 'GET' && path === '/health-check') reply = { status: 200, body: { status: health(), setup: { status: 'succeeded' } } };
+    else if (req.method === 'GET' && path === '/openapi.json') reply = { status: 200, body: openapi(options.required ?? ['instance_prompt', 'class_prompt']) };
     else if (req.method === 'PUT' && (m = path.match(/^\/predictions\/([^/]+)$/))) {
       let body: Parameters<typeof put>[1];
       try {
@@ -220,6 +222,13 @@ export async function startFakeCog(options: FakeCogOptions): Promise<FakeCog> {
 }
 
 /** Pydantic v1's 422 detail for a Cog input: missing fields and a non-integer max_train_steps. */
+/** The inputs as Cog 0.9 describes them: the required strings, and max_train_steps an integer from 1. */
+function openapi(required: string[]) {
+  const properties: Record<string, unknown> = Object.fromEntries(required.map((f) => [f, { type: 'string', title: f }]));
+  properties.max_train_steps = { type: 'integer', minimum: 1, default: 20 };
+  return { openapi: '3.0.2', info: { title: 'Cog', version: '0.1.0' }, paths: {}, components: { schemas: { Input: { type: 'object', title: 'Input', required, properties } } } };
+}
+
 function validate(input: unknown, required: string[]) {
   if (typeof input !== 'object' || input === null) {
     return [{ loc: ['body', 'input'], msg: 'value is not a valid dict', type: 'type_error.dict' }];

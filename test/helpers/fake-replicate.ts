@@ -65,6 +65,8 @@ export interface FakeReplicate {
   behaviour: FakeBehaviour;
   calls: SeenCall[];
   predictions: Map<string, FakePrediction>;
+  /** Model versions by `owner/name` (`GET /v1/models/{owner}/{name}/versions/{id}`). */
+  versions: Map<string, { id: string; openapi_schema: unknown }>;
   webhooks: SentWebhook[];
   close(): Promise<void>;
 }
@@ -81,6 +83,7 @@ export async function startFakeReplicate(opts: { token?: string; behaviour?: Par
     behaviour: { ...DEFAULTS, ...opts.behaviour },
     calls: [],
     predictions: new Map(),
+    versions: new Map(),
     webhooks: [],
     close: async () => undefined,
   };
@@ -184,6 +187,11 @@ export async function startFakeReplicate(opts: { token?: string; behaviour?: Par
   function answer(method: string, path: string, body: string): { status: number; body: unknown } | Buffer {
     if (method === 'GET' && path === '/v1/webhooks/default/secret') return { status: 200, body: { key: fake.secret } };
     if (method === 'POST' && path === '/v1/predictions') return create(body);
+    const v = path.match(/^\/v1\/models\/([^/]+\/[^/]+)\/versions\/([^/]+)$/);
+    if (method === 'GET' && v) {
+      const version = fake.versions.get(v[1]!);
+      return version && version.id === v[2] ? { status: 200, body: { ...version, cog_version: '0.9.26', created_at: new Date(0).toISOString() } } : { status: 404, body: { detail: 'Not found.', status: 404 } };
+    }
     const file = files.get(path);
     if (method === 'GET' && file) return file;
     const m = path.match(/^\/v1\/predictions\/([^/]+)(\/cancel)?$/);

@@ -1,4 +1,9 @@
-/** Reads back what a build pushed: the image's config and the files of its last layer. */
+/**
+ * Reads back what a build pushed (the image's config and the files of its last layer), from a
+ * registry or from the OCI layout local mode keeps on a bare machine.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import tar from 'tar-stream';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
@@ -14,6 +19,21 @@ export function openImage(image: string): { store: ImageStore; repo: string; ref
   const m = image.match(/^([^/]+)\/(.+)@(sha256:[0-9a-f]{64})$/);
   if (!m) throw new Error(`not a pullable reference: ${image}`);
   return { store: new RegistryClient({ baseUrl: `http://${m[1]}` }), repo: m[2]!, ref: m[3]! };
+}
+
+/** A repository as the template catalog names it: `host:port/repo` or `oci:<dir>`. */
+export function openRepository(repository: string): { store: ImageStore; repo: string } {
+  if (repository.startsWith('oci:')) return { store: new OciLayout(repository.slice(4)), repo: '' };
+  const slash = repository.indexOf('/');
+  return { store: new RegistryClient({ baseUrl: `http://${repository.slice(0, slash)}` }), repo: repository.slice(slash + 1) };
+}
+
+/** Removes one blob from a repository (to break an image on purpose). */
+export async function deleteBlob(repository: string, digest: string): Promise<void> {
+  if (repository.startsWith('oci:')) return rm(join(repository.slice(4), 'blobs', 'sha256', digest.slice('sha256:'.length)));
+  const slash = repository.indexOf('/');
+  const res = await fetch(`http://${repository.slice(0, slash)}/v2/${repository.slice(slash + 1)}/blobs/${digest}`, { method: 'DELETE' });
+  if (res.status !== 202) throw new Error(`could not delete ${digest} from ${repository}: ${res.status}`);
 }
 
 export async function inspectImage(image: string): Promise<{ labels: Record<string, string>; workdir: string; lastLayerFiles: string[] }> {

@@ -3,7 +3,8 @@
  * process and data directory, and a real webhook receiver on loopback.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { LOCAL_IAM_DENIED } from '../../infra/local/iam/index.ts';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,13 +30,29 @@ export interface LocalOptions {
   extraArgs?: string[];
   /** Secrets the configuration names (written to a file for --secrets). */
   secrets?: Record<string, string>;
+  /** More environment for the local-mode process. */
+  env?: Record<string, string>;
+}
+
+function deniedCalls(dataDir: string): string[] {
+  const path = join(dataDir, 'service.log');
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(LOCAL_IAM_DENIED))
+    .map((l) => {
+      const d = JSON.parse(l) as { principal: string; action: string; resource: string };
+      return `${d.principal}: ${d.action} on ${d.resource}`;
+    });
 }
 
 export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'dreambooth-e2e-'));
   const token = opts.token ?? `test-token-${Math.random().toString(36).slice(2)}`;
   // One process, as `npm start` ends up running: signals reach local mode itself.
-  const args = ['--disable-warning=NodeVersionSupportWarning', '--import', 'tsx', 'infra/local/main.ts', '--quiet'];
+  // PROF_DIR=<dir> writes a CPU profile of local mode (its thread and each worker's) there, for
+  // finding where a bench's time goes (how the queue row's burst was traced).
+  const args = [...(process.env.PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.PROF_DIR] : []), '--import', 'tsx', 'infra/local/main.ts', '--quiet'];
   if (opts.build) args.push('--build', opts.build);
   if (opts.registry === 'none') args.push('--no-registry');
   else if (opts.registry) args.push('--registry', opts.registry);
@@ -51,7 +68,7 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
   }
   if (opts.extraArgs) args.push(...opts.extraArgs);
   const proc = spawn(process.execPath, args, {
-    env: { ...process.env, PORT: '0', DREAMBOOTH_DATA_DIR: dataDir, DREAMBOOTH_API_TOKEN: token },
+    env: { ...process.env, PORT: '0', DREAMBOOTH_DATA_DIR: dataDir, DREAMBOOTH_API_TOKEN: token, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -87,7 +104,7 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
     }
     return { status: res.status, json };
   };
-  const stop = (signal: NodeJS.Signals = 'SIGTERM') =>
+  const exit = (signal: NodeJS.Signals) =>
     new Promise<number | null>((resolve) => {
       if (proc.exitCode !== null) return resolve(proc.exitCode);
       const kill = setTimeout(() => proc.kill('SIGKILL'), 15_000);
@@ -97,6 +114,13 @@ export async function startLocal(opts: LocalOptions = {}): Promise<Local> {
       });
       proc.kill(signal);
     });
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    const code = await exit(signal);
+    // A call the template's policies refuse fails the run: the deployed stack would refuse it too.
+    const denied = deniedCalls(dataDir);
+    if (denied.length) throw new Error(`local IAM refused calls (grant them in infra/):\n${denied.join('\n')}`);
+    return code;
+  };
   return { url, token, dataDir, output: () => out, api, stop, proc };
 }
 

@@ -6,14 +6,14 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID, sign, X509Certificate } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../infra/local/registry.ts';
+import { freePort, REGISTRY_BIN } from '../../infra/local/registry.ts';
+import { requireRegistry } from './capabilities.ts';
 
-export const REGISTRY_BIN = '/usr/bin/docker-registry';
+export { REGISTRY_BIN };
 
 export interface TestRegistry {
   url: string;
@@ -28,12 +28,9 @@ export interface RegistryOptions {
   auth?: { username: string; password: string };
 }
 
-/** True when tests can run a registry; in CI a missing binary fails instead of skipping. */
-export function registryAvailable(): boolean {
-  if (existsSync(REGISTRY_BIN)) return true;
-  if (process.env.CI) throw new Error(`${REGISTRY_BIN} is missing: install Debian's docker-registry package`);
-  console.warn(`skipping registry tests: ${REGISTRY_BIN} is not installed (apt-get install docker-registry)`);
-  return false;
+/** True when tests can run a registry (the decision is requireRegistry's: skip with a reason, or fail in CI). */
+export function registryAvailable(skipped = 'registry tests'): boolean {
+  return !requireRegistry(skipped).skip;
 }
 
 export const opensslAvailable = () => {

@@ -2,7 +2,7 @@
  * bin/app.ts as the CDK CLI runs it: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,8 +12,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8'));
 const SECTIONS = { limits: {}, egress: {}, retention: {}, webhooks: {}, timeouts: {} };
 
-function synth(dreambooth: unknown, outdir: string) {
-  const context = { 'aws:cdk:bundling-stacks': [], dreambooth };
+function synth(dreambooth: unknown, outdir: string, extra: Record<string, unknown> = {}) {
+  const context = { 'aws:cdk:bundling-stacks': [], dreambooth, ...extra };
   return new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile(
       process.execPath,
@@ -39,6 +39,9 @@ describe('bin/app.ts', () => {
     expect(stderr).not.toMatch(/AwsSolutions-/);
     expect(code).toBe(0);
     expect(existsSync(join(out, 'Dreambooth.template.json'))).toBe(true);
+    // The OpenAPI document is a build artifact beside the template.
+    const doc = JSON.parse(readFileSync(join(out, 'openapi.json'), 'utf8'));
+    expect(doc).toMatchObject({ openapi: '3.1.0', paths: { '/v1/trainings': { post: { operationId: 'createSeedTraining' } } } });
   });
 
   it('fails synth on an invalid configuration, naming the key', async () => {
@@ -52,5 +55,30 @@ describe('bin/app.ts', () => {
     expect(code).not.toBe(0);
     expect(stderr).toContain('dreambooth.templates.default');
     expect(existsSync(join(out, 'Dreambooth.template.json'))).toBe(false);
+  });
+
+  it('merges -c config=FILE over the dreambooth context, as local mode merges --config', async () => {
+    const out = outdir();
+    const file = join(out, 'override.json');
+    writeFileSync(file, JSON.stringify({ timeouts: { build_minutes: 77 } }));
+    const { code, stderr } = await synth({ ...cdkJson.context.dreambooth, ...SECTIONS }, out, { config: file });
+    expect(stderr).not.toMatch(/AwsSolutions-/);
+    expect(code).toBe(0);
+    const template = JSON.parse(readFileSync(join(out, 'Dreambooth.template.json'), 'utf8'));
+    const projects = Object.values(template.Resources as Record<string, { Type: string; Properties: { TimeoutInMinutes?: number } }>)
+      .filter((r) => r.Type === 'AWS::CodeBuild::Project' && r.Properties.TimeoutInMinutes !== undefined);
+    expect(projects.map((p) => p.Properties.TimeoutInMinutes)).toEqual([77]);
+    // The base's trainers survive the merge: only the named key changed.
+    expect(Object.keys(template.Resources).some((id) => id.startsWith('DemoTrainer'))).toBe(true);
+  });
+
+  it('names the file when the merged configuration is invalid', async () => {
+    const out = outdir();
+    const file = join(out, 'bad.json');
+    writeFileSync(file, JSON.stringify({ trainers: { gpu: { backend: 'sagemaker', image: 'r8.im/replicate/dreambooth:latest' } } }));
+    const { code, stderr } = await synth({ ...cdkJson.context.dreambooth, ...SECTIONS }, out, { config: file });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('dreambooth.trainers.gpu.image: must be <registry>/<repository>@sha256:<64 hex>');
+    expect(stderr).toContain(file);
   });
 });

@@ -24,7 +24,12 @@ function config(overrides: unknown): Config {
 const TIMEOUTS = { callback_poll_seconds: 300, callback_heartbeat_seconds: 120, step_seconds: 45, stage_seconds: 600, build_minutes: 30 };
 const WEBHOOKS = { retry_interval_seconds: 7, retry_backoff_rate: 3, retry_max_attempts: 5, retry_max_delay_seconds: 3600 };
 
-const START = 'Record the training as started';
+const SLOT = 'Wait for a free slot on the trainer';
+/** The first state: waiting for a slot also refuses a training canceled before it ran. */
+const START = SLOT;
+const KEEP_WAITING = 'Keep waiting for a free slot';
+const FREE = 'Free the trainer slot';
+const FREE_AFTER_FAILURE = 'Free the trainer slot after a failure';
 const WAIT = 'Start the trainer and wait for its callback';
 const ASK = 'Ask the trainer how it is doing';
 const FINISHED = 'Has the trainer finished?';
@@ -46,9 +51,11 @@ const FAILED = 'Training failed';
 
 /** Where each Task's catch-all goes. */
 const CATCH_ALL: Record<string, string> = {
-  [START]: FAILURE,
-  [WAIT]: FAILURE,
-  [ASK]: FAILURE,
+  [SLOT]: FREE_AFTER_FAILURE,
+  [WAIT]: FREE_AFTER_FAILURE,
+  [ASK]: FREE_AFTER_FAILURE,
+  [FREE]: FREE_AFTER_FAILURE,
+  [FREE_AFTER_FAILURE]: FAILURE,
   [STAGE]: FAILURE,
   [BUILD]: FAILURE,
   [BUILD_EC2]: FAILURE,
@@ -72,7 +79,7 @@ describe('the resolved definition', () => {
 
   it('names its states as sentences, exactly these', () => {
     expect([...def.stateNames].sort()).toEqual(
-      [...Object.keys(CATCH_ALL), FINISHED, FITS, SUCCEEDED, FAILED].sort(),
+      [...Object.keys(CATCH_ALL), FINISHED, FITS, KEEP_WAITING, SUCCEEDED, FAILED].sort(),
     );
     expect(def.asl.StartAt).toBe(START);
   });
@@ -86,7 +93,8 @@ describe('the resolved definition', () => {
   it('chains the happy path in order', () => {
     const path: string[] = [];
     for (let name: string | undefined = START; name; name = states[name]!.Next as string | undefined) path.push(name);
-    expect(path).toEqual([START, WAIT, STAGE, FITS]);
+    expect(path).toEqual([START, WAIT, FREE, STAGE, FITS]);
+    expect(states[FREE_AFTER_FAILURE]!.Next).toBe(FAILURE);
     for (const build of BUILDS) expect(states[build]!.Next, build).toBe(VERSION);
     path.length = 0;
     for (let name: string | undefined = VERSION; name; name = states[name]!.Next as string | undefined) path.push(name);
@@ -107,12 +115,14 @@ describe('the resolved definition', () => {
         expect(r.ErrorEquals, name).not.toContain('States.ALL');
       }
       const catches = state.Catch as Array<{ ErrorEquals: string[]; Next: string; ResultPath: string }>;
-      expect(catches.at(-1), name).toEqual({ ErrorEquals: ['States.ALL'], Next: CATCH_ALL[name], ResultPath: '$.error' });
+      // Freeing the slot after a failure keeps the failure's own error for the record.
+      const resultPath = name === FREE_AFTER_FAILURE ? '$.release_error' : '$.error';
+      expect(catches.at(-1), name).toEqual({ ErrorEquals: ['States.ALL'], Next: CATCH_ALL[name], ResultPath: resultPath });
     }
   });
 
   it('takes the step timeouts from the configuration', () => {
-    expect(states[START]!.TimeoutSeconds).toBe(45);
+    expect(states[FREE]!.TimeoutSeconds).toBe(45);
     expect(states[STAGE]!.TimeoutSeconds).toBe(600);
     for (const build of BUILDS) expect(states[build]!.TimeoutSeconds, build).toBe(30 * 60);
   });
@@ -149,15 +159,41 @@ describe('the resolved definition', () => {
     expect(states[ASK]!.Next).toBe(FINISHED);
     expect(states[FINISHED]).toEqual({
       Type: 'Choice',
-      Choices: [{ Variable: '$.trainer.status', StringEquals: 'succeeded', Next: STAGE }],
+      Choices: [{ Variable: '$.trainer.status', StringEquals: 'succeeded', Next: FREE }],
       Default: WAIT,
     });
   });
 
-  it('builds on Lambda compute when the staged archive fits, on EC2 compute beyond', () => {
+  it('waits for a slot in a loop woken by its task token, and pins the run to the slot\'s server', () => {
+    const slot = states[SLOT]!;
+    expect(slot.Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
+    expect(slot.TimeoutSeconds).toBe(300);
+    expect(slot.Parameters!.Payload).toEqual({
+      action: 'acquire',
+      'training_id.$': '$.training_id',
+      'task_token.$': '$$.Task.Token',
+      'execution.$': '$$.Execution.Id',
+    });
+    expect(slot.ResultPath).toBe('$.slot');
+    expect((slot.Catch as unknown[])[0]).toEqual({ ErrorEquals: ['States.Timeout'], ResultPath: '$.wait_error', Next: KEEP_WAITING });
+    expect(states[KEEP_WAITING]).toEqual({ Type: 'Pass', Next: SLOT });
+    expect((states[WAIT]!.Parameters!.Payload as Record<string, unknown>)['server.$']).toBe('$.slot.server');
+    // A server still answering its last run's webhook is retried briefly, not for an hour.
+    expect(states[WAIT]!.Retry).toContainEqual(expect.objectContaining({ ErrorEquals: ['TrainerBusy'], IntervalSeconds: 1, MaxAttempts: 6 }));
+  });
+
+  it('builds on Lambda compute when the staged archive fits and no template is copied, on EC2 compute otherwise', () => {
     expect(states[FITS]).toEqual({
       Type: 'Choice',
-      Choices: [{ Variable: '$.staged.size', NumericLessThanEquals: LAMBDA_MAX, Next: BUILD }],
+      Choices: [
+        {
+          And: [
+            { Variable: '$.staged.size', NumericLessThanEquals: LAMBDA_MAX },
+            { Variable: '$.staged.copies_template', BooleanEquals: false },
+          ],
+          Next: BUILD,
+        },
+      ],
       Default: BUILD_EC2,
     });
   });
@@ -178,7 +214,9 @@ describe('the resolved definition', () => {
 
   it('maps each Task to the handler local mode runs', () => {
     expect(def.taskHandlers).toEqual({
-      [START]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+      [SLOT]: { kind: 'lambda', handler: 'trainer-queue', integration: 'waitForTaskToken' },
+      [FREE]: { kind: 'lambda', handler: 'trainer-queue', integration: 'direct' },
+      [FREE_AFTER_FAILURE]: { kind: 'lambda', handler: 'trainer-queue', integration: 'direct' },
       [WAIT]: { kind: 'lambda', handler: 'start-trainer', integration: 'waitForTaskToken' },
       [ASK]: { kind: 'lambda', handler: 'check-trainer', integration: 'direct' },
       [STAGE]: { kind: 'lambda', handler: 'stage-weights', integration: 'direct' },
@@ -196,6 +234,8 @@ describe('the resolved definition', () => {
 
 describe('the definition run by the local executor', () => {
   const TRAINING = 'abcdefghij0123456789';
+  const EXECUTION = `arn:aws:states:us-east-1:000000000000:execution:m:${TRAINING}`;
+  const granted = () => ({ trainer: 'cog', slot: 1, server: 'http://cog-b:5000', granted_at: '2030-01-01T00:00:00.000Z' });
   const DIGEST = 'a'.repeat(64);
 
   /** Runs the definition with recording stand-ins for the handlers. */
@@ -215,7 +255,7 @@ describe('the definition run by the local executor', () => {
     const machine = new StateMachine(def.asl as never, { validationOptions: { checkArn: false } });
     const execution = machine.run({ training_id: TRAINING } as never, {
       overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: Object.fromEntries(def.stateNames.map((n) => [n, 0])) },
-      context: { Task: { Token: 'token-1' } },
+      context: { Task: { Token: 'token-1' }, Execution: { Id: EXECUTION } },
     });
     const outcome = await execution.result.then(
       (output) => ({ ok: true as const, output }),
@@ -230,7 +270,9 @@ describe('the definition run by the local executor', () => {
     key: 'staged/x.zip',
     size: 1,
     entries: 1,
-    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.zip', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES: 'n' },
+    copies_template: false,
+    format: 'tar',
+    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.tar', WEIGHTS_FORMAT: 'tar', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES: 'n' },
   });
   const built = () => ({
     Build: {
@@ -245,21 +287,20 @@ describe('the definition run by the local executor', () => {
   it('succeeds through every step, handing each its documented payload', async () => {
     const def = synthesizeDefinition(config({}));
     const { outcome, calls, states } = await run(def, {
+      [SLOT]: granted,
       [WAIT]: trainerDone,
       [STAGE]: staged,
       [BUILD]: built,
     });
     expect(outcome.ok).toBe(true);
-    expect(states).toEqual([START, WAIT, STAGE, BUILD, VERSION, WEBHOOK]);
+    expect(states).toEqual([START, WAIT, FREE, STAGE, BUILD, VERSION, WEBHOOK]);
     const event = (state: string) => calls.find((c) => c.state === state)!.event;
-    expect(event(START)).toEqual({
-      action: 'started',
-      training_id: TRAINING,
-      execution_start_time: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
-    });
-    expect(event(WAIT)).toEqual({ training_id: TRAINING, task_token: 'token-1' });
+    expect(event(SLOT)).toEqual({ action: 'acquire', training_id: TRAINING, task_token: 'token-1', execution: EXECUTION });
+    expect(event(WAIT)).toEqual({ training_id: TRAINING, task_token: 'token-1', server: 'http://cog-b:5000', granted_at: '2030-01-01T00:00:00.000Z' });
+    expect(event(FREE)).toEqual({ action: 'release', training_id: TRAINING });
     expect(event(STAGE)).toEqual({ training_id: TRAINING, output_url: 'https://example.com/output.zip' });
     expect(event(BUILD).EnvironmentVariablesOverride).toContainEqual({ Name: 'NOTES', Type: 'PLAINTEXT', Value: 'n' });
+    expect(event(BUILD).EnvironmentVariablesOverride).toContainEqual({ Name: 'WEIGHTS_FORMAT', Type: 'PLAINTEXT', Value: 'tar' });
     expect(event(VERSION)).toEqual({
       action: 'version',
       training_id: TRAINING,
@@ -268,15 +309,27 @@ describe('the definition run by the local executor', () => {
     expect(event(WEBHOOK)).toEqual({ training_id: TRAINING, event: 'completed' });
   });
 
+  it('builds on EC2 compute when the template must be copied from another registry', async () => {
+    const { outcome, states } = await run(synthesizeDefinition(config({})), {
+      [SLOT]: granted,
+      [WAIT]: trainerDone,
+      [STAGE]: () => ({ ...staged(), copies_template: true }),
+      [BUILD_EC2]: built,
+    });
+    expect(outcome.ok).toBe(true);
+    expect(states).toEqual([START, WAIT, FREE, STAGE, BUILD_EC2, VERSION, WEBHOOK]);
+  });
+
   it('builds an archive beyond the Lambda compute limit on EC2 compute', async () => {
     const def = synthesizeDefinition(config({ build: { lambda_compute_max_bytes: 100 } }));
     const { outcome, states } = await run(def, {
+      [SLOT]: granted,
       [WAIT]: trainerDone,
       [STAGE]: () => ({ ...staged(), size: 101 }),
       [BUILD_EC2]: built,
     });
     expect(outcome.ok).toBe(true);
-    expect(states).toEqual([START, WAIT, STAGE, BUILD_EC2, VERSION, WEBHOOK]);
+    expect(states).toEqual([START, WAIT, FREE, STAGE, BUILD_EC2, VERSION, WEBHOOK]);
   });
 
   it('asks the trainer after a timed-out wait and waits again while it runs', async () => {
@@ -284,26 +337,59 @@ describe('the definition run by the local executor', () => {
     const def = synthesizeDefinition(config({ timeouts: { callback_poll_seconds: 2, callback_heartbeat_seconds: 1 } }));
     let asked = 0;
     const { outcome, states } = await run(def, {
+      [SLOT]: granted,
       [WAIT]: () => new Promise(() => undefined),
       [ASK]: () => (++asked < 2 ? { status: 'running' } : trainerDone()),
       [STAGE]: staged,
       [BUILD]: built,
     });
     expect(outcome.ok).toBe(true);
-    expect(states.slice(0, 6)).toEqual([START, WAIT, ASK, WAIT, ASK, STAGE]);
+    expect(states.slice(0, 7)).toEqual([START, WAIT, ASK, WAIT, ASK, FREE, STAGE]);
+  });
+
+  it('keeps waiting for a slot after each poll, then trains', async () => {
+    const def = synthesizeDefinition(config({ timeouts: { queue_poll_seconds: 1 } }));
+    let polls = 0;
+    const { outcome, states } = await run(def, {
+      [SLOT]: () => (++polls < 3 ? new Promise(() => undefined) : granted()),
+      [WAIT]: trainerDone,
+      [STAGE]: staged,
+      [BUILD]: built,
+    });
+    expect(outcome.ok).toBe(true);
+    expect(states.slice(0, 4)).toEqual([SLOT, SLOT, SLOT, WAIT]);
+  });
+
+  it('frees the slot when the trainer fails, and records the trainer\'s error', async () => {
+    const def = synthesizeDefinition(config({}));
+    const trainerFailed = Object.assign(new Error('CUDA out of memory'), { name: 'TrainerFailed' });
+    const { outcome, calls, states } = await run(def, {
+      [SLOT]: granted,
+      [WAIT]: () => {
+        throw trainerFailed;
+      },
+      [FREE_AFTER_FAILURE]: () => {
+        throw Object.assign(new Error('table unavailable'), { name: 'Error' });
+      },
+    });
+    expect(outcome.ok).toBe(false);
+    expect(states).toEqual([START, WAIT, FREE_AFTER_FAILURE, FAILURE, FAILURE_WEBHOOK]);
+    expect(calls.find((c) => c.state === FAILURE)!.event.error).toMatchObject({ Error: 'TrainerFailed' });
   });
 
   it('records the failure, tells the client and fails when a step fails', async () => {
     const def = synthesizeDefinition(config({}));
     const badArchive = Object.assign(new Error('the archive holds ../etc/passwd'), { name: 'BadArchive' });
     const { outcome, calls, states } = await run(def, {
+      [SLOT]: granted,
       [WAIT]: trainerDone,
       [STAGE]: () => {
         throw badArchive;
       },
     });
     expect(outcome.ok).toBe(false);
-    expect(states).toEqual([START, WAIT, STAGE, FAILURE, FAILURE_WEBHOOK]);
+    // The slot was freed when the trainer finished: a later failure goes straight to the record.
+    expect(states).toEqual([START, WAIT, FREE, STAGE, FAILURE, FAILURE_WEBHOOK]);
     expect(calls.find((c) => c.state === FAILURE)!.event).toMatchObject({
       action: 'failure',
       training_id: TRAINING,

@@ -3,12 +3,13 @@
  * stand-ins for aws, docker and unzip.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { tarball } from '../helpers/tars.ts';
 
 const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
 const commands = (phase: string): string[] => spec.phases[phase].commands;
@@ -27,7 +28,7 @@ const STUB = `#!/bin/bash
 case "$(basename "$0") $1" in
   "docker login") cat > "$STUB_LOG.stdin" ;;
   "aws ecr") [ "$2" = get-login-password ] && printf 'ecr-password' ; [ "$2" = describe-repositories ] && exit "\${DESCRIBE_EXIT:-0}" ;;
-  "aws s3") printf 'zip' > "$4" ;;
+  "aws s3") if [ "$4" = - ]; then cat "$S3_FIXTURE"; else printf 'zip' > "$4"; fi ;;
   "unzip "*) mkdir -p weights && touch weights/model_index.json ;;
   "docker inspect") printf '%s\\n' "other.example/x@sha256:${'0'.repeat(64)}" "$REPO_FOR_INSPECT@sha256:$DIGEST_FOR_INSPECT" "" ;;
 esac
@@ -107,6 +108,33 @@ describe('the buildspec', () => {
         ],
         ['docker', 'push', `${REPOSITORY}:${buildEnv.IMAGE_TAG}`],
       ]);
+    });
+
+    const oci = { REGISTRY_TYPE: 'oci', REGISTRY_HOST: '127.0.0.1:5000', REGISTRY_USERNAME: '' };
+
+    it.each([
+      ['tar', false],
+      ['tar.gz', true],
+    ])('streams a %s into weights/ without keeping the archive', async (format, gzip) => {
+      const fixture = join(dir, 'weights.tar');
+      writeFileSync(fixture, await tarball([{ name: 'output/', type: 'directory' }, { name: 'output/lora.safetensors', data: 'lora' }], { gzip }));
+      const uri = `s3://bucket/staged/${buildEnv.TRAINING_ID}/trained_model.tar`;
+      const { calls, work } = await runPhases(['pre_build'], { ...buildEnv, ...oci, WEIGHTS_FORMAT: format, WEIGHTS_S3_URI: uri, S3_FIXTURE: fixture });
+      expect(calls).toEqual([['aws', 's3', 'cp', uri, '-', '--only-show-errors']]);
+      expect(readFileSync(join(work, 'weights', 'output', 'lora.safetensors'), 'utf8')).toBe('lora');
+      expect(readdirSync(work).sort()).toEqual(['Dockerfile', 'exported', 'weights']);
+    });
+
+    it('keeps a single file under its staged name', async () => {
+      const uri = `s3://bucket/staged/${buildEnv.TRAINING_ID}/lora.safetensors`;
+      const { calls } = await runPhases(['pre_build'], { ...buildEnv, ...oci, WEIGHTS_FORMAT: 'file', WEIGHTS_S3_URI: uri });
+      expect(calls).toEqual([['aws', 's3', 'cp', uri, 'weights/lora.safetensors', '--only-show-errors']]);
+    });
+
+    it('fails on a format it does not know, and when the download of a tar fails', async () => {
+      await expect(runPhases(['pre_build'], { ...buildEnv, ...oci, WEIGHTS_FORMAT: 'rar' })).rejects.toThrow(/unknown WEIGHTS_FORMAT: rar/);
+      // The stand-in's `cat` of a missing fixture fails on the left of the pipe: pipefail fails the command.
+      await expect(runPhases(['pre_build'], { ...buildEnv, ...oci, WEIGHTS_FORMAT: 'tar', S3_FIXTURE: join(dir, 'none') })).rejects.toThrow();
     });
 
     it('logs in to an OCI registry with credentials through stdin', async () => {

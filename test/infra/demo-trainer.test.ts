@@ -37,7 +37,7 @@ describe('the demo trainer in the stack', () => {
 
   it('is left out when every trainer is a real one', () => {
     const { template } = synth({ mine: { backend: 'cog', url: 'https://cog.example.com' } });
-    expect(functions(template)).toHaveLength(10);
+    expect(functions(template)).toHaveLength(11);
     expect(JSON.stringify(template)).not.toContain('DEMO_TRAINER_FUNCTION');
   });
 });

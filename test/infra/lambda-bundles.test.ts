@@ -32,7 +32,7 @@ const DIGEST = 'c'.repeat(64);
 
 beforeAll(async () => {
   receiver = await startServer((_req, res: http.ServerResponse) => res.writeHead(204).end());
-  fx = await startFixture();
+  fx = await startFixture({ as: 'api' });
   dir = mkdtempSync(join(tmpdir(), 'bundles-'));
   writeFileSync(join(dir, 'runner.cjs'), RUNNER);
   for (const name of HANDLER_NAMES) {
@@ -54,6 +54,9 @@ async function invoke(name: HandlerName, event: unknown, env: Record<string, str
     PATH: process.env.PATH!,
     HOME: dir,
     ...fx.local.env,
+    // Each bundle signs as its own function.
+    AWS_ACCESS_KEY_ID: fx.local.iam!.credentials(name).accessKeyId,
+    AWS_SECRET_ACCESS_KEY: fx.local.iam!.credentials(name).secretAccessKey,
     [ENV.table]: fx.local.table,
     [ENV.bucket]: fx.local.bucket,
     [ENV.webhookSecret]: process.env[ENV.webhookSecret]!,
@@ -90,7 +93,7 @@ describe('Lambda bundles', () => {
   });
 
   it('upload presigns URLs that S3 accepts, signed with the environment credentials', async () => {
-    const out = await invoke('upload', { path: '/v1/upload/person.zip' });
+    const out = await invoke('upload', { httpMethod: 'POST', resource: '/v1/upload/{filename}', path: '/v1/upload/person.zip', pathParameters: { filename: 'person.zip' } });
     const answer = out.result as { statusCode: number; body: string };
     expect(answer.statusCode).toBe(200);
     const { upload_url, serving_url } = JSON.parse(answer.body) as { upload_url: string; serving_url: string };
@@ -104,7 +107,7 @@ describe('Lambda bundles', () => {
     writeFileSync(join(dir, 'credentials'), '[default]\naws_access_key_id = AKIDFROMFILE\naws_secret_access_key = fromfile\n');
     const out = await invoke(
       'record',
-      { action: 'started', training_id: t.id, execution_start_time: new Date().toISOString() },
+      { action: 'webhook_given_up', training_id: t.id, error: { Error: 'WebhookDeliveryFailed', Cause: 'HTTP 503' } },
       { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials') },
     );
     expect(out.error).toMatch(/environment variable credentials/i);

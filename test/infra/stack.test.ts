@@ -35,6 +35,20 @@ function synth(overrides: Record<string, unknown> = {}) {
 
 const ofType = (resources: Resources, type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 
+interface Statement {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+}
+
+/** Every statement of the policies attached to a function's role. */
+function statementsOf(resources: Resources, stack: DreamboothStack, fn: { role?: { node: { defaultChild?: unknown } } }): Statement[] {
+  const role = stack.getLogicalId(fn.role!.node.defaultChild as never);
+  return ofType(resources, 'AWS::IAM::Policy')
+    .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === role))
+    .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Statement[]);
+}
+
 describe('synthesized template', () => {
   let app: App;
   let stack: DreamboothStack;
@@ -76,7 +90,7 @@ describe('synthesized template', () => {
     });
   });
 
-  it('gives the table point-in-time recovery, on-demand billing and the listing index', () => {
+  it('gives the table point-in-time recovery, on-demand billing and the listing indexes', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       BillingMode: 'PAY_PER_REQUEST',
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -89,6 +103,15 @@ describe('synthesized template', () => {
           IndexName: 'list',
           KeySchema: [
             { AttributeName: 'listpk', KeyType: 'HASH' },
+            { AttributeName: 'listsk', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        }),
+        // One tenant's trainings, newest first: full pages per owner.
+        Match.objectLike({
+          IndexName: 'owner',
+          KeySchema: [
+            { AttributeName: 'owner', KeyType: 'HASH' },
             { AttributeName: 'listsk', KeyType: 'RANGE' },
           ],
           Projection: { ProjectionType: 'ALL' },
@@ -124,7 +147,7 @@ describe('synthesized template', () => {
     expect(authorizer.Properties).toMatchObject({
       Type: 'TOKEN',
       IdentitySource: 'method.request.header.Authorization',
-      AuthorizerResultTtlInSeconds: 300,
+      AuthorizerResultTtlInSeconds: 60,
     });
 
     const routes = ofType(resources, 'AWS::ApiGateway::Method').map(([, m]) => ({
@@ -143,7 +166,10 @@ describe('synthesized template', () => {
     const trainer = routes.filter((r) => trainerRoutes.includes(r.route));
     expect(trainer.map((r) => r.route).sort()).toEqual([...trainerRoutes].sort());
     for (const r of trainer) expect(r).toEqual({ route: r.route, auth: 'NONE', authorizer: undefined });
-    const tokenRoutes = routes.filter((r) => !trainerRoutes.includes(r.route));
+    // The OpenAPI document is public (see the README); every other route needs a token.
+    const publicRoutes = ['GET /v1/openapi.json'];
+    for (const r of routes.filter((x) => publicRoutes.includes(x.route))) expect(r).toEqual({ route: r.route, auth: 'NONE', authorizer: undefined });
+    const tokenRoutes = routes.filter((r) => !trainerRoutes.includes(r.route) && !publicRoutes.includes(r.route));
     expect(tokenRoutes.map((r) => r.route)).toEqual(
       expect.arrayContaining([
         'POST /v1/trainings',
@@ -153,6 +179,8 @@ describe('synthesized template', () => {
         'GET /v1/models/{owner}/{name}/versions/{version}',
         'GET /v1/webhooks/default/secret',
         'GET /v1/trainers',
+        'GET /v1/trainers/{owner}/{name}',
+        'GET /v1/trainings/{id}/weights',
       ]),
     );
     for (const r of tokenRoutes) expect(r).toMatchObject({ auth: 'CUSTOM', authorizer: authorizerId });
@@ -182,7 +210,7 @@ describe('synthesized template', () => {
       expect(env).toMatchObject({ REGISTRY_TYPE: 'ecr', REPOSITORY_PREFIX: 'dreambooth', ARCHIVE_MAX_ENTRIES: '10000' });
     }
     const lambda = projects.find((p) => p.Environment.Type === 'ARM_LAMBDA_CONTAINER')!;
-    expect(lambda.Environment).toMatchObject({ ComputeType: 'BUILD_LAMBDA_2GB', Image: 'aws/codebuild/amazonlinux-aarch64-lambda-standard:nodejs20' });
+    expect(lambda.Environment).toMatchObject({ ComputeType: 'BUILD_LAMBDA_2GB', Image: 'aws/codebuild/amazonlinux-aarch64-lambda-standard:nodejs22' });
     expect(lambda.TimeoutInMinutes).toBeUndefined();
     const ec2 = projects.find((p) => p.Environment.Type === 'LINUX_CONTAINER')!;
     expect(ec2.Environment.Image).toBe('aws/codebuild/standard:7.0');
@@ -207,8 +235,8 @@ describe('synthesized template', () => {
 
   it('runs every function on Node.js 22, arm64, traced, with its own log group and the config baked in', () => {
     const functions = ofType(resources, 'AWS::Lambda::Function');
-    // The ten handlers, plus the demo trainer of the default configuration.
-    expect(functions).toHaveLength(11);
+    // The eleven handlers, plus the demo trainer of the default configuration.
+    expect(functions).toHaveLength(12);
     for (const [, fn] of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',
@@ -220,18 +248,12 @@ describe('synthesized template', () => {
     }
     const api = stack.api.functions.api.node.defaultChild as never;
     const apiEnv = resources[stack.getLogicalId(api)]!.Properties.Environment.Variables;
-    for (const name of [
-      'TABLE_NAME',
-      'BUCKET_NAME',
-      'STATE_MACHINE_ARN',
-      'PUBLIC_URL',
-      'API_TOKENS_SECRET',
-      'WEBHOOK_SECRET',
-      'CALLBACK_KEY_SECRET',
-      'NOTIFY_FUNCTION',
-    ]) {
+    // The api's variables, exactly: it reads neither the API tokens (the authorizer does) nor
+    // the callback key (the trainer steps do); BUCKET_NAME only names its serving URLs (no S3 rights).
+    for (const name of ['TABLE_NAME', 'STATE_MACHINE_ARN', 'PUBLIC_URL', 'WEBHOOK_SECRET', 'NOTIFY_FUNCTION']) {
       expect(apiEnv[name], name).toBeDefined();
     }
+    expect(Object.keys(apiEnv).sort()).toEqual(['BUCKET_NAME', 'DEMO_TRAINER_FUNCTION', 'NOTIFY_FUNCTION', 'PUBLIC_URL', 'STATE_MACHINE_ARN', 'TABLE_NAME', 'WEBHOOK_SECRET']);
   });
 
   it('gives S3 object rights on uploads only to the upload helper, on trainer outputs only to the relay', () => {
@@ -248,8 +270,51 @@ describe('synthesized template', () => {
     expect(uploads).toEqual(expect.arrayContaining(['s3:PutObject', 's3:AbortMultipartUpload']));
     expect(uploads.filter((a) => a.startsWith('states:') || a.startsWith('dynamodb:'))).toEqual([]);
     expect(actionsOf(stack.api.functions.upload)).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject']));
-    expect(actionsOf(stack.api.functions.upload).filter((a) => !/^(s3|logs|xray):/.test(a))).toEqual([]);
+    // Beside S3, the upload function reads one training (owner, status) for output.weights, and nothing else.
+    expect(actionsOf(stack.api.functions.upload).filter((a) => !/^(s3|logs|xray):/.test(a))).toEqual(['dynamodb:GetItem']);
     expect(actionsOf(stack.api.functions.api).filter((a) => a.startsWith('s3:'))).toEqual([]);
+  });
+
+  it('frees a trainer slot on every end of an execution, with the least rights the queue needs', () => {
+    const fn = stack.getLogicalId(stack.workflow.capacity.fn.node.defaultChild as never);
+    const machine = stack.getLogicalId(stack.workflow.stateMachine.node.defaultChild as never);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.states'],
+        'detail-type': ['Step Functions Execution Status Change'],
+        detail: { stateMachineArn: [{ Ref: machine }], status: ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fn, 'Arn'] }, RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 8 }) })],
+    });
+    const role = stack.getLogicalId(stack.workflow.capacity.fn.role!.node.defaultChild as never);
+    const statements = ofType(resources, 'AWS::IAM::Policy')
+      .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === role))
+      .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Resource: unknown }>);
+    const actions = statements.flatMap((s) => [s.Action].flat());
+    // Items of the table, the lease check on this state machine's executions, waking a waiter,
+    // and the webhook of a training whose execution ended outside its steps (notify only).
+    expect(actions.filter((a) => !/^(logs|xray):/.test(a)).sort()).toEqual(
+      ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'lambda:InvokeFunction', 'states:DescribeExecution', 'states:SendTaskSuccess'].sort(),
+    );
+    const notify = stack.getLogicalId(stack.webhook.notify.node.defaultChild as never);
+    const invoke = statements.find((s) => [s.Action].flat().includes('lambda:InvokeFunction'))!;
+    expect(JSON.stringify(invoke.Resource)).toContain(`"${notify}","Arn"`);
+    const describe = statements.find((s) => [s.Action].flat().includes('states:DescribeExecution'))!;
+    expect(JSON.stringify(describe.Resource)).toContain(`"${machine}","Name"`);
+    expect(actions).not.toContain('states:StopExecution');
+  });
+
+  it('lets start-trainer settle its own task token (a run that already ended)', () => {
+    const statements = statementsOf(resources, stack, stack.workflow.functions.startTrainer);
+    const signals = statements.filter((s) => [s.Action].flat().includes('states:SendTaskSuccess'));
+    expect(signals).toEqual([expect.objectContaining({ Effect: 'Allow', Resource: '*' })]);
+    expect([signals[0]!.Action].flat()).toEqual(expect.arrayContaining(['states:SendTaskSuccess', 'states:SendTaskFailure']));
+  });
+
+  it('gives stage-weights no s3:ListBucket: a missing key answers 403, which it reads as missing', () => {
+    const actions = statementsOf(resources, stack, stack.workflow.functions.stageWeights).flatMap((s) => [s.Action].flat());
+    expect(actions).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject']));
+    expect(actions.filter((a) => /^s3:List/.test(a))).toEqual([]);
   });
 
   it('grants a "*" resource only for actions that take no resource', () => {
@@ -283,6 +348,22 @@ describe('synthesized template', () => {
     }).attachToRole(s.api.functions.api.role!);
     const report = new AwsSolutionsChecks().validateScope(fresh);
     expect(report.violations.map((v) => v.ruleName)).toContain('AwsSolutions-IAM5[Resource::*]');
+  });
+});
+
+describe('a region without CodeBuild Lambda compute', () => {
+  it('builds on EC2 compute only, where Lambda compute is offered on both', () => {
+    const projects = (region: string) => {
+      const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+      const s = new DreamboothStack(app, 'Dreambooth', { config: parseConfig(cdkJson.context.dreambooth), env: { region } });
+      const found = Object.values(Template.fromStack(s).findResources('AWS::CodeBuild::Project'));
+      return { types: found.map((p) => p.Properties.Environment.ComputeType).sort(), choice: JSON.stringify(Template.fromStack(s).findResources('AWS::StepFunctions::StateMachine')) };
+    };
+    const offered = projects('eu-west-1');
+    expect(offered.types).toEqual(['BUILD_GENERAL1_SMALL', 'BUILD_LAMBDA_2GB']);
+    const elsewhere = projects('eu-south-2');
+    expect(elsewhere.types).toEqual(['BUILD_GENERAL1_SMALL']);
+    expect(elsewhere.choice).not.toContain('Lambda compute');
   });
 });
 

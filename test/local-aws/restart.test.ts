@@ -6,6 +6,7 @@ import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { waitingMachine } from '../helpers/waiting-machine.ts';
 import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws } from '../../infra/local/aws/index.ts';
+import { testTable } from '../helpers/table.ts';
 
 const definition = waitingMachine('Wait for callback', 'starter');
 
@@ -14,6 +15,7 @@ const stoppedTasks: string[] = [];
 const start = (dataDir: string, events: ExecutionEvent[] = []) =>
   startLocalAws({
     dataDir,
+    table: testTable(),
     definition,
     taskHandlers: {
       'Wait for callback': async (_input, ctx) => {

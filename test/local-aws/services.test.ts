@@ -11,12 +11,14 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { waitingMachine } from '../helpers/waiting-machine.ts';
 import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws/index.ts';
+import { testTable } from '../helpers/table.ts';
 
 const definition = waitingMachine('Wait for callback', 'starter');
 
 const background: unknown[] = [];
 const options = (dataDir: string): LocalAwsOptions => ({
   dataDir,
+  table: testTable(),
   definition,
   taskHandlers: { 'Wait for callback': async () => undefined },
   secrets: { 'dreambooth/webhook': 'whsec_local' },

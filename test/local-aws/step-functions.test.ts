@@ -13,6 +13,7 @@ import {
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws, type TaskContext } from '../../infra/local/aws/index.ts';
+import { testTable } from '../helpers/table.ts';
 
 const callbackTask = (heartbeatSeconds: number) => ({
   Type: 'Task',
@@ -90,6 +91,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'local-aws-sfn-'));
   local = await startLocalAws({
     dataDir,
+    table: testTable(),
     definition,
     taskHandlers: Object.fromEntries(
       ['Wait for callback', 'Wait with a short heartbeat', 'Do the work', 'Hang until stopped'].map((s) => [s, recorder(s)]),

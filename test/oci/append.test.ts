@@ -8,7 +8,8 @@ import { RegistryClient } from '#shared/oci/registry';
 import { tarDirectory } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
 import { MediaTypes } from '#shared/oci/types';
-import { listTar, registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '../helpers/capabilities.ts';
+import { listTar, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const TEMPLATE = 'templates/vanilla-template';
 
@@ -20,7 +21,7 @@ async function weightsDir(): Promise<string> {
   return dir;
 }
 
-describe.skipIf(!registryAvailable())('appendLayer on a real registry', () => {
+describe.skipIf(requireRegistry('appendLayer on a real registry (blob mounts, pushes)').skip)('appendLayer on a real registry', () => {
   let registry: TestRegistry;
   let client: RegistryClient;
   let weights: string;

@@ -1,6 +1,6 @@
 /**
- * Optional: a real docker engine pulls an appended image (Docker v2 and OCI manifests with
- * uncompressed layers) and sees the weights. Runs only when DOCKER_HOST names a working daemon.
+ * A real docker engine pulls an appended image (Docker v2 and OCI manifests with
+ * uncompressed layers) and sees the weights. Needs a docker engine and a registry (required in CI).
  */
 import { execFileSync } from 'node:child_process';
 import { Readable } from 'node:stream';
@@ -9,22 +9,12 @@ import { appendLayer } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
-import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireDocker, requireRegistry } from '../helpers/capabilities.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
-function daemonReachable(): boolean {
-  if (!process.env.DOCKER_HOST) return false;
-  try {
-    docker('info');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const runs = daemonReachable() && registryAvailable();
-if (!runs) console.warn('skipping docker pull test: set DOCKER_HOST to a working docker daemon to run it');
+const runs = !requireDocker('docker pulling an appended image').skip && !requireRegistry('docker pulling an appended image').skip;
 
 describe.skipIf(!runs)('docker pulls an appended image', () => {
   let registry: TestRegistry;

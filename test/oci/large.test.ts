@@ -5,7 +5,8 @@ import { appendLayer, readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
 import { createLargeTemplate } from '#shared/oci/template';
-import { registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '../helpers/capabilities.ts';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const MB = 1024 * 1024;
 
@@ -18,7 +19,7 @@ function noise(bytes: number): Readable {
   })());
 }
 
-describe.skipIf(!registryAvailable())('large layers', () => {
+describe.skipIf(requireRegistry('large layers through a real registry').skip)('large layers', () => {
   let registry: TestRegistry;
 
   beforeAll(async () => {

@@ -8,7 +8,8 @@ import { OciLayout, REF_NAME } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import { tarDirectory } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
-import { listTar, registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '../helpers/capabilities.ts';
+import { listTar, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 /** What a layout reader checks: the marker file, index.json, and every blob named by its own sha256. */
 async function expectValidLayout(dir: string) {
@@ -87,7 +88,7 @@ describe('OCI image layout', () => {
   });
 });
 
-describe.skipIf(!registryAvailable())('registry to layout', () => {
+describe.skipIf(requireRegistry('copying from a registry to a layout').skip)('registry to layout', () => {
   let registry: TestRegistry;
   let dir: string;
 

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { buildImage, BuildImageEnv } from '../../lambdas/build-image/core.ts';
 import { freePort } from '../../infra/local/registry.ts';
-import { registryAvailable } from '../helpers/registry.ts';
+import { requireRegistry } from '../helpers/capabilities.ts';
 import { startBuildFixture, type BuildFixture } from './build-fixture.ts';
 
-const available = registryAvailable();
+const available = !requireRegistry('the append build while its registry is down').skip;
 let fx: BuildFixture;
 beforeAll(async () => {
   if (available) fx = await startBuildFixture();

@@ -6,14 +6,17 @@ import { RegistryClient, RegistryError } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
 import { readLimited } from '#shared/oci/types';
-import { opensslAvailable, registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '../helpers/capabilities.ts';
+import { opensslAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 /** Bytes that differ from chunk to chunk, so a misplaced chunk changes the digest. */
 const pattern = (size: number) => Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + (i >> 8)) & 0xff));
 const pieces = (b: Buffer, n: number) => Readable.from(Array.from({ length: Math.ceil(b.length / n) }, (_, i) => b.subarray(i * n, (i + 1) * n)));
 
-describe.skipIf(!registryAvailable())('RegistryClient on a real registry', () => {
+const registry = requireRegistry('the registry client against a real registry');
+
+describe.skipIf(registry.skip)('RegistryClient on a real registry', () => {
   let registry: TestRegistry;
   let client: RegistryClient;
 
@@ -72,7 +75,7 @@ describe.skipIf(!registryAvailable())('RegistryClient on a real registry', () =>
   });
 });
 
-describe.skipIf(!registryAvailable() || !opensslAvailable())('RegistryClient with token auth', () => {
+describe.skipIf(registry.skip || !opensslAvailable())('RegistryClient with token auth', () => {
   const auth = { username: 'builder', password: 's3cret-password' };
   let registry: TestRegistry;
 

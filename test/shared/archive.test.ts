@@ -82,6 +82,10 @@ describe('inspectArchive', () => {
     ['/abs', '"/abs" is an absolute path'],
     ['a\\b', '"a\\\\b" has a backslash'],
     ['nul\0x', 'NUL character'],
+    // Not normalised: refused at staging, as the build would refuse them.
+    ['./x', '"./x" is not a normalised path (a "." segment)'],
+    ['a/./b', '"a/./b" is not a normalised path (a "." segment)'],
+    ['a//b', '"a//b" is not a normalised path (an empty segment'],
   ])('refuses the entry name %j', async (name, message) => {
     expect(await refusal([...pipeline(), { name }])).toContain(message);
   });
@@ -98,8 +102,6 @@ describe('inspectArchive', () => {
 
   it.each([
     [['a.txt', 'a.txt'], '"a.txt" duplicates'],
-    [['x/a', 'x/./a'], '"x/./a" duplicates another entry (as x/a)'],
-    [['x//a', 'x/a'], '"x/a" duplicates'],
     [['unet/config.json', 'unet'], '"unet" duplicates'],
   ])('refuses duplicate names %j', async (names, message) => {
     expect(await refusal([...pipeline().filter((i) => i.name !== 'unet/config.json'), ...names.map((name) => ({ name }))])).toContain(message);

@@ -9,11 +9,16 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { startEndpoint } from './endpoint.ts';
 import { ExecutionStore, type ExecutionRecord } from './executions.ts';
+import { SecretStore } from './secret-store.ts';
 import { secretsManagerApi, type LocalLambda } from './services.ts';
 import { LocalStepFunctions, type ExecutionEvent } from './sfn.ts';
 import { stepFunctionsApi } from './sfn-api.ts';
-import { createBucket, createTable, startDynamoDb, startS3, type LocalService } from './storage.ts';
+import { createBucket, createTable, startDynamoDb, startS3, type AccessKey, type LocalService } from './storage.ts';
 import type { TaskHandler } from './tasks.ts';
+import { credentialsOf, makePrincipals, type Credentials } from '../iam/principals.ts';
+import { authorize, deniedMessage, startAuthProxy, type Authority, type Denial, type Principal } from '../iam/proxy.ts';
+import type { PrincipalPolicies } from '../iam/template.ts';
+import type { TableDefinition } from '../table.ts';
 import { TaskTokens } from './tokens.ts';
 
 export type { TaskContext, TaskHandler } from './tasks.ts';
@@ -27,22 +32,47 @@ export const LOCAL_REGION = 'us-east-1';
 export const LOCAL_BUCKET = 'dreambooth-local';
 export const LOCAL_TABLE = 'dreambooth-trainings';
 export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:000000000000:stateMachine:dreambooth-training`;
-/** s3rver checks request signatures against its built-in key pair. */
+export const LOCAL_ACCOUNT = '000000000000';
+/** The operator's key pair (local mode itself, as CloudFormation on AWS): s3rver's built-in one. */
 const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
 export interface LocalAwsOptions {
   /** Root of all local state: `s3/`, `dynamodb/`, `executions.json`. */
   dataDir: string;
+  /** The trainings table's keys and indexes, as the stack defines them (see ../table.ts). */
+  table: TableDefinition;
   /** The state machine in plain ASL (JSONPath). */
   definition: object;
   /** One handler per Task state name; every Task of the definition needs one. */
   taskHandlers: Record<string, TaskHandler>;
-  /** Secret id → SecretString. */
+  /** Secret id → SecretString, until a PutSecretValue writes a new version. */
   secrets: Record<string, string>;
+  /** Where written secret versions are kept; without it the secrets are read-only. */
+  secretsFile?: string;
   /** Function name → handler, for Lambda Invoke. */
   lambdas: Record<string, LocalLambda>;
   onExecutionEvent?: (e: ExecutionEvent) => void;
   log?: (line: string) => void;
+  /** The functions' access keys (infra/local/functions.ts), which S3 verifies signatures with. */
+  accessKeys?: AccessKey[];
+  /**
+   * Each principal's policies from the template (infra/local/iam/template.ts). When given,
+   * every call to the local services is authenticated and authorised as AWS does it; a
+   * function signs with its key from `accessKeys` (by its key id), others get derived keys.
+   */
+  iam?: Record<string, PrincipalPolicies>;
+  /** Told of every refused call. */
+  onDenial?: (d: Denial) => void;
+}
+
+export interface LocalIam {
+  /** The credentials of a function (by handler name), `state-machine` or `build`. */
+  credentials(principal: string): Credentials;
+  /** Calls refused so far. */
+  denials: Denial[];
+  /** Null when `principal` may do `action` on `resource`; else AWS's AccessDenied message. */
+  check(principal: string, action: string, resource: string): string | null;
+  principals: ReadonlyMap<string, Principal>;
 }
 
 export interface LocalAws {
@@ -55,6 +85,8 @@ export interface LocalAws {
   createResources(): Promise<void>;
   /** Closes every server; executions still running are reported as interrupted on the next start. */
   stop(): Promise<void>;
+  /** Present when the services enforce IAM. */
+  iam?: LocalIam;
   executions: {
     /** Newest first. */
     list(): ExecutionRecord[];
@@ -85,22 +117,25 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
 
   const services: LocalService[] = [];
   try {
-    const s3 = await startS3(join(opts.dataDir, 's3')).then(keep(services));
+    const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
     const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
     const endpoint = await startEndpoint({
       stepFunctions: stepFunctionsApi(sfn, tokens),
-      secretsManager: secretsManagerApi(opts.secrets, LOCAL_REGION),
+      secretsManager: secretsManagerApi(new SecretStore(opts.secrets, opts.secretsFile), LOCAL_REGION),
       lambdas: opts.lambdas,
       log,
     }).then(keep(services));
 
-    const createResources = () => createAll(s3.url, dynamodb.url);
+    const iam = opts.iam ? await enforce(opts.iam, opts.dataDir, { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }, s3.addKeys, services, log, opts.onDenial, opts.accessKeys) : null;
+    const urls = iam?.urls ?? { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url };
+    const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
     await createResources();
     for (const rec of interrupted) {
       onEvent({ executionArn: rec.executionArn, name: rec.name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error: rec.error, cause: rec.cause });
     }
     return {
-      env: localEnv({ s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }),
+      env: localEnv(urls),
+      iam: iam?.iam,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
       bucket: LOCAL_BUCKET,
       table: LOCAL_TABLE,
@@ -123,6 +158,40 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   }
 }
 
+/** Puts the authorising proxies in front of the three servers; handlers are pointed at them. */
+async function enforce(
+  policies: Record<string, PrincipalPolicies>,
+  dataDir: string,
+  upstream: { s3: string; dynamodb: string; endpoint: string },
+  addS3Keys: (keys: AccessKey[]) => Promise<void>,
+  services: LocalService[],
+  log: (line: string) => void,
+  onDenial?: (d: Denial) => void,
+  given: AccessKey[] = [],
+) {
+  const principals = makePrincipals(dataDir, policies, CREDENTIALS, given);
+  // s3rver accepts only access key ids it knows (it checks no V4 signature: the proxy does).
+  await addS3Keys([...principals.values()].map((p) => ({ accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey })));
+  const authority: Authority = { principals, denials: [], log, onDenial, region: LOCAL_REGION, account: LOCAL_ACCOUNT };
+  const s3 = await startAuthProxy('s3', upstream.s3, authority).then(keep(services));
+  const dynamodb = await startAuthProxy('dynamodb', upstream.dynamodb, authority).then(keep(services));
+  const endpoint = await startAuthProxy('endpoint', upstream.endpoint, authority).then(keep(services));
+  const byName = (name: string) => [...principals.values()].find((p) => p.name === name);
+  const iam: LocalIam = {
+    credentials: (name) => credentialsOf(principals, name),
+    denials: authority.denials,
+    principals,
+    check(name, action, resource) {
+      const principal = byName(name);
+      if (!principal) return `local IAM: no principal named ${name}`;
+      const denial = authorize(authority, principal, [{ service: action.split(':')[0]!, action, resource }]);
+      return denial && deniedMessage(authority, principal, denial);
+    },
+  };
+  return { urls: { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }, iam };
+}
+
+
 function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Record<string, string> {
   return {
     AWS_REGION: LOCAL_REGION,
@@ -139,20 +208,20 @@ function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Rec
   };
 }
 
-async function createAll(s3Url: string, dynamodbUrl: string): Promise<void> {
+async function createAll(s3Url: string, dynamodbUrl: string, table: TableDefinition): Promise<void> {
   const common = { region: LOCAL_REGION, credentials: CREDENTIALS };
   const s3 = new S3Client({ ...common, endpoint: s3Url, forcePathStyle: true });
   const dynamodb = new DynamoDBClient({ ...common, endpoint: dynamodbUrl });
   try {
     await createBucket(s3, LOCAL_BUCKET);
-    await createTable(dynamodb, LOCAL_TABLE);
+    await createTable(dynamodb, LOCAL_TABLE, table);
   } finally {
     s3.destroy();
     dynamodb.destroy();
   }
 }
 
-const keep = (services: LocalService[]) => (service: LocalService) => {
+const keep = (services: LocalService[]) => <S extends LocalService>(service: S): S => {
   services.push(service);
   return service;
 };

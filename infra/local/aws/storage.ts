@@ -2,44 +2,76 @@
  * S3 (s3rver) and DynamoDB (dynalite) on 127.0.0.1, persisted under the data directory, and
  * the bucket and table the stack creates on AWS.
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, ResourceNotFoundException } from '@aws-sdk/client-dynamodb';
-import { closeServer } from './endpoint.ts';
+import {
+  BatchWriteItemCommand,
+  CreateTableCommand,
+  DeleteTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  ResourceNotFoundException,
+  ScanCommand,
+  type AttributeValue,
+  type WriteRequest,
+} from '@aws-sdk/client-dynamodb';
+import type { TableDefinition } from '../table.ts';
 import { pollUntil } from './poll.ts';
-
-const require = createRequire(import.meta.url);
-
-interface S3rverInstance {
-  run(): Promise<AddressInfo>;
-  close(): Promise<void>;
-}
-type S3rverClass = new (opts: { address: string; port: number; directory: string; silent: boolean }) => S3rverInstance;
-type Dynalite = (opts: { path: string; createTableMs: number; deleteTableMs: number; updateTableMs: number }) => Server;
 
 export interface LocalService {
   url: string;
   close: () => Promise<void>;
 }
 
-export async function startS3(directory: string): Promise<LocalService> {
-  const S3rver = require('s3rver') as S3rverClass;
-  const s3rver = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true });
-  const { port } = await s3rver.run();
-  const server = (s3rver as unknown as { httpServer: Server }).httpServer;
-  return { url: `http://127.0.0.1:${port}`, close: () => closeServer(server) };
+/** Local S3 also takes access keys made after it started. */
+export interface LocalS3 extends LocalService {
+  addKeys: (keys: AccessKey[]) => Promise<void>;
 }
 
-export async function startDynamoDb(path: string): Promise<LocalService> {
-  const dynalite = require('dynalite') as Dynalite;
-  // No artificial CREATING delay: local start-up should not wait for it.
-  const server = dynalite({ path, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, close: () => closeServer(server) };
+/** Access keys s3rver accepts (besides its own S3RVER pair). */
+export interface AccessKey {
+  accessKeyId: string;
+  secretAccessKey: string;
 }
+
+type HostMessage = { type: 'ready'; port: number } | { type: 'closed' } | { type: 'keys-added' } | { type: 'error'; message: string };
+
+/** A storage service in its own worker thread (see service-host.cjs), on 127.0.0.1. */
+async function startHosted(kind: 's3' | 'dynamodb', path: string, keys: AccessKey[] = []): Promise<LocalS3> {
+  const worker = new Worker(new URL('./service-host.cjs', import.meta.url), { workerData: { kind, path, keys } });
+  const next = () =>
+    new Promise<HostMessage>((resolve, reject) => {
+      const onExit = (code: number) => reject(new Error(`local ${kind} stopped (exit ${code})`));
+      worker.once('error', reject).once('exit', onExit);
+      worker.once('message', (m: HostMessage) => {
+        worker.off('error', reject).off('exit', onExit);
+        resolve(m);
+      });
+    });
+  const ready = await next();
+  if (ready.type !== 'ready') {
+    await worker.terminate();
+    throw new Error(`local ${kind} did not start: ${ready.type === 'error' ? ready.message : ready.type}`);
+  }
+  return {
+    url: `http://127.0.0.1:${ready.port}`,
+    close: async () => {
+      const closed = next();
+      worker.postMessage('close');
+      await closed;
+      await worker.terminate();
+    },
+    addKeys: async (added) => {
+      const done = next();
+      worker.postMessage({ type: 'keys', keys: added });
+      await done;
+    },
+  };
+}
+
+export const startS3 = (directory: string, keys: AccessKey[] = []): Promise<LocalS3> => startHosted('s3', directory, keys);
+
+export const startDynamoDb = (path: string): Promise<LocalService> => startHosted('dynamodb', path);
 
 export async function createBucket(s3: S3Client, bucket: string): Promise<void> {
   try {
@@ -50,45 +82,57 @@ export async function createBucket(s3: S3Client, bucket: string): Promise<void> 
   }
 }
 
-/** The trainings table as the storage construct defines it (keys, GSI `list`, on-demand). */
-export async function createTable(dynamodb: DynamoDBClient, table: string): Promise<void> {
+/**
+ * The trainings table as the storage construct defines it (see ../table.ts), on-demand. A
+ * table from an older version that lacks an index is rebuilt with its items: dynalite cannot
+ * add an index to an existing table.
+ */
+export async function createTable(dynamodb: DynamoDBClient, table: string, definition: TableDefinition): Promise<void> {
+  let existing: string[] | null = null;
   try {
-    await dynamodb.send(new DescribeTableCommand({ TableName: table }));
-    return;
+    const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
+    existing = (Table?.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName!);
   } catch (err) {
     if (!(err instanceof ResourceNotFoundException)) throw err;
   }
-  await dynamodb.send(
-    new CreateTableCommand({
-      TableName: table,
-      BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-        { AttributeName: 'listpk', AttributeType: 'S' },
-        { AttributeName: 'listsk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      GlobalSecondaryIndexes: [
-        {
-          IndexName: 'list',
-          KeySchema: [
-            { AttributeName: 'listpk', KeyType: 'HASH' },
-            { AttributeName: 'listsk', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'ALL' },
-        },
-      ],
-    }),
-  );
+  const wanted = (definition.GlobalSecondaryIndexes ?? []).map((i) => i.IndexName!);
+  if (existing && wanted.every((i) => existing.includes(i))) return;
+  const items = existing ? await scanAll(dynamodb, table) : [];
+  if (existing) {
+    await dynamodb.send(new DeleteTableCommand({ TableName: table }));
+    await waitFor(dynamodb, table, 'gone');
+  }
+  await dynamodb.send(new CreateTableCommand({ TableName: table, BillingMode: 'PAY_PER_REQUEST', ...definition }));
+  await waitFor(dynamodb, table, 'ACTIVE');
+  for (let i = 0; i < items.length; i += 25) {
+    const batch = items.slice(i, i + 25).map((Item) => ({ PutRequest: { Item } }));
+    let pending: Record<string, WriteRequest[]> | undefined = { [table]: batch };
+    while (pending && Object.keys(pending).length) pending = (await dynamodb.send(new BatchWriteItemCommand({ RequestItems: pending }))).UnprocessedItems;
+  }
+}
+
+async function scanAll(dynamodb: DynamoDBClient, table: string): Promise<Record<string, AttributeValue>[]> {
+  const items: Record<string, AttributeValue>[] = [];
+  let start: Record<string, AttributeValue> | undefined;
+  do {
+    const out = await dynamodb.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start }));
+    items.push(...(out.Items ?? []));
+    start = out.LastEvaluatedKey;
+  } while (start);
+  return items;
+}
+
+async function waitFor(dynamodb: DynamoDBClient, table: string, state: 'ACTIVE' | 'gone'): Promise<void> {
   await pollUntil(
     async () => {
-      const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
-      return Table?.TableStatus === 'ACTIVE' ? true : undefined;
+      try {
+        const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
+        return state === 'ACTIVE' && Table?.TableStatus === 'ACTIVE' ? true : undefined;
+      } catch (err) {
+        if (state === 'gone' && err instanceof ResourceNotFoundException) return true;
+        throw err;
+      }
     },
-    { what: `table ${table} to become ACTIVE` },
+    { what: `table ${table} to be ${state}` },
   );
 }

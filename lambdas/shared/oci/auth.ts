@@ -5,7 +5,7 @@
  * a call needs is fetched from the realm (with Basic credentials if any) and cached until it
  * expires.
  */
-import type { LookupFunction } from '../egress.ts';
+import { EgressError, type EgressGuard } from '../egress.ts';
 import type { IncomingMessage } from 'node:http';
 import * as z from '../zod.ts';
 import { backoff, readBody, send } from './http.ts';
@@ -49,7 +49,7 @@ export class Authenticator {
     private readonly credentials: Credentials | undefined,
     private readonly registry: URL,
     private readonly timeoutMs: number,
-    private readonly lookup?: LookupFunction,
+    private readonly egress?: EgressGuard,
   ) {}
 
   /** The Authorization header for a call needing `scopes` (fetches a token when due). */
@@ -99,6 +99,12 @@ export class Authenticator {
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.registry.protocol === 'http:')) {
       throw new Error(`registry ${this.registry.host} sent a token realm that is not https`);
     }
+    try {
+      this.egress?.check(url);
+    } catch (e) {
+      if (e instanceof EgressError) throw new EgressError(`registry ${this.registry.host} named a token realm whose ${e.detail}`);
+      throw e;
+    }
     return url;
   }
 
@@ -110,7 +116,7 @@ export class Authenticator {
     for (let attempt = 0; ; attempt++) {
       let res: IncomingMessage | undefined;
       try {
-        res = await send({ method: 'GET', url, headers: auth ? { authorization: auth } : {}, timeoutMs: this.timeoutMs, lookup: this.lookup });
+        res = await send({ method: 'GET', url, headers: auth ? { authorization: auth } : {}, timeoutMs: this.timeoutMs, lookup: this.egress?.lookup });
         const body = await readBody(res, 64 * 1024);
         if (res.statusCode === 200) return this.remember(scopes.join(' '), body);
         if (res.statusCode !== 429 && (res.statusCode ?? 0) < 500) break;

@@ -18,7 +18,7 @@ import {
   type ImageStore,
   type ManifestResult,
 } from './types.ts';
-import type { LookupFunction } from '../egress.ts';
+import { EgressError, type EgressGuard } from '../egress.ts';
 
 export interface RegistryClientOptions {
   /** `http://127.0.0.1:5000` or `https://…`; only the origin is used. */
@@ -28,8 +28,11 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
   /** Upload streams in PATCH requests of this size (buffered, retried) instead of one streamed PATCH. */
   chunkBytes?: number;
-  /** Host name resolution for every call (token service included): pass the egress guard's for user-named registries. */
-  lookup?: LookupFunction;
+  /**
+   * For user-named registries: every connection resolves through the guard, and every URL the
+   * registry hands out (token realm, blob redirect) is checked like a user-supplied URL.
+   */
+  egress?: EgressGuard;
 }
 
 /** A registry said no. `code` is the registry's error code (e.g. `BLOB_UNKNOWN`); never carries credentials. */
@@ -64,7 +67,7 @@ export class RegistryClient implements ImageStore {
   private readonly auth: Authenticator;
   private readonly timeoutMs: number;
   private readonly chunkBytes?: number;
-  private readonly lookup?: LookupFunction;
+  private readonly egress?: EgressGuard;
 
   constructor(opts: RegistryClientOptions) {
     this.base = new URL(opts.baseUrl);
@@ -72,8 +75,8 @@ export class RegistryClient implements ImageStore {
     this.origin = this.base.origin;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.chunkBytes = opts.chunkBytes;
-    this.lookup = opts.lookup;
-    this.auth = new Authenticator(opts.auth, this.base, this.timeoutMs, opts.lookup);
+    this.egress = opts.egress;
+    this.auth = new Authenticator(opts.auth, this.base, this.timeoutMs, opts.egress);
   }
 
   /** `host[:port]` as it appears in image references. */
@@ -109,13 +112,14 @@ export class RegistryClient implements ImageStore {
     for (let hops = 0; hops < 4; hops++) {
       const res = url.origin === this.origin
         ? await this.call({ method: 'GET', url, scopes: pull(repo), ok: [200, 301, 302, 303, 307, 308] })
-        : await send({ method: 'GET', url, timeoutMs: this.timeoutMs, lookup: this.lookup });
+        : await send({ method: 'GET', url, timeoutMs: this.timeoutMs, lookup: this.egress?.lookup });
       if (res.statusCode === 200) return res;
       discard(res);
       const next = header(res, 'location');
       if (!next || res.statusCode! < 300 || res.statusCode! >= 400) throw await failure(res, 'GET', url);
       url = new URL(next, url);
       if (url.protocol !== 'https:' && url.origin !== this.origin) throw new RegistryError(`blob ${digest} redirected to a non-https URL`, res.statusCode!);
+      if (url.origin !== this.origin) this.checkRedirect(url, digest);
     }
     throw new RegistryError(`blob ${digest}: too many redirects`, 0);
   }
@@ -249,6 +253,15 @@ export class RegistryClient implements ImageStore {
     }
   }
 
+  private checkRedirect(url: URL, digest: string): void {
+    try {
+      this.egress?.check(url);
+    } catch (e) {
+      if (e instanceof EgressError) throw new EgressError(`registry ${this.host} redirected blob ${digest} to a URL whose ${e.detail}`);
+      throw e;
+    }
+  }
+
   private location(res: IncomingMessage): URL {
     const loc = header(res, 'location');
     if (!loc) throw new RegistryError('upload answered without a Location', res.statusCode ?? 0);
@@ -273,7 +286,7 @@ export class RegistryClient implements ImageStore {
       let res: IncomingMessage;
       try {
         const authorization = await this.auth.header(c.scopes);
-        res = await send({ ...c, headers: { ...c.headers, ...(authorization ? { authorization } : {}) }, timeoutMs: this.timeoutMs, lookup: this.lookup });
+        res = await send({ ...c, headers: { ...c.headers, ...(authorization ? { authorization } : {}) }, timeoutMs: this.timeoutMs, lookup: this.egress?.lookup });
       } catch (e) {
         if (!idempotent || attempt >= 2) throw new RegistryError(`${c.method} ${c.url.pathname} failed: ${(e as Error).message}`, 0);
         await backoff(attempt);

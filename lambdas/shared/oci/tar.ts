@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import yauzl from 'yauzl';
 import { yauzlReader, type RandomAccessSource } from '#shared/archive';
+import { tarStreamEntries } from '#shared/weights-format';
 
 export interface TarEntry {
   /** Relative path below the prefix, `/`-separated. */
@@ -70,6 +71,38 @@ export function tarDirectory(dir: string, prefix = DEFAULT_PREFIX): Readable {
  */
 export function tarFromZip(source: string | RandomAccessSource, prefix = DEFAULT_PREFIX, limits: ZipLimits = {}): Readable {
   return tarEntries(zipEntries(source, limits), prefix);
+}
+
+/**
+ * A trainer's tar (gzip when `gzip`) re-laid under `prefix`, streamed entry by entry: nothing on
+ * disk, one entry's bytes in flight. Only files and directories pass; sizes are counted again.
+ */
+export function tarFromTar(stream: Readable, gzip: boolean, prefix = DEFAULT_PREFIX, limits: ZipLimits = {}): Readable {
+  return tarEntries(tarArchiveEntries(stream, gzip, limits), prefix);
+}
+
+/** A single output file (a LoRA .safetensors, say) as `<prefix><name>`. */
+export function tarFromFile(name: string, size: number, stream: () => Readable, prefix = DEFAULT_PREFIX): Readable {
+  return tarEntries([{ path: name, size, stream }], prefix);
+}
+
+async function* tarArchiveEntries(stream: Readable, gzip: boolean, limits: ZipLimits): AsyncGenerator<TarEntry> {
+  let entries = limits.maxEntries ?? Infinity;
+  let budget = limits.maxBytes ?? Infinity;
+  for await (const entry of tarStreamEntries(stream, gzip)) {
+    const { name, type, size = 0 } = entry.header;
+    if (--entries < 0) throw new UnsafeContentError(`archive has more than ${limits.maxEntries} entries`);
+    if (type === 'directory') {
+      entry.resume();
+      yield { path: name.endsWith('/') ? name : `${name}/`, size: 0, stream: () => Readable.from([]) };
+      continue;
+    }
+    if (type !== 'file' && type !== 'contiguous-file') throw new UnsafeContentError(`${name} is a ${type}, not a file or directory`);
+    budget -= size;
+    if (budget < 0) throw new UnsafeContentError(`archive expands beyond ${limits.maxBytes} bytes`);
+    // tar-stream hands out a streamx stream; the layer writer reads a node Readable.
+    yield { path: name, size, stream: () => Readable.from(entry as AsyncIterable<Buffer>, { objectMode: false }) };
+  }
 }
 
 async function* walk(root: string, rel: string): AsyncGenerator<TarEntry> {

@@ -140,7 +140,7 @@ function outputUrl(output: unknown): string | null {
   if (typeof output === 'string') return output;
   if (Array.isArray(output)) {
     const urls = output.filter((o): o is string => typeof o === 'string');
-    return urls.find((u) => /\.zip(\?|$)/.test(u)) ?? urls[0] ?? null;
+    return urls.find((u) => /\.(zip|tar|tar\.gz|tgz|safetensors)(\?|$)/i.test(u)) ?? urls[0] ?? null;
   }
   return null;
 }

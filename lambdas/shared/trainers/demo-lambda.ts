@@ -5,7 +5,8 @@
  */
 import { InvokeCommand } from '@aws-sdk/client-lambda';
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { ddb, lambda } from '../aws.ts';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { Store } from '../store.ts';
 import { parsePrediction } from './cog.ts';
 import { validate } from '../../demo-trainer/input.ts';
 import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from './types.ts';
@@ -14,18 +15,24 @@ export const demoKey = (runId: string) => ({ pk: `DEMO#${runId}`, sk: 'DEMO' });
 /** A run whose item has not moved for this long has died with its invocation. */
 const STALE_MS = 120_000;
 
+/** The deployed demo trainer: its name and the client that invokes it. */
+export interface DemoTrainerFunction {
+  name: string;
+  lambda: () => LambdaClient;
+}
+
 export class DemoLambdaTrainer implements TrainerBackend {
   constructor(
-    private readonly functionName: string,
-    private readonly table: string,
+    private readonly fn: DemoTrainerFunction,
+    private readonly store: Store,
   ) {}
 
   async start(run: Run): Promise<RunState> {
     const problems = validate(run.input);
     if (problems.length) throw new TrainerFailedError(`the trainer refused the input: ${problems.map((p) => `${p.loc.slice(2).join('.')}: ${p.msg}`).join('; ')}`);
-    const out = await lambda().send(
+    const out = await this.fn.lambda().send(
       new InvokeCommand({
-        FunctionName: this.functionName,
+        FunctionName: this.fn.name,
         InvocationType: 'Event',
         Payload: Buffer.from(JSON.stringify({ run_id: run.runId, input: run.input, webhook: run.callbackUrl })),
       }),
@@ -35,7 +42,7 @@ export class DemoLambdaTrainer implements TrainerBackend {
   }
 
   async check(run: Run): Promise<RunState | 'lost'> {
-    const item = (await ddb().send(new GetCommand({ TableName: this.table, Key: demoKey(run.runId), ConsistentRead: true }))).Item;
+    const item = (await this.store.client.send(new GetCommand({ TableName: this.store.table, Key: demoKey(run.runId), ConsistentRead: true }))).Item;
     if (!item) return { status: 'starting' };
     const state = parsePrediction(item.prediction as Record<string, unknown>);
     if (state.status === 'processing' && Date.now() - Number(item.updated_at) > STALE_MS) return 'lost';
@@ -43,8 +50,8 @@ export class DemoLambdaTrainer implements TrainerBackend {
   }
 
   async cancel(runId: string): Promise<void> {
-    await ddb()
-      .send(new UpdateCommand({ TableName: this.table, Key: demoKey(runId), UpdateExpression: 'SET cancel = :t', ConditionExpression: 'attribute_exists(pk)', ExpressionAttributeValues: { ':t': true } }))
+    await this.store.client
+      .send(new UpdateCommand({ TableName: this.store.table, Key: demoKey(runId), UpdateExpression: 'SET cancel = :t', ConditionExpression: 'attribute_exists(pk)', ExpressionAttributeValues: { ':t': true } }))
       .catch((e: Error) => {
         if (e.name !== 'ConditionalCheckFailedException') throw e;
       });

@@ -3,14 +3,15 @@ import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Config, TrainerConfig } from '../config.ts';
 import { getSecretString } from '../secrets.ts';
 import { CogTrainer } from './cog.ts';
-import { DemoLambdaTrainer } from './demo-lambda.ts';
+import { DemoLambdaTrainer, type DemoTrainerFunction } from './demo-lambda.ts';
+import { SageMakerTrainer } from './sagemaker.ts';
 import { DynamoPredictionLedger, REPLICATE_VERSION, ReplicateTrainer, replicateDownloadHeaders } from './replicate.ts';
-import { ddb } from '../aws.ts';
-import { ENV, requireEnv } from '../env.ts';
-import { Store } from '../store.ts';
+import type { Store } from '../store.ts';
+import { serversOf } from './capacity.ts';
 import { TrainerFailedError, type TrainerBackend } from './types.ts';
 
 export * from './types.ts';
+export { capacityOf, serverFor, serversOf } from './capacity.ts';
 
 export interface ResolvedTrainer {
   name: string;
@@ -43,11 +44,19 @@ export function describeTrainer(config: Config, name: string, t: TrainerConfig):
   return { name, config: t, owner, model: `${owner}/${t.name ?? name}`, version: t.version ?? pinned ?? name };
 }
 
-export async function backendFor(
-  config: Config,
-  trainerName: string,
-  deps: { secrets: SecretsManagerClient },
-): Promise<TrainerBackend> {
+/** What building a backend takes: the secrets client, the table, and the demo trainer's function where deployed. */
+export interface TrainerDeps {
+  secrets: SecretsManagerClient;
+  store: Store;
+  /** The demo trainer on AWS (local mode serves it over HTTP instead). */
+  demoTrainer?: DemoTrainerFunction;
+}
+
+/**
+ * The backend of a trainer; `server` is the pool server a run is pinned to (its check, cancel
+ * and callbacks go there), else the trainer's first server.
+ */
+export async function backendFor(config: Config, trainerName: string, deps: TrainerDeps, server?: string | null): Promise<TrainerBackend> {
   const t = config.trainers[trainerName];
   if (!t) throw new TrainerFailedError(`trainer ${trainerName} is no longer configured`);
   const allow = config.egress.allow;
@@ -56,29 +65,29 @@ export async function backendFor(
       const authToken = t.webhook_auth_token_secret
         ? await getSecretString(deps.secrets, t.webhook_auth_token_secret)
         : undefined;
-      return new CogTrainer({ url: t.url, allow, authToken });
+      return new CogTrainer({ url: server ?? serversOf(t)[0]!, allow, authToken });
     }
     case 'demo': {
       // Local mode serves the demo trainer over Cog's protocol, driven by the same code as a Cog
       // server; on AWS it is a Lambda (DEMO_TRAINER_FUNCTION).
-      if (t.url) return new CogTrainer({ url: t.url, allow });
-      const fn = process.env[ENV.demoTrainerFunction];
-      if (!fn) throw new TrainerFailedError(`the demo trainer ${trainerName} is not deployed (no url, no ${ENV.demoTrainerFunction})`);
-      return new DemoLambdaTrainer(fn, requireEnv(ENV.table));
+      const url = server ?? serversOf(t)[0];
+      if (url) return new CogTrainer({ url, allow });
+      if (!deps.demoTrainer) throw new TrainerFailedError(`the demo trainer ${trainerName} is not deployed (no url, no demo trainer function)`);
+      return new DemoLambdaTrainer(deps.demoTrainer, deps.store);
     }
     case 'replicate': {
-      const db = ddb();
-      const table = requireEnv(ENV.table);
-      const store = new Store(db, table);
+      const { store } = deps;
       return new ReplicateTrainer({
         apiUrl: t.api_url,
         token: (await getSecretString(deps.secrets, t.api_token_secret)).trim(),
         allow,
-        ledger: new DynamoPredictionLedger(db, table),
+        ledger: new DynamoPredictionLedger(store.client, store.table),
         // Unpinned, the trainer runs the version the training was created with.
         versionOf: async (run) => t.trainer_version ?? (await store.getTraining(run.trainingId))?.trainer_version ?? null,
       });
     }
+    case 'sagemaker':
+      return new SageMakerTrainer();
   }
 }
 

@@ -292,10 +292,18 @@ export function toRunState(p: Prediction): RunState {
   };
 }
 
-/** The output archive: a URL, or among a list's or an object's URLs the first `.zip` (or the only URL). */
+/**
+ * The output: a URL; or an object's `weights` URL (Replicate's trainers answer `{version, weights}`);
+ * or among a list's or an object's URLs the first archive or weights file (`.zip`, `.tar`,
+ * `.tar.gz`, `.tgz`, `.safetensors`), or the only URL.
+ */
 export function outputUrl(output: unknown): string | null {
   if (typeof output === 'string') return output;
+  const weights = (output as { weights?: unknown } | null)?.weights;
+  if (typeof weights === 'string' && URL.canParse(weights)) return weights;
   const values = Array.isArray(output) ? output : output && typeof output === 'object' ? Object.values(output) : [];
   const urls = values.filter((v): v is string => typeof v === 'string' && URL.canParse(v));
-  return urls.find((u) => new URL(u).pathname.toLowerCase().endsWith('.zip')) ?? (urls.length === 1 ? urls[0]! : null);
+  return urls.find((u) => WEIGHTS_FILE.test(new URL(u).pathname)) ?? (urls.length === 1 ? urls[0]! : null);
 }
+
+const WEIGHTS_FILE = /\.(zip|tar|tar\.gz|tgz|safetensors)$/i;

@@ -1,0 +1,39 @@
+/** What the api's operations receive and answer. */
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { Deps } from '#shared/deps';
+import type { SchemaLookup } from '#shared/input-schema';
+import type { Logger } from '#shared/log';
+import type { ResolvedTrainer } from '#shared/trainers/index';
+import type { TemplateRegistry } from './templates.ts';
+
+export interface ApiDeps extends Deps<'sfn' | 'secrets'> {
+  lambda: LambdaClient;
+  stateMachineArn: string;
+  notifyFunction: string;
+  webhookSecret: () => Promise<string>;
+  log: Logger;
+  templates: TemplateRegistry;
+  /** The trainer's input schema (cached by the implementation). */
+  inputSchemas: { lookup(trainer: ResolvedTrainer): Promise<SchemaLookup> };
+  /** The OpenAPI document (generated at synth, infra/openapi.ts). */
+  openApi: () => unknown;
+}
+
+export interface ApiRequest {
+  method: string;
+  /** API Gateway's resource path (a `path` of the route table). */
+  resource: string;
+  /** API Gateway's (decoded) path parameters. */
+  params: Record<string, string>;
+  query: Record<string, string | undefined>;
+  body: string | null;
+  /** Owners this token may use (`*` = any). */
+  owners: string[];
+  /** The `Idempotency-Key` header, if sent. */
+  idempotencyKey?: string;
+}
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+}

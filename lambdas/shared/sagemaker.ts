@@ -1,0 +1,97 @@
+/**
+ * Facts about a training's SageMaker job, shared by the construct (IAM, state), the prepare
+ * step, stage-weights and local mode's stand-in. One job per training; everything under one
+ * key prefix of the data bucket: the `request` channel (request.json, the runner, staged input
+ * files), the job's output, its checkpoints.
+ */
+import type { Config, SageMakerTrainerConfig } from './config.ts';
+
+export const SAGEMAKER_PREFIX = 'sagemaker/';
+/** The runner's file name in the request channel. */
+export const RUNNER_FILE = 'dreambooth_runner.py';
+export const REQUEST_CHANNEL = 'request';
+/** The job's entrypoint: the runner, with the interpreter every Cog image carries. */
+export const CONTAINER_ENTRYPOINT = ['python', `/opt/ml/input/data/${REQUEST_CHANNEL}/${RUNNER_FILE}`];
+export const CHECKPOINT_LOCAL_PATH = '/opt/ml/checkpoints';
+
+export function jobKeys(trainingId: string) {
+  const root = `${SAGEMAKER_PREFIX}${trainingId}/`;
+  return { root, request: `${root}${REQUEST_CHANNEL}/`, output: `${root}output/`, checkpoints: `${root}checkpoints/` };
+}
+
+/**
+ * Job names are unique per account and region and at most 63 characters: the stack's prefix,
+ * the training id, and an attempt number after a capacity retry (a failed job's name cannot be
+ * reused). A retried create under the same name is refused, so it never starts a second job.
+ */
+export function jobName(prefix: string, trainingId: string, attempt: number): string {
+  const name = attempt > 0 ? `${prefix}${trainingId}-${attempt}` : `${prefix}${trainingId}`;
+  if (!/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/.test(name)) throw new Error(`not a valid SageMaker job name: ${name}`);
+  return name;
+}
+
+/** The ECR repository a trainer's image is copied to (SageMaker pulls only from ECR). */
+export function mirrorRepository(config: Config, trainerName: string): string {
+  const prefix = config.registry.type === 'ecr' ? config.registry.repository_prefix.replace(/\/+$/, '') : 'dreambooth';
+  return `${prefix}/trainers/${trainerName}`;
+}
+
+/** The image the job runs: the mirror in ECR by the same digest, or the image itself without a mirror host. */
+export function jobImage(config: Config, trainerName: string, trainer: SageMakerTrainerConfig, mirrorHost: string): string {
+  if (!mirrorHost) return trainer.image;
+  return `${mirrorHost}/${mirrorRepository(config, trainerName)}@${trainer.image.split('@')[1]}`;
+}
+
+export function sagemakerTrainers(config: Config): [string, SageMakerTrainerConfig][] {
+  return Object.entries(config.trainers).filter((e): e is [string, SageMakerTrainerConfig] => e[1].backend === 'sagemaker');
+}
+
+/** Capacity retries: attempts in all, and the wait before each new attempt (full jitter). */
+export const CAPACITY_ATTEMPTS = 4;
+export function capacityWaitSeconds(attempt: number, random = Math.random): number {
+  return Math.max(10, Math.round(random() * Math.min(3600, 120 * 2 ** attempt)));
+}
+
+interface JobDescription {
+  TrainingJobName?: string;
+  TrainingJobStatus?: string;
+  SecondaryStatus?: string;
+  FailureReason?: string;
+}
+
+/**
+ * The error a user reads when a training's SageMaker job could not run or did not finish:
+ * `createTrainingJob.sync` fails with the job's description as its cause (or, for a refused
+ * create, the API's error). Null when the error is not the job's.
+ */
+export function jobFailureMessage(error: { Error?: string; Cause?: string }, trainerName: string, trainer?: SageMakerTrainerConfig): string | null {
+  const text = `${error.Error ?? ''} ${error.Cause ?? ''}`;
+  const instance = trainer?.instance_type ?? 'the instance type';
+  if (/ResourceLimitExceeded/.test(text)) {
+    const quota = `"${instance} for ${trainer?.spot ? 'spot training job' : 'training job'} usage"`;
+    return (
+      `SageMaker refused the job: the account's quota ${quota} is too low (new accounts have 0 for GPU instance types). ` +
+      `Request an increase in the Service Quotas console (AWS services → Amazon SageMaker → ${quota}) in this region, ` +
+      `or configure another instance_type for trainer ${trainerName}.`
+    );
+  }
+  let job: JobDescription;
+  try {
+    job = JSON.parse(error.Cause ?? '') as JobDescription;
+  } catch {
+    return null;
+  }
+  if (!job || typeof job !== 'object' || !job.TrainingJobStatus) return null;
+  const name = `the SageMaker training job ${job.TrainingJobName ?? ''}`.trimEnd();
+  if (job.SecondaryStatus === 'MaxRuntimeExceeded') {
+    return `${name} reached max_runtime_seconds (${trainer?.max_runtime_seconds ?? '?'} s) and was stopped; raise max_runtime_seconds of trainer ${trainerName}`;
+  }
+  if (job.SecondaryStatus === 'MaxWaitTimeExceeded') {
+    return `${name} waited for spot capacity (or was interrupted) past max_wait_seconds (${trainer?.max_wait_seconds ?? '?'} s); raise max_wait_seconds or turn spot off for trainer ${trainerName}`;
+  }
+  if (job.SecondaryStatus === 'Interrupted') return `${name} lost its spot instance and could not resume; try again, or turn spot off for trainer ${trainerName}`;
+  if (job.TrainingJobStatus === 'Stopped') return `${name} was stopped`;
+  const reason = (job.FailureReason ?? 'no reason given').replace(/^AlgorithmError:\s*/, '');
+  if (/CapacityError|InsufficientCapacity/.test(reason)) return `${name} found no ${instance} capacity: ${reason}`;
+  return `${name} failed: ${reason}`;
+}

@@ -1,0 +1,142 @@
+/**
+ * prepare-training-job and stage-weights for a sagemaker trainer: s3rver holds the request
+ * channel and the job's output, dynalite the training, a real file server the user's photos.
+ */
+import { randomBytes } from 'node:crypto';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import yazl from 'yazl';
+import { prepareTrainingJob } from '../../lambdas/prepare-training-job/core.ts';
+import { stageWeights } from '../../lambdas/stage-weights/core.ts';
+import { CAPACITY_ATTEMPTS, jobKeys } from '#shared/sagemaker';
+import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+
+const IMAGE = `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}`;
+const GPU = { backend: 'sagemaker', image: IMAGE, spot: true, max_runtime_seconds: 3600, max_wait_seconds: 7200, mode: 'train' };
+const ENV = { jobPrefix: 'db-0123abcd-', mirrorHost: '000000000000.dkr.ecr.us-east-1.amazonaws.com', runner: '# the runner\n' };
+const photos = randomBytes(50_000);
+
+let fx: Fixture;
+let files: TestServer;
+beforeAll(async () => {
+  files = await startServer((_req, res) => res.writeHead(200, { 'content-type': 'application/zip', 'content-length': photos.length }).end(photos));
+  fx = await startFixture({ as: 'prepare-training-job', config: { trainers: { gpu: GPU } } });
+});
+afterAll(async () => {
+  await files?.close();
+  await fx?.stop();
+});
+
+const gpuTraining = (input: Record<string, unknown> = {}) =>
+  newTraining(fx.deps, { trainer: 'gpu', trainer_backend: 'sagemaker', input: { instance_prompt: 'a photo of sks person', instance_data: `${files.url}/my%20photos.zip?sig=x`, ...input } });
+const read = async (key: string) => {
+  const out = await fx.deps.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
+  return Buffer.from(await out.Body!.transformToByteArray());
+};
+const errorOf = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a failure'); }, (e: Error) => e);
+
+describe('prepare-training-job', () => {
+  it("lays out the request channel: the training's input with its files staged, the runner, the callback URL", async () => {
+    const t = await gpuTraining();
+    const plan = await prepareTrainingJob(fx.deps, ENV, t.id, false);
+    const keys = jobKeys(t.id);
+    const request = JSON.parse((await read(`${keys.request}request.json`)).toString());
+    expect(request).toMatchObject({ id: t.run.id, mode: 'train', files: ['instance_data'] });
+    expect(request.input).toEqual({ instance_prompt: 'a photo of sks person', instance_data: 'request/inputs/instance_data/my_20photos.zip' });
+    expect(request.callback_url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:9/api/v1/callbacks/${t.id}\\?secret=`));
+    expect((await read(`${keys.request}inputs/instance_data/my_20photos.zip`)).equals(photos)).toBe(true);
+    expect((await read(`${keys.request}dreambooth_runner.py`)).toString()).toBe(ENV.runner);
+
+    expect(plan).toEqual({
+      name: `db-0123abcd-${t.id}`,
+      image: `${ENV.mirrorHost}/dreambooth/trainers/gpu@sha256:${'b'.repeat(64)}`,
+      request_uri: `s3://${fx.deps.bucket}/${keys.request}`,
+      output_uri: `s3://${fx.deps.bucket}/${keys.output}`,
+      checkpoint_uri: `s3://${fx.deps.bucket}/${keys.checkpoints}`,
+      resource_config: { InstanceType: 'ml.g5.2xlarge', InstanceCount: 1, VolumeSizeInGB: 100 },
+      stopping_condition: { MaxRuntimeInSeconds: 3600, MaxWaitTimeInSeconds: 7200 },
+      spot: true,
+      retry_wait_seconds: expect.any(Number),
+    });
+    // The plan is in the execution's history: it carries no secret.
+    expect(JSON.stringify(plan)).not.toContain('secret');
+    const after = await fx.deps.store.getTraining(t.id);
+    expect(after).toMatchObject({ status: 'processing', job: { name: plan.name, attempt: 0 }, run: { started: true } });
+  });
+
+  it('downloads each input once however often it runs, and keeps the job name', async () => {
+    const t = await gpuTraining({ instance_data: `${files.url}/once.zip` });
+    const first = await prepareTrainingJob(fx.deps, ENV, t.id, false);
+    const second = await prepareTrainingJob(fx.deps, ENV, t.id, false);
+    expect(second.name).toBe(first.name);
+    expect(files.requests.filter((r) => r.url === '/once.zip')).toHaveLength(1);
+  });
+
+  it('names a new job for each capacity retry, and gives up after the last attempt', async () => {
+    const t = await gpuTraining({ instance_data: `${files.url}/retry.zip` });
+    await prepareTrainingJob(fx.deps, ENV, t.id, false);
+    const names = [];
+    for (let i = 1; i < CAPACITY_ATTEMPTS; i++) names.push((await prepareTrainingJob(fx.deps, ENV, t.id, true)).name);
+    expect(names).toEqual([1, 2, 3].slice(0, CAPACITY_ATTEMPTS - 1).map((n) => `db-0123abcd-${t.id}-${n}`));
+    const err = await errorOf(prepareTrainingJob(fx.deps, ENV, t.id, true));
+    expect(err.name).toBe('TrainerFailed');
+    expect(err.message).toBe(`SageMaker had no ml.g5.2xlarge capacity in ${CAPACITY_ATTEMPTS} attempts; try again later, or configure another instance_type for trainer gpu`);
+  });
+
+  it('refuses an input URL the egress guard refuses', async () => {
+    const t = await gpuTraining({ instance_data: 'http://169.254.169.254/latest/meta-data/x.zip' });
+    const err = await errorOf(prepareTrainingJob(fx.deps, ENV, t.id, false));
+    expect(err.name).toBe('TrainerFailed');
+    expect(err.message).toContain('linkLocal');
+  });
+
+  it('runs the configured image itself when there is no mirror host (local mode)', async () => {
+    const t = await gpuTraining({ instance_data: `${files.url}/local.zip` });
+    expect((await prepareTrainingJob(fx.deps, { ...ENV, mirrorHost: '' }, t.id, false)).image).toBe(IMAGE);
+  });
+});
+
+async function outputZip(): Promise<Buffer> {
+  const z = new yazl.ZipFile();
+  z.addBuffer(Buffer.from(JSON.stringify({ _class_name: 'StableDiffusionPipeline', unet: ['diffusers', 'UNet2DConditionModel'] })), 'model_index.json');
+  z.addBuffer(randomBytes(10_000), 'unet/diffusion_pytorch_model.bin');
+  z.end();
+  const chunks: Buffer[] = [];
+  for await (const c of z.outputStream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe("stage-weights on a SageMaker job's output", () => {
+  const env = { registryHost: '000000000000.dkr.ecr.us-east-1.amazonaws.com' };
+  const putOutput = async (trainingId: string) => {
+    const prefix = `${jobKeys(trainingId).output}db-0123abcd-${trainingId}/output/model/`;
+    await fx.deps.s3.send(new PutObjectCommand({ Bucket: fx.deps.bucket, Key: `${prefix}output.zip`, Body: await outputZip() }));
+    return `s3://${fx.deps.bucket}/${prefix}`;
+  };
+
+  it('checks the archive where the job left it (no copy, no download) and builds from there', async () => {
+    const t = await gpuTraining();
+    await fx.deps.store.updateTraining(t.id, { status: 'processing' });
+    const prefix = await putOutput(t.id);
+    const staged = await stageWeights(fx.deps, env, t.id, prefix);
+    expect(staged.key).toBe(`${prefix.replace(`s3://${fx.deps.bucket}/`, '')}output.zip`);
+    expect(staged.build_env.WEIGHTS_S3_URI).toBe(`${prefix}output.zip`);
+    expect(staged.entries).toBe(2);
+    expect((await fx.deps.store.getTraining(t.id))?.staged?.key).toBe(staged.key);
+    // A retry finds it staged and checks it again.
+    expect(await stageWeights(fx.deps, env, t.id, prefix)).toEqual(staged);
+  });
+
+  it("refuses another training's job output", async () => {
+    const [mine, other] = [await gpuTraining(), await gpuTraining()];
+    const err = await errorOf(stageWeights(fx.deps, env, mine.id, await putOutput(other.id)));
+    expect(err.name).toBe('TrainerFailed');
+    expect(err.message).toContain("is not this training's job output");
+  });
+
+  it('says the runner wrote no archive when the job left none', async () => {
+    const t = await gpuTraining();
+    const err = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${jobKeys(t.id).output}job/output/model/`));
+    expect(err.message).toBe('the SageMaker job left no output.zip (the runner writes model/output.zip)');
+  });
+});

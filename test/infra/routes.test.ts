@@ -1,0 +1,88 @@
+/**
+ * One route table: the synthesized API Gateway methods are exactly the table's (no more, no
+ * fewer, each on its function with its authorization), local mode reads the same from the
+ * template, and every route the README shows exists.
+ */
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '#shared/config';
+import { matchPath, ROUTES, type Route } from '#shared/routes';
+import { restApiOf, synthesize, type LocalApi, type Synthesized } from '../../infra/template.ts';
+
+const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+let synth: Synthesized;
+let api: LocalApi;
+
+beforeAll(() => {
+  synth = synthesize(parseConfig(cdkJson.context.dreambooth));
+  api = restApiOf(synth);
+}, 60_000);
+
+const key = (r: { method: string; path: string }) => `${r.method} ${r.path}`;
+
+describe('the REST API of the synthesized template', () => {
+  it('has exactly the methods of the route table, each on its function with its authorization', () => {
+    // Prepare: the route table as API Gateway should have it.
+    const expected = (ROUTES as readonly Route[]).map((r) => ({
+      method: r.method,
+      path: r.path,
+      authorizer: r.auth === 'token' ? 'authorizer' : null,
+      fn: r.fn,
+    }));
+    // Assess: equal, not merely containing.
+    const byKey = (a: { method: string; path: string }, b: { method: string; path: string }) => key(a).localeCompare(key(b));
+    expect([...api.routes].sort(byKey)).toEqual(expected.sort(byKey));
+  });
+
+  it('counts its methods in the template itself as the table does', () => {
+    const methods = Object.values(synth.template.Resources).filter((r) => r.Type === 'AWS::ApiGateway::Method');
+    expect(methods).toHaveLength(ROUTES.length);
+  });
+
+  it('has the routes the README once lacked on AWS', () => {
+    const keys = api.routes.map(key);
+    for (const route of [
+      'GET /v1/templates',
+      'GET /v1/models/{owner}/{name}',
+      'GET /v1/models/{owner}/{name}/versions',
+      'POST /v1/models/{owner}/{name}/versions',
+      'GET /v1/openapi.json',
+    ]) {
+      expect(keys, route).toContain(route);
+    }
+  });
+
+  it('answers a missing route and a missing token in the API error shape', () => {
+    expect(api.gatewayResponses.MISSING_AUTHENTICATION_TOKEN).toMatchObject({ status: 404 });
+    expect(JSON.parse(api.gatewayResponses.MISSING_AUTHENTICATION_TOKEN!.body)).toMatchObject({ status: 404, detail: expect.stringContaining('no such route') });
+    expect(JSON.parse(api.gatewayResponses.UNAUTHORIZED!.body)).toMatchObject({ status: 401, detail: expect.stringContaining('Authorization') });
+  });
+});
+
+describe('the README', () => {
+  it('names only routes that exist', () => {
+    const named = [...readme.matchAll(/\b(GET|POST) (\/v1\/[^\s`"',)]*)/g)].map((m) => `${m[1]} ${m[2]}`);
+    expect(named.length).toBeGreaterThan(10);
+    const keys = new Set(api.routes.map(key));
+    for (const route of named) expect(keys, route).toContain(route);
+  });
+
+  it('shows only curl calls that reach a route', () => {
+    const calls = readme.split('\n').filter((line) => /curl .*\$API\/v1\//.test(line));
+    expect(calls.length).toBeGreaterThan(8);
+    for (const call of calls) {
+      const method = call.match(/-X (\w+)/)?.[1] ?? (/ -d /.test(call) ? 'POST' : 'GET');
+      const path = call.match(/\$API(\/v1\/[^\s"'\\]*)/)![1]!.replace(/\$\w+/g, 'x').split('?')[0]!;
+      const routes = api.routes.filter((r) => r.method === method).map((r) => r.path);
+      expect(matchPath(routes, path), `${method} ${path}`).not.toBeNull();
+    }
+  });
+
+  it('documents every token route of the table', () => {
+    const named = new Set([...readme.matchAll(/\b(GET|POST) (\/v1\/[^\s`"',)]*)/g)].map((m) => `${m[1]} ${m[2]}`));
+    const undocumented = (ROUTES as readonly Route[]).filter((r) => r.auth !== 'self' && !named.has(key(r))).map(key);
+    expect(undocumented).toEqual([]);
+  });
+});
