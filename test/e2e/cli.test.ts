@@ -203,7 +203,14 @@ describe('dreambooth train', { timeout: 150_000 }, () => {
 /** The command inside a pseudo-terminal: `script` gives it a tty on stdin, stdout and stderr. */
 function inTerminal(args: string[]) {
   const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  const proc = spawn('script', ['-qfec', quoted, '/dev/null'], { env: { ...env(), COLUMNS: '120', LINES: '40', TERM: 'xterm' }, cwd: work });
+  // script(1) runs the command through $SHELL -c. `exec` makes the command the terminal's only
+  // process: dash (/bin/sh, script's choice where SHELL is unset) would otherwise wait for it,
+  // take the Ctrl-C's SIGINT too, and exit 130 whatever the command returned. SHELL is pinned
+  // to that case so the test behaves the same wherever it runs.
+  const proc = spawn('script', ['-qfec', `exec ${quoted}`, '/dev/null'], {
+    env: { ...env(), SHELL: '/bin/sh', COLUMNS: '120', LINES: '40', TERM: 'xterm' },
+    cwd: work,
+  });
   let out = '';
   proc.stdout.on('data', (c: Buffer) => (out += c));
   proc.stderr.on('data', (c: Buffer) => (out += c));
