@@ -15,6 +15,8 @@
  *   DescribeTrainingJob answers for the completed job, and throw `States.TaskFailed` with that
  *   description as the cause when the job fails or stops, as `createTrainingJob.sync` does.
  * - `{ kind: 'mirror' }`: StartBuild of the trainer image mirror (same request and result shape).
+ * - `{ kind: 'ecr-images' }`: ECR DescribeImages (`RepositoryName`, `ImageIds`) of a trainer's
+ *   mirror; throw `Ecr.ImageNotFoundException` when the image is not there.
  * - `{ kind: 'codebuild' }`: the input is StartBuild's request (`ProjectName`,
  *   `EnvironmentVariablesOverride: [{ Name, Type, Value }]`); resolve with
  *   `{ Build: { Id, ExportedEnvironmentVariables: [{ Name, Value }] } }` and throw when the
@@ -36,6 +38,7 @@ export type TaskTarget =
   | { kind: 'lambda'; handler: HandlerName; integration: 'direct' | 'waitForTaskToken' }
   | { kind: 'codebuild' }
   | { kind: 'mirror' }
+  | { kind: 'ecr-images' }
   | { kind: 'sagemaker' };
 
 export interface SynthesizedDefinition {
@@ -70,6 +73,11 @@ const PSEUDO: Record<string, string> = {
 
 export function lambdaArn(handler: HandlerName): string {
   return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${handler}`;
+}
+
+/** A trainer mirror's ECR repository, as local IAM and the local DescribeImages name it. */
+export function ecrRepositoryArn(name: string): string {
+  return `arn:aws:ecr:${LOCAL_REGION}:${LOCAL_ACCOUNT}:repository/${name}`;
 }
 
 /** The Lambda event of a Task's effective input (see the module comment). */
@@ -153,6 +161,7 @@ function taskTarget(name: string, state: AslState, handlers: Map<string, Handler
     return state.Parameters?.ProjectName === LOCAL_MIRROR_PROJECT ? { kind: 'mirror' } : { kind: 'codebuild' };
   }
   if (resource === 'arn:aws:states:::sagemaker:createTrainingJob.sync') return { kind: 'sagemaker' };
+  if (resource === 'arn:aws:states:::aws-sdk:ecr:describeImages') return { kind: 'ecr-images' };
   const integration = resource === 'arn:aws:states:::lambda:invoke.waitForTaskToken' ? 'waitForTaskToken' : 'direct';
   const arn = integration === 'direct' ? resource : String(state.Parameters?.FunctionName ?? '');
   const handler = handlers.get(arn);

@@ -26,7 +26,7 @@ import { BuildEnvironmentVariableType, BuildSpec, ComputeType, LinuxBuildImage, 
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { AssetHashType, DockerImage } from 'aws-cdk-lib';
-import { CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { CallAwsService, CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { IntegrationPattern } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
@@ -112,10 +112,31 @@ export class SageMakerTraining extends Construct {
     const first = prepare('Prepare the SageMaker job', false);
     first.next(this.jobTask);
     const choice = new Choice(this, 'Does a SageMaker job train the model?');
-    for (const [name, trainer] of sagemakerTrainers(config)) {
-      choice.when(Condition.stringEquals('$.trainer', name), this.mirrorStep(config, name, trainer.image, trainer.source_credentials_secret, props.onError).next(first));
-    }
+    sagemakerTrainers(config).forEach(([name, trainer], i) => {
+      const mirror = this.mirrorStep(config, name, trainer.image, trainer.source_credentials_secret, props.onError);
+      mirror.next(first);
+      choice.when(Condition.stringEquals('$.trainer', name), this.presenceCheck(mirrorRepository(config, name), name, trainer.image, this.repositories[i]!, mirror).next(first));
+    });
     this.start = choice.otherwise(props.otherwise);
+  }
+
+  /**
+   * DescribeImages of the configured digest in the trainer's ECR repository: once the image is
+   * there, no training waits for a CodeBuild machine to start only to find it. Any failure of
+   * the check (the image missing, or anything else) goes to the mirror, which checks again and
+   * copies what is missing: the check saves minutes and can never fail a training.
+   */
+  private presenceCheck(repositoryName: string, name: string, image: string, repository: Repository, mirror: State) {
+    return new CallAwsService(this, `Is the ${name} image in ECR?`, {
+      service: 'ecr',
+      action: 'describeImages',
+      iamAction: 'ecr:DescribeImages',
+      iamResources: [repository.repositoryArn],
+      // The name as written, not a reference: the definition stays readable (and local mode reads it).
+      parameters: { RepositoryName: repositoryName, ImageIds: [{ ImageDigest: image.slice(image.lastIndexOf('@') + 1) }] },
+      resultPath: JsonPath.DISCARD,
+      taskTimeout: Timeout.duration(Duration.seconds(60)),
+    }).addCatch(mirror, { errors: [Errors.ALL], resultPath: JsonPath.DISCARD });
   }
 
   /** startBuild.sync of the mirror for one trainer's image; skipped inside when ECR has it. */

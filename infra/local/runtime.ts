@@ -23,14 +23,14 @@ import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
 import { editTokens, parseTokens, upsertTokens } from '../../lambdas/authorizer/token-list.ts';
 import { startDemoTrainerServer } from '../../lambdas/demo-trainer/server.ts';
-import { definitionOf, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn, lambdaEvent } from '../asl.ts';
+import { definitionOf, ecrRepositoryArn, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn, lambdaEvent } from '../asl.ts';
 import type { HandlerName } from '../constructs/function.ts';
 import type { EnvironmentValues, ServiceSecret } from '../functions.ts';
 import { restApiOf, synthesize, type LocalApi, type Synthesized } from '../template.ts';
 import { startLocalAws, type LocalAws, type TaskHandler } from './aws/index.ts';
 import { isPersisted } from './aws/secret-store.ts';
 import { runLocalBuild, type BuildStrategy } from './build.ts';
-import { runLocalMirror, runLocalTrainingJob } from './sagemaker.ts';
+import { describeLocalImages, runLocalMirror, runLocalTrainingJob } from './sagemaker.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
 import { BUILD_PRINCIPAL, checkIntegration, LOCAL_IAM_DENIED, SAGEMAKER_JOB_PRINCIPAL } from './iam/index.ts';
 import { localPolicies, withDropped } from './iam/template.ts';
@@ -303,6 +303,13 @@ function taskHandlersFor(
     if (target.kind === 'sagemaker') {
       tasks[state] = (input, ctx) =>
         runLocalTrainingJob(input, { s3: b.wired().storage.job!, workDir: join(b.dataDir, 'sagemaker-jobs'), log: (l) => b.terminal.trainer(l), stopGraceSeconds: b.stopGraceSeconds }, ctx.signal);
+      continue;
+    }
+    if (target.kind === 'ecr-images') {
+      tasks[state] = (input) => {
+        checkIntegration(b.iam(), 'ecr:DescribeImages', ecrRepositoryArn((input as { RepositoryName: string }).RepositoryName), 'Ecr.AccessDeniedException');
+        return describeLocalImages(input, b.registryHost);
+      };
       continue;
     }
     if (target.kind === 'mirror') {

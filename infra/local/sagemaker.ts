@@ -220,6 +220,24 @@ export async function runLocalMirror(input: unknown, registryHost: string | null
   }
 }
 
+/**
+ * ECR DescribeImages of a trainer's mirror in local mode: the local registry stands for ECR.
+ * Without one (an OCI layout on disk) nothing is in "ECR", and the mirror that follows is a no-op.
+ */
+export async function describeLocalImages(input: unknown, registryHost: string | null): Promise<unknown> {
+  const { RepositoryName, ImageIds } = input as { RepositoryName: string; ImageIds: { ImageDigest: string }[] };
+  const notFound = () => new StateError('Ecr.ImageNotFoundException', `The image with imageId {imageDigest:'${ImageIds[0]?.ImageDigest}'} does not exist within the repository with name '${RepositoryName}'`);
+  if (!registryHost) throw notFound();
+  const store = new RegistryClient({ baseUrl: `http://${registryHost}` });
+  const imageDetails = [];
+  for (const { ImageDigest } of ImageIds) {
+    const found = await store.headManifest(RepositoryName, ImageDigest);
+    if (!found) throw notFound();
+    imageDetails.push({ repositoryName: RepositoryName, imageDigest: found.digest, imageManifestMediaType: found.mediaType });
+  }
+  return { ImageDetails: imageDetails };
+}
+
 /** Whether a docker engine answers (DOCKER_HOST or the default socket). */
 export async function dockerReachable(): Promise<boolean> {
   if (!process.env.DOCKER_HOST && !existsSync('/var/run/docker.sock')) return false;

@@ -38,6 +38,7 @@ const STAGE = 'Stage the weights in S3';
 const SLOT = 'Wait for a free slot on the trainer';
 const FREE = 'Free the trainer slot';
 const MIRROR = 'Copy the gpu image into ECR';
+const IN_ECR = 'Is the gpu image in ECR?';
 const TRAINING = 'a'.repeat(26);
 
 describe('a sagemaker trainer in the stack', () => {
@@ -85,7 +86,17 @@ describe('a sagemaker trainer in the stack', () => {
     const choice = states[CHOICE];
     expect(startAt).toBe(SLOT);
     expect(states[SLOT].Next).toBe(CHOICE);
-    expect(choice.Choices).toEqual([{ Variable: '$.trainer', StringEquals: 'gpu', Next: MIRROR }]);
+    expect(choice.Choices).toEqual([{ Variable: '$.trainer', StringEquals: 'gpu', Next: IN_ECR }]);
+    // ECR is asked for the digest first: found, the job starts; not found (or the check failed
+    // at all), the mirror copies it.
+    expect(states[IN_ECR]).toMatchObject({
+      Type: 'Task',
+      Resource: 'arn:aws:states:::aws-sdk:ecr:describeImages',
+      Parameters: { RepositoryName: 'dreambooth/trainers/gpu', ImageIds: [{ ImageDigest: `sha256:${'c'.repeat(64)}` }] },
+      ResultPath: null,
+      Next: PREPARE,
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: MIRROR }],
+    });
     // The image is copied into ECR by digest before the job; the job runs the copy.
     expect(states[MIRROR].Resource).toBe('arn:aws:states:::codebuild:startBuild.sync');
     expect(states[MIRROR].Parameters.EnvironmentVariablesOverride).toEqual([
@@ -112,6 +123,13 @@ describe('a sagemaker trainer in the stack', () => {
     expect(JSON.stringify(pass.Resource)).toContain('JobRole');
     expect(text).toContain('rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule');
     expect(statements.filter((s) => [s.Action].flat().some((a: string) => a.startsWith('sagemaker:')))).toHaveLength(1);
+    // The presence check reads the mirror's repository, and nothing else in ECR.
+    const machineRole = stack.resolve((stack.workflow.stateMachine.role.node.defaultChild as any).ref);
+    const machine = Object.values(policies).filter((p: any) => JSON.stringify(p.Properties.Roles) === JSON.stringify([machineRole]));
+    const ecr = machine.flatMap((p: any) => stack.resolve(p.Properties.PolicyDocument.Statement) as any[]).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('ecr:')));
+    expect(ecr).toHaveLength(1);
+    expect(ecr[0].Action).toBe('ecr:DescribeImages');
+    expect(ecr[0].Resource).toEqual({ 'Fn::GetAtt': [stack.getLogicalId(stack.workflow.sagemaker!.repositories[0]!.node.defaultChild as any), 'Arn'] });
   });
 
   it('gives the job role its request channel to read, its output and checkpoints to write, its mirror to pull', () => {
@@ -200,10 +218,33 @@ describe('the sagemaker path, run by the local executor', () => {
       'Build and push the model image on Lambda compute': built,
     });
     expect(r.ok).toBe(true);
-    expect(r.states.slice(0, 8)).toEqual([SLOT, MIRROR, PREPARE, JOB, AGAIN, JOB, FREE, STAGE]);
+    // ECR has the image (DescribeImages answered): no mirror build.
+    expect(r.states.slice(0, 8)).toEqual([SLOT, IN_ECR, PREPARE, JOB, AGAIN, JOB, FREE, STAGE]);
     expect(r.calls.find((c) => c.state === AGAIN)!.event).toEqual({ training_id: TRAINING, retry: true });
     expect(r.calls.filter((c) => c.state === JOB).map((c) => c.event.TrainingJobName)).toEqual([plan(0).name, plan(1).name]);
     expect(r.calls.find((c) => c.state === STAGE)!.event.output_url).toBe(`s3://b/sagemaker/${TRAINING}/output/j/output/model/`);
+  });
+
+  it('mirrors the image when ECR does not have it, or when the check itself fails, and then trains', async () => {
+    const missing = () => {
+      throw Object.assign(new Error('The image does not exist within the repository'), { name: 'Ecr.ImageNotFoundException' });
+    };
+    const refused = () => {
+      throw Object.assign(new Error('not authorized to perform: ecr:DescribeImages'), { name: 'Ecr.AccessDeniedException' });
+    };
+    for (const check of [missing, refused]) {
+      const r = await run({
+        [IN_ECR]: check,
+        [PREPARE]: () => plan(0),
+        [JOB]: () => ({ TrainingJobStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: `s3://b/sagemaker/${TRAINING}/output/j/output/model/` }, TrainingTimeInSeconds: 5 }),
+        [STAGE]: staged,
+        'Build and push the model image on Lambda compute': built,
+      });
+      expect(r.states.slice(0, 5)).toEqual([SLOT, IN_ECR, MIRROR, PREPARE, JOB]);
+      expect(r.ok).toBe(true);
+      // The mirror gets the training's state as it was, not the check's error.
+      expect(r.calls.find((c) => c.state === MIRROR)!.event.EnvironmentVariablesOverride[0].Value).toBe(IMAGE);
+    }
   });
 
   it("sends any other job failure to the failure path with the job's description", async () => {

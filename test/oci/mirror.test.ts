@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
 import { mirrorImage, type RegistryFor } from '../../lambdas/mirror-image/core.ts';
+import { describeLocalImages } from '../../infra/local/sagemaker.ts';
 import { opensslAvailable, registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 
 const auth = { username: 'trainer-reader', password: `pw-${Math.random().toString(36).slice(2)}` };
@@ -33,11 +34,17 @@ describe.skipIf(!registryAvailable() || !opensslAvailable())('mirroring a traine
   });
 
   it('copies blob to blob and keeps the digest; a second run finds it and copies nothing', async () => {
+    const digest = image.split('@')[1]!;
+    // Local mode's DescribeImages (the workflow's "is the image in ECR?") before and after.
+    const describe = () => describeLocalImages({ RepositoryName: 'dreambooth/trainers/gpu', ImageIds: [{ ImageDigest: digest }] }, target.host);
+    const before = await describe().catch((e) => e);
+    expect(before.name).toBe('Ecr.ImageNotFoundException');
+    expect(before.message).toContain(digest);
     const first = await mirrorImage(image, `${target.host}/dreambooth/trainers/gpu`, registries(), (l) => lines.push(l));
     expect(first.skipped).toBe(false);
     expect(first.copied).toBeGreaterThan(0);
-    const digest = image.split('@')[1]!;
     expect(first.digest).toBe(digest);
+    expect(await describe()).toMatchObject({ ImageDetails: [{ repositoryName: 'dreambooth/trainers/gpu', imageDigest: digest }] });
     const mirrored = await new RegistryClient({ baseUrl: target.url }).getManifest('dreambooth/trainers/gpu', digest);
     expect(mirrored.digest).toBe(digest);
 

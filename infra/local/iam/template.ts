@@ -8,13 +8,14 @@
 import type { CfnResource } from 'aws-cdk-lib';
 import { CfnProject } from 'aws-cdk-lib/aws-codebuild';
 import { CfnTable } from 'aws-cdk-lib/aws-dynamodb';
+import { CfnRepository } from 'aws-cdk-lib/aws-ecr';
 import { CfnPolicy, CfnRole, type IRole } from 'aws-cdk-lib/aws-iam';
 import { CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { CfnLogGroup } from 'aws-cdk-lib/aws-logs';
 import { CfnBucket, CfnBucketPolicy } from 'aws-cdk-lib/aws-s3';
 import { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
-import { LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn } from '../../asl.ts';
+import { ecrRepositoryArn, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn } from '../../asl.ts';
 import { HouseFunction, type HandlerName } from '../../constructs/function.ts';
 import { LOCAL_BUCKET, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../aws/index.ts';
 import { SECRET_IDS } from '../secrets.ts';
@@ -141,6 +142,7 @@ function localValues(stack: DreamboothStack, n: LocalNames): Map<string, Value> 
       const name = `/local/${stack.getLogicalId(c)}`;
       set(c, name, { Arn: arn('logs', `log-group:${name}:*`) });
     } else if (c instanceof CfnProject) set(c, n.buildProject, { Arn: arn('codebuild', `project/${n.buildProject}`) });
+    else if (c instanceof CfnRepository) set(c, c.repositoryName!, { Arn: ecrRepositoryArn(c.repositoryName!) });
   }
   return values;
 }
