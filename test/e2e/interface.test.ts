@@ -94,7 +94,7 @@ describe('bad input and auth', () => {
   });
 });
 
-describe('restart, signals and the OCI layout', () => {
+describe('restart, signals and the OCI layout', { timeout: 150_000 }, () => {
   it('keeps trainings and versions across a restart, and stops every process it started', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'dreambooth-restart-'));
     const first = await startLocal({ config: FAST, registry: 'none', dataDir });

@@ -37,7 +37,7 @@ describe.skipIf(!registryAvailable() || !opensslAvailable())('mirroring a traine
     const digest = image.split('@')[1]!;
     // Local mode's DescribeImages (the workflow's "is the image in ECR?") before and after.
     const describe = () => describeLocalImages({ RepositoryName: 'dreambooth/trainers/gpu', ImageIds: [{ ImageDigest: digest }] }, target.host);
-    const before = await describe().catch((e) => e);
+    const before = (await describe().catch((e: unknown) => e)) as Error;
     expect(before.name).toBe('Ecr.ImageNotFoundException');
     expect(before.message).toContain(digest);
     const first = await mirrorImage(image, `${target.host}/dreambooth/trainers/gpu`, registries(), (l) => lines.push(l));

@@ -13,10 +13,10 @@ import { SecretStore } from './secret-store.ts';
 import { secretsManagerApi, type LocalLambda } from './services.ts';
 import { LocalStepFunctions, type ExecutionEvent } from './sfn.ts';
 import { stepFunctionsApi } from './sfn-api.ts';
-import { createBucket, createTable, startDynamoDb, startS3, type AccessKey, type LocalService } from './storage.ts';
+import { createBucket, createTable, startDynamoDb, startS3, type AccessKey, type LocalS3, type LocalService } from './storage.ts';
 import type { TaskHandler } from './tasks.ts';
 import { credentialsOf, makePrincipals, type Credentials } from '../iam/principals.ts';
-import { authorize, deniedMessage, startAuthProxy, type Authority, type Denial, type Principal } from '../iam/proxy.ts';
+import { authorize, decideS3, deniedMessage, startAuthProxy, type Authority, type Denial, type Principal } from '../iam/proxy.ts';
 import type { PrincipalPolicies } from '../iam/template.ts';
 import type { TableDefinition } from '../table.ts';
 import { TaskTokens } from './tokens.ts';
@@ -126,7 +126,7 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       log,
     }).then(keep(services));
 
-    const iam = opts.iam ? await enforce(opts.iam, opts.dataDir, { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }, s3.addKeys, services, log, opts.onDenial, opts.accessKeys) : null;
+    const iam = opts.iam ? await enforce(opts.iam, opts.dataDir, { s3, dynamodb: dynamodb.url, endpoint: endpoint.url }, services, log, opts.onDenial, opts.accessKeys) : null;
     const urls = iam?.urls ?? { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url };
     const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
     await createResources();
@@ -158,12 +158,14 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   }
 }
 
-/** Puts the authorising proxies in front of the three servers; handlers are pointed at them. */
+/**
+ * Gates local S3 and puts the authorising proxies in front of the two other servers; handlers
+ * are pointed at them.
+ */
 async function enforce(
   policies: Record<string, PrincipalPolicies>,
   dataDir: string,
-  upstream: { s3: string; dynamodb: string; endpoint: string },
-  addS3Keys: (keys: AccessKey[]) => Promise<void>,
+  upstream: { s3: LocalS3; dynamodb: string; endpoint: string },
   services: LocalService[],
   log: (line: string) => void,
   onDenial?: (d: Denial) => void,
@@ -171,9 +173,9 @@ async function enforce(
 ) {
   const principals = makePrincipals(dataDir, policies, CREDENTIALS, given);
   // s3rver accepts only access key ids it knows (it checks no V4 signature: the proxy does).
-  await addS3Keys([...principals.values()].map((p) => ({ accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey })));
+  await upstream.s3.addKeys([...principals.values()].map((p) => ({ accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey })));
   const authority: Authority = { principals, denials: [], log, onDenial, region: LOCAL_REGION, account: LOCAL_ACCOUNT };
-  const s3 = await startAuthProxy('s3', upstream.s3, authority).then(keep(services));
+  await upstream.s3.gate((request) => decideS3(authority, request));
   const dynamodb = await startAuthProxy('dynamodb', upstream.dynamodb, authority).then(keep(services));
   const endpoint = await startAuthProxy('endpoint', upstream.endpoint, authority).then(keep(services));
   const byName = (name: string) => [...principals.values()].find((p) => p.name === name);
@@ -188,7 +190,7 @@ async function enforce(
       return denial && deniedMessage(authority, principal, denial);
     },
   };
-  return { urls: { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }, iam };
+  return { urls: { s3: upstream.s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }, iam };
 }
 
 

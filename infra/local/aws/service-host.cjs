@@ -4,6 +4,28 @@
 // busy. Plain CommonJS, loaded without tsx; it answers `ready` with its port and closes on `close`.
 const { parentPort, workerData } = require('node:worker_threads');
 
+let gated = false;
+let asked = 0;
+const decisions = new Map();
+
+function authorize(request) {
+  return new Promise((resolve) => {
+    const id = ++asked;
+    decisions.set(id, resolve);
+    parentPort.postMessage({ type: 'authorize', id, request });
+  });
+}
+
+/** An S3 error answer; HEAD gets the status and headers only (Koa sends no body for HEAD). */
+function refuse(ctx, { status, code, message }) {
+  ctx.req.resume();
+  const escaped = String(message).replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  ctx.status = status;
+  ctx.set('x-amz-request-id', 'local');
+  ctx.type = 'application/xml';
+  ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escaped}</Message><RequestId>local</RequestId></Error>`;
+}
+
 async function start() {
   if (workerData.kind === 'dynamodb') {
     const dynalite = require('dynalite');
@@ -18,6 +40,16 @@ async function start() {
   const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
   for (const k of workerData.keys) DUMMY_ACCOUNT.createKeyPair(k.accessKeyId, k.secretAccessKey);
   const s3rver = new S3rver({ address: '127.0.0.1', port: 0, directory: workerData.path, silent: true });
+  // Local IAM's gate, in front of s3rver's routes (s3rver is a Koa app): once enabled, each
+  // request's method, URL and headers go to local mode's thread, which answers with a decision
+  // (infra/local/iam/proxy.ts decideS3); the bytes stay here.
+  s3rver.middleware.unshift(async (ctx, next) => {
+    if (!gated) return next();
+    const decision = await authorize({ method: ctx.method, url: ctx.url, headers: ctx.headers });
+    if (decision.refuse) return refuse(ctx, decision.refuse);
+    await next();
+    if (decision.hideMissing && ctx.status === 404) refuse(ctx, { status: 403, code: 'AccessDenied', message: 'Access Denied' });
+  });
   await s3rver.run();
   return s3rver.httpServer;
 }
@@ -26,6 +58,15 @@ start().then(
   (server) => {
     parentPort.postMessage({ type: 'ready', port: server.address().port });
     parentPort.on('message', (m) => {
+      if (m && m.type === 'decision') {
+        const resolve = decisions.get(m.id);
+        decisions.delete(m.id);
+        return resolve && resolve(m.decision);
+      }
+      if (m && m.type === 'gate') {
+        gated = true;
+        return parentPort.postMessage({ type: 'gated' });
+      }
       if (m && m.type === 'keys') {
         // Principals made after start-up (local IAM): their keys join s3rver's account.
         const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');

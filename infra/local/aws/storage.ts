@@ -16,6 +16,8 @@ import {
   type WriteRequest,
 } from '@aws-sdk/client-dynamodb';
 import type { TableDefinition } from '../table.ts';
+import type { S3Decision } from '../iam/proxy.ts';
+import type { S3Request } from '../iam/requests.ts';
 import { pollUntil } from './poll.ts';
 
 export interface LocalService {
@@ -23,9 +25,11 @@ export interface LocalService {
   close: () => Promise<void>;
 }
 
-/** Local S3 also takes access keys made after it started. */
+/** Local S3 also takes access keys made after it started, and local IAM's gate. */
 export interface LocalS3 extends LocalService {
   addKeys: (keys: AccessKey[]) => Promise<void>;
+  /** From now on every request waits for `decide` (in this thread) before s3rver serves it. */
+  gate: (decide: (request: S3Request) => Promise<S3Decision>) => Promise<void>;
 }
 
 /** Access keys s3rver accepts (besides its own S3RVER pair). */
@@ -34,37 +38,48 @@ export interface AccessKey {
   secretAccessKey: string;
 }
 
-type HostMessage = { type: 'ready'; port: number } | { type: 'closed' } | { type: 'keys-added' } | { type: 'error'; message: string };
+type HostMessage =
+  | { type: 'ready'; port: number }
+  | { type: 'closed' }
+  | { type: 'keys-added' }
+  | { type: 'gated' }
+  | { type: 'error'; message: string }
+  | { type: 'authorize'; id: number; request: S3Request };
 
 /** A storage service in its own worker thread (see service-host.cjs), on 127.0.0.1. */
 async function startHosted(kind: 's3' | 'dynamodb', path: string, keys: AccessKey[] = []): Promise<LocalS3> {
   const worker = new Worker(new URL('./service-host.cjs', import.meta.url), { workerData: { kind, path, keys } });
-  const next = () =>
-    new Promise<HostMessage>((resolve, reject) => {
-      const onExit = (code: number) => reject(new Error(`local ${kind} stopped (exit ${code})`));
-      worker.once('error', reject).once('exit', onExit);
-      worker.once('message', (m: HostMessage) => {
-        worker.off('error', reject).off('exit', onExit);
-        resolve(m);
-      });
-    });
+  let decide: ((request: S3Request) => Promise<S3Decision>) | undefined;
+  // Replies to this thread's requests, in order; the gate's questions are answered on their own.
+  const waiting: { resolve: (m: HostMessage) => void; reject: (e: Error) => void }[] = [];
+  worker.on('message', (m: HostMessage) => {
+    if (m.type !== 'authorize') return waiting.shift()?.resolve(m);
+    const answer = (decision: S3Decision) => worker.postMessage({ type: 'decision', id: m.id, decision });
+    decide!(m.request).then(answer, (e: Error) => answer({ refuse: { status: 500, code: 'InternalError', message: `local IAM failed: ${e.message}` } }));
+  });
+  const fail = (e: Error) => waiting.splice(0).forEach((w) => w.reject(e));
+  worker.on('error', fail).on('exit', (code) => fail(new Error(`local ${kind} stopped (exit ${code})`)));
+  const next = () => new Promise<HostMessage>((resolve, reject) => waiting.push({ resolve, reject }));
   const ready = await next();
   if (ready.type !== 'ready') {
     await worker.terminate();
     throw new Error(`local ${kind} did not start: ${ready.type === 'error' ? ready.message : ready.type}`);
   }
+  const ask = async (message: unknown) => {
+    const reply = next();
+    worker.postMessage(message);
+    return reply;
+  };
   return {
     url: `http://127.0.0.1:${ready.port}`,
     close: async () => {
-      const closed = next();
-      worker.postMessage('close');
-      await closed;
+      await ask('close');
       await worker.terminate();
     },
-    addKeys: async (added) => {
-      const done = next();
-      worker.postMessage({ type: 'keys', keys: added });
-      await done;
+    addKeys: async (added) => void (await ask({ type: 'keys', keys: added })),
+    gate: async (fn) => {
+      decide = fn;
+      await ask({ type: 'gate' });
     },
   };
 }

@@ -1,19 +1,19 @@
 /**
- * The authorising proxy in front of each local service (s3rver, dynalite, the Step Functions /
- * Secrets Manager / Lambda endpoint): it authenticates every request (SigV4, ./sigv4.ts),
- * works out the IAM action and resource (./requests.ts), evaluates the caller's policies from
- * the template (./policy.ts) and forwards only what AWS would allow; refusals answer as each
- * service answers them.
+ * The authorising proxy in front of dynalite and of the Step Functions / Secrets Manager /
+ * Lambda endpoint, and the decision behind the gate inside s3rver's worker (`decideS3`): each
+ * request is authenticated (SigV4, ./sigv4.ts), its IAM action and resource worked out
+ * (./requests.ts), the caller's policies from the template evaluated (./policy.ts), and only what
+ * AWS would allow goes on; refusals answer as each service answers them.
  *
- * A proxy rather than hooks into each server: s3rver does not verify V4 signatures at all and
- * dynalite only checks that one is present, neither knows principals, and a proxy works the
- * same in front of all three. S3 bodies are streamed through, JSON bodies (small) buffered.
+ * Checks of our own rather than the servers': s3rver does not verify V4 signatures at all and
+ * dynalite only checks that one is present, and neither knows principals. JSON bodies (small)
+ * are buffered through the proxy; S3's (gigabytes of weights) never leave s3rver's thread.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { closeServer } from '../aws/endpoint.ts';
 import { evaluate, type Decision, type Statement } from './policy.ts';
-import { dynamoDbNeeds, lambdaNeeds, s3Needs, secretsManagerNeeds, stepFunctionsNeeds, type Needed, type Where } from './requests.ts';
+import { dynamoDbNeeds, lambdaNeeds, s3Needs, secretsManagerNeeds, stepFunctionsNeeds, type Needed, type S3Request, type Where } from './requests.ts';
 import { verifySigV4, type Verified } from './sigv4.ts';
 
 export interface Principal {
@@ -41,7 +41,7 @@ export interface Authority extends Where {
   onDenial?: (d: Denial) => void;
 }
 
-export type ServiceKind = 's3' | 'dynamodb' | 'endpoint';
+export type ServiceKind = 'dynamodb' | 'endpoint';
 
 const JSON_SERVICES: Record<string, { signing: string; needs: (op: string, body: Record<string, unknown>, w: Where) => Promise<Needed[]>; type: string }> = {
   DynamoDB_20120810: { signing: 'dynamodb', needs: dynamoDbNeeds, type: 'application/x-amz-json-1.0' },
@@ -75,8 +75,7 @@ export function deniedMessage(auth: Authority, principal: Principal, d: Denial):
 export async function startAuthProxy(kind: ServiceKind, upstream: string, auth: Authority): Promise<{ url: string; close: () => Promise<void> }> {
   const target = new URL(upstream);
   const server = http.createServer((req, res) => {
-    const handle = kind === 's3' ? handleS3 : handleJson;
-    handle(auth, target, req, res).catch((e) => {
+    handleJson(auth, target, req, res).catch((e) => {
       auth.log(`local IAM proxy (${kind}): ${(e as Error).message}`);
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ __type: 'InternalFailure', message: 'local IAM proxy failed' }));
       else res.destroy();
@@ -91,10 +90,22 @@ function principalOf(auth: Authority, v: Verified): Principal | undefined {
 }
 const secretOf = (auth: Authority) => (id: string) => auth.principals.get(id)?.secretAccessKey;
 
-// ---- S3 ---------------------------------------------------------------------------------------
+// ---- S3 ----------------------------------------------------------------------------------------
 
-async function handleS3(auth: Authority, target: URL, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const incoming = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
+/** What the gate inside the S3 worker does with one request (see ../aws/service-host.cjs). */
+export interface S3Decision {
+  /** Answer this S3 error instead of serving the request. */
+  refuse?: { status: number; code: string; message: string };
+  /** Without s3:ListBucket, S3 answers a missing key with 403, not 404 (HeadObject, GetObject). */
+  hideMissing?: boolean;
+}
+
+/**
+ * S3 is authorised inside s3rver's own worker, by a gate in front of its routes that asks this
+ * function (one message per request, headers only): object bytes then flow from s3rver to the
+ * client directly, never through this thread or a second socket.
+ */
+export async function decideS3(auth: Authority, incoming: S3Request): Promise<S3Decision> {
   const v = await verifySigV4(incoming, secretOf(auth));
   if (!v.ok) {
     // Anonymous requests are refused as the bucket's public-access block refuses them.
@@ -104,33 +115,18 @@ async function handleS3(auth: Authority, target: URL, req: http.IncomingMessage,
       : v.code === 'Expired' ? [403, 'AccessDenied']
       : v.code === 'Malformed' ? [400, 'AuthorizationQueryParametersError']
       : [403, 'SignatureDoesNotMatch'];
-    return s3Error(req, res, status, code, v.code === 'MissingAuthentication' ? 'Access Denied' : v.message);
+    return { refuse: { status, code, message: v.code === 'MissingAuthentication' ? 'Access Denied' : v.message } };
   }
   const principal = principalOf(auth, v)!;
   const needs = await s3Needs(incoming, auth);
   const denial = authorize(auth, principal, needs);
-  if (denial) return s3Error(req, res, 403, 'AccessDenied', deniedMessage(auth, principal, denial));
+  if (denial) return { refuse: { status: 403, code: 'AccessDenied', message: deniedMessage(auth, principal, denial) } };
   const objectRead = needs[0]?.action === 's3:GetObject' && needs.length === 1;
-  await forward(target, req, res, undefined, (status) => {
-    // Without s3:ListBucket, S3 answers a missing key with 403, not 404 (HeadObject, GetObject).
-    if (!objectRead || status !== 404 || principal.role === null) return false;
-    const bucket = needs[0]!.resource.replace(/^arn:aws:s3:::([^/]+)\/.*$/, '$1');
-    const mayList = evaluate(principal.statements, { action: 's3:ListBucket', resource: `arn:aws:s3:::${bucket}`, context: CONTEXT }) === 'Allow';
-    if (mayList) return false;
-    s3Error(req, res, 403, 'AccessDenied', 'Access Denied');
-    return true;
-  });
+  if (!objectRead || principal.role === null) return {};
+  const bucket = needs[0]!.resource.replace(/^arn:aws:s3:::([^/]+)\/.*$/, '$1');
+  const mayList = evaluate(principal.statements, { action: 's3:ListBucket', resource: `arn:aws:s3:::${bucket}`, context: CONTEXT }) === 'Allow';
+  return { hideMissing: !mayList };
 }
-
-function s3Error(req: http.IncomingMessage, res: http.ServerResponse, status: number, code: string, message: string): void {
-  req.resume();
-  const body =
-    req.method === 'HEAD'
-      ? ''
-      : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escapeXml(message)}</Message><RequestId>local</RequestId></Error>`;
-  res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': 'local' }).end(body);
-}
-const escapeXml = (s: string) => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 // ---- JSON protocols and Lambda Invoke ---------------------------------------------------------
 
@@ -180,27 +176,16 @@ function parseJson(body: Buffer): Record<string, unknown> {
 
 // ---- plumbing ---------------------------------------------------------------------------------
 
-/**
- * Sends the request on to the real server. `intercept` may answer instead once the upstream
- * status is known (the S3 403-for-404 rule); the upstream body is then dropped.
- */
-function forward(target: URL, req: http.IncomingMessage, res: http.ServerResponse, body?: Buffer, intercept?: (status: number) => boolean): Promise<void> {
+/** Sends the (buffered) request on to the real server and its answer back. */
+function forward(target: URL, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    const up = http.request(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        if (intercept?.(answer.statusCode ?? 500)) {
-          answer.resume();
-          return resolve();
-        }
-        res.writeHead(answer.statusCode ?? 500, answer.headers);
-        answer.pipe(res);
-        answer.on('end', resolve).on('error', reject);
-      },
-    );
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 500, answer.headers);
+      answer.pipe(res);
+      answer.on('end', resolve).on('error', reject);
+    });
     up.on('error', reject);
-    if (body) up.end(body);
-    else req.pipe(up);
+    up.end(body);
   });
 }
 
