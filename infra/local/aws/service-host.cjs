@@ -47,8 +47,15 @@ async function start() {
     if (!gated) return next();
     const decision = await authorize({ method: ctx.method, url: ctx.url, headers: ctx.headers });
     if (decision.refuse) return refuse(ctx, decision.refuse);
-    await next();
-    if (decision.hideMissing && ctx.status === 404) refuse(ctx, { status: 403, code: 'AccessDenied', message: 'Access Denied' });
+    // s3rver throws its S3 errors (NoSuchKey: status 404) up to its own error renderer.
+    const hide = () => refuse(ctx, { status: 403, code: 'AccessDenied', message: 'Access Denied' });
+    try {
+      await next();
+    } catch (err) {
+      if (decision.hideMissing && err && err.status === 404) return hide();
+      throw err;
+    }
+    if (decision.hideMissing && ctx.status === 404) hide();
   });
   await s3rver.run();
   return s3rver.httpServer;
