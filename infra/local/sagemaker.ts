@@ -43,6 +43,7 @@ interface CreateTrainingJob {
   StoppingCondition?: { MaxRuntimeInSeconds?: number };
   Environment?: Record<string, string>;
   ResourceConfig?: Record<string, unknown>;
+  CheckpointConfig?: { S3Uri: string; LocalPath?: string };
 }
 
 /** The error Step Functions reports for a `.sync` job that failed or stopped: the job's description is the Cause. */
@@ -72,9 +73,12 @@ export async function runLocalTrainingJob(input: unknown, opts: LocalSageMakerOp
   }
   started.add(name);
   const t0 = Date.now();
-  await layOut(job, dir, opts.s3);
+  await layOut(job, dir, opts.s3, opts);
   opts.log(`job ${name}: starting ${job.AlgorithmSpecification.TrainingImage}`);
   const { code, stopReason } = await runContainer(job, dir, opts, signal);
+  // SageMaker syncs the checkpoint folder to S3 while the job runs; here once, when the
+  // container has ended, whatever its outcome (a stopped or failed job keeps what it wrote).
+  if (job.CheckpointConfig) await uploadFolder(join(dir, 'checkpoints'), withSlash(job.CheckpointConfig.S3Uri), opts.s3);
   const seconds = Math.round((Date.now() - t0) / 1000);
   const base = {
     TrainingJobName: name,
@@ -91,13 +95,13 @@ export async function runLocalTrainingJob(input: unknown, opts: LocalSageMakerOp
     throw new TrainingJobFailed({ ...base, TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: reason.slice(0, 1024) });
   }
   const artifacts = `${job.OutputDataConfig.S3OutputPath.replace(/\/+$/, '')}/${name}/output/model/`;
-  await uploadModel(join(dir, 'model'), artifacts, opts.s3);
+  await uploadFolder(join(dir, 'model'), artifacts, opts.s3);
   opts.log(`job ${name}: completed in ${seconds} s`);
   await rm(join(dir, 'input', 'data'), { recursive: true, force: true });
   return { ...base, TrainingJobStatus: 'Completed', SecondaryStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: artifacts } };
 }
 
-async function layOut(job: CreateTrainingJob, dir: string, s3: S3Client): Promise<void> {
+async function layOut(job: CreateTrainingJob, dir: string, s3: S3Client, opts: Pick<LocalSageMakerOptions, 'log'>): Promise<void> {
   for (const sub of ['input/config', 'input/data', 'model', 'output', 'checkpoints']) await mkdir(join(dir, sub), { recursive: true });
   const channels = job.InputDataConfig ?? [];
   await writeFile(join(dir, 'input', 'config', 'hyperparameters.json'), '{}');
@@ -107,23 +111,34 @@ async function layOut(job: CreateTrainingJob, dir: string, s3: S3Client): Promis
     JSON.stringify(Object.fromEntries(channels.map((c) => [c.ChannelName, { TrainingInputMode: 'File', S3DistributionType: 'FullyReplicated' }]))),
   );
   for (const channel of channels) {
-    const { bucket, key: prefix } = s3Parts(channel.DataSource.S3DataSource.S3Uri);
-    let token: string | undefined;
-    let count = 0;
-    do {
-      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const object of page.Contents ?? []) {
-        const target = join(dir, 'input', 'data', channel.ChannelName, object.Key!.slice(prefix.length).replace(/^\/+/, ''));
-        await mkdir(dirname(target), { recursive: true });
-        const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key! }));
-        await pipeline(body.Body as Readable, createWriteStream(target));
-        count++;
-      }
-      token = page.NextContinuationToken;
-    } while (token);
+    const count = await downloadPrefix(s3, channel.DataSource.S3DataSource.S3Uri, join(dir, 'input', 'data', channel.ChannelName));
     // SageMaker refuses a channel whose prefix holds no object.
     if (count === 0) throw new TrainingJobFailed({ TrainingJobName: job.TrainingJobName, TrainingJobStatus: 'Failed', FailureReason: `ClientError: no S3 objects found under ${channel.DataSource.S3DataSource.S3Uri}` });
   }
+  // A job starts with what its checkpoint prefix holds (a resumed spot job, a retried one).
+  if (job.CheckpointConfig) {
+    const restored = await downloadPrefix(s3, withSlash(job.CheckpointConfig.S3Uri), join(dir, 'checkpoints'));
+    if (restored) opts.log(`job ${job.TrainingJobName}: restored ${restored} checkpoint file(s)`);
+  }
+}
+
+/** Every object under the prefix into `folder`, by relative key; answers how many. */
+async function downloadPrefix(s3: S3Client, uri: string, folder: string): Promise<number> {
+  const { bucket, key: prefix } = s3Parts(uri);
+  let token: string | undefined;
+  let count = 0;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) {
+      const target = join(folder, object.Key!.slice(prefix.length).replace(/^\/+/, ''));
+      await mkdir(dirname(target), { recursive: true });
+      const body = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: object.Key! }));
+      await pipeline(body.Body as Readable, createWriteStream(target));
+      count++;
+    }
+    token = page.NextContinuationToken;
+  } while (token);
+  return count;
 }
 
 function runContainer(job: CreateTrainingJob, dir: string, opts: LocalSageMakerOptions, signal: AbortSignal): Promise<{ code: number; stopReason?: string }> {
@@ -131,8 +146,11 @@ function runContainer(job: CreateTrainingJob, dir: string, opts: LocalSageMakerO
   const spec = job.AlgorithmSpecification;
   const env = Object.entries(job.Environment ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
   const [entry, ...entryArgs] = spec.ContainerEntrypoint ?? [];
+  // The checkpoint folder is /opt/ml/checkpoints unless the job names another path.
+  const local = job.CheckpointConfig?.LocalPath;
+  const checkpoints = local && local !== '/opt/ml/checkpoints' ? ['-v', `${join(dir, 'checkpoints')}:${local}`] : [];
   const args = [
-    'run', '--rm', '--name', name, '--network', 'host', '-v', `${dir}:/opt/ml`, ...env,
+    'run', '--rm', '--name', name, '--network', 'host', '-v', `${dir}:/opt/ml`, ...checkpoints, ...env,
     ...(entry ? ['--entrypoint', entry] : []),
     spec.TrainingImage,
     ...entryArgs,
@@ -175,12 +193,15 @@ function runContainer(job: CreateTrainingJob, dir: string, opts: LocalSageMakerO
   });
 }
 
-async function uploadModel(modelDir: string, artifacts: string, s3: S3Client): Promise<void> {
-  const { bucket, key: prefix } = s3Parts(artifacts);
-  for (const file of await walk(modelDir)) {
+const withSlash = (uri: string) => (uri.endsWith('/') ? uri : `${uri}/`);
+
+/** Every file under `folder` to `<uri><relative path>`. */
+async function uploadFolder(folder: string, uri: string, s3: S3Client): Promise<void> {
+  const { bucket, key: prefix } = s3Parts(uri);
+  for (const file of await walk(folder)) {
     const upload = new Upload({
       client: s3,
-      params: { Bucket: bucket, Key: `${prefix}${relative(modelDir, file)}`, Body: createReadStream(file) },
+      params: { Bucket: bucket, Key: `${prefix}${relative(folder, file)}`, Body: createReadStream(file) },
       partSize: 16 * 1024 * 1024,
       queueSize: 4,
     });

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CONTAINER_ENTRYPOINT } from '#shared/sagemaker';
 import { RUNNER_SOURCE_PATH } from '../../infra/constructs/function.ts';
 import { runLocalTrainingJob } from '../../infra/local/sagemaker.ts';
@@ -178,6 +178,38 @@ describe.skipIf(!registry)("local mode's SageMaker stand-in on its own (a real c
     expect(head.ContentLength).toBeGreaterThan(60_000);
     // A second create under the same name is refused, never a second job.
     expect((await failure(runLocalTrainingJob(await job(ok, {}), opts(dir), new AbortController().signal)))?.name).toBe('SageMaker.AmazonSageMakerException');
+  }, 120_000);
+
+  it('starts each job with its checkpoint prefix and keeps what it wrote there, even when it fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobs-'));
+    const checkpoints = `s3://${fx.deps.bucket}/sagemaker/ckpt-${process.pid}/checkpoints/`;
+    // A trainer that counts its runs in a checkpoint file, then fails: as an interrupted job would.
+    const count = [
+      'import os, sys',
+      'p = "/opt/ml/checkpoints/state/runs.txt"',
+      'n = int(open(p).read()) if os.path.exists(p) else 0',
+      'os.makedirs(os.path.dirname(p), exist_ok=True)',
+      'open(p, "w").write(str(n + 1))',
+      'sys.exit(3)',
+    ].join('\n');
+    const run = async (attempt: number) => {
+      const name = `db-test-ckpt-${process.pid}-${attempt}`;
+      const request = await job(name, {}, {
+        AlgorithmSpecification: { TrainingImage: image, ContainerEntrypoint: ['python', '-c', count] },
+        CheckpointConfig: { S3Uri: checkpoints, LocalPath: '/opt/ml/checkpoints' },
+      });
+      return failure(runLocalTrainingJob(request, opts(dir), new AbortController().signal));
+    };
+    const runs = async () => {
+      const body = await fx.operator.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: `sagemaker/ckpt-${process.pid}/checkpoints/state/runs.txt` }));
+      return body.Body!.transformToString();
+    };
+    expect((await run(0))?.cause).toMatchObject({ TrainingJobStatus: 'Failed' });
+    expect(await runs()).toBe('1');
+    // The next job (a new name, the same prefix) finds it.
+    await run(1);
+    expect(await runs()).toBe('2');
+    expect(logs.some((l) => l.includes('restored 1 checkpoint file(s)'))).toBe(true);
   }, 120_000);
 
   it('stops the job at MaxRuntimeInSeconds, killing the container after the grace period', async () => {
