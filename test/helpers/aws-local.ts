@@ -23,7 +23,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { runAs, type Container } from '../../infra/local/iam/containers.ts';
+import { newProcessContainer, runAs, type Container } from '../../infra/local/iam/containers.ts';
 import { localPolicies, withDropped } from '../../infra/local/iam/template.ts';
 import { pollUntil, startLocalAws, type LocalAws, type LocalLambda } from '../../infra/local/aws/index.ts';
 import * as aws from '#shared/aws';
@@ -150,6 +150,8 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
   };
   Object.assign(process.env, localEnvironment(principal.fn, { config, values, awsEnv: local.env, principal }));
   resetRuntimeConfig();
+  // An earlier fixture in this process left clients bound to its (stopped) servers.
+  newProcessContainer();
   // After the env is set: the shared clients read their endpoints from it once.
   const deps: Deps = {
     config,

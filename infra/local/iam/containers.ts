@@ -18,11 +18,13 @@ const storage = new AsyncLocalStorage<Container>();
 /** Read by lambdas/shared/aws.ts; absent on Lambda, where one process is one container. */
 const HOOK = Symbol.for('dreambooth.container');
 let installed = false;
+/** The container outside any `runAs`: the process's own, until `newProcessContainer`. */
+let outside: object | undefined;
 
 export function installContainers(): void {
   if (installed) return;
   installed = true;
-  (globalThis as Record<symbol, unknown>)[HOOK] = () => storage.getStore();
+  (globalThis as Record<symbol, unknown>)[HOOK] = () => storage.getStore() ?? outside;
   const real = process.env;
   const own = (key: string | symbol) => {
     const c = storage.getStore();
@@ -65,3 +67,13 @@ export function runAs<T>(container: Container, fn: () => T): T {
 }
 
 export const currentContainer = (): Container | undefined => storage.getStore();
+
+/**
+ * The process starts over as a new container: the clients memoised so far (an earlier test
+ * fixture's, with its endpoints and credentials resolved) are not handed out again. A fixture
+ * calls it before it makes its own, as a new Lambda container would.
+ */
+export function newProcessContainer(): void {
+  installContainers();
+  outside = {};
+}
