@@ -89,8 +89,9 @@ export function weightsLayer(source: RandomAccessSource, limits: ZipLimits, form
 
 const CHUNK = 8 * 1024 * 1024;
 
-/** A source read front to back in 8 MiB ranges (with read-ahead, the next ones already on their way). */
+/** A source front to back: streamed when it can be, else in 8 MiB ranges (read ahead). */
 function sequential(source: RandomAccessSource): Readable {
+  if (source.stream) return source.stream(0, source.size);
   return Readable.from(
     (async function* () {
       for (let at = 0; at < source.size; at += CHUNK) yield await source.read(at, Math.min(CHUNK, source.size - at));

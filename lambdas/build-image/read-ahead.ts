@@ -22,6 +22,8 @@ export function readAhead(source: RandomAccessSource, depth = 2, minLength = 102
   };
   return {
     size: source.size,
+    // A stream reads ahead by itself.
+    ...(source.stream ? { stream: source.stream.bind(source) } : {}),
     async read(offset, length) {
       if (length < minLength) return source.read(offset, length);
       const hit = ahead.find((p) => p.offset === offset && p.length >= length);

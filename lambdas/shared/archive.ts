@@ -9,6 +9,7 @@
  * `getFileNameLowLevel` in strict mode instead, so they read as an extractor using yauzl sees
  * them, and every refusal below names the entry.
  */
+import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import yauzl from 'yauzl';
@@ -17,6 +18,11 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 export interface RandomAccessSource {
   size: number;
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * The bytes [offset, offset + length) front to back, for long sequential reads (an entry's
+   * data). Optional: without it they are read as 8 MiB ranges.
+   */
+  stream?(offset: number, length: number): Readable;
 }
 
 export interface ArchiveLimits {
@@ -49,6 +55,7 @@ export async function fileSource(path: string): Promise<RandomAccessSource> {
   const { size } = await stat(path);
   return {
     size,
+    stream: (offset, length) => (length > 0 ? createReadStream(path, { start: offset, end: offset + length - 1 }) : Readable.from([])),
     async read(offset, length) {
       const handle = await open(path, 'r');
       try {
@@ -62,10 +69,19 @@ export async function fileSource(path: string): Promise<RandomAccessSource> {
   };
 }
 
-/** An S3 object as a source: one ranged GetObject per read. */
-export function s3Source(s3: S3Client, bucket: string, key: string, size: number): RandomAccessSource {
+export interface S3SourceOptions {
+  /** Bytes per GET of a long read (`stream`). @default 64 MiB */
+  window?: number;
+  /** Tries per window when a body breaks off. @default 3 */
+  tries?: number;
+}
+
+/** An S3 object as a source: one ranged GetObject per read; long reads streamed. */
+export function s3Source(s3: S3Client, bucket: string, key: string, size: number, options: S3SourceOptions = {}): RandomAccessSource {
+  const object = { s3, bucket, key, window: options.window ?? STREAM_WINDOW, tries: options.tries ?? STREAM_TRIES };
   return {
     size,
+    stream: (offset, length) => Readable.from(s3Stream(object, offset, length), { objectMode: false }),
     async read(offset, length) {
       if (length === 0) return Buffer.alloc(0);
       const res = await s3.send(
@@ -73,7 +89,7 @@ export function s3Source(s3: S3Client, bucket: string, key: string, size: number
       );
       if (!res.Body) throw new Error(`s3://${bucket}/${key}: empty ranged read at ${offset}`);
       // Into one buffer of the range's size: collecting the body (transformToByteArray) and
-      // wrapping it in a Buffer would copy every byte twice more, and a build reads gigabytes.
+      // wrapping it in a Buffer would copy every byte twice more.
       const out = Buffer.allocUnsafe(length);
       let at = 0;
       for await (const chunk of res.Body as AsyncIterable<Uint8Array>) {
@@ -89,6 +105,90 @@ export function s3Source(s3: S3Client, bucket: string, key: string, size: number
 
 const BLOCK = 1024 * 1024;
 const STREAM_CHUNK = 8 * BLOCK;
+const STREAM_WINDOW = 64 * BLOCK;
+const STREAM_TRIES = 3;
+
+interface S3Object {
+  s3: S3Client;
+  bucket: string;
+  key: string;
+  window: number;
+  tries: number;
+}
+
+/** The object answered other bytes than the range asked for: not retried, it is not what it was. */
+class RangeMismatch extends Error {}
+
+/**
+ * A long read as the response bodies' own chunks, passed straight on. Collecting each range
+ * into a buffer of its own (as `read` does) made a build allocate the whole archive again in
+ * 8 MiB buffers that lived long enough to reach V8's old generation: on 2 cores the full GCs
+ * they caused cost more than the reading itself (bench: build and push of 512 MiB from local
+ * S3, 5.2 s → 3.4 s). One GET per window; the next window's GET is sent while this one
+ * streams (its body waits, paused, in its socket), and a body that breaks off is asked again
+ * from the byte where it stopped.
+ */
+async function* s3Stream(o: S3Object, offset: number, length: number): AsyncGenerator<Buffer> {
+  const uri = `s3://${o.bucket}/${o.key}`;
+  const end = offset + length;
+  const get = (from: number, to: number) => {
+    const res = o.s3.send(new GetObjectCommand({ Bucket: o.bucket, Key: o.key, Range: `bytes=${from}-${to - 1}` }));
+    res.catch(() => undefined);
+    return res;
+  };
+  let ahead = offset < end ? get(offset, Math.min(end, offset + o.window)) : null;
+  let body: Readable | null = null;
+  try {
+    for (let at = offset; at < end; ) {
+      const to = Math.min(end, at + o.window);
+      let response = ahead!;
+      ahead = to < end ? get(to, Math.min(end, to + o.window)) : null;
+      for (let attempt = 1; at < to; ) {
+        let chunks: AsyncIterator<Buffer>;
+        try {
+          const res = await response;
+          if (!res.Body) throw new RangeMismatch(`${uri}: empty ranged read at ${at}`);
+          body = res.Body as Readable;
+          chunks = body[Symbol.asyncIterator]();
+        } catch (e) {
+          if (e instanceof RangeMismatch || attempt >= o.tries || clientError(e)) throw e;
+          attempt++;
+          response = get(at, to);
+          continue;
+        }
+        // The yield stays outside the try: an error the consumer throws in must not be retried.
+        for (;;) {
+          let next: IteratorResult<Buffer>;
+          try {
+            next = await chunks.next();
+          } catch (e) {
+            body.destroy();
+            if (attempt >= o.tries) throw e;
+            attempt++;
+            response = get(at, to);
+            break;
+          }
+          if (next.done) {
+            if (at !== to) throw new RangeMismatch(`${uri}: a ranged read ended at byte ${at}, before ${to}`);
+            break;
+          }
+          if (at + next.value.length > to) throw new RangeMismatch(`${uri}: a ranged read answered more than bytes ${at}-${to - 1}`);
+          at += next.value.length;
+          yield next.value;
+        }
+      }
+    }
+  } finally {
+    // Ended early (the consumer stopped, or an error): no socket stays held by an unread body.
+    body?.destroy();
+    ahead?.then((r) => (r.Body as Readable | undefined)?.destroy(), () => undefined);
+  }
+}
+
+const clientError = (e: unknown) => {
+  const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
+  return status >= 400 && status < 500;
+};
 
 /**
  * yauzl reads the central directory in tiny pieces (46 bytes, then each name); on S3 that
@@ -144,6 +244,7 @@ class SourceReader extends yauzl.RandomAccessReader {
   }
 
   override _readStreamForRange(start: number, end: number): Readable {
+    if (end - start > BLOCK && this.source.stream) return this.source.stream(start, end - start);
     if (end - start > BLOCK) return Readable.from(chunks(this.source, start, end), { objectMode: false });
     return Readable.from(single(this.cached(start, end)), { objectMode: false });
   }

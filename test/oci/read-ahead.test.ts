@@ -1,4 +1,5 @@
 /** The build's read-ahead: the same bytes as direct reads, in any order, and failures surfaced. */
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { RandomAccessSource } from '#shared/archive';
 import { readAhead } from '../../lambdas/build-image/read-ahead.ts';
@@ -42,5 +43,14 @@ describe('readAhead', () => {
     expect(await ra.read(0, 1500)).toEqual(DATA.subarray(0, 1500));
     expect(await ra.read(1500, 1500)).toEqual(DATA.subarray(1500, 3000));
     await expect(readAhead(source(0), 1, 1000).read(0, 1500)).rejects.toThrow('read at 0 failed');
+  });
+
+  it("hands a source's stream through: a stream reads ahead by itself", async () => {
+    const streamed: RandomAccessSource = { ...source(), stream: (o, l) => Readable.from([DATA.subarray(o, o + l)]) };
+    const ra = readAhead(streamed, 2, 1000);
+    const got: Buffer[] = [];
+    for await (const c of ra.stream!(10, 5000)) got.push(c as Buffer);
+    expect(Buffer.concat(got)).toEqual(DATA.subarray(10, 5010));
+    expect(readAhead(source(), 2, 1000).stream).toBeUndefined();
   });
 });

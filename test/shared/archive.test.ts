@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +22,9 @@ import { zip, type Item } from '../helpers/zips.ts';
 // s3rver ships no type declarations; this is the part the test uses.
 type S3rverServer = { run(): Promise<{ port: number }>; close(): Promise<void> };
 const S3rver = createRequire(import.meta.url)('s3rver') as new (opts: object) => S3rverServer;
+
+const MiB = 1024 * 1024;
+let s3Endpoint = '';
 
 const LIMITS: ArchiveLimits = { maxBytes: 50 * 1024 ** 2, maxEntries: 100, maxUncompressedBytes: 100 * 1024 ** 2, maxRatio: 200 };
 
@@ -196,8 +201,9 @@ describe('s3Source', () => {
     dir = await mkdtemp(join(tmpdir(), 's3rver-'));
     server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir });
     const { port } = await server.run();
+    s3Endpoint = `http://127.0.0.1:${port}`;
     s3 = new S3Client({
-      endpoint: `http://127.0.0.1:${port}`,
+      endpoint: s3Endpoint,
       region: 'us-east-1',
       forcePathStyle: true,
       credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
@@ -230,4 +236,119 @@ describe('s3Source', () => {
       /"..\/escape" has a ".." segment/,
     );
   });
+
+  it('streams a long read window by window, each GET sent before the previous body is consumed', async () => {
+    const data = randomBytes(3 * MiB + 123);
+    await s3.send(new PutObjectCommand({ Bucket: 'staged', Key: 'trainings/t3/output.zip', Body: data }));
+    const { client, ranges } = recording(s3Endpoint);
+    const source = s3Source(client, 'staged', 'trainings/t3/output.zip', data.length, { window: MiB });
+    const stream = source.stream!(100, 3 * MiB);
+    const first = await new Promise<Buffer>((resolve) => stream.once('data', resolve));
+    stream.pause();
+    await new Promise((r) => setTimeout(r, 100));
+    // While the first window is being read, the second has been asked for; no further.
+    expect(ranges).toEqual([`bytes=100-${100 + MiB - 1}`, `bytes=${100 + MiB}-${100 + 2 * MiB - 1}`]);
+    const rest: Buffer[] = [first];
+    for await (const c of stream) rest.push(c as Buffer);
+    expect(Buffer.concat(rest).equals(data.subarray(100, 100 + 3 * MiB))).toBe(true);
+    expect(ranges).toHaveLength(3);
+    client.destroy();
+  });
+
+  it('refuses a missing object at once (a 4xx is not retried)', async () => {
+    const { client, ranges } = recording(s3Endpoint);
+    const source = s3Source(client, 'staged', 'trainings/none/output.zip', 10 * MiB, { window: 4 * MiB });
+    await expect(collect(source.stream!(0, 10 * MiB))).rejects.toThrow(/NoSuchKey|specified key does not exist/);
+    expect(ranges.filter((r) => r === `bytes=0-${4 * MiB - 1}`)).toHaveLength(1);
+    client.destroy();
+  });
 });
+
+describe('s3Source streams against a server that breaks bodies off', () => {
+  // Larger than loopback's socket buffers: an unread body keeps its response open.
+  const data = randomBytes(24 * MiB + 7);
+  let server: Server;
+  let endpoint: string;
+  /** Responses still open (started, neither finished nor closed). */
+  let open = 0;
+  let breaks = 0;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      const [from, to] = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '')!.slice(1).map(Number) as [number, number];
+      open++;
+      res.once('close', () => open--);
+      res.writeHead(206, { 'content-length': to - from + 1, 'content-range': `bytes ${from}-${to}/${data.length}`, 'content-type': 'application/zip' });
+      if (breaks > 0) {
+        // Half the body, then the connection drops.
+        breaks--;
+        res.write(data.subarray(from, from + Math.floor((to - from + 1) / 2)), () => setTimeout(() => req.socket.destroy(), 20));
+        return;
+      }
+      res.end(data.subarray(from, to + 1));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('asks again from the byte where a body broke off', async () => {
+    breaks = 1;
+    const { client, ranges } = recording(endpoint);
+    const got = await collect(s3Source(client, 'b', 'k', data.length, { window: MiB }).stream!(0, data.length));
+    expect(got.equals(data)).toBe(true);
+    // The first window broke off halfway; its rest was asked for from there.
+    expect(ranges).toContain(`bytes=${MiB / 2}-${MiB - 1}`);
+    client.destroy();
+  });
+
+  it('gives up after its tries with the error', async () => {
+    breaks = 10;
+    const { client } = recording(endpoint);
+    await expect(collect(s3Source(client, 'b', 'k', data.length, { window: MiB, tries: 2 }).stream!(0, data.length))).rejects.toThrow();
+    breaks = 0;
+    client.destroy();
+  });
+
+  it('leaves no response open when the reader stops early', async () => {
+    breaks = 0;
+    const { client } = recording(endpoint);
+    const stream = s3Source(client, 'b', 'k', data.length, { window: 12 * MiB }).stream!(0, data.length);
+    await new Promise((resolve) => stream.once('data', resolve));
+    stream.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(open).toBe(0);
+    client.destroy();
+  });
+});
+
+
+async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** An S3 client whose GETs' Range headers are recorded, in the order they were sent. */
+function recording(endpoint: string) {
+  const ranges: string[] = [];
+  const client = new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 1,
+  });
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const range = (args.request as { headers?: Record<string, string> }).headers?.range;
+      if (range) ranges.push(range);
+      return next(args);
+    },
+    { step: 'finalizeRequest' },
+  );
+  return { client, ranges };
+}
