@@ -78,6 +78,35 @@ describe('S3', () => {
   });
 });
 
+describe('S3 object bodies', () => {
+  const body = randomBytes(3 * 1024 * 1024 + 333);
+  const key = 'weights/ranges.bin';
+  beforeAll(() => new Upload({ client: c.s3, params: { Bucket: local.bucket, Key: key, Body: body } }).done());
+
+  it.each([
+    ['the whole object', undefined, body],
+    ['a range inside one chunk', 'bytes=10-99', body.subarray(10, 100)],
+    ['a range across chunks', `bytes=500000-${2 * 1024 * 1024 + 7}`, body.subarray(500000, 2 * 1024 * 1024 + 8)],
+    ['an open-ended range', `bytes=${body.length - 1000}-`, body.subarray(body.length - 1000)],
+  ])('answers %s byte for byte, with its length', async (_what, range, expected) => {
+    const got = await c.s3.send(new GetObjectCommand({ Bucket: local.bucket, Key: key, Range: range }));
+    expect(got.ContentLength).toBe(expected.length);
+    if (range) expect(got.ContentRange).toMatch(new RegExp(`/${body.length}$`));
+    expect(sha256(await got.Body!.transformToByteArray())).toBe(sha256(expected));
+  });
+
+  it('keeps serving after a reader goes away mid-body', async () => {
+    const big = randomBytes(24 * 1024 * 1024);
+    await new Upload({ client: c.s3, params: { Bucket: local.bucket, Key: 'weights/big.bin', Body: big } }).done();
+    const first = await c.s3.send(new GetObjectCommand({ Bucket: local.bucket, Key: 'weights/big.bin' }));
+    const stream = first.Body as Readable;
+    await new Promise((r) => stream.once('data', r));
+    stream.destroy();
+    const again = await c.s3.send(new GetObjectCommand({ Bucket: local.bucket, Key: 'weights/big.bin', Range: 'bytes=0-1023' }));
+    expect(sha256(await again.Body!.transformToByteArray())).toBe(sha256(big.subarray(0, 1024)));
+  });
+});
+
 describe('DynamoDB', () => {
   it('has the trainings table with its keys and the list index', async () => {
     const { Table } = await c.dynamodb.send(new DescribeTableCommand({ TableName: local.table }));

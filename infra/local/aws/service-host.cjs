@@ -2,6 +2,8 @@
 // validation and LevelDB work then run beside local mode's own thread (the state machine, the
 // IAM proxies, the functions' messages) instead of in it — a burst of trainings keeps both cores
 // busy. Plain CommonJS, loaded without tsx; it answers `ready` with its port and closes on `close`.
+const { ReadStream } = require('node:fs');
+const { open } = require('node:fs/promises');
 const { parentPort, workerData } = require('node:worker_threads');
 
 let gated = false;
@@ -26,6 +28,44 @@ function refuse(ctx, { status, code, message }) {
   ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escaped}</Message><RequestId>local</RequestId></Error>`;
 }
 
+const OBJECT_CHUNK = 512 * 1024;
+
+/** Writes s3rver's object stream (its path and inclusive range) to the response itself. */
+async function sendObject(ctx) {
+  const stream = ctx.body;
+  const { path } = stream;
+  const start = stream.start ?? 0;
+  const end = stream.end ?? Infinity;
+  stream.destroy();
+  // Koa leaves the response to us; s3rver's status and headers are already on it.
+  ctx.respond = false;
+  const res = ctx.res;
+  let handle;
+  // A client that goes away mid-body: its pending writes may never call back.
+  const gone = new Promise((resolve) => res.once('close', resolve));
+  const settled = (p) => Promise.race([p, gone]);
+  try {
+    handle = await open(path, 'r');
+    const buffers = [Buffer.allocUnsafe(OBJECT_CHUNK), Buffer.allocUnsafe(OBJECT_CHUNK)];
+    const written = [Promise.resolve(), Promise.resolve()];
+    for (let at = start, i = 0; at <= end && !res.destroyed; i ^= 1) {
+      // This buffer's previous write must have left it before it is filled again.
+      await settled(written[i]);
+      const { bytesRead } = await handle.read(buffers[i], 0, Math.min(OBJECT_CHUNK, end + 1 - at), at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+      written[i] = new Promise((resolve, reject) => res.write(buffers[i].subarray(0, bytesRead), (e) => (e ? reject(e) : resolve())));
+      written[i].catch(() => undefined);
+    }
+    await settled(Promise.all(written));
+    if (!res.destroyed) res.end();
+  } catch (e) {
+    res.destroy(e);
+  } finally {
+    await (handle && handle.close());
+  }
+}
+
 async function start() {
   if (workerData.kind === 'dynamodb') {
     const dynalite = require('dynalite');
@@ -40,6 +80,14 @@ async function start() {
   const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
   for (const k of workerData.keys) DUMMY_ACCOUNT.createKeyPair(k.accessKeyId, k.secretAccessKey);
   const s3rver = new S3rver({ address: '127.0.0.1', port: 0, directory: workerData.path, silent: true });
+  // Object bodies: s3rver answers a GetObject with an fs read stream, which allocates a new
+  // 64 KiB buffer per read; a build reading 512 MiB back then kept this thread's GC (and the
+  // shared GC helper threads) busy for as long as the reading itself. The same bytes go out
+  // through two reused buffers instead, each refilled once the socket has taken it.
+  s3rver.middleware.unshift(async (ctx, next) => {
+    await next();
+    if (ctx.method === 'GET' && ctx.body instanceof ReadStream && typeof ctx.body.path === 'string') await sendObject(ctx);
+  });
   // Local IAM's gate, in front of s3rver's routes (s3rver is a Koa app): once enabled, each
   // request's method, URL and headers go to local mode's thread, which answers with a decision
   // (infra/local/iam/proxy.ts decideS3); the bytes stay here.
