@@ -29,7 +29,7 @@ import type { EnvironmentValues, ServiceSecret } from '../functions.ts';
 import { restApiOf, synthesize, type LocalApi, type Synthesized } from '../template.ts';
 import { startLocalAws, type LocalAws, type TaskHandler } from './aws/index.ts';
 import { isPersisted } from './aws/secret-store.ts';
-import { runLocalBuild, type BuildStrategy } from './build.ts';
+import { appendWorkers, runLocalBuild, type BuildStrategy } from './build.ts';
 import { describeLocalImages, runLocalMirror, runLocalTrainingJob } from './sagemaker.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
 import { BUILD_PRINCIPAL, checkIntegration, LOCAL_IAM_DENIED, SAGEMAKER_JOB_PRINCIPAL } from './iam/index.ts';
@@ -119,6 +119,11 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
     const secrets = loadLocalSecrets(dataDir, opts.token);
     const images = await startImageStore(opts, dataDir, stops);
     const buildStrategy = await chooseBuild(opts.build ?? 'auto', base.build.strategy, images.registryHost, (l) => terminal.note(l));
+    if (buildStrategy === 'append') {
+      // The build's worker loads while local mode starts; the first build then starts at once.
+      appendWorkers.ready().catch((e: Error) => terminal.note(`the build worker did not start: ${e.message}`));
+      stops.push(() => appendWorkers.stop());
+    }
     const template = await createLocalTemplate(images);
 
     let wired: Wired | null = null;
