@@ -94,7 +94,12 @@ describe('local mode with the replicate backend', () => {
     fake.behaviour.hold = true;
     const id = await create('acme/forged');
     const p = await predictionOf(id);
-    await waitFor('the training to process', async () => (await training(id)).status === 'processing' && p.logs.includes('Steps: 2/2'));
+    // Held at its last step: wait until local mode has the fake's last progress webhook too, so
+    // nothing genuine can arrive between the two reads below.
+    await waitFor('the training to process', async () => {
+      const t = await training(id);
+      return t.status === 'processing' && p.logs.includes('Steps: 2/2') && String(t.logs).includes('Steps: 2/2');
+    });
     const before = await training(id);
 
     const forged = JSON.stringify({ id: p.id, status: 'failed', error: 'forged', logs: '', output: null });
