@@ -22,3 +22,21 @@ export function safeEqual(a: string, b: string): boolean {
   // Compare digests so unequal lengths take the same time as equal ones.
   return timingSafeEqual(createHash('sha256').update(x).digest(), createHash('sha256').update(y).digest()) && x.length === y.length;
 }
+
+/**
+ * ECR's repository-name pattern and length (CreateRepository, `repositoryName`): `/`-separated
+ * components of lowercase letters and digits, within a component single `.`, `_` or `-`
+ * between them (`a--b`, `a__b`, `a..b` and a trailing `-` are refused), 2 to 256 characters.
+ */
+export const ECR_REPOSITORY_NAME = /^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*\/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+/** One `/`-free component of an ECR repository name (a model's owner or name, a trainer's name). */
+export const ECR_NAME_COMPONENT = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+export const ECR_REPOSITORY_NAME_MAX = 256;
+export const ECR_NAME_RULE = 'lowercase letters and digits, with single ".", "_" or "-" only between them (ECR repository names)';
+
+/** Why ECR would refuse `name` as a repository name, or null when it accepts it. */
+export function ecrRepositoryNameProblem(name: string): string | null {
+  if (name.length < 2 || name.length > ECR_REPOSITORY_NAME_MAX) return `must be 2 to ${ECR_REPOSITORY_NAME_MAX} characters long (ECR repository names)`;
+  if (!ECR_REPOSITORY_NAME.test(name)) return `must be "/"-separated parts of ${ECR_NAME_RULE}`;
+  return null;
+}
