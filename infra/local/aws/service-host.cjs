@@ -69,6 +69,9 @@ async function sendObject(ctx) {
 async function start() {
   if (workerData.kind === 'dynamodb') {
     const dynalite = require('dynalite');
+    // DynamoDB's own count of an item's size (UTF-8), where dynalite checks its 400 KB limit
+    // (PutItem, UpdateItem, BatchWriteItem) through this export.
+    require('dynalite/db').itemSize = require('./item-size.cjs').itemSize;
     // No artificial CREATING delay: local start-up should not wait for it.
     const server = dynalite({ path: workerData.path, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
     await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
