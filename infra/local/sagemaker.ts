@@ -5,7 +5,8 @@
  * - the image, with ContainerEntrypoint/ContainerArguments (else SageMaker's `<image> train`);
  * - `/opt/ml` laid out as on SageMaker: each channel's S3 prefix under `input/data/<channel>/`,
  *   `input/config/*.json`, `model/`, `output/`; the job's Environment;
- * - `model/` uploaded as is (CompressionType NONE) to `<S3OutputPath>/<job>/output/model/`;
+ * - `model/` uploaded as is (CompressionType NONE) to `<S3OutputPath>/<job>/output/model/`,
+ *   answered as S3ModelArtifacts without the trailing slash (the stricter case);
  * - `output/failure` as FailureReason when the container exits non-zero;
  * - stop (the execution stopped, or MaxRuntimeInSeconds reached) = SIGTERM, then SIGKILL after
  *   the grace period (`docker stop --time`, 120 s as on SageMaker).
@@ -94,8 +95,8 @@ export async function runLocalTrainingJob(input: unknown, opts: LocalSageMakerOp
     const reason = `AlgorithmError: ${failure || `the container exited with status ${code}`}`;
     throw new TrainingJobFailed({ ...base, TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: reason.slice(0, 1024) });
   }
-  const artifacts = `${job.OutputDataConfig.S3OutputPath.replace(/\/+$/, '')}/${name}/output/model/`;
-  await uploadFolder(join(dir, 'model'), artifacts, opts.s3);
+  const artifacts = `${job.OutputDataConfig.S3OutputPath.replace(/\/+$/, '')}/${name}/output/model`;
+  await uploadFolder(join(dir, 'model'), withSlash(artifacts), opts.s3);
   opts.log(`job ${name}: completed in ${seconds} s`);
   await rm(join(dir, 'input', 'data'), { recursive: true, force: true });
   return { ...base, TrainingJobStatus: 'Completed', SecondaryStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: artifacts } };

@@ -130,23 +130,38 @@ const COPY_MAX_BYTES = 5 * 1024 ** 3;
 
 /** An s3:// output: the Cog upload relay's (a SageMaker job's that is missing, said so). */
 function copyOwn(d: Deps, t: TrainingRecord, url: string, key: string, copyMax?: number): Promise<number> {
-  if (t.trainer_backend === 'sagemaker') throw new StepError(StepErrors.TrainerFailed, `the SageMaker job left no ${key.split('/').pop()} (the runner writes model/output.zip)`);
+  if (t.trainer_backend === 'sagemaker') throw new StepError(StepErrors.TrainerFailed, `the SageMaker job left no ${key.split('/').pop()} (the runner writes ${MODEL_FOLDER}/${RUNNER_ARCHIVE})`);
   return copyRelayed(d, t, url, key, copyMax);
 }
 
 /**
  * The archive a SageMaker job left in our bucket (`CompressionType: NONE`, so as the runner
- * wrote it; S3ModelArtifacts may name the model prefix or the object). Only this training's own
- * job output is accepted.
+ * wrote it). Only this training's own job output is accepted.
  */
 function jobOutputKey(d: Deps, t: TrainingRecord, url: string): string {
   const { output } = jobKeys(t.id);
   const m = url.match(/^s3:\/\/([^/]+)\/(.+)$/);
-  const key = m ? (m[2]!.endsWith('/') ? `${m[2]}output.zip` : m[2]!) : '';
+  const key = m ? runnerArchiveKey(m[2]!) : '';
   if (!m || m[1] !== d.bucket || !key.startsWith(output) || key.includes('..')) {
     throw new StepError(StepErrors.TrainerFailed, `the SageMaker job's output ${redactUrl(url)} is not this training's job output`);
   }
   return key;
+}
+
+/** Where SageMaker uploads /opt/ml/model (`<job>/output/model/`), and what the runner writes there. */
+const MODEL_FOLDER = 'model';
+const RUNNER_ARCHIVE = 'output.zip';
+
+/**
+ * S3ModelArtifacts of uncompressed output names the model folder's prefix, with or without a
+ * trailing slash (the API promises none; SageMaker's Python SDK adds one "if necessary"), or an
+ * object when the folder held a single artifact. The prefix gets exactly one slash, then the
+ * runner's archive; an object's key stays as it is.
+ */
+function runnerArchiveKey(path: string): string {
+  const folder = path.replace(/\/+$/, '');
+  const isPrefix = path !== folder || folder.split('/').pop() === MODEL_FOLDER;
+  return isPrefix ? `${folder}/${RUNNER_ARCHIVE}` : path;
 }
 
 /** A server-side copy (CopyObject: up to 5 GiB), streamed through the function beyond that. */

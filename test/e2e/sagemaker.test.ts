@@ -168,12 +168,12 @@ describe.skipIf(!registry)("local mode's SageMaker stand-in on its own (a real c
   };
   const failure = (p: Promise<unknown>) => p.then(() => null, (e: Error) => ({ name: e.name, cause: parsed(e.message) }));
 
-  it('uploads model/ uncompressed under <S3OutputPath>/<job>/output/model/ and answers like DescribeTrainingJob', async () => {
+  it('uploads model/ uncompressed under <S3OutputPath>/<job>/output/model/ and answers like DescribeTrainingJob, without the trailing slash', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'jobs-'));
     const out = await runLocalTrainingJob(await job(ok, { mode: "predict", input: { instance_prompt: "x" } }), opts(dir), new AbortController().signal).catch((e) => {
       throw new Error(`${e.message}\n${logs.join("\n")}`);
     });
-    expect(out).toMatchObject({ TrainingJobStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: `s3://${fx.deps.bucket}/sagemaker/${ok}/output/${ok}/output/model/` } });
+    expect(out).toMatchObject({ TrainingJobStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: `s3://${fx.deps.bucket}/sagemaker/${ok}/output/${ok}/output/model` } });
     const head = await fx.operator.s3.send(new HeadObjectCommand({ Bucket: fx.deps.bucket, Key: `sagemaker/${ok}/output/${ok}/output/model/output.zip` }));
     expect(head.ContentLength).toBeGreaterThan(60_000);
     // A second create under the same name is refused, never a second job.

@@ -127,6 +127,19 @@ describe("stage-weights on a SageMaker job's output", () => {
     expect(await stageWeights(fx.deps, env, t.id, prefix)).toEqual(staged);
   });
 
+  it.each([
+    ['the model prefix without its trailing slash (SageMaker promises none)', (prefix: string) => prefix.replace(/\/$/, '')],
+    ['the model prefix with more than one slash', (prefix: string) => `${prefix}/`],
+    ['the archive object itself', (prefix: string) => `${prefix}output.zip`],
+  ])('finds the archive when S3ModelArtifacts names %s', async (_what, artifacts) => {
+    const t = await gpuTraining();
+    await fx.deps.store.updateTraining(t.id, { status: 'processing' });
+    const prefix = await putOutput(t.id);
+    const staged = await stageWeights(fx.deps, env, t.id, artifacts(prefix));
+    expect(staged.build_env.WEIGHTS_S3_URI).toBe(`${prefix}output.zip`);
+    expect(staged.entries).toBe(2);
+  });
+
   it("refuses another training's job output", async () => {
     const [mine, other] = [await gpuTraining(), await gpuTraining()];
     const err = await errorOf(stageWeights(fx.deps, env, mine.id, await putOutput(other.id)));
