@@ -6,11 +6,26 @@
  * template catalog alone is larger), and read by local mode, which merges `--config FILE` over it.
  */
 import { z } from 'zod';
+import { ECR_NAME_COMPONENT, ECR_NAME_RULE, ECR_REPOSITORY_NAME } from './ids.ts';
 import { ConfigError } from './runtime-config.ts';
 
 const name = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'use lowercase letters, digits, ".", "_" or "-" (at most 63)');
+
+/**
+ * A name that ends up in AWS names: owners and trainer names are parts of ECR repository names
+ * (a sagemaker trainer's mirror, `<prefix>/trainers/<trainer>`; models are `<prefix>/<owner>/<name>`).
+ */
+const ecrName = (max: number) =>
+  z
+    .string()
+    .max(max, `at most ${max} characters`)
+    .regex(ECR_NAME_COMPONENT, `use ${ECR_NAME_RULE}, e.g. "gpu" or "gpu-1", not "gpu-" or "a--b"`);
+/** Step Functions state names (at most 80 characters) carry trainer names: "Copy the <trainer> image into ECR". */
+export const TRAINER_NAME_MAX = 48;
+const trainerName = ecrName(TRAINER_NAME_MAX);
+const ownerName = ecrName(63);
 
 const httpUrl = z
   .string()
@@ -19,8 +34,8 @@ const httpUrl = z
 
 const trainerCommon = {
   /** Owner and name under which the Trainings API shows this trainer. */
-  owner: name.optional(),
-  name: name.optional(),
+  owner: ownerName.optional(),
+  name: ownerName.optional(),
   /** A version id for the Trainings API route (`/v1/models/{owner}/{name}/versions/{version}/trainings`). */
   version: z.string().min(1).max(128).optional(),
   description: z.string().max(500).optional(),
@@ -119,6 +134,12 @@ export const SageMakerTrainerSchema = z
   .refine((t) => !t.spot || (t.max_wait_seconds ?? 0) >= t.max_runtime_seconds, {
     message: 'with spot, max_wait_seconds must be set and at least max_runtime_seconds',
     path: ['max_wait_seconds'],
+  })
+  // SageMaker refuses the pair: "warm pools cannot be used with spot instances"
+  // (https://docs.aws.amazon.com/sagemaker/latest/dg/train-warm-pools.html#train-warm-pools-considerations).
+  .refine((t) => !(t.spot && t.keep_alive_seconds > 0), {
+    message: 'SageMaker warm pools cannot be used with spot instances: set spot to false or keep_alive_seconds to 0',
+    path: ['keep_alive_seconds'],
   });
 
 export const TrainerSchema = z.discriminatedUnion('backend', [
@@ -157,7 +178,11 @@ export const RegistrySchema = z.discriminatedUnion('type', [
     .object({
       type: z.literal('ecr'),
       /** Repository name prefix; a model `owner/name` is pushed to `<prefix>/<owner>/<name>`. */
-      repository_prefix: z.string().regex(/^[a-z0-9][a-z0-9._/-]*$/).default('dreambooth'),
+      repository_prefix: z
+        .string()
+        .max(128, 'at most 128 characters (ECR repository names end at 256, and `/<owner>/<name>` follows)')
+        .refine((p) => ECR_REPOSITORY_NAME.test(p.replace(/\/+$/, '')), `must be "/"-separated parts of ${ECR_NAME_RULE}`)
+        .default('dreambooth'),
     })
     .strict(),
   z
@@ -180,7 +205,7 @@ export const RegistrySchema = z.discriminatedUnion('type', [
 
 export const ConfigSchema = z
   .object({
-    trainers: z.record(name, TrainerSchema).default({ demo: { backend: 'demo', steps_per_second: 10 } }),
+    trainers: z.record(trainerName, TrainerSchema).default({ demo: { backend: 'demo', steps_per_second: 10 } }),
     templates: z
       .object({
         default: name,
@@ -189,7 +214,7 @@ export const ConfigSchema = z
       .strict(),
     registry: RegistrySchema.default({ type: 'ecr', repository_prefix: 'dreambooth' }),
     /** Owner used for trainers that do not name one. */
-    default_owner: name.default('dreambooth'),
+    default_owner: ownerName.default('dreambooth'),
     limits: z
       .object({
         body_max_bytes: z.number().int().positive().default(1024 * 1024),
@@ -304,10 +329,15 @@ export { ConfigError, resetRuntimeConfig, runtimeConfig } from './runtime-config
 export function parseConfig(raw: unknown, source = 'dreambooth configuration'): Config {
   const result = ConfigSchema.safeParse(raw);
   if (!result.success) {
-    const lines = result.error.issues.map((i) => `  dreambooth.${i.path.join('.') || '(root)'}: ${i.message}`);
+    const lines = result.error.issues.map((i) => `  dreambooth.${i.path.join('.') || '(root)'}: ${issueMessage(i)}`);
     throw new ConfigError(`Invalid ${source}:\n${lines.join('\n')}`);
   }
   return result.data;
+}
+
+/** A record key's own message (a trainer name), not zod's "Invalid key in record". */
+function issueMessage(i: z.core.$ZodIssue): string {
+  return i.code === 'invalid_key' && i.issues.length > 0 ? i.issues.map((k) => k.message).join('; ') : i.message;
 }
 
 /**
