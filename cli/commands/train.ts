@@ -1,7 +1,7 @@
 /** `dreambooth train` and `dreambooth retemplate`: start a training, follow it, show the version. */
 import { randomUUID } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { MODEL_RE } from '../../lambdas/api/schemas.ts';
+import { MODEL_MAX, MODEL_RE, MODEL_RULE } from '../../lambdas/api/schemas.ts';
 import { UsageError, type Client } from '../client.ts';
 import { follow, type Training } from '../follow.ts';
 import { zipFile, zipFolder, type Archive } from '../images.ts';
@@ -24,7 +24,7 @@ export interface TrainOptions {
 
 export async function train(ctx: Context, target: string, o: TrainOptions): Promise<number> {
   // Everything that can be refused locally is refused before the first request.
-  if (!MODEL_RE.test(o.model)) throw new UsageError(`--model ${o.model}: use owner/name with lowercase letters, digits, "-", "_" or "."`);
+  if (!MODEL_RE.test(o.model) || o.model.length > MODEL_MAX) throw new UsageError(`--model ${o.model}: use ${MODEL_RULE} (at most ${MODEL_MAX} characters)`);
   const input = parseInputs(o.input);
   if ('instance_data' in input) throw new UsageError('-i instance_data=…: the photos come from the folder or .zip argument');
   const archive = openArchive(target);

@@ -18,6 +18,7 @@ import { Worker } from 'node:worker_threads';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { bundleBuildImage } from '../constructs/build.ts';
 import type { AppendJob, AppendMessage } from './build-worker.ts';
+import { ecrWouldRefuse } from './registry.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILDSPEC = join(ROOT, 'buildspecs', 'build-model.yml');
@@ -55,6 +56,9 @@ export async function runLocalBuild(input: unknown, opts: LocalBuildOptions, sig
   const id = `local:${env.TRAINING_ID ?? 'build'}-${Date.now().toString(36)}`;
   const started = Date.now();
   try {
+    // Local mode may be stricter than AWS, never looser: what ECR refuses fails here too.
+    const refused = ecrWouldRefuse(env.IMAGE_REPOSITORY ?? '');
+    if (refused) throw Object.assign(new Error(refused), { phase: 'PRE_BUILD' });
     const exported = opts.strategy === 'docker' ? await dockerBuild(env, opts, signal) : await appendBuild(env, opts, signal);
     opts.log(`build ${env.TRAINING_ID}: pushed ${exported.IMAGE_URI} in ${((Date.now() - started) / 1000).toFixed(1)} s (${opts.strategy})`);
     return {

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { ecrRepositoryNameProblem } from '#shared/ids';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 const SETPRIV = '/usr/bin/setpriv';
@@ -74,4 +75,18 @@ export async function startRegistry(dataDir: string): Promise<LocalRegistry> {
         child.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * Local mode's image store stands for ECR, but distribution (and a layout on disk) takes names
+ * ECR refuses (`a__b`, `a--b`): why ECR would refuse the repository a build pushes to, or null.
+ * In a layout, `oci:<dir>/<owner>/<name>`, the name is the model's last two path parts; the
+ * directory above is the machine's.
+ */
+export function ecrWouldRefuse(imageRepository: string): string | null {
+  const path = imageRepository.startsWith('oci:')
+    ? imageRepository.split('/').slice(-2).join('/')
+    : imageRepository.slice(imageRepository.indexOf('/') + 1);
+  const problem = ecrRepositoryNameProblem(path);
+  return problem && `ECR would refuse the repository name ${path}: it ${problem}`;
 }

@@ -2,14 +2,14 @@
 import { memberOf, TrainerQueue } from '#shared/queue';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
-import { newTrainingId, runIdFor } from '#shared/ids';
+import { ecrRepositoryNameProblem, newTrainingId, runIdFor } from '#shared/ids';
 import { describeTrainer, resolveTrainer, type ResolvedTrainer } from '#shared/trainers/index';
 import { notStarted, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
 import { idempotently } from './idempotency.ts';
 import { fillPath } from '#shared/routes';
 import { ownedTraining } from './reads.ts';
 import { canUse, checkEgress, parseObject } from './requests.ts';
-import { retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
+import { MODEL_RE, MODEL_RULE, retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
 import { resolveTemplate } from './templates.ts';
 import type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';
 import { checkUploaded } from './uploads.ts';
@@ -77,6 +77,7 @@ async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Prom
   const t0 = n.trainer.config;
   // Local mode marks a sagemaker trainer it cannot run (no docker engine): refused before anything starts.
   if (t0.backend === 'sagemaker' && t0.unavailable) throw badRequest(`trainer_version: trainer ${n.trainer.name} cannot run here: ${t0.unavailable}`);
+  checkRepository(d, n.flavour === 'seed' ? 'model' : 'destination', n.model);
   const template = await resolveTemplate(d.config, n.templateRef, d.templates);
   checkEgress(d, 'input.instance_data', n.input.instance_data);
   await checkUploaded(d, n.input.instance_data);
@@ -113,6 +114,21 @@ async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Prom
   return { status: 201, body: view(stored, d.publicUrl) };
 }
 
+/**
+ * The model's repository, as its registry names it (host aside), must be one ECR would create:
+ * the schema checked the parts, this the whole with the configured prefix (256 characters at
+ * most). Refused here, before a GPU is paid for, rather than by the push after the training.
+ */
+function checkRepository(d: ApiDeps, field: string, model: string): void {
+  const r = d.config.registry;
+  const repository =
+    r.type === 'ecr' ? `${r.repository_prefix.replace(/\/+$/, '')}/${model}`
+    : r.type === 'oci' ? [...r.host.split('/').slice(1), model].join('/')
+    : model;
+  const problem = ecrRepositoryNameProblem(repository);
+  if (problem) throw badRequest(`${field}: ${model} would be pushed to the repository ${repository}, which ${problem}`);
+}
+
 const idempotencyOf = (req: ApiRequest) => ({ key: req.idempotencyKey, owners: req.owners, path: fillPath(req.resource, req.params), body: req.body });
 
 async function startExecution(d: ApiDeps, t: TrainingRecord, extra: Record<string, unknown> = {}): Promise<void> {
@@ -143,6 +159,9 @@ export async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, nam
   if (!parsed.success) throw badRequest(zodDetail(parsed.error));
   const body = parsed.data;
   const model = `${owner}/${name}`;
+  // A model named before the API checked names could not be pushed to: say so before any work.
+  if (!MODEL_RE.test(model)) throw badRequest(`the model in the path must be ${MODEL_RULE}`);
+  checkRepository(d, 'model', model);
   const source = await ownedTraining(d, req, body.training_id);
   if (source.model !== model) throw badRequest(`training_id: training ${source.id} pushed to ${source.model}, not ${model}`);
   if (source.status !== 'succeeded' || !source.run.output) {

@@ -1,6 +1,16 @@
 import * as z from '#shared/zod';
+import { ECR_NAME_COMPONENT, ECR_NAME_RULE } from '#shared/ids';
 
-export const MODEL_RE = /^[a-z0-9][a-z0-9._-]{0,99}\/[a-z0-9][a-z0-9._-]{0,99}$/;
+/**
+ * A destination model, `owner/name`: each part an ECR repository-name component, so the image
+ * can be pushed. ECR's rule always, whatever the configured registry: it is stricter than the
+ * OCI distribution spec's (which also allows `__` and `--`), so a model accepted here can be
+ * pushed to any registry, and the names the API accepts do not change with the deployment.
+ */
+const COMPONENT = ECR_NAME_COMPONENT.source.slice(1, -1);
+export const MODEL_RE = new RegExp(`^${COMPONENT}/${COMPONENT}$`);
+export const MODEL_MAX = 200;
+export const MODEL_RULE = `owner/name of ${ECR_NAME_RULE}, e.g. acme/my-model`;
 
 const httpUrl = z.string({ error: 'must be a string URL' }).check(
   z.maxLength(2048, 'must be at most 2048 characters'),
@@ -9,7 +19,7 @@ const httpUrl = z.string({ error: 'must be a string URL' }).check(
 
 const inputs = () => z.record(z.string(), z.unknown(), { error: 'must be a JSON object of trainer inputs' });
 const model = (error: string) =>
-  z.string({ error }).check(z.regex(MODEL_RE, 'must be owner/name with lowercase letters, digits, "-", "_" or "."'));
+  z.string({ error }).check(z.regex(MODEL_RE, `must be ${MODEL_RULE}`), z.maxLength(MODEL_MAX, `must be at most ${MODEL_MAX} characters`));
 const templateVersion = (error = 'must be a string') => z.string({ error }).check(z.minLength(1), z.maxLength(512));
 const notes = (notesMax: number) =>
   z.nullish(z.string({ error: 'must be a string' }).check(z.maxLength(notesMax, `must be at most ${notesMax} characters`)));

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as aws from '#shared/aws';
 import { errorResponse } from '#shared/errors';
 import { logger, setLogSink } from '#shared/log';
-import { getWebhookSecret } from '#shared/secrets';
+import { getWebhookSigningMaster } from '#shared/secrets';
 import type { TrainingRecord } from '#shared/training';
 import { memberOf, TrainerQueue } from '#shared/queue';
 import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
@@ -48,7 +48,7 @@ beforeAll(async () => {
     lambda: aws.lambda(),
     stateMachineArn: fx.local.stateMachineArn,
     notifyFunction: 'notify',
-    webhookSecret: () => getWebhookSecret(fx.deps.secrets, SECRET_IDS.webhook),
+    webhookSigningMaster: () => getWebhookSigningMaster(fx.deps.secrets, SECRET_IDS.webhook),
     log: logger('api'),
     templates: liveRegistry(fx.deps.config.egress.allow),
     inputSchemas: new InputSchemas(fx.deps.config, fx.deps.secrets),
@@ -108,6 +108,31 @@ describe('create', () => {
     expect(t).toMatchObject({ status: 'failed', error: 'the workflow could not be started' });
     expect(t!.completed_at).not.toBeNull();
     expect(logs.some((l) => l.includes('ExecutionLimitExceeded') && l.includes(t!.id))).toBe(true);
+  });
+
+  // ECR refuses these repository names: refused at submit, not by the push after the GPU ran.
+  it.each(['alice/cjw-', 'alice/a__b', 'alice/a..b', 'alice/a--b', 'alice/-a', 'alice/A'])('a model ECR cannot name (%s) is a 400 that says the rule, and records nothing', async (model) => {
+    const out = await answer(d, req('POST', '/v1/trainings', seedBody(model)));
+    expect(out.status).toBe(400);
+    expect((out.body as { detail: string }).detail).toMatch(/^model: must be owner\/name of lowercase letters and digits, with single "\.", "_" or "-" only between them/);
+    expect(await newest(model)).toBeUndefined();
+  });
+
+  it('a destination ECR cannot name is a 400 on the Trainings route too, and so is a re-template to it', async () => {
+    const trainings = await answer(d, req('POST', '/v1/models/dreambooth/cog/versions/cog/trainings', { destination: 'alice/a__b', input: seedBody('x').input }));
+    expect(trainings.status).toBe(400);
+    expect((trainings.body as { detail: string }).detail).toMatch(/^destination: must be owner\/name of lowercase letters/);
+    const retemplated = await answer(d, req('POST', '/v1/models/alice/a__b/versions', { training_id: 'a'.repeat(26), template_version: 'vanilla' }));
+    expect(retemplated).toMatchObject({ status: 400, body: { detail: expect.stringMatching(/^the model in the path must be owner\/name of lowercase/) } });
+  });
+
+  it('a model whose repository, with the configured prefix, is longer than ECR allows is a 400', async () => {
+    const deps = { ...d, config: fx.withConfig({ registry: { type: 'ecr', repository_prefix: 'p'.repeat(100) } }).config };
+    const model = `alice/${'n'.repeat(150)}`;
+    const out = await answer(deps, req('POST', '/v1/trainings', seedBody(model)));
+    expect(out).toMatchObject({ status: 400, body: { detail: expect.stringMatching(/^model: alice\/n+ would be pushed to the repository p{100}\/alice\/n+, which must be 2 to 256 characters/) } });
+    expect(await newest(model)).toBeUndefined();
+    expect((await answer(d, req('POST', '/v1/trainings', seedBody(model)))).status).toBe(201);
   });
 
   it("a model of another owner is 404 (as for reads) and records nothing", async () => {
