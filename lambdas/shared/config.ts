@@ -6,6 +6,7 @@
  * template catalog alone is larger), and read by local mode, which merges `--config FILE` over it.
  */
 import { z } from 'zod';
+import { historyLimitProblem } from './history.ts';
 import { ECR_NAME_COMPONENT, ECR_NAME_RULE, ECR_REPOSITORY_NAME } from './ids.ts';
 import { ConfigError } from './runtime-config.ts';
 
@@ -316,6 +317,8 @@ export const ConfigSchema = z
         message: `names no template of templates.catalog (${Object.keys(c.templates.catalog).join(', ')})`,
       });
     }
+    const history = historyLimitProblem(c.timeouts);
+    if (history) ctx.addIssue({ code: 'custom', path: ['timeouts'], message: history });
   });
 
 export type Config = z.output<typeof ConfigSchema>;
