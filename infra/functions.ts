@@ -65,7 +65,13 @@ export type Need =
   /** No variable (the build result names the stream); logs:GetLogEvents on the build's log group. */
   | { kind: 'build-logs' }
   /** SAGEMAKER_JOB_PREFIX and SAGEMAKER_IMAGE_HOST: the stack's job names and its trainer images' mirror. */
-  | { kind: 'sagemaker-jobs' };
+  | { kind: 'sagemaker-jobs' }
+  /**
+   * BUCKET_NAME; s3:GetObject on SageMaker jobs' outputs only (`sagemaker/<id>/output/…`, not
+   * their request channels), where a SageMaker-trained training's archive stays staged. Granted
+   * only when a sagemaker trainer is configured.
+   */
+  | { kind: 'job-outputs' };
 
 export interface FunctionDeclaration {
   /** Seconds. @default the configuration's step timeout */
@@ -82,6 +88,7 @@ const invokes = (fn: HandlerName): Need => ({ kind: 'function', fn, invoke: true
 const names = (fn: HandlerName): Need => ({ kind: 'function', fn, invoke: false });
 const objects = (prefix: BucketPrefix, ...actions: string[]): Need => ({ kind: 'objects', prefix, actions });
 const publicUrl: Need = { kind: 'public-url' };
+const jobOutputs: Need = { kind: 'job-outputs' };
 /** Every function that starts, checks or cancels runs builds a trainer backend. */
 const backends: Need[] = [trainerSecrets('backends'), names('demo-trainer')];
 
@@ -113,10 +120,11 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
   },
   authorizer: { timeout: () => 10, needs: [secret('apiTokens')] },
   // The presigned URLs act with this function's role: PUT the upload, GET it to serve it; for
-  // output.weights, read one training (owner, status) and GET its staged archive.
+  // output.weights, read one training (owner, status) and GET its staged archive, wherever
+  // stage-weights staged it.
   upload: {
     timeout: () => 10,
-    needs: [objects(PREFIX.uploads, 's3:GetObject', 's3:PutObject'), objects(PREFIX.staged, 's3:GetObject'), { kind: 'table', readItems: true }],
+    needs: [objects(PREFIX.uploads, 's3:GetObject', 's3:PutObject'), objects(PREFIX.staged, 's3:GetObject'), jobOutputs, { kind: 'table', readItems: true }],
   },
   'trainer-callback': {
     timeout: API_SECONDS,
@@ -151,6 +159,7 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
       table,
       objects(PREFIX.staged, 's3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'),
       objects(PREFIX.trainerOutputs, 's3:GetObject'),
+      jobOutputs,
       { kind: 'registry-host' },
       trainerSecrets('downloads'),
     ],
@@ -199,6 +208,7 @@ export function environmentOf(fn: HandlerName, values: EnvironmentValues): Recor
         break;
       case 'objects':
       case 'bucket-name':
+      case 'job-outputs':
         env[ENV.bucket] = values.bucket;
         break;
       case 'secret':

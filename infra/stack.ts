@@ -49,6 +49,7 @@ export class DreamboothStack extends Stack {
       sagemakerJobPrefix: this.workflow.sagemaker?.jobPrefix ?? '',
       trainerImageHost: `${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}`,
       buildLogs: this.build.logGroup,
+      sagemaker: this.workflow.sagemaker,
       functions: new Map(HouseFunction.all(this).map((fn) => [fn.handlerName, fn])),
     });
 

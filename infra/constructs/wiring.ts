@@ -8,6 +8,7 @@ import type { ILogGroup } from 'aws-cdk-lib/aws-logs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { environmentOf, FUNCTIONS, type Need } from '../functions.ts';
 import type { HandlerName, HouseFunction } from './function.ts';
+import type { SageMakerTraining } from './sagemaker.ts';
 import type { Secrets } from './secrets.ts';
 import type { Storage } from './storage.ts';
 
@@ -20,6 +21,8 @@ export interface Deployment {
   readonly sagemakerJobPrefix: string;
   readonly trainerImageHost: string;
   readonly buildLogs: ILogGroup;
+  /** Present when a sagemaker trainer is configured. */
+  readonly sagemaker?: Pick<SageMakerTraining, 'grantReadOutputs'>;
   readonly functions: ReadonlyMap<HandlerName, HouseFunction>;
 }
 
@@ -88,6 +91,9 @@ function grant(fn: HouseFunction, need: Need, d: Deployment): void {
       return;
     case 'build-logs':
       d.buildLogs.grant(fn, 'logs:GetLogEvents');
+      return;
+    case 'job-outputs':
+      d.sagemaker?.grantReadOutputs(fn);
       return;
     case 'public-url':
     case 'bucket-name':

@@ -227,7 +227,8 @@ export class TrainingWorkflow extends Construct {
       then: freeSlot,
       otherwise: waitForTrainer,
     });
-    for (const grantee of [this.functions.stageWeights, ...props.build.projects]) this.sagemaker.grantReadOutputs(grantee);
+    // The functions' grant is their `job-outputs` need (infra/functions.ts).
+    for (const grantee of props.build.projects) this.sagemaker.grantReadOutputs(grantee);
     return waitForSlot.next(this.sagemaker.start);
   }
 

@@ -8,10 +8,19 @@ import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ApiError, notFound } from '#shared/errors';
 import { canUse } from '#shared/owners';
+import { isMissingObject } from '#shared/s3-missing';
 import type { Store } from '#shared/store';
 import type { UploadDeps } from './core.ts';
 
 export const WEIGHTS_URL_SECONDS = 5 * 60;
+
+/**
+ * Where stage-weights stages an archive: under staged/, or where a SageMaker job left it. This
+ * function may read both (infra/functions.ts) and is not granted s3:ListBucket, so S3 answers
+ * a key there that has expired with 403, not 404: a 403 on such a key means it is gone. Any
+ * other key's 403 stays an error.
+ */
+const STAGED_KEY = /^(staged\/|sagemaker\/[^/]+\/output\/)/;
 
 export type WeightsDeps = UploadDeps & { store: Pick<Store, 'getTraining'> };
 
@@ -26,7 +35,7 @@ export async function weightsUrl(d: WeightsDeps, owners: string[], id: string): 
   try {
     await d.s3.send(new HeadObjectCommand({ Bucket: d.bucket, Key: key }));
   } catch (e) {
-    if ((e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 404) throw e;
+    if (!(STAGED_KEY.test(key) && isMissingObject(e))) throw e;
     throw new ApiError(410, `the weights of training ${id} have expired (staged archives are kept retention.staged_archive_days); the model's versions still hold them`);
   }
   const name = key.split('/').pop()!;

@@ -220,4 +220,20 @@ describe('policies from the synthesized template', () => {
       expect.objectContaining({ Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: `${BUCKET_ARN}/staged/*` }),
     );
   });
+
+  it("lets only the preparation, the stage and build steps and the weights route read a SageMaker job's output, and no function but the preparation its request channel", async () => {
+    const { synthesize } = await import('../../infra/template.ts');
+    const { localPolicies } = await import('../../infra/local/iam/template.ts');
+    const { testConfig } = await import('../helpers/aws-local.ts');
+    const gpu = { backend: 'sagemaker', image: `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}` };
+    const policies = localPolicies(synthesize(testConfig({ trainers: { gpu } })).stack);
+    const readers = (key: string) =>
+      Object.entries(policies)
+        .filter(([, p]) => evaluate(p.statements, { action: 's3:GetObject', resource: `${BUCKET_ARN}/${key}`, context: { 'aws:SecureTransport': 'true' } }) === 'Allow')
+        .map(([name]) => name)
+        .sort();
+    const root = `sagemaker/${'a'.repeat(26)}`;
+    expect(readers(`${root}/output/db-x-${'a'.repeat(26)}/output/model/output.zip`)).toEqual(['build', 'prepare-training-job', 'stage-weights', 'upload']);
+    expect(readers(`${root}/request/request.json`)).toEqual(['prepare-training-job', 'sagemaker-job']);
+  });
 });
