@@ -92,6 +92,12 @@ const jobOutputs: Need = { kind: 'job-outputs' };
 /** Every function that starts, checks or cancels runs builds a trainer backend. */
 const backends: Need[] = [trainerSecrets('backends'), names('demo-trainer')];
 
+/**
+ * The functions that receive a trainer's state (callback, start, check) keep a log longer than
+ * the record's tail whole in the bucket, overwriting it (lambdas/shared/run-logs.ts).
+ */
+const writesLogs: Need = objects(PREFIX.logs, 's3:PutObject');
+
 /** A freed trainer slot wakes the next waiter: SendTaskSuccess only. */
 const wakesWaiters: Need = { kind: 'task-tokens', actions: ['states:SendTaskSuccess'] };
 
@@ -124,11 +130,18 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
   // stage-weights staged it.
   upload: {
     timeout: () => 10,
-    needs: [objects(PREFIX.uploads, 's3:GetObject', 's3:PutObject'), objects(PREFIX.staged, 's3:GetObject'), jobOutputs, { kind: 'table', readItems: true }],
+    needs: [
+      objects(PREFIX.uploads, 's3:GetObject', 's3:PutObject'),
+      objects(PREFIX.staged, 's3:GetObject'),
+      jobOutputs,
+      { kind: 'table', readItems: true },
+      // A training's whole log, when the record holds only its tail: a presigned GET.
+      objects(PREFIX.logs, 's3:GetObject'),
+    ],
   },
   'trainer-callback': {
     timeout: API_SECONDS,
-    needs: [table, secret('callbackKey'), { kind: 'task-tokens' }, invokes('notify'), publicUrl, ...backends],
+    needs: [table, secret('callbackKey'), { kind: 'task-tokens' }, invokes('notify'), publicUrl, ...backends, writesLogs],
   },
   // The Cog upload relay: creates, presigns (parts act with this role) and completes multipart uploads.
   'trainer-uploads': {
@@ -148,10 +161,11 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
       invokes('notify'),
       trainerSecrets('backends'),
       invokes('demo-trainer'),
+      writesLogs,
     ],
   },
   // A fresh wait re-registers the run with a new callback URL, as the start does.
-  'check-trainer': { needs: [table, secret('callbackKey'), publicUrl, invokes('notify'), ...backends] },
+  'check-trainer': { needs: [table, secret('callbackKey'), publicUrl, invokes('notify'), ...backends, writesLogs] },
   'stage-weights': {
     timeout: (config) => config.timeouts.stage_seconds,
     memorySize: 1024,

@@ -44,7 +44,7 @@ export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
 /** Reviewed wildcard shapes, in cdk-nag's flattened notation (`<LogicalId.Attr>`). */
 const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
   {
-    shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs|sagemaker)\/\*$/,
+    shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs|sagemaker|logs)\/\*$/,
     reason: 'Object access is scoped to one key prefix of the data bucket; object keys derive from training ids.',
   },
   {

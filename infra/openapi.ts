@@ -24,6 +24,9 @@ const PAGED = new Set<string>(['listTrainings', 'listVersions']);
 
 const CREATED = new Set<string>(['createSeedTraining', 'createTrainingsTraining', 'retemplate']);
 
+/** Operations that answer plain text (or a redirect to it). */
+const TEXT = new Set<string>(['getLogs']);
+
 function jsonSchema(schema: $ZodType): Schema {
   const { $schema: _, ...rest } = toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Schema;
   return rest;
@@ -50,7 +53,7 @@ function operation(route: Route, config: Config): Schema {
     ...(parameters.length ? { parameters } : {}),
     ...(body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(body(config.limits.notes_max_chars)) } } } } : {}),
     responses: {
-      [ok]: json({ type: 'object' }, 'The result'),
+      [ok]: TEXT.has(route.op) ? { description: 'The text', content: { 'text/plain': { schema: { type: 'string' } } } } : json({ type: 'object' }, 'The result'),
       '4XX': json({ $ref: '#/components/schemas/Error' }, 'The request is wrong: `detail` says what to fix'),
       '5XX': json({ $ref: '#/components/schemas/Error' }, 'Try again later'),
     },

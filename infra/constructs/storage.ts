@@ -7,6 +7,7 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
+import { LOGS_PREFIX } from '#shared/run-logs';
 import { SAGEMAKER_PREFIX } from '#shared/sagemaker';
 import { IDEMPOTENCY } from '#shared/store';
 
@@ -15,7 +16,7 @@ export interface StorageProps {
 }
 
 /** Key prefixes of the bucket; IAM grants are scoped to them. */
-export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX } as const;
+export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX, logs: LOGS_PREFIX } as const;
 /** Newest-first listing of every training (tokens for all owners) and of a model's versions. */
 export const LIST_INDEX = 'list';
 /** Newest-first listing of one owner's trainings, so each tenant's page is full. */
@@ -62,6 +63,8 @@ export class Storage extends Construct {
         { prefix: PREFIX.trainerOutputs, expiration: Duration.days(1) },
         // SageMaker jobs' request channels (the user's photos), outputs and checkpoints.
         { prefix: PREFIX.sagemaker, expiration: Duration.days(props.config.retention.staged_archive_days) },
+        // Trainer logs longer than the record keeps (lambdas/shared/run-logs.ts).
+        { prefix: PREFIX.logs, expiration: Duration.days(props.config.retention.staged_archive_days) },
         { abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,

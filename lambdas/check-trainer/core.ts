@@ -6,7 +6,7 @@ import { backendFor } from '#shared/trainers/index';
 import { mustGet, recordRunState } from '#shared/runs';
 import { terminalOutcome } from '../start-trainer/core.ts';
 
-export async function checkTrainer(d: Deps<'sfn' | 'secrets'>, trainingId: string, executionStart: string): Promise<CheckTrainerResult> {
+export async function checkTrainer(d: Deps<'sfn' | 'secrets' | 's3'>, trainingId: string, executionStart: string): Promise<CheckTrainerResult> {
   const t = await mustGet(d, trainingId);
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
   if (t.run.terminal) return settle(terminalOutcome(t));

@@ -45,10 +45,11 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/trainers/{owner}/{name}', auth: 'token', fn: 'api', op: 'getTrainer', summary: 'Get a trainer with its input schema' },
   { method: 'GET', path: '/v1/templates', auth: 'token', fn: 'api', op: 'listTemplates', summary: 'List the template catalog' },
   { method: 'GET', path: '/v1/openapi.json', auth: 'public', fn: 'api', op: 'getOpenApi', summary: 'This document' },
-  // The token routes with S3 rights share their own function: the seed's upload helper, and a
-  // training's output.weights (a redirect to a presigned GET).
+  // The token routes with S3 rights share their own function: the seed's upload helper, a
+  // training's output.weights and its whole log (redirects to presigned GETs).
   { method: 'POST', path: '/v1/upload/{filename}', auth: 'token', fn: 'upload', op: 'createUpload', summary: 'Get presigned upload and serving URLs for instance data' },
   { method: 'GET', path: '/v1/trainings/{id}/weights', auth: 'token', fn: 'upload', op: 'getWeights', summary: "Download a succeeded training's weights (a short-lived presigned redirect)" },
+  { method: 'GET', path: '/v1/trainings/{id}/logs', auth: 'token', fn: 'upload', op: 'getLogs', summary: "A training's whole log as text (`logs` is its tail); a short-lived presigned redirect once it is long" },
   { method: 'POST', path: '/v1/callbacks/{id}', auth: 'self', fn: 'trainer-callback', op: 'trainerCallback', summary: "A trainer's webhook (verified by the training's callback secret)" },
   // The Cog upload relay (bin/cog-upload-relay.ts), checked against the trainer's upload token.
   { method: 'POST', path: '/v1/trainer-uploads/{trainer}', auth: 'self', fn: 'trainer-uploads', op: 'create', summary: 'Start a relayed multipart upload of a trainer output' },

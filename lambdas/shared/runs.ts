@@ -8,6 +8,7 @@ import type { BaseDeps, Deps } from './deps.ts';
 import { StepError, StepErrors, type TrainerResult } from './steps.ts';
 import { isTerminal, type TrainingRecord } from './training.ts';
 import { LOGS_EVERY_MS, wants } from './events.ts';
+import { recordedLog, saveWholeLog } from './run-logs.ts';
 import type { RunState } from './trainers/types.ts';
 
 /** Late or duplicate completions are normal: the token already closed. */
@@ -37,7 +38,7 @@ export function outcomeOf(state: RunState): Outcome {
 
 /** Records the state; returns the outcome and the updated training (null when it was already over). */
 export async function recordRunState(
-  d: BaseDeps,
+  d: Deps<'s3'>,
   t: TrainingRecord,
   state: RunState,
 ): Promise<{ outcome: Outcome; training: TrainingRecord | null }> {
@@ -45,8 +46,15 @@ export async function recordRunState(
   const outcome = outcomeOf(state);
   const fields: Record<string, unknown> = {};
   // Cog sends the whole log each time, and events can arrive out of order: keep the longest.
-  const newLogs = Boolean(state.logs && state.logs.length > (t.logs?.length ?? 0));
-  if (state.logs && state.logs.length >= (t.logs?.length ?? 0)) fields.logs = state.logs;
+  const known = t.logs_length ?? t.logs?.length ?? 0;
+  const newLogs = Boolean(state.logs && state.logs.length > known);
+  if (state.logs && state.logs.length >= known) {
+    const log = recordedLog(state.logs);
+    // The bucket first: the record never shows a tail of more than the bucket holds.
+    if (!log.whole) await saveWholeLog(d, t.id, state.logs);
+    fields.logs = log.tail;
+    fields.logs_length = log.length;
+  }
   const now = d.now().getTime();
   const logsEvent = newLogs && wants(t, 'logs') && now - (t.logs_event_at ?? 0) >= LOGS_EVERY_MS;
   if (logsEvent) fields.logs_event_at = now;

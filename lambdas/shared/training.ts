@@ -57,6 +57,11 @@ export interface TrainingRecord {
   retemplate_of?: string | null;
   /** When the last `logs` webhook event went out (epoch ms): they are throttled. */
   logs_event_at?: number | null;
+  /**
+   * Characters of the trainer's whole log; `logs` holds its tail (lambdas/shared/run-logs.ts),
+   * the bucket the whole log when it is longer. Absent on records from before: `logs` is whole.
+   */
+  logs_length?: number | null;
   /** Token of the Step Functions task waiting on the trainer (never shown, never logged). */
   task_token?: string | null;
   webhook_outcome: { delivered: boolean; attempts: number; last_status: number | null; detail: string } | null;

@@ -10,7 +10,7 @@ import { mustGet, recordRunState, signalTask, type Outcome } from '#shared/runs'
 import type { TrainingRecord } from '#shared/training';
 
 export async function startTrainer(
-  d: Deps<'sfn' | 'secrets'>,
+  d: Deps<'sfn' | 'secrets' | 's3'>,
   trainingId: string,
   taskToken: string,
   /** The pool server of the training's slot ("Wait for a free slot on the trainer"). */
@@ -41,7 +41,7 @@ export async function startTrainer(
   const updated = await d.store.updateTraining(
     t.id,
     // The queue's "waiting for trainer" line goes: from here the logs are the trainer's.
-    { 'run.started': true, status: 'processing', started_at: t.started_at ?? grantedAt ?? d.now().toISOString(), logs: null },
+    { 'run.started': true, status: 'processing', started_at: t.started_at ?? grantedAt ?? d.now().toISOString(), logs: null, logs_length: null },
     { status: ['starting', 'processing'] },
   );
   if (!updated) return { started: true };

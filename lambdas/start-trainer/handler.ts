@@ -1,11 +1,11 @@
 import type { Context } from 'aws-lambda';
-import { secretsManager, sfn } from '#shared/aws';
+import { s3, secretsManager, sfn } from '#shared/aws';
 import { baseDeps, demoTrainer, emitter, once } from '#shared/deps';
 import { logger } from '#shared/log';
 import { StartTrainerEvent } from '#shared/steps';
 import { startTrainer } from './core.ts';
 
-const deps = once(() => ({ ...baseDeps(), sfn: sfn(), secrets: secretsManager(), emit: emitter(), demoTrainer: demoTrainer() }));
+const deps = once(() => ({ ...baseDeps(), sfn: sfn(), secrets: secretsManager(), s3: s3(), emit: emitter(), demoTrainer: demoTrainer() }));
 
 export const handler = async (event: unknown, context?: Context) => {
   const { training_id, task_token, server, granted_at } = StartTrainerEvent.parse(event);

@@ -15,7 +15,7 @@ export interface CallbackResult {
 }
 
 export async function trainerCallback(
-  d: Deps<'sfn' | 'secrets'>,
+  d: Deps<'sfn' | 'secrets' | 's3'>,
   trainingId: string,
   secret: string | undefined,
   req: InboundRequest,

@@ -1,13 +1,13 @@
 /** The trainer-facing callback route (`/v1/callbacks/{id}`): trainer webhooks, Cog's and Replicate's. */
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { secretsManager, sfn } from '#shared/aws';
+import { s3, secretsManager, sfn } from '#shared/aws';
 import { baseDeps, demoTrainer, emitter, once } from '#shared/deps';
 import { json } from '#shared/errors';
 import { logger } from '#shared/log';
 import { LOG_MESSAGES } from '#shared/log-messages';
 import { trainerCallback } from './core.ts';
 
-const deps = once(() => ({ ...baseDeps(), sfn: sfn(), secrets: secretsManager(), emit: emitter(), demoTrainer: demoTrainer() }));
+const deps = once(() => ({ ...baseDeps(), sfn: sfn(), secrets: secretsManager(), s3: s3(), emit: emitter(), demoTrainer: demoTrainer() }));
 
 export const handler = async (event: APIGatewayProxyEvent, context?: Context): Promise<APIGatewayProxyResult> => {
   const body = event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? '');

@@ -1,10 +1,13 @@
 /**
- * trainer-callback with the real local DynamoDB, Secrets Manager and Step Functions endpoint:
- * the per-training secret, Cog's bearer token, out-of-order logs, and late duplicates.
+ * trainer-callback with the real local DynamoDB, S3, Secrets Manager and Step Functions
+ * endpoint: the per-training secret, Cog's bearer token, out-of-order logs, logs past what a
+ * DynamoDB item holds, and late duplicates.
  */
 import { randomBytes } from 'node:crypto';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackSecret } from '#shared/ids';
+import { LOG_TAIL_BYTES, logKey } from '#shared/run-logs';
 import type { TrainingRecord } from '#shared/training';
 import { trainerCallback } from '../../lambdas/trainer-callback/core.ts';
 import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
@@ -77,6 +80,62 @@ describe('progress', () => {
     const t = await started();
     expect((await call(t, 'not json')).status).toBe(400);
     expect((await call(t, prediction(t, { status: 'exploded' }))).status).toBe(400);
+  });
+});
+
+describe('a log longer than a DynamoDB item holds', () => {
+  /** A chatty run's log: progress bars of multi-byte characters, 3 bytes each in UTF-8. */
+  const chatty = (lines: number) => Array.from({ length: lines }, (_, i) => `step ${i + 1}/${lines} |${'█'.repeat(40)}| loss 0.1234\n`).join('');
+  /** The log as the bucket holds it, or null when it holds none. */
+  async function whole(t: TrainingRecord): Promise<string | null> {
+    try {
+      const out = await fx.operator.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: logKey(t.id) }));
+      return await out.Body!.transformToString('utf8');
+    } catch (e) {
+      if ((e as Error).name === 'NoSuchKey') return null;
+      throw e;
+    }
+  }
+
+  it('keeps its tail, from a line start, in the record and the whole log in the bucket, overwritten by longer ones', async () => {
+    const t = await started();
+    const first = chatty(3000);
+    expect(Buffer.byteLength(first)).toBeGreaterThan(400 * 1024);
+    expect((await call(t, prediction(t, { logs: first }))).status).toBe(200);
+    const after = await reread(t);
+    expect(Buffer.byteLength(after.logs!)).toBeLessThanOrEqual(LOG_TAIL_BYTES);
+    expect(Buffer.byteLength(after.logs!)).toBeGreaterThan(LOG_TAIL_BYTES - 200);
+    expect(first.endsWith(after.logs!)).toBe(true);
+    expect(after.logs).toMatch(/^step \d+\/3000 /);
+    expect(after.logs_length).toBe(first.length);
+    expect(await whole(t)).toBe(first);
+
+    const longer = first + chatty(10);
+    await call(t, prediction(t, { logs: longer }));
+    expect(await whole(t)).toBe(longer);
+    // An older update arriving late changes neither.
+    await call(t, prediction(t, { logs: first }));
+    expect(await whole(t)).toBe(longer);
+    expect((await reread(t)).logs_length).toBe(longer.length);
+  });
+
+  it('a short log stays whole in the record, and nothing goes to the bucket', async () => {
+    const t = await started();
+    await call(t, prediction(t, { logs: chatty(10) }));
+    expect((await reread(t)).logs).toBe(chatty(10));
+    expect(await whole(t)).toBeNull();
+  });
+
+  it('a run that succeeds with a log of over 600 KB (under 300,000 characters) succeeds', async () => {
+    const task = await fx.waitingTask();
+    const t = await started({ task_token: task.token });
+    const log = chatty(4200);
+    expect(log.length).toBeLessThan(400 * 1024);
+    expect(Buffer.byteLength(log)).toBeGreaterThan(600 * 1024);
+    const output = 'http://127.0.0.1:9/uploads/output.zip';
+    expect((await call(t, prediction(t, { status: 'succeeded', output, logs: log }))).status).toBe(200);
+    expect(await fx.finished(task.executionArn)).toMatchObject({ status: 'SUCCEEDED' });
+    expect(await whole(t)).toBe(log);
   });
 });
 

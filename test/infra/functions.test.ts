@@ -78,6 +78,18 @@ describe('the synthesized functions', () => {
     }
   });
 
+  it("grant the trainer log's writers PutObject under logs/ and nothing more there, and its reader GetObject", () => {
+    const onLogs = (f: string) =>
+      statementsOf(fn(f).roleLogicalId)
+        .filter((s) => JSON.stringify(s.Resource).includes('/logs/*'))
+        .flatMap((s) => [s.Action].flat())
+        .sort();
+    for (const writer of ['trainer-callback', 'start-trainer', 'check-trainer']) expect(onLogs(writer), writer).toEqual(['s3:PutObject']);
+    expect(onLogs('upload')).toEqual(['s3:GetObject']);
+    const others = synth.functions.map((f) => f.name).filter((f) => !['trainer-callback', 'start-trainer', 'check-trainer', 'upload'].includes(f));
+    for (const other of others) expect(onLogs(other), other).toEqual([]);
+  });
+
   it('name each function’s role for local mode', () => {
     for (const f of synth.functions) {
       expect(resource(f.roleLogicalId).Type).toBe('AWS::IAM::Role');

@@ -76,6 +76,8 @@ describe('synthesized template', () => {
     expect(rules).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ Prefix: 'staged/', ExpirationInDays: 3 }),
+        // Whole trainer logs go with the training's staged data.
+        expect.objectContaining({ Prefix: 'logs/', ExpirationInDays: 3 }),
         expect.objectContaining({ Prefix: 'uploads/', ExpirationInDays: 1 }),
         expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
       ]),
@@ -256,7 +258,7 @@ describe('synthesized template', () => {
     expect(Object.keys(apiEnv).sort()).toEqual(['BUCKET_NAME', 'DEMO_TRAINER_FUNCTION', 'NOTIFY_FUNCTION', 'PUBLIC_URL', 'STATE_MACHINE_ARN', 'TABLE_NAME', 'WEBHOOK_SECRET']);
   });
 
-  it('gives S3 object rights on uploads only to the upload helper, on trainer outputs only to the relay', () => {
+  it('gives S3 object rights on uploads only to the upload helper, on trainer outputs only to the relay, logs only to their writers', () => {
     const actionsOf = (fn: { role?: unknown; node: unknown }) => {
       const role = stack.getLogicalId((fn as typeof stack.api.functions.api).role!.node.defaultChild as never);
       return ofType(resources, 'AWS::IAM::Policy')
@@ -266,7 +268,8 @@ describe('synthesized template', () => {
     const callback = actionsOf(stack.api.functions.callback);
     const uploads = actionsOf(stack.api.functions.uploads);
     expect(callback).toEqual(expect.arrayContaining(['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat']));
-    expect(callback.filter((a) => a.startsWith('s3:'))).toEqual([]);
+    // The callback's only S3 right: writing a trainer's whole log under logs/ (test/infra/functions.test.ts).
+    expect(callback.filter((a) => a.startsWith('s3:'))).toEqual(['s3:PutObject']);
     expect(uploads).toEqual(expect.arrayContaining(['s3:PutObject', 's3:AbortMultipartUpload']));
     expect(uploads.filter((a) => a.startsWith('states:') || a.startsWith('dynamodb:'))).toEqual([]);
     expect(actionsOf(stack.api.functions.upload)).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject']));
