@@ -98,6 +98,12 @@ const backends: Need[] = [trainerSecrets('backends'), names('demo-trainer')];
  */
 const writesLogs: Need = objects(PREFIX.logs, 's3:PutObject');
 
+/**
+ * The steps that hand a training's input to its trainer sign a fresh GET of an upload then (the
+ * URL acts with the signer's role; lambdas/shared/trainers/inputs.ts).
+ */
+const signsUploads: Need = objects(PREFIX.uploads, 's3:GetObject');
+
 /** A freed trainer slot wakes the next waiter: SendTaskSuccess only. */
 const wakesWaiters: Need = { kind: 'task-tokens', actions: ['states:SendTaskSuccess'] };
 
@@ -162,6 +168,7 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
       trainerSecrets('backends'),
       invokes('demo-trainer'),
       writesLogs,
+      signsUploads,
     ],
   },
   // A fresh wait re-registers the run with a new callback URL, as the start does.
@@ -185,6 +192,7 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
     needs: [
       table,
       objects(PREFIX.sagemaker, 's3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'),
+      signsUploads,
       secret('callbackKey'),
       publicUrl,
       invokes('notify'),

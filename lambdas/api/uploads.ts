@@ -1,17 +1,19 @@
 /**
  * A training whose `instance_data` is one of our upload helper's serving URLs (lambdas/upload)
  * is checked when it is created: the file must be there and fit `limits.upload_max_bytes`.
- * Asked of the serving URL itself with a one-byte ranged GET, as the trainer will download it:
- * this also catches an expired URL, and keeps the S3 client out of the api's cold start.
+ * Asked of the serving URL itself with a one-byte ranged GET: this also catches an expired URL,
+ * and keeps the S3 client out of the api's cold start. (The trainer is given a URL of the same
+ * key signed when the training leaves the queue: lambdas/shared/trainers/inputs.ts.)
  */
 import type { BaseDeps } from '#shared/deps';
 import { ApiError, badRequest } from '#shared/errors';
 import type { Readable } from 'node:stream';
 import { requestStream } from '#shared/http';
+import { uploadKeyOf } from '#shared/uploads';
 
 /** When `url` is one of our serving URLs, the uploaded object must exist and fit the cap. */
 export async function checkUploaded(d: Pick<BaseDeps, 'config' | 'bucket'>, url: unknown): Promise<void> {
-  if (typeof url !== 'string' || !isServingUrl(url, d.bucket)) return;
+  if (typeof url !== 'string' || !uploadKeyOf(url, d.bucket)) return;
   let res;
   try {
     res = await requestStream(url, { method: 'GET', headers: { range: 'bytes=0-0' }, allow: d.config.egress.allow, timeoutMs: 10_000 });
@@ -37,17 +39,6 @@ export async function checkUploaded(d: Pick<BaseDeps, 'config' | 'bucket'>, url:
   if (!Number.isFinite(size)) throw new ApiError(503, `input.instance_data: the serving_url answered ${res.status}; try again`);
   const max = d.config.limits.upload_max_bytes;
   if (size > max) throw badRequest(`input.instance_data: the uploaded file is ${size} bytes; limits.upload_max_bytes is ${max}`);
-}
-
-function isServingUrl(raw: string, bucket: string): boolean {
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    return false;
-  }
-  const path = decodeURIComponent(u.pathname);
-  return path.startsWith(`/${bucket}/uploads/`) || (u.hostname.startsWith(`${bucket}.`) && path.startsWith('/uploads/'));
 }
 
 async function head(stream: Readable, max: number): Promise<string> {

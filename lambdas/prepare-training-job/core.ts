@@ -19,6 +19,7 @@ import { redactUrl, requestStream } from '#shared/http';
 import { mustGet } from '#shared/runs';
 import { CAPACITY_ATTEMPTS, capacityWaitSeconds, jobImage, jobKeys, jobName, RUNNER_FILE } from '#shared/sagemaker';
 import { StepError, StepErrors, type JobPlan } from '#shared/steps';
+import { inputForTrainer } from '#shared/trainers/inputs';
 import type { TrainingRecord } from '#shared/training';
 
 export interface PrepareEnv {
@@ -85,9 +86,11 @@ function plan(bucket: string, keys: ReturnType<typeof jobKeys>, name: string, im
 
 /** Every http(s) input becomes a file of the channel, named in request.json by its relative path. */
 async function stageInputs(d: Deps<'s3'>, t: TrainingRecord, prefix: string) {
-  const input: Record<string, unknown> = { ...t.input };
+  // Our own uploads are signed afresh: the training may have waited in the queue for hours.
+  const given = await inputForTrainer(d, t.input);
+  const input: Record<string, unknown> = { ...given };
   const files: string[] = [];
-  for (const [field, value] of Object.entries(t.input)) {
+  for (const [field, value] of Object.entries(given)) {
     if (typeof value !== 'string' || !/^https?:\/\//i.test(value)) continue;
     const base = new URL(value).pathname.split('/').pop()?.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '') || 'file';
     const relative = `inputs/${field}/${base}`;

@@ -6,6 +6,7 @@ import { callbackUrl } from '#shared/callback';
 import type { Deps } from '#shared/deps';
 import { StepError, StepErrors } from '#shared/steps';
 import { backendFor } from '#shared/trainers/index';
+import { inputForTrainer } from '#shared/trainers/inputs';
 import { mustGet, recordRunState, signalTask, type Outcome } from '#shared/runs';
 import type { TrainingRecord } from '#shared/training';
 
@@ -35,7 +36,8 @@ export async function startTrainer(
   const state = await backend.start({
     trainingId: t.id,
     runId: t.run.id,
-    input: t.input,
+    // Signed now, not when the client uploaded: the training may have waited for hours.
+    input: await inputForTrainer(d, t.input),
     callbackUrl: await callbackUrl(d, t.id),
   });
   const updated = await d.store.updateTraining(

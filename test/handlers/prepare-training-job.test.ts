@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { prepareTrainingJob } from '../../lambdas/prepare-training-job/core.ts';
+import { createUpload } from '../../lambdas/upload/core.ts';
 import { stageWeights } from '../../lambdas/stage-weights/core.ts';
 import { CAPACITY_ATTEMPTS, jobKeys } from '#shared/sagemaker';
 import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
@@ -88,6 +90,19 @@ describe('prepare-training-job', () => {
     const err = await errorOf(prepareTrainingJob(fx.deps, ENV, t.id, false));
     expect(err.name).toBe('TrainerFailed');
     expect(err.message).toContain('linkLocal');
+  });
+
+  it("stages our upload though the client's serving_url expired while the training waited: it signs its own GET", async () => {
+    const upload = fx.clientsOf('upload');
+    const { upload_url } = await createUpload(upload, 'queued.zip');
+    expect((await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'application/zip' }, body: photos })).status).toBe(200);
+    const key = decodeURIComponent(new URL(upload_url).pathname).slice(`/${upload.bucket}/`.length);
+    const expired = await getSignedUrl(upload.s3, new GetObjectCommand({ Bucket: upload.bucket, Key: key }), { expiresIn: 60, signingDate: new Date(Date.now() - 2 * 3600_000) });
+    expect((await fetch(expired)).status).toBe(403);
+    const t = await gpuTraining({ instance_data: expired });
+
+    await prepareTrainingJob(fx.deps, ENV, t.id, false);
+    expect((await read(`${jobKeys(t.id).request}inputs/instance_data/queued.zip`)).equals(photos)).toBe(true);
   });
 
   it('runs the configured image itself when there is no mirror host (local mode)', async () => {

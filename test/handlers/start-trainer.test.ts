@@ -4,8 +4,11 @@
  */
 import { SendTaskSuccessCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { callbackSecret } from '#shared/ids';
 import { startTrainer } from '../../lambdas/start-trainer/core.ts';
+import { createUpload } from '../../lambdas/upload/core.ts';
 import { newTraining, PUBLIC_URL, sendJson, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
 
 let fx: Fixture;
@@ -144,5 +147,43 @@ describe('startTrainer', () => {
     });
     // …and start-trainer takes that as "this wait is already over".
     await expect(startTrainer(fx.deps, t.id, token)).resolves.toEqual({ started: false });
+  });
+
+  it("hands the trainer a freshly signed URL of our upload, though the client's serving_url expired while the training waited", async () => {
+    // Prepare: an upload as the seed's client makes it, whose serving URL expired in the queue
+    // (signed two hours ago for a minute, as the upload function's signature dies with its credentials).
+    const upload = fx.clientsOf('upload');
+    const photos = Buffer.from('PK\u0005\u0006'.padEnd(22, '\0'));
+    const { upload_url } = await createUpload(upload, 'photos.zip');
+    expect((await fetch(upload_url, { method: 'PUT', headers: { 'content-type': 'application/zip' }, body: photos })).status).toBe(200);
+    const key = decodeURIComponent(new URL(upload_url).pathname).slice(`/${upload.bucket}/`.length);
+    const signedAt = new Date(Date.now() - 2 * 3600_000);
+    const expired = await getSignedUrl(upload.s3, new GetObjectCommand({ Bucket: upload.bucket, Key: key }), { expiresIn: 60, signingDate: signedAt });
+    expect((await fetch(expired)).status).toBe(403);
+    const t = await newTraining(fx.deps, { input: { instance_prompt: 'a photo of sks person', instance_data: expired } });
+
+    // Act: the training leaves the queue.
+    const dequeued = new Date();
+    await startTrainer(fx.deps, t.id, 'token');
+
+    // Assess: the trainer downloads the photos with what it was given, signed at dequeue.
+    const given = JSON.parse(puts()[0]!.body).input as Record<string, string>;
+    expect(given.instance_prompt).toBe('a photo of sks person');
+    const url = new URL(given.instance_data!);
+    expect(`${url.origin}${url.pathname}`).toBe(`${new URL(expired).origin}${new URL(expired).pathname}`);
+    const amzDate = url.searchParams.get('X-Amz-Date')!.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z');
+    expect(Date.parse(amzDate)).toBeGreaterThanOrEqual(Math.floor(dequeued.getTime() / 1000) * 1000);
+    const download = await fetch(url);
+    expect(download.status).toBe(200);
+    expect(Buffer.from(await download.arrayBuffer())).toEqual(photos);
+    // The training keeps what its client sent.
+    expect((await fx.deps.store.getTraining(t.id))!.input.instance_data).toBe(expired);
+  });
+
+  it('leaves a URL that only looks like an upload as it was sent', async () => {
+    const lookalike = `http://127.0.0.1:9/${fx.deps.bucket}/uploads/${'0'.repeat(32)}/photos.zip`;
+    const t = await newTraining(fx.deps, { input: { instance_data: lookalike } });
+    await startTrainer(fx.deps, t.id, 'token');
+    expect(JSON.parse(puts()[0]!.body).input.instance_data).toBe(lookalike);
   });
 });
