@@ -49,6 +49,22 @@ const ECR_REPOSITORY_ACTIONS = [
   'ecr:PutImage',
 ];
 
+/**
+ * The build's timeouts, in one place: CodeBuild's for the build, CodeBuild's for its wait in the
+ * queue (set here: CodeBuild's default is 8 hours), and the state machine's for the build step,
+ * which must outlast both, or a build that queued a while is failed by the state machine while
+ * CodeBuild still runs it. The margin covers CodeBuild's provisioning and finalizing.
+ */
+export function buildTimeouts(config: Config): { build: Duration; queued: Duration; task: Duration } {
+  const { build_minutes, build_queued_minutes } = config.timeouts;
+  return {
+    build: Duration.minutes(build_minutes),
+    queued: Duration.minutes(build_queued_minutes),
+    task: Duration.minutes(build_minutes + build_queued_minutes + BUILD_TASK_MARGIN_MINUTES),
+  };
+}
+const BUILD_TASK_MARGIN_MINUTES = 10;
+
 /** The name of the bundled script in the append project's source (the buildspec runs it). */
 export const BUILD_IMAGE_SCRIPT = 'build-image.mjs';
 
@@ -187,8 +203,8 @@ export class ModelBuild extends Construct {
         privileged: true,
       },
       environmentVariables: this.registryEnvironment(config),
-      timeout: Duration.minutes(config.timeouts.build_minutes),
-      queuedTimeout: Duration.hours(1),
+      timeout: buildTimeouts(config).build,
+      queuedTimeout: buildTimeouts(config).queued,
       logging: { cloudWatch: { logGroup: this.logGroup } },
     });
   }
@@ -205,8 +221,8 @@ export class ModelBuild extends Construct {
         ARCHIVE_MAX_ENTRIES: plain(String(config.limits.archive_max_entries)),
         ARCHIVE_MAX_UNCOMPRESSED_BYTES: plain(String(config.limits.archive_max_uncompressed_bytes)),
       },
-      // Lambda compute takes no timeouts of its own: it ends builds at 15 minutes.
-      ...(lambda ? {} : { timeout: Duration.minutes(config.timeouts.build_minutes), queuedTimeout: Duration.hours(1) }),
+      // Lambda compute takes no timeouts of its own: it ends builds at 15 minutes, and does not queue.
+      ...(lambda ? {} : { timeout: buildTimeouts(config).build, queuedTimeout: buildTimeouts(config).queued }),
       logging: { cloudWatch: { logGroup: this.logGroup } },
     });
   }

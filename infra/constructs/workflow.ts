@@ -29,7 +29,7 @@ import { CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
 import { StepErrors } from '#shared/steps';
-import type { ModelBuild } from './build.ts';
+import { buildTimeouts, type ModelBuild } from './build.ts';
 import type { Storage } from './storage.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
 import { SageMakerTraining } from './sagemaker.ts';
@@ -306,7 +306,8 @@ export class TrainingWorkflow extends Construct {
         'image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_URI')].Value",
       },
       resultPath: '$.build',
-      taskTimeout: Timeout.duration(Duration.minutes(this.config.timeouts.build_minutes)),
+      // The build and its wait in CodeBuild's queue (infra/constructs/build.ts).
+      taskTimeout: Timeout.duration(buildTimeouts(this.config).task),
     });
   }
 

@@ -239,7 +239,13 @@ export const ConfigSchema = z
         /** Heartbeat of the callback wait; must be below callback_poll_seconds. */
         callback_heartbeat_seconds: z.number().int().positive().default(600),
         stage_seconds: z.number().int().positive().default(900),
-        build_minutes: z.number().int().positive().default(60),
+        /** CodeBuild's build timeout; its range is 5 to 480 minutes. */
+        build_minutes: z.number().int().min(5).max(480).default(60),
+        /**
+         * How long a build may wait in CodeBuild's queue (the account's concurrent-build quota) before
+         * CodeBuild drops it; its range is 5 to 480 minutes. The state machine waits for both.
+         */
+        build_queued_minutes: z.number().int().min(5).max(480).default(60),
         step_seconds: z.number().int().positive().default(60),
         /** How long a training may wait in its trainer's queue for a free slot. */
         queue_seconds: z.number().int().positive().default(24 * 3600),

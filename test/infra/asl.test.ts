@@ -21,7 +21,7 @@ function config(overrides: unknown): Config {
   return parseConfig(mergeConfig(mergeConfig(cdkJson.context.dreambooth, sections), overrides));
 }
 
-const TIMEOUTS = { callback_poll_seconds: 300, callback_heartbeat_seconds: 120, step_seconds: 45, stage_seconds: 600, build_minutes: 30 };
+const TIMEOUTS = { callback_poll_seconds: 300, callback_heartbeat_seconds: 120, step_seconds: 45, stage_seconds: 600, build_minutes: 30, build_queued_minutes: 20 };
 const WEBHOOKS = { retry_interval_seconds: 7, retry_backoff_rate: 3, retry_max_attempts: 5, retry_max_delay_seconds: 3600 };
 
 const SLOT = 'Wait for a free slot on the trainer';
@@ -124,7 +124,16 @@ describe('the resolved definition', () => {
   it('takes the step timeouts from the configuration', () => {
     expect(states[FREE]!.TimeoutSeconds).toBe(45);
     expect(states[STAGE]!.TimeoutSeconds).toBe(600);
-    for (const build of BUILDS) expect(states[build]!.TimeoutSeconds, build).toBe(30 * 60);
+  });
+
+  it('refuses build timeouts outside the 5 to 480 minutes CodeBuild takes, naming the key', () => {
+    expect(() => config({ timeouts: { build_minutes: 3 } })).toThrow(/timeouts\.build_minutes: Too small/);
+    expect(() => config({ timeouts: { build_queued_minutes: 600 } })).toThrow(/timeouts\.build_queued_minutes: Too big/);
+  });
+
+  it('waits for a build as long as CodeBuild may queue it and then run it, and a margin more', () => {
+    // build_minutes 30 + build_queued_minutes 20 + 10: CodeBuild times the build out first.
+    for (const build of BUILDS) expect(states[build]!.TimeoutSeconds, build).toBe((30 + 20 + 10) * 60);
   });
 
   it('retries Lambda steps on transient errors and webhooks on their own schedule', () => {

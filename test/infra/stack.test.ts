@@ -21,7 +21,7 @@ const OVERRIDES = {
   egress: {},
   webhooks: {},
   retention: { staged_archive_days: 3 },
-  timeouts: { build_minutes: 42 },
+  timeouts: { build_minutes: 42, build_queued_minutes: 17 },
 };
 
 function synth(overrides: Record<string, unknown> = {}) {
@@ -217,6 +217,9 @@ describe('synthesized template', () => {
     const ec2 = projects.find((p) => p.Environment.Type === 'LINUX_CONTAINER')!;
     expect(ec2.Environment.Image).toBe('aws/codebuild/standard:7.0');
     expect(ec2.TimeoutInMinutes).toBe(42);
+    // The queue's timeout is the configured one, which the state machine's build step outlasts (test/infra/asl.test.ts).
+    expect(ec2.QueuedTimeoutInMinutes).toBe(17);
+    expect(lambda.QueuedTimeoutInMinutes).toBeUndefined();
   });
 
   it('builds with docker in one privileged standard:7.0 project when configured', () => {
@@ -226,6 +229,7 @@ describe('synthesized template', () => {
     const project = projects[0]!;
     expect(project.Properties.Environment).toMatchObject({ Image: 'aws/codebuild/standard:7.0', PrivilegedMode: true });
     expect(project.Properties.TimeoutInMinutes).toBe(42);
+    expect(project.Properties.QueuedTimeoutInMinutes).toBe(17);
     const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
     expect(parse(project.Properties.Source.BuildSpec)).toEqual(spec);
     const env = Object.fromEntries(
