@@ -121,11 +121,13 @@ export function acknowledgeFindings(stack: DreamboothStack): void {
   const api = stack.api.restApi;
   ack(api, 'APIG3', 'No WAF by default: every route but the trainer-facing ones (self-verifying) and the OpenAPI document needs a token and the stage is throttled. Attach a web ACL per deployment if needed.');
   ack(api, 'COG4', 'Clients authenticate with Replicate-style API tokens through a Lambda TOKEN authorizer, not Cognito.');
-  ack(
-    api,
-    'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
-    "API Gateway's account-level logging role needs the AWS-managed push policy for execution logs.",
-  );
+  if (stack.api.setsAccountLoggingRole) {
+    ack(
+      api,
+      'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      "API Gateway's account-level logging role needs the AWS-managed push policy for execution logs.",
+    );
+  }
   for (const route of ROUTES as readonly Route[]) {
     if (route.auth !== 'token') ack(stack.api.methods[`${route.method} ${route.path}`]!, 'APIG4', NO_TOKEN_REASON[route.auth]);
   }

@@ -62,6 +62,8 @@ export class PublicApi extends Construct {
   readonly functions: Record<'api' | 'authorizer' | 'callback' | 'uploads' | 'upload', HouseFunction>;
   /** Each route's method, by `"<METHOD> <path>"` of the route table. */
   readonly methods: Record<string, Method>;
+  /** Whether this stack sets the account's API Gateway logging role (`api.set_account_logging_role`). */
+  readonly setsAccountLoggingRole: boolean;
 
   constructor(scope: Construct, id: string, props: PublicApiProps) {
     super(scope, id);
@@ -69,10 +71,13 @@ export class PublicApi extends Construct {
       retention: RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    // AWS::ApiGateway::Account is one setting per account and region: setting it replaces the
+    // role any other stack set. Retained, so the role outlives this stack for whoever relies on it.
+    this.setsAccountLoggingRole = props.config.api.set_account_logging_role;
     this.restApi = new RestApi(this, 'RestApi', {
       description: 'dreambooth-api: DreamBooth trainings, model versions and webhooks.',
-      cloudWatchRole: true,
-      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      cloudWatchRole: this.setsAccountLoggingRole,
+      ...(this.setsAccountLoggingRole ? { cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN } : {}),
       deployOptions: {
         stageName: STAGE_NAME,
         accessLogDestination: new LogGroupLogDestination(accessLogs),

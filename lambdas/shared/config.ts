@@ -313,6 +313,17 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    api: z
+      .object({
+        /**
+         * Set API Gateway's CloudWatch logging role for the whole account and region
+         * (`AWS::ApiGateway::Account`), replacing any role set before: the stage's logs need one
+         * set. `false` when the account already has one (another stack or the operator set it).
+         */
+        set_account_logging_role: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
