@@ -29,6 +29,7 @@ import { buildSync } from 'esbuild';
 import { parse } from 'yaml';
 import type { Config } from '#shared/config';
 import { REPO_ROOT } from './function.ts';
+import { configuredSecret } from './secrets.ts';
 import { PREFIX, type Storage } from './storage.ts';
 
 export interface ModelBuildProps {
@@ -183,6 +184,11 @@ export class ModelBuild extends Construct {
     for (const project of this.projects) {
       storage.grantObjects(project, PREFIX.staged, ['s3:GetObject']);
       if (registry.type === 'ecr') this.grantEcr(project);
+    }
+    // The SECRETS_MANAGER variables bring CDK's GetSecretValue grant, not the secret's KMS key.
+    if (registry.type === 'oci' && config.secret_kms_keys[registry.credentials_secret]) {
+      const credentials = configuredSecret(this, 'RegistryCredentials', config, registry.credentials_secret);
+      for (const project of this.projects) credentials.grantRead(project);
     }
   }
 

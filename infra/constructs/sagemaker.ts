@@ -33,7 +33,7 @@ import type { Config } from '#shared/config';
 import { CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, mirrorRepository, REQUEST_CHANNEL, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
 import { bundleBuildImage, loadBuildSpec } from './build.ts';
 import { HouseFunction, REPO_ROOT } from './function.ts';
-import { importSecret } from './secrets.ts';
+import { configuredSecret } from './secrets.ts';
 import type { Storage } from './storage.ts';
 import { BUILD_QUOTA_RETRY, TRANSIENT_RETRY } from './workflow.ts';
 
@@ -180,7 +180,7 @@ export class SageMakerTraining extends Construct {
     });
     for (const repository of this.repositories) repository.grantPullPush(project);
     for (const [name, trainer] of sagemakerTrainers(config)) {
-      if (trainer.source_credentials_secret) importSecret(this, `Source-${name}`, trainer.source_credentials_secret).grantRead(project);
+      if (trainer.source_credentials_secret) configuredSecret(this, `Source-${name}`, config, trainer.source_credentials_secret).grantRead(project);
     }
     return project;
   }

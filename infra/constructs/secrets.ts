@@ -1,10 +1,11 @@
 /**
  * The service's own secrets, and handles on the secrets the configuration names.
  */
-import { SecretValue } from 'aws-cdk-lib';
+import { SecretValue, Stack, Token } from 'aws-cdk-lib';
+import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { Config } from '#shared/config';
+import { type Config, ConfigError } from '#shared/config';
 import type { TrainerSecrets } from '../functions.ts';
 
 export interface SecretsProps {
@@ -25,11 +26,42 @@ function generatedKey(scope: Construct, id: string, description: string): Secret
 }
 
 /** A secret named by the configuration: a name, a partial ARN or a complete ARN (6-character suffix). */
-export function importSecret(scope: Construct, id: string, nameOrArn: string): ISecret {
+function importSecret(scope: Construct, id: string, nameOrArn: string): ISecret {
   if (!nameOrArn.startsWith('arn:')) return Secret.fromSecretNameV2(scope, id, nameOrArn);
   return /-[A-Za-z0-9]{6}$/.test(nameOrArn)
     ? Secret.fromSecretCompleteArn(scope, id, nameOrArn)
     : Secret.fromSecretPartialArn(scope, id, nameOrArn);
+}
+
+/**
+ * Makes the secret's `grantRead` also grant `kms:Decrypt` on its customer-managed key, only
+ * through Secrets Manager (`kms:ViaService`), as a reader of such a secret needs
+ * (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html).
+ * CDK's own `encryptionKey` path puts that grant in the key's policy, which an imported key
+ * cannot change: it would grant nothing.
+ */
+function withKmsKey(secret: ISecret, keyArn: string, region: string): ISecret {
+  const grantRead = secret.grantRead.bind(secret);
+  const viaService = `secretsmanager.${region}.amazonaws.com`;
+  return Object.assign(secret, {
+    grantRead: (grantee: IGrantable, versionStages?: string[]) => {
+      Grant.addToPrincipal({ grantee, actions: ['kms:Decrypt'], resourceArns: [keyArn], conditions: { StringEquals: { 'kms:ViaService': viaService } } });
+      return grantRead(grantee, versionStages);
+    },
+  });
+}
+
+/** A secret the configuration names, with its key from `secret_kms_keys` when it has one. */
+export function configuredSecret(scope: Construct, id: string, config: Config, nameOrArn: string): ISecret {
+  const key = config.secret_kms_keys[nameOrArn];
+  const region = Stack.of(scope).region;
+  // A secret named without an ARN is in the stack's region, and its key must be too.
+  if (key && !nameOrArn.startsWith('arn:') && !Token.isUnresolved(region) && key.split(':')[3] !== region) {
+    throw new ConfigError(`dreambooth.secret_kms_keys.${nameOrArn}: the key is in ${key.split(':')[3]}, the secret in this stack's region ${region}: a secret's KMS key is in the secret's region`);
+  }
+  const secret = importSecret(scope, id, nameOrArn);
+  // The Secrets Manager endpoint that decrypts: the secret's region (a name is in the stack's).
+  return key ? withKmsKey(secret, key, nameOrArn.startsWith('arn:') ? nameOrArn.split(':')[3]! : region) : secret;
 }
 
 export class Secrets extends Construct {
@@ -55,13 +87,13 @@ export class Secrets extends Construct {
     this.trainerSecrets = { backends: [], downloads: [], uploads: [] };
     for (const [name, trainer] of Object.entries(props.config.trainers)) {
       if (trainer.backend === 'cog' && trainer.webhook_auth_token_secret) {
-        this.trainerSecrets.backends.push(importSecret(this, `Trainer-${name}`, trainer.webhook_auth_token_secret));
+        this.trainerSecrets.backends.push(configuredSecret(this, `Trainer-${name}`, props.config, trainer.webhook_auth_token_secret));
       }
       if (trainer.backend === 'cog' && trainer.upload_token_secret) {
-        this.trainerSecrets.uploads.push(importSecret(this, `UploadToken-${name}`, trainer.upload_token_secret));
+        this.trainerSecrets.uploads.push(configuredSecret(this, `UploadToken-${name}`, props.config, trainer.upload_token_secret));
       }
       if (trainer.backend === 'replicate') {
-        const token = importSecret(this, `Trainer-${name}`, trainer.api_token_secret);
+        const token = configuredSecret(this, `Trainer-${name}`, props.config, trainer.api_token_secret);
         this.trainerSecrets.backends.push(token);
         this.trainerSecrets.downloads.push(token);
       }

@@ -28,6 +28,8 @@ export const TRAINER_NAME_MAX = 48;
 const trainerName = ecrName(TRAINER_NAME_MAX);
 const ownerName = ecrName(63);
 
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
+
 const httpUrl = z
   .string()
   .url('must be an absolute URL')
@@ -313,6 +315,17 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Secrets encrypted with a customer-managed KMS key, by the name or ARN the configuration
+     * gives them: the functions and build projects that read a secret may decrypt with its key,
+     * through Secrets Manager only. Secrets under `aws/secretsmanager` need no entry.
+     */
+    secret_kms_keys: z
+      .record(
+        z.string().min(1),
+        z.string().regex(KMS_KEY_ARN, 'must be a KMS key ARN, arn:aws:kms:<region>:<account>:key/<key id> (not an alias: IAM grants use of a key by its ARN)'),
+      )
+      .default({}),
     api: z
       .object({
         /**
@@ -334,6 +347,16 @@ export const ConfigSchema = z
         message: `names no template of templates.catalog (${Object.keys(c.templates.catalog).join(', ')})`,
       });
     }
+    const secrets = configuredSecretNames(c);
+    for (const [secret, key] of Object.entries(c.secret_kms_keys)) {
+      const path = ['secret_kms_keys', secret];
+      if (!secrets.includes(secret)) {
+        ctx.addIssue({ code: 'custom', path, message: `names no secret of this configuration (${secrets.join(', ') || 'it names none'}); write the secret as the configuration names it` });
+      } else if (secret.startsWith('arn:') && secret.split(':')[3] !== key.split(':')[3]) {
+        // Secrets Manager encrypts a secret only with a key of its own region.
+        ctx.addIssue({ code: 'custom', path, message: `the key is in ${key.split(':')[3]}, the secret in ${secret.split(':')[3]}: a secret's KMS key is in the secret's region` });
+      }
+    }
     const history = historyLimitProblem(c.timeouts);
     if (history) ctx.addIssue({ code: 'custom', path: ['timeouts'], message: history });
   });
@@ -343,6 +366,24 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type TrainerConfig = z.output<typeof TrainerSchema>;
 export type TemplateConfig = z.output<typeof TemplateSchema>;
 export type SageMakerTrainerConfig = z.output<typeof SageMakerTrainerSchema>;
+
+/** Every Secrets Manager secret the configuration names (trainers' and the registry's), as written. */
+export function configuredSecretNames(c: Pick<Config, 'trainers' | 'registry'>): string[] {
+  const names = Object.values(c.trainers).flatMap((t) => {
+    switch (t.backend) {
+      case 'cog':
+        return [t.webhook_auth_token_secret, t.upload_token_secret];
+      case 'replicate':
+        return [t.api_token_secret];
+      case 'sagemaker':
+        return [t.source_credentials_secret];
+      default:
+        return [];
+    }
+  });
+  if (c.registry.type === 'oci') names.push(c.registry.credentials_secret);
+  return [...new Set(names.filter((n): n is string => Boolean(n)))];
+}
 
 export { ConfigError, resetRuntimeConfig, runtimeConfig } from './runtime-config.ts';
 
