@@ -164,7 +164,10 @@ export async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, nam
   checkRepository(d, 'model', model);
   const source = await ownedTraining(d, req, body.training_id);
   if (source.model !== model) throw badRequest(`training_id: training ${source.id} pushed to ${source.model}, not ${model}`);
-  if (source.status !== 'succeeded' || !source.run.output) {
+  // A SageMaker job's run records no output (its archive is staged where the job wrote it): the
+  // staged archive is what every re-template reuses anyway.
+  const output = source.run.output ?? (source.staged ? `s3://${source.staged.bucket}/${source.staged.key}` : null);
+  if (source.status !== 'succeeded' || !output) {
     throw new ApiError(409, `training_id: training ${source.id} is ${source.status}; only a succeeded training's weights can be re-templated`);
   }
   checkEgress(d, 'webhook', body.webhook);
@@ -185,7 +188,7 @@ export async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, nam
     version: null,
     image: null,
     cancel_requested: false,
-    run: { ...source.run, id: runIdFor(id) },
+    run: { ...source.run, id: runIdFor(id), terminal: 'succeeded', output },
     task_token: null,
     logs_event_at: null,
     webhook_outcome: null,

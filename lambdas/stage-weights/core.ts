@@ -130,7 +130,12 @@ const COPY_MAX_BYTES = 5 * 1024 ** 3;
 
 /** An s3:// output: the Cog upload relay's (a SageMaker job's that is missing, said so). */
 function copyOwn(d: Deps, t: TrainingRecord, url: string, key: string, copyMax?: number): Promise<number> {
-  if (t.trainer_backend === 'sagemaker') throw new StepError(StepErrors.TrainerFailed, `the SageMaker job left no ${key.split('/').pop()} (the runner writes ${MODEL_FOLDER}/${RUNNER_ARCHIVE})`);
+  if (t.trainer_backend === 'sagemaker') {
+    const why = t.retemplate_of
+      ? `the weights of training ${t.retemplate_of} have expired (staged archives are kept retention.staged_archive_days)`
+      : `the SageMaker job left no ${key.split('/').pop()} (the runner writes ${MODEL_FOLDER}/${RUNNER_ARCHIVE})`;
+    throw new StepError(StepErrors.TrainerFailed, why);
+  }
   return copyRelayed(d, t, url, key, copyMax);
 }
 

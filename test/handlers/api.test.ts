@@ -142,6 +142,22 @@ describe('create', () => {
   });
 });
 
+describe('re-template', () => {
+  it('of a SageMaker-trained training (its run records no output: the archive stays where its job left it) is a 201 whose run is over with that archive', async () => {
+    // The api reads only the record: no sagemaker trainer needs to be configured for it.
+    const source = await newTraining(d, { status: 'succeeded', trainer: 'gpu', trainer_backend: 'sagemaker', model: 'alice/gpu' });
+    const key = `sagemaker/${source.id}/output/db-0123abcd-${source.id}/output/model/output.zip`;
+    await d.store.updateTraining(source.id, { 'run.started': true, staged: { bucket: d.bucket, key, size: 1000 } });
+
+    const out = await answer(d, req('POST', '/v1/models/alice/gpu/versions', { training_id: source.id, template_version: 'vanilla', notes: 'again' }));
+    expect(out.status, JSON.stringify(out.body)).toBe(201);
+    const id = (out.body as { id: string }).id;
+    // The workflow's train step finds the run over and goes on with its output: no new job.
+    expect((await d.store.getTraining(id))!.run).toMatchObject({ started: true, terminal: 'succeeded', output: `s3://${d.bucket}/${key}` });
+    expect(JSON.parse(fx.local.executions.get(executionArn(id))!.input)).toMatchObject({ training_id: id, trainer: 'gpu', retemplate_of: source.id });
+  });
+});
+
 describe('cancel', () => {
   it('of a finished training is a no-op 200', async () => {
     const t = await newTraining(d, { status: 'succeeded', version: 'd'.repeat(64), completed_at: '2030-01-01T00:00:00.000Z' });

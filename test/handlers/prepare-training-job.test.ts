@@ -162,6 +162,15 @@ describe("stage-weights on a SageMaker job's output", () => {
     expect(err.message).toContain("is not this training's job output");
   });
 
+  it("says a re-template's source archive has expired when it is gone", async () => {
+    const source = await gpuTraining();
+    const key = `${jobKeys(source.id).output}job/output/model/output.zip`;
+    const t = await gpuTraining();
+    await fx.deps.store.updateTraining(t.id, { status: 'pushing', retemplate_of: source.id, staged: { bucket: fx.deps.bucket, key, size: 1 } });
+    const err = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${key}`));
+    expect(err.message).toBe(`the weights of training ${source.id} have expired (staged archives are kept retention.staged_archive_days)`);
+  });
+
   it('says the runner wrote no archive when the job left none', async () => {
     const t = await gpuTraining();
     const err = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${jobKeys(t.id).output}job/output/model/`));

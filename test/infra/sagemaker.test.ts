@@ -39,6 +39,7 @@ const SLOT = 'Wait for a free slot on the trainer';
 const FREE = 'Free the trainer slot';
 const MIRROR = 'Copy the gpu image into ECR';
 const IN_ECR = 'Is the gpu image in ECR?';
+const WAIT = 'Start the trainer and wait for its callback';
 const TRAINING = 'a'.repeat(26);
 
 describe('a sagemaker trainer in the stack', () => {
@@ -86,7 +87,11 @@ describe('a sagemaker trainer in the stack', () => {
     const choice = states[CHOICE];
     expect(startAt).toBe(SLOT);
     expect(states[SLOT].Next).toBe(CHOICE);
-    expect(choice.Choices).toEqual([{ Variable: '$.trainer', StringEquals: 'gpu', Next: IN_ECR }]);
+    expect(choice.Choices).toEqual([
+      // A re-template's run is over: no job.
+      { Variable: '$.retemplate_of', IsPresent: true, Next: WAIT },
+      { Variable: '$.trainer', StringEquals: 'gpu', Next: IN_ECR },
+    ]);
     // ECR is asked for the digest first: found, the job starts; not found (or the check failed
     // at all), the mirror copies it.
     expect(states[IN_ECR]).toMatchObject({
@@ -104,7 +109,7 @@ describe('a sagemaker trainer in the stack', () => {
       { Name: 'TARGET_REPOSITORY', Type: 'PLAINTEXT', Value: '000000000000.dkr.ecr.us-east-1.amazonaws.com/dreambooth/trainers/gpu' },
     ]);
     expect(states[MIRROR].Next).toBe(PREPARE);
-    expect(choice.Default).toBe('Start the trainer and wait for its callback');
+    expect(choice.Default).toBe(WAIT);
   });
 
   it('lets the state machine run only this stack’s jobs, pass only the job role, and use the managed events rule', () => {
@@ -174,7 +179,7 @@ describe('the sagemaker path, run by the local executor', () => {
     spot: false,
     retry_wait_seconds: 0,
   });
-  async function run(behave: Record<string, (event: any) => unknown>) {
+  async function run(behave: Record<string, (event: any) => unknown>, input: Record<string, unknown> = {}) {
     const calls: { state: string; event: any }[] = [];
     const handlers = Object.fromEntries(
       Object.entries(def.taskHandlers).map(([state, target]) => [
@@ -188,7 +193,7 @@ describe('the sagemaker path, run by the local executor', () => {
       ]),
     );
     const machine = new StateMachine(def.asl as never, { validationOptions: { checkArn: false } });
-    const execution = machine.run({ training_id: TRAINING, trainer: 'gpu' } as never, {
+    const execution = machine.run({ training_id: TRAINING, trainer: 'gpu', ...input } as never, {
       overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: Object.fromEntries(def.stateNames.map((n) => [n, 0])) },
       // The slot wait is a callback task: it needs a token and the execution's id.
       context: { Task: { Token: 'token-1' }, Execution: { Id: `arn:aws:states:us-east-1:000000000000:execution:m:${TRAINING}` } },
@@ -245,6 +250,22 @@ describe('the sagemaker path, run by the local executor', () => {
       // The mirror gets the training's state as it was, not the check's error.
       expect(r.calls.find((c) => c.state === MIRROR)!.event.EnvironmentVariablesOverride[0].Value).toBe(IMAGE);
     }
+  });
+
+  it("re-templates a SageMaker-trained training without a job: the finished run's archive goes straight to the stage step", async () => {
+    const archive = `s3://b/sagemaker/${'b'.repeat(26)}/output/j/output/model/output.zip`;
+    const r = await run(
+      {
+        [WAIT]: () => ({ status: 'succeeded', output_url: archive }),
+        [STAGE]: staged,
+        'Build and push the model image on Lambda compute': built,
+      },
+      { retemplate_of: 'b'.repeat(26) },
+    );
+    expect(r.ok).toBe(true);
+    expect(r.states.slice(0, 4)).toEqual([SLOT, WAIT, FREE, STAGE]);
+    expect(r.states).not.toContain(JOB);
+    expect(r.calls.find((c) => c.state === STAGE)!.event.output_url).toBe(archive);
   });
 
   it("sends any other job failure to the failure path with the job's description", async () => {
