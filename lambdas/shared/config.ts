@@ -289,6 +289,16 @@ export const ConfigSchema = z
          * seconds, no queue, but 15 minutes at most); larger ones on EC2 compute.
          */
         lambda_compute_max_bytes: z.number().int().nonnegative().default(4 * 1024 ** 3),
+        /**
+         * Whether the model registry mounts a blob from another repository of the registry
+         * instead of starting an upload (a mount that fails answers 202 and the build copies the
+         * layer). ECR mounts only with the registry setting BLOB_MOUNTING enabled, between
+         * repositories of identical encryption, and not for pull-through-cache images. Only when
+         * true does a template in the model's registry count as free to build on (Lambda compute);
+         * otherwise a model's first version from a template builds on EC2 compute, where copying
+         * gigabytes of layers has no 15-minute cap.
+         */
+        blob_mounting: z.boolean().default(false),
       })
       .strict()
       .prefault({}),

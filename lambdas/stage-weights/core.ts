@@ -53,13 +53,15 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
 }
 
 /**
- * Whether the build copies every template layer: not when the template is in the destination
- * registry (layers are mounted), nor when a version of this model was built from this template
- * already (its repository holds them). The first version from an r8.im template copies them all.
+ * Whether the build copies every template layer: not when a version of this model was built from
+ * this template already (its repository holds them), nor when the template is in the destination
+ * registry and that registry is known to mount layers across repositories (`build.blob_mounting`:
+ * ECR without BLOB_MOUNTING answers a mount with an upload, and the build copies them all).
+ * The first version from an r8.im template copies them all.
  */
 async function copiesTemplate(d: Deps, t: TrainingRecord, destination: string): Promise<boolean> {
   const host = (repository: string) => (repository.startsWith('oci:') ? 'oci:' : repository.split('/')[0]);
-  if (host(t.template.repository) === host(destination)) return false;
+  if (d.config.build.blob_mounting && host(t.template.repository) === host(destination)) return false;
   const { results } = await d.store.listVersions(t.model, d.config.limits.page_size);
   return !results.some((v) => v.template.digest === t.template.digest);
 }

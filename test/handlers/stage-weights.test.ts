@@ -114,8 +114,8 @@ describe('a good archive', () => {
     });
   });
 
-  it('copies no template when it is in the model\'s registry or a version of the model was built from it', async () => {
-    const local = fx.withConfig({ registry: { type: 'oci', host: '127.0.0.1:5000', credentials_secret: 'reg' } });
+  it('copies no template when it is in a model registry that mounts layers, or a version of the model was built from it', async () => {
+    const local = fx.withConfig({ registry: { type: 'oci', host: '127.0.0.1:5000', credentials_secret: 'reg' }, build: { blob_mounting: true } });
     const t = await processing();
     expect((await stageWeights(local, env, t.id, `${files.url}/good.zip`)).copies_template).toBe(false);
     const next = await newTraining(fx.deps, { model: 'alice/second', status: 'processing', run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
@@ -129,6 +129,15 @@ describe('a good archive', () => {
       created_at: new Date().toISOString(),
     });
     expect((await stageWeights(fx.deps, env, next.id, `${files.url}/good.zip`)).copies_template).toBe(false);
+  });
+
+  // A mount ECR refuses (BLOB_MOUNTING off, other encryption, a pull-through cache) answers 202
+  // and the build copies the layers: gigabytes that may not fit Lambda compute's 15 minutes.
+  it('copies the template into the model\'s first version when the registry is not known to mount layers, though it is the same registry', async () => {
+    const sameRegistry = fx.withConfig({ registry: { type: 'oci', host: '127.0.0.1:5000', credentials_secret: 'reg' } });
+    expect(sameRegistry.config.build.blob_mounting).toBe(false);
+    const t = await processing();
+    expect((await stageWeights(sameRegistry, env, t.id, `${files.url}/good.zip`)).copies_template).toBe(true);
   });
 
   it('a second call checks the staged archive again without downloading it', async () => {
