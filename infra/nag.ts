@@ -90,8 +90,8 @@ export function acknowledgeFindings(stack: DreamboothStack): void {
     ack(
       secret,
       'SMG4',
-      'No automatic rotation: token digests are managed by the operator, the signing key is shared with webhook ' +
-        'receivers and the callback key signs URLs held by running trainers. Rotate by hand.',
+      'No automatic rotation: token digests are managed by the operator, the webhook signing master derives the ' +
+        'keys held by the webhook receivers of every owner, and the callback key signs URLs held by running trainers. Rotate by hand.',
     );
   }
   const mirror = stack.workflow.sagemaker?.mirrorProject;

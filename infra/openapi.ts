@@ -41,6 +41,9 @@ const ERROR: Schema = {
 function operation(route: Route, config: Config): Schema {
   const parameters: Schema[] = pathParameterNames(route.path).map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
   if (PAGED.has(route.op)) parameters.push({ name: 'cursor', in: 'query', required: false, schema: { type: 'string' }, description: 'From a previous page\'s `next` or `previous`' });
+  if (route.op === 'getWebhookSecret') {
+    parameters.push({ name: 'owner', in: 'query', required: false, schema: { type: 'string' }, description: 'The owner whose webhooks the secret signs; required when the token acts for several owners or any' });
+  }
   const body = route.fn === 'api' ? REQUEST_BODIES[route.op as Operation<'api'>] : undefined;
   const json = (schema: Schema, description: string) => ({ description, content: { 'application/json': { schema } } });
   const ok = CREATED.has(route.op) ? '201' : '200';

@@ -67,7 +67,11 @@ export function configuredSecret(scope: Construct, id: string, config: Config, n
 export class Secrets extends Construct {
   /** `{"tokens": [{"sha256": "<hex>", "owners": ["*"]}]}`; operators add tokens after deploy. */
   readonly apiTokens: Secret;
-  /** Webhook signing key; the API serves it as `whsec_` + key. */
+  /**
+   * The master webhook signing key: each owner's `whsec_` secret derives from it (lambdas/shared/
+   * webhook-signing.ts) and the API answers only those, never the master. Rotating it rotates
+   * every owner's secret.
+   */
   readonly webhookSigning: Secret;
   /** Key from which the per-training callback secrets derive. */
   readonly callbackKey: Secret;
@@ -81,7 +85,7 @@ export class Secrets extends Construct {
       // Not a secret: an empty list that operators fill in after deploying.
       secretStringValue: SecretValue.unsafePlainText(JSON.stringify({ tokens: [] })),
     });
-    this.webhookSigning = generatedKey(this, 'WebhookSigning', 'dreambooth-api: webhook signing key.');
+    this.webhookSigning = generatedKey(this, 'WebhookSigning', "dreambooth-api: master webhook signing key (each owner's signing secret derives from it).");
     this.callbackKey = generatedKey(this, 'CallbackKey', 'dreambooth-api: key of the trainer callback secrets.');
 
     this.trainerSecrets = { backends: [], downloads: [], uploads: [] };

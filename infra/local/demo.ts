@@ -80,7 +80,8 @@ export async function runDemo(url: string, token: string, print: (line: string) 
     }
     const deadline = Date.now() + 30_000;
     while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const secret = String((await api('GET', '/v1/webhooks/default/secret')).json.key);
+    // Local mode's token acts for any owner: it names the one whose webhooks it verifies.
+    const secret = String((await api('GET', `/v1/webhooks/default/secret?owner=${String(created.json.model).split('/')[0]}`)).json.key);
     const hook = received[0];
     const signed = hook ? verify(secret, hook.headers as Record<string, string>, hook.body) : false;
     print('');

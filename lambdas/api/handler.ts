@@ -6,7 +6,7 @@ import { errorResponse, json } from '#shared/errors';
 import { logger } from '#shared/log';
 import { parseOwners } from '#shared/owners';
 import { InputSchemas } from '#shared/input-schema';
-import { getWebhookSecret } from '#shared/secrets';
+import { getWebhookSigningMaster } from '#shared/secrets';
 import { route, type ApiDeps } from './routing.ts';
 import { openApiDocument } from './openapi.ts';
 import { liveRegistry } from './templates.ts';
@@ -19,7 +19,7 @@ const deps = once((): ApiDeps => {
     demoTrainer: demoTrainer(),
     stateMachineArn: requireEnv(ENV.stateMachineArn),
     notifyFunction: requireEnv(ENV.notifyFunction),
-    webhookSecret: () => getWebhookSecret(d.secrets, requireEnv(ENV.webhookSecret)),
+    webhookSigningMaster: () => getWebhookSigningMaster(d.secrets, requireEnv(ENV.webhookSecret)),
     log: logger('api'),
     templates: liveRegistry(d.config.egress.allow),
     inputSchemas: new InputSchemas(d.config, d.secrets),

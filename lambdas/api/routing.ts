@@ -1,7 +1,7 @@
 /**
  * The token-authorised API's routing: each operation of the route table (lambdas/shared/routes.ts)
  * and the function that does it. The operations live by what they do: ./create.ts (the three
- * create flows), ./reads.ts, ./trainers.ts, ./cancel.ts, ./idempotency.ts.
+ * create flows), ./reads.ts, ./trainers.ts, ./cancel.ts, ./idempotency.ts, ./webhooks.ts.
  */
 import { ApiError } from '#shared/errors';
 import { view } from '#shared/training';
@@ -11,6 +11,7 @@ import { createSeedTraining, createTrainingsTraining, retemplate } from './creat
 import { getModel, getVersion, listTemplates, listTrainings, listVersions, ownedTraining, withQueuePlace } from './reads.ts';
 import { getTrainer, listTrainers } from './trainers.ts';
 import type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';
+import { getWebhookSecret } from './webhooks.ts';
 
 export type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';
 
@@ -27,7 +28,7 @@ const OPERATIONS: Record<Operation<'api'>, OperationHandler> = {
   retemplate: (d, req, p) => retemplate(d, req, p.owner!, p.name!),
   getVersion: (d, req, p) => getVersion(d, req, p.owner!, p.name!, p.version!),
   createTrainingsTraining: (d, req, p) => createTrainingsTraining(d, req, p.owner!, p.name!, p.version!),
-  getWebhookSecret: async (d) => ({ status: 200, body: { key: await d.webhookSecret() } }),
+  getWebhookSecret: (d, req) => getWebhookSecret(d, req),
   listTrainers: (d) => listTrainers(d),
   getTrainer: (d, _req, p) => getTrainer(d, p.owner!, p.name!),
   listTemplates: (d) => listTemplates(d),

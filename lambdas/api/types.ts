@@ -10,7 +10,8 @@ export interface ApiDeps extends Deps<'sfn' | 'secrets'> {
   lambda: LambdaClient;
   stateMachineArn: string;
   notifyFunction: string;
-  webhookSecret: () => Promise<string>;
+  /** The master webhook signing key; each owner's secret derives from it and it is never answered. */
+  webhookSigningMaster: () => Promise<string>;
   log: Logger;
   templates: TemplateRegistry;
   /** The trainer's input schema (cached by the implementation). */

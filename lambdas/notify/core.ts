@@ -1,6 +1,8 @@
 /**
  * "Send the completion webhook": POST the training object, signed per Standard Webhooks, to the
- * training's webhook URL (query string kept). One event keeps one webhook-id across retries.
+ * training's webhook URL (query string kept), with the secret of the training's owner (the one
+ * `GET /v1/webhooks/default/secret` answers that owner's tokens), so no other tenant can forge
+ * it. One event keeps one webhook-id across retries.
  * 2xx delivered; 410 stop; anything else throws WebhookDeliveryFailed and the state machine
  * retries on the configured schedule. Redirects are not followed (a 3xx is a failure).
  */
@@ -8,7 +10,7 @@ import type { BaseDeps } from '#shared/deps';
 import { redactUrl, request } from '#shared/http';
 import { StepError, StepErrors } from '#shared/steps';
 import { view } from '#shared/training';
-import { newWebhookId, webhookHeaders } from '#shared/webhook-signing';
+import { newWebhookId, ownerWebhookSecret, webhookHeaders } from '#shared/webhook-signing';
 
 export interface NotifyResult {
   delivered: boolean;
@@ -16,7 +18,8 @@ export interface NotifyResult {
   detail: string;
 }
 
-export async function notify(d: BaseDeps, secret: string, trainingId: string, event: string, seq?: string): Promise<NotifyResult> {
+/** `master`: the master webhook signing key (see getWebhookSigningMaster). */
+export async function notify(d: BaseDeps, master: string, trainingId: string, event: string, seq?: string): Promise<NotifyResult> {
   const t = await d.store.getTraining(trainingId);
   if (!t) throw new StepError(StepErrors.TrainerFailed, `training ${trainingId} does not exist`);
   if (!t.webhook) return { delivered: false, status: null, detail: 'no webhook requested' };
@@ -30,7 +33,7 @@ export async function notify(d: BaseDeps, secret: string, trainingId: string, ev
   try {
     const res = await request(t.webhook, {
       method: 'POST',
-      headers: { ...webhookHeaders(secret, id, body, d.now()), 'user-agent': 'dreambooth-api' },
+      headers: { ...webhookHeaders(ownerWebhookSecret(master, t.owner), id, body, d.now()), 'user-agent': 'dreambooth-api' },
       body,
       timeoutMs: d.config.webhooks.timeout_seconds * 1000,
       allow: d.config.egress.allow,

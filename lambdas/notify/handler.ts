@@ -4,7 +4,7 @@ import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
 import { LOG_MESSAGES } from '#shared/log-messages';
-import { getWebhookSecret } from '#shared/secrets';
+import { getWebhookSigningMaster } from '#shared/secrets';
 import { NotifyEvent } from '#shared/steps';
 import { notify } from './core.ts';
 
@@ -13,7 +13,7 @@ export const handler = async (event: unknown, context?: Context) => {
   const d = baseDeps();
   const log = logger('notify', { training_id }, context);
   try {
-    const out = await notify(d, await getWebhookSecret(secretsManager(), requireEnv(ENV.webhookSecret)), training_id, kind, seq);
+    const out = await notify(d, await getWebhookSigningMaster(secretsManager(), requireEnv(ENV.webhookSecret)), training_id, kind, seq);
     log.info(LOG_MESSAGES.webhook, { event: kind, ...out });
     return out;
   } catch (e) {

@@ -40,7 +40,7 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/models/{owner}/{name}/versions/{version}', auth: 'token', fn: 'api', op: 'getVersion', summary: 'Get a model version' },
   // Replicate's Trainings API creates trainings under the trainer's version.
   { method: 'POST', path: '/v1/models/{owner}/{name}/versions/{version}/trainings', auth: 'token', fn: 'api', op: 'createTrainingsTraining', summary: "Create a training (Replicate's Trainings API)" },
-  { method: 'GET', path: '/v1/webhooks/default/secret', auth: 'token', fn: 'api', op: 'getWebhookSecret', summary: 'Get the webhook signing secret' },
+  { method: 'GET', path: '/v1/webhooks/default/secret', auth: 'token', fn: 'api', op: 'getWebhookSecret', summary: "Get the webhook signing secret of the token's owner" },
   { method: 'GET', path: '/v1/trainers', auth: 'token', fn: 'api', op: 'listTrainers', summary: 'List the configured trainers' },
   { method: 'GET', path: '/v1/trainers/{owner}/{name}', auth: 'token', fn: 'api', op: 'getTrainer', summary: 'Get a trainer with its input schema' },
   { method: 'GET', path: '/v1/templates', auth: 'token', fn: 'api', op: 'listTemplates', summary: 'List the template catalog' },

@@ -25,8 +25,11 @@ export async function getSecretKey(client: SecretsManagerClient, id: string): Pr
   return raw;
 }
 
-/** The service's Standard Webhooks secret, `whsec_<base64>`. */
-export async function getWebhookSecret(client: SecretsManagerClient, id: string): Promise<string> {
+/**
+ * The master webhook signing key, `whsec_<base64>`: each owner's secret derives from it
+ * (ownerWebhookSecret in webhook-signing.ts); no route answers the master itself.
+ */
+export async function getWebhookSigningMaster(client: SecretsManagerClient, id: string): Promise<string> {
   const key = await getSecretKey(client, id);
   return key.startsWith('whsec_') ? key : `whsec_${Buffer.from(key).toString('base64')}`;
 }

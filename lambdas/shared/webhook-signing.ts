@@ -1,8 +1,9 @@
 /**
  * Standard Webhooks signatures (what Replicate uses): HMAC-SHA256 over
- * `${id}.${timestamp}.${body}` keyed with the base64 part of a `whsec_` secret.
+ * `${id}.${timestamp}.${body}` keyed with the base64 part of a `whsec_` secret. Each owner has
+ * its own secret, derived from the service's master key (ownerWebhookSecret).
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 
 const PREFIX = 'whsec_';
 
@@ -14,6 +15,22 @@ function secretKey(secret: string): Buffer {
 
 function hmac(secret: string, id: string, timestampSeconds: number, body: string): Buffer {
   return createHmac('sha256', secretKey(secret)).update(`${id}.${timestampSeconds}.${body}`).digest();
+}
+
+/** HKDF's salt and the prefix of its info: public constants that bind the derived keys to this one use. */
+const OWNER_KEY_SALT = 'dreambooth-api';
+const OWNER_KEY_INFO = 'dreambooth webhook signing v1:';
+
+/**
+ * The `whsec_` secret that signs `owner`'s webhooks: HKDF-SHA256 of the master key, so one
+ * owner's secret tells nothing about another's or about the master, and there is nothing per
+ * owner to store or provision. The info is a fixed prefix followed by the owner alone, so two
+ * different owners never give the same input. `*` (a token's "any owner") names no owner.
+ */
+export function ownerWebhookSecret(master: string, owner: string): string {
+  if (owner === '' || owner === '*') throw new Error(`no webhook secret for owner "${owner}": name one owner`);
+  const key = hkdfSync('sha256', secretKey(master), OWNER_KEY_SALT, OWNER_KEY_INFO + owner, 32);
+  return PREFIX + Buffer.from(key).toString('base64');
 }
 
 /** `v1,<base64>` for one message. */

@@ -1,16 +1,23 @@
 /**
  * Replicate's official JS client, unchanged, pointed at local mode with `baseUrl`: trainings
  * create/get/list/cancel, pagination, the webhook secret, and `validateWebhook` accepting our
- * webhooks — with the Trainings API view and every webhook event the filter asks for.
+ * webhooks — with the Trainings API view and every webhook event the filter asks for. Two more
+ * tokens, one per tenant, each read their own owner's webhook secret.
  */
+import { randomBytes } from 'node:crypto';
 import Replicate, { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '#shared/ids';
 import { instanceDataZip } from '../../infra/local/demo.ts';
+import { SECRET_IDS } from '../../infra/local/secrets.ts';
 import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
 
 let local: Local;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;
 let replicate: Replicate;
+/** Tokens of two tenants (the local token acts for any owner). */
+const TENANTS = { acme: `r8_${randomBytes(20).toString('hex')}`, other: `r8_${randomBytes(20).toString('hex')}` };
+const tenant = (owner: keyof typeof TENANTS) => new Replicate({ auth: TENANTS[owner], baseUrl: `${local.url}/v1` });
 
 beforeAll(async () => {
   receiver = await startReceiver();
@@ -18,6 +25,7 @@ beforeAll(async () => {
   local = await startLocal({
     registry: process.env.DREAMBOOTH_TEST_REGISTRY,
     config: { trainers: { demo: { backend: 'demo', steps_per_second: 20 } }, limits: { page_size: 2 } },
+    secrets: { [SECRET_IDS.apiTokens]: JSON.stringify({ tokens: Object.entries(TENANTS).map(([owner, token]) => ({ name: owner, sha256: sha256Hex(token), owners: [owner] })) }) },
   });
   replicate = new Replicate({ auth: local.token, baseUrl: `${local.url}/v1` });
 });
@@ -55,8 +63,18 @@ describe('the official replicate client', () => {
     expect(Date.parse(done.started_at!)).toBeLessThanOrEqual(Date.parse(done.completed_at!));
     expect(done.logs).toContain('Steps: 60/60');
 
-    const secret = await replicate.webhooks.default.secret.get();
+    // The destination's owner reads its key with the client's own call; another tenant's key differs.
+    const secret = await tenant('acme').webhooks.default.secret.get();
     expect(secret.key).toMatch(/^whsec_/);
+    const otherKey = (await tenant('other').webhooks.default.secret.get()).key;
+    expect(otherKey).toMatch(/^whsec_/);
+    expect(otherKey).not.toBe(secret.key);
+    // The local token acts for any owner: it names one, and gets the key that owner's token gets.
+    const unnamed = await replicate.webhooks.default.secret.get().then(() => null, (e: Error & { response?: Response }) => e);
+    expect(unnamed?.response?.status).toBe(400);
+    expect(unnamed?.message).toMatch(/\?owner=<owner>/);
+    const named = (await (await replicate.request('/webhooks/default/secret', { method: 'GET', params: { owner: 'acme' } })).json()) as { key: string };
+    expect(named.key).toBe(secret.key);
     const mine = () => receiver.hooks.filter((h) => h.json?.id === created.id);
     await waitFor('the completed event', async () => mine().some((h) => h.json.status === 'succeeded'), 30_000);
     await waitFor('start, logs and output events', async () => {
@@ -65,12 +83,14 @@ describe('the official replicate client', () => {
     }, 30_000);
     for (const hook of mine()) {
       expect(hook.url).toBe('/hook?via=client');
-      const request = new Request(`${receiver.base}${hook.url}`, {
+      const request = () => new Request(`${receiver.base}${hook.url}`, {
         method: 'POST',
         headers: hook.headers as Record<string, string>,
         body: hook.body,
       });
-      expect(await validateWebhook(request, secret.key)).toBe(true);
+      expect(await validateWebhook(request(), secret.key)).toBe(true);
+      // Another tenant's key cannot have signed it, so that tenant cannot forge it either.
+      expect(await validateWebhook(request(), otherKey)).toBe(false);
       // Trainings view, not the seed's.
       expect(hook.json).toHaveProperty('destination', 'acme/from-client');
     }

@@ -24,7 +24,7 @@ beforeAll(async () => {
     lambda: aws.lambda(),
     stateMachineArn: fx.local.stateMachineArn,
     notifyFunction: 'notify',
-    webhookSecret: async () => fx.webhookSecret,
+    webhookSigningMaster: async () => fx.webhookSecret,
     log: logger('api'),
     templates: { exists: async () => true, inspect: async () => ({ problem: null }) },
     // Inputs are not this test's concern: no schema, so the trainer would check them.

@@ -7,7 +7,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { resetRuntimeConfig } from '#shared/config';
 import { seedView, trainingsView, type TrainingRecord } from '#shared/training';
-import { verify } from '#shared/webhook-signing';
+import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
 import { notify } from '../../lambdas/notify/core.ts';
 import { handler } from '../../lambdas/notify/handler.ts';
 import { newTraining, PUBLIC_URL, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
@@ -43,6 +43,8 @@ const finished = (over: Partial<TrainingRecord> = {}) =>
     ...over,
   });
 const send = (t: TrainingRecord) => notify(fx.deps, fx.webhookSecret, t.id, 'completed');
+/** The key `GET /v1/webhooks/default/secret` answers alice, whose trainings these are (test/handlers/webhook-secrets.test.ts). */
+const aliceKey = () => ownerWebhookSecret(fx.webhookSecret, 'alice');
 const errorOf = (p: Promise<unknown>) => p.then(() => new Error('no error'), (e: Error) => e);
 const headersOf = (r: TestServer['requests'][number]) => r.headers as Record<string, string>;
 
@@ -59,9 +61,9 @@ describe('delivery', () => {
     expect(JSON.parse(req.body)).toEqual(JSON.parse(JSON.stringify(seedView((await fx.deps.store.getTraining(t.id))!))));
     expect(JSON.parse(req.body)).toMatchObject({ id: t.id, status: 'succeeded', version: 'b'.repeat(64), model: 'alice/portrait' });
 
-    expect(verify(fx.webhookSecret, req.headers, req.body)).toBe(true);
+    expect(verify(aliceKey(), req.headers, req.body)).toBe(true);
     // The reference implementation receivers use agrees.
-    expect(() => new Webhook(fx.webhookSecret).verify(req.body, headersOf(req))).not.toThrow();
+    expect(() => new Webhook(aliceKey()).verify(req.body, headersOf(req))).not.toThrow();
     expect(verify(`whsec_${Buffer.from('another key').toString('base64')}`, req.headers, req.body)).toBe(false);
     expect((await fx.deps.store.getTraining(t.id))!.webhook_outcome).toMatchObject({ delivered: true, attempts: 1, last_status: 200 });
   });
@@ -72,7 +74,7 @@ describe('delivery', () => {
     const t = await finished();
     expect(await handler({ training_id: t.id, event: 'completed' })).toMatchObject({ delivered: true, status: 200 });
     const req = receiver.requests.at(-1)!;
-    expect(verify(fx.webhookSecret, req.headers, req.body)).toBe(true);
+    expect(verify(aliceKey(), req.headers, req.body)).toBe(true);
   });
 
   it('a trainings-flavour training gets the Trainings view', async () => {
@@ -106,7 +108,7 @@ describe('failures and retries', () => {
     expect(await send(t)).toMatchObject({ delivered: true });
     const [first, second] = receiver.requests;
     expect(second!.headers['webhook-id']).toBe(first!.headers['webhook-id']);
-    expect(verify(fx.webhookSecret, second!.headers, second!.body)).toBe(true);
+    expect(verify(aliceKey(), second!.headers, second!.body)).toBe(true);
     expect((await fx.deps.store.getTraining(t.id))!.webhook_outcome).toMatchObject({ delivered: true, attempts: 2 });
   });
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '#shared/env';
-import { verify } from '#shared/webhook-signing';
+import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
 import { bundleLambda, HANDLER_NAMES, type HandlerName } from '../../infra/constructs/function.ts';
 import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
 
@@ -79,7 +79,7 @@ describe('Lambda bundles', () => {
     const out = await invoke('notify', { training_id: t.id, event: 'completed' });
     expect(out.error).toBeUndefined();
     const req = receiver.requests.at(-1)!;
-    expect(verify(fx.webhookSecret, req.headers as Record<string, string>, req.body)).toBe(true);
+    expect(verify(ownerWebhookSecret(fx.webhookSecret, t.owner), req.headers as Record<string, string>, req.body)).toBe(true);
     expect(JSON.parse(req.body)).toMatchObject({ id: t.id, status: 'succeeded' });
   });
 
