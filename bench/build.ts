@@ -59,7 +59,7 @@ export async function measureBuilds(workDir: string, reps: number, docker: Docke
         tag: TRAINING_ID,
         // What the CodeBuild script reads S3 through: a random-access source, read ahead.
         layer: () => weightsLayer(readAhead(source), { maxEntries: 100, maxBytes: 2 * weightsBytes }),
-        labels: imageLabels({ NOTES: 'bench', TRAINING_ID }),
+        labels: imageLabels('bench', TRAINING_ID),
         created: new Date(0),
       }),
     );

@@ -289,7 +289,7 @@ export class TrainingWorkflow extends Construct {
 
   /** startBuild.sync; the result is trimmed to the build id and the pushed image. */
   private buildTask(name: string, project: IProject): CodeBuildStartBuild {
-    const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'WEIGHTS_FORMAT', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES'];
+    const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'WEIGHTS_FORMAT', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES_S3_URI'];
     const overrides = Object.fromEntries(
       names.map((n) => [
         n,

@@ -17,6 +17,7 @@ import { parse } from 'yaml';
 import { Worker } from 'node:worker_threads';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { bundleBuildImage } from '../constructs/build.ts';
+import { StateError } from './aws/errors.ts';
 import type { AppendJob, AppendMessage } from './build-worker.ts';
 import { ecrWouldRefuse } from './registry.ts';
 
@@ -51,8 +52,29 @@ export class BuildFailed extends Error {
   }
 }
 
+/**
+ * CodeBuild refuses StartBuild when an environment variable passes 4,096 characters
+ * (InvalidInputException "EnvironmentVariable should be at most 4096 characters"), which the
+ * state machine sees as the task's error. Local mode refuses it too, counting the name as well.
+ */
+export const CODEBUILD_VARIABLE_MAX_CHARS = 4096;
+
+function checkOverrides(overrides: NonNullable<StartBuildInput['EnvironmentVariablesOverride']>): void {
+  for (const { Name, Value } of overrides) {
+    const chars = Name.length + Value.length;
+    if (chars > CODEBUILD_VARIABLE_MAX_CHARS) {
+      throw new StateError(
+        'CodeBuild.InvalidInputException',
+        `EnvironmentVariable should be at most ${CODEBUILD_VARIABLE_MAX_CHARS} characters (${Name}: ${chars} with its name)`,
+      );
+    }
+  }
+}
+
 export async function runLocalBuild(input: unknown, opts: LocalBuildOptions, signal: AbortSignal) {
-  const env = Object.fromEntries(((input as StartBuildInput).EnvironmentVariablesOverride ?? []).map((v) => [v.Name, v.Value]));
+  const overrides = (input as StartBuildInput).EnvironmentVariablesOverride ?? [];
+  checkOverrides(overrides);
+  const env = Object.fromEntries(overrides.map((v) => [v.Name, v.Value]));
   const id = `local:${env.TRAINING_ID ?? 'build'}-${Date.now().toString(36)}`;
   const started = Date.now();
   try {

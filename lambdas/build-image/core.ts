@@ -5,7 +5,7 @@
  * straight into one new layer; nothing is written to disk, so it fits CodeBuild Lambda compute.
  */
 import { Readable } from 'node:stream';
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { s3Source, type RandomAccessSource } from '#shared/archive';
 import { appendLayer } from '#shared/oci/append';
@@ -21,7 +21,8 @@ export const BuildImageEnv = z.object({
   TEMPLATE_IMAGE: z.string().regex(/^[^@\s]+@sha256:[0-9a-f]{64}$/, 'must be <repository>@sha256:<64 hex>'),
   IMAGE_REPOSITORY: z.string().regex(/^([^@:\s]+(:\d+)?\/[^@:\s]+|oci:[^@\s]+)$/, 'must be <host>/<path> (or oci:<layout dir>)'),
   IMAGE_TAG: z.string().regex(/^[\w][\w.-]{0,127}$/),
-  NOTES: z.string().default(''),
+  /** The notes, the image's description label, as an S3 object ('' for none): too long for a CodeBuild variable. */
+  NOTES_S3_URI: z.union([z.literal(''), z.string().regex(/^s3:\/\/[^/]+\/.+$/, 'must be s3://bucket/key or empty')]).default(''),
   /** What stage-weights found the output to be; a single file keeps the staged key's last segment as its name. */
   WEIGHTS_FORMAT: z.enum(WEIGHTS_FORMATS).default('zip'),
   ARCHIVE_MAX_ENTRIES: z.coerce.number().int().positive().default(10_000),
@@ -72,10 +73,23 @@ export interface BuildImageResult {
 }
 
 /** The labels the docker build sets (`--label`), so both strategies make the same image. */
-export const imageLabels = (env: Pick<BuildImageEnv, 'NOTES' | 'TRAINING_ID'>) => ({
-  'org.opencontainers.image.description': env.NOTES,
-  'ai.dreambooth.training-id': env.TRAINING_ID,
+export const imageLabels = (notes: string, trainingId: string) => ({
+  'org.opencontainers.image.description': notes,
+  'ai.dreambooth.training-id': trainingId,
 });
+
+/** The notes, exactly as stage-weights wrote them. */
+export async function readNotes(s3: S3Client, uri: string): Promise<string> {
+  if (!uri) return '';
+  const [, Bucket, Key] = uri.match(/^s3:\/\/([^/]+)\/(.+)$/)!;
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket, Key }));
+    return await out.Body!.transformToString('utf8');
+  } catch (e) {
+    const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    throw new Error(`cannot read the notes ${uri}: ${(e as Error).name} (HTTP ${status ?? '?'})`);
+  }
+}
 
 /**
  * The one new layer: the output's entries under src/weights/, counted as they flow. A zip is
@@ -105,7 +119,7 @@ export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise
   const at = env.TEMPLATE_IMAGE.lastIndexOf('@');
   const source = d.storeFor(env.TEMPLATE_IMAGE.slice(0, at));
   const target = d.storeFor(env.IMAGE_REPOSITORY);
-  const size = await stagedSize(d.s3, bucket!, key!, env.WEIGHTS_S3_URI);
+  const [size, notes] = await Promise.all([stagedSize(d.s3, bucket!, key!, env.WEIGHTS_S3_URI), readNotes(d.s3, env.NOTES_S3_URI)]);
   const started = Date.now();
   const out = await whileRegistryDown(d.log, d.retryDelaysMs ?? REGISTRY_RETRY_MS, () => appendLayer({
     source: source.store,
@@ -121,7 +135,7 @@ export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise
         env.WEIGHTS_FORMAT,
         key!.split('/').pop(),
       ),
-    labels: imageLabels(env),
+    labels: imageLabels(notes, env.TRAINING_ID),
     // Fixed, as reproducible builds do: a retried build yields the same version.
     created: new Date(0),
   }));

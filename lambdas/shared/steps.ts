@@ -93,7 +93,11 @@ export interface StageWeightsResult {
     TEMPLATE_IMAGE: string;
     IMAGE_REPOSITORY: string;
     IMAGE_TAG: string;
-    NOTES: string;
+    /**
+     * The notes (the image's description label) as an S3 object, or '' for none: notes run to
+     * 10,000 characters, more than CodeBuild takes in an environment variable.
+     */
+    NOTES_S3_URI: string;
   };
 }
 

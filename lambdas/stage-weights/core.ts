@@ -6,7 +6,7 @@
  * Idempotent: a retry finds the staged object and only checks it again.
  */
 import { isMissingObject } from '#shared/s3-missing';
-import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source, type ArchiveLimits } from '#shared/archive';
@@ -44,7 +44,7 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   try {
     const { format, entries } = await checkOutput(d, t, key, size);
     await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });
-    const build_env = buildEnv(d.config, env, t, d.bucket, key, format);
+    const build_env = buildEnv(d.config, env, t, d.bucket, key, format, await stageNotes(d, t));
     return { bucket: d.bucket, key, size, entries, format, copies_template: await copiesTemplate(d, t, build_env.IMAGE_REPOSITORY), build_env };
   } catch (e) {
     if (e instanceof ArchiveError) throw new StepError(StepErrors.BadArchive, `the trainer's output archive is not usable: ${e.message}`);
@@ -276,7 +276,27 @@ export function imageRepository(config: Config, env: StageEnv, model: string): s
   return `${r.host}/${model}`;
 }
 
-function buildEnv(config: Config, env: StageEnv, t: TrainingRecord, bucket: string, key: string, format: WeightsFormat): StageWeightsResult['build_env'] {
+/**
+ * The notes beside the staged weights, for the build to label the image with; CodeBuild refuses
+ * an environment variable of more than 4,096 characters, and notes run to limits.notes_max_chars.
+ * In a folder of its own: a staged output's name never holds a slash.
+ */
+async function stageNotes(d: Deps, t: TrainingRecord): Promise<string> {
+  if (!t.notes) return '';
+  const key = `staged/${t.id}/build/notes.txt`;
+  await d.s3.send(new PutObjectCommand({ Bucket: d.bucket, Key: key, Body: t.notes, ContentType: 'text/plain; charset=utf-8' }));
+  return `s3://${d.bucket}/${key}`;
+}
+
+function buildEnv(
+  config: Config,
+  env: StageEnv,
+  t: TrainingRecord,
+  bucket: string,
+  key: string,
+  format: WeightsFormat,
+  notesUri: string,
+): StageWeightsResult['build_env'] {
   return {
     TRAINING_ID: t.id,
     WEIGHTS_S3_URI: `s3://${bucket}/${key}`,
@@ -284,6 +304,6 @@ function buildEnv(config: Config, env: StageEnv, t: TrainingRecord, bucket: stri
     TEMPLATE_IMAGE: `${t.template.repository}@sha256:${t.template.digest}`,
     IMAGE_REPOSITORY: imageRepository(config, env, t.model),
     IMAGE_TAG: t.id,
-    NOTES: t.notes ?? '',
+    NOTES_S3_URI: notesUri,
   };
 }

@@ -21,6 +21,8 @@ const docker = !requireDocker(dockerPath).skip && !requireLocalModeRegistry(dock
 const strategies = (docker ? ['append', 'docker'] : ['append']) as ('append' | 'docker')[];
 
 const SEED_INPUT = { instance_prompt: 'a photo of a cjw person', class_prompt: 'a photo of a person', max_train_steps: 20 };
+/** As long as notes may be (limits.notes_max_chars): more than a CodeBuild variable holds. */
+const NOTES = `first "version" with $pecial\ncharacters ${'é'.repeat(10_000)}`.slice(0, 10_000);
 const terminal = (s: string) => ['succeeded', 'failed', 'canceled'].includes(s);
 
 describe.each(strategies)('local mode, %s build', (build) => {
@@ -54,12 +56,12 @@ describe.each(strategies)('local mode, %s build', (build) => {
   const hookFor = (id: string, status?: string) =>
     waitFor(`webhook for ${id}`, async () => receiver.hooks.find((h) => h.json?.id === id && (!status || h.json.status === status)), 60_000);
 
-  it('trains the seed payload with the demo trainer, pushes an image with the weights, and sends a signed webhook', async () => {
+  it('trains the seed payload with the demo trainer, pushes an image with the weights and 10,000 characters of notes, and sends a signed webhook', async () => {
     const created = await local.api('POST', '/v1/trainings', {
       input: { ...SEED_INPUT, instance_data: `${receiver.base}/person.zip` },
       trainer_version: 'demo',
       model: 'acme/cjw',
-      notes: 'first "version" with $pecial\ncharacters',
+      notes: NOTES,
       webhook_completed: `${receiver.base}/hook?customer=42`,
     });
     expect(created.status).toBe(201);
@@ -97,7 +99,8 @@ describe.each(strategies)('local mode, %s build', (build) => {
     const image = await inspectImage(version.json.image);
     expect(image.lastLayerFiles).toContain('src/weights/model_index.json');
     expect(image.lastLayerFiles.some((f) => f.startsWith('src/weights/unet/'))).toBe(true);
-    expect(image.labels['org.opencontainers.image.description']).toBe(done.notes);
+    expect(done.notes).toBe(NOTES);
+    expect(image.labels['org.opencontainers.image.description']).toBe(NOTES);
     expect(image.workdir).toBe('/src');
   });
 

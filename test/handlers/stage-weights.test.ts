@@ -104,7 +104,7 @@ describe('a good archive', () => {
       TEMPLATE_IMAGE: `127.0.0.1:5000/templates/vanilla@sha256:${TEMPLATE_DIGEST}`,
       IMAGE_REPOSITORY: `${REGISTRY_HOST}/dreambooth/alice/portrait`,
       IMAGE_TAG: t.id,
-      NOTES: 'first try',
+      NOTES_S3_URI: `s3://${fx.deps.bucket}/staged/${t.id}/build/notes.txt`,
     });
     const object = await fx.deps.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: key }));
     expect(Buffer.from(await object.Body!.transformToByteArray()).equals(archives['/good.zip']!)).toBe(true);
@@ -112,6 +112,19 @@ describe('a good archive', () => {
       status: 'pushing',
       staged: { bucket: fx.deps.bucket, key, size: archives['/good.zip']!.length },
     });
+  });
+
+  it('hands the build its notes as an object beside the weights, whole (10,000 characters pass a CodeBuild variable), or none', async () => {
+    const notes = `${'é'.repeat(9_998)}\n\n`;
+    const t = await newTraining(fx.deps, { status: 'processing', notes, run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
+    const { build_env } = await stageWeights(fx.deps, env, t.id, `${files.url}/good.zip`);
+    expect(Object.values(build_env).every((v) => v.length <= 4096)).toBe(true);
+    const [, bucket, key] = build_env.NOTES_S3_URI.match(/^s3:\/\/([^/]+)\/(.+)$/)!;
+    const object = await fx.deps.s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    expect(await object.Body!.transformToString('utf8')).toBe(notes);
+
+    const without = await newTraining(fx.deps, { status: 'processing', notes: null, run: { id: 'db-run', started: true, terminal: 'succeeded', output: null } });
+    expect((await stageWeights(fx.deps, env, without.id, `${files.url}/good.zip`)).build_env.NOTES_S3_URI).toBe('');
   });
 
   it('copies no template when it is in a model registry that mounts layers, or a version of the model was built from it', async () => {

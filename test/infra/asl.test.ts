@@ -281,7 +281,7 @@ describe('the definition run by the local executor', () => {
     entries: 1,
     copies_template: false,
     format: 'tar',
-    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.tar', WEIGHTS_FORMAT: 'tar', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES: 'n' },
+    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.tar', WEIGHTS_FORMAT: 'tar', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES_S3_URI: 's3://b/staged/x/build/notes.txt' },
   });
   const built = () => ({
     Build: {
@@ -308,7 +308,7 @@ describe('the definition run by the local executor', () => {
     expect(event(WAIT)).toEqual({ training_id: TRAINING, task_token: 'token-1', server: 'http://cog-b:5000', granted_at: '2030-01-01T00:00:00.000Z' });
     expect(event(FREE)).toEqual({ action: 'release', training_id: TRAINING });
     expect(event(STAGE)).toEqual({ training_id: TRAINING, output_url: 'https://example.com/output.zip' });
-    expect(event(BUILD).EnvironmentVariablesOverride).toContainEqual({ Name: 'NOTES', Type: 'PLAINTEXT', Value: 'n' });
+    expect(event(BUILD).EnvironmentVariablesOverride).toContainEqual({ Name: 'NOTES_S3_URI', Type: 'PLAINTEXT', Value: 's3://b/staged/x/build/notes.txt' });
     expect(event(BUILD).EnvironmentVariablesOverride).toContainEqual({ Name: 'WEIGHTS_FORMAT', Type: 'PLAINTEXT', Value: 'tar' });
     expect(event(VERSION)).toEqual({
       action: 'version',

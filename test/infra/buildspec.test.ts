@@ -28,7 +28,7 @@ const STUB = `#!/bin/bash
 case "$(basename "$0") $1" in
   "docker login") cat > "$STUB_LOG.stdin" ;;
   "aws ecr") [ "$2" = get-login-password ] && printf 'ecr-password' ; [ "$2" = describe-repositories ] && exit "\${DESCRIBE_EXIT:-0}" ;;
-  "aws s3") if [ "$4" = - ]; then cat "$S3_FIXTURE"; else printf 'zip' > "$4"; fi ;;
+  "aws s3") if [ "$4" = - ]; then cat "$S3_FIXTURE"; elif [ "$4" = notes.txt ]; then cat "$NOTES_FIXTURE" > notes.txt || exit 1; else printf 'zip' > "$4"; fi ;;
   "unzip "*) mkdir -p weights && touch weights/model_index.json ;;
   "docker inspect") printf '%s\\n' "other.example/x@sha256:${'0'.repeat(64)}" "$REPO_FOR_INSPECT@sha256:$DIGEST_FOR_INSPECT" "" ;;
 esac
@@ -79,12 +79,16 @@ describe('the buildspec', () => {
       TEMPLATE_IMAGE: `r8.im/anotherjesse/vanilla-template@sha256:${'1'.repeat(64)}`,
       IMAGE_REPOSITORY: REPOSITORY,
       IMAGE_TAG: 'abcdefghij0123456789',
-      NOTES,
+      NOTES_S3_URI: '',
     };
+    const NOTES_URI = 's3://bucket/staged/abcdefghij0123456789/build/notes.txt';
 
-    it('builds FROM the pinned template with the weights, labels intact, and pushes', async () => {
+    it('builds FROM the pinned template with the weights, labels intact (the notes read from S3 byte for byte), and pushes', async () => {
+      writeFileSync(join(dir, 'notes'), NOTES);
       const { calls, work } = await runPhases(['pre_build', 'build'], {
         ...buildEnv,
+        NOTES_S3_URI: NOTES_URI,
+        NOTES_FIXTURE: join(dir, 'notes'),
         REGISTRY_TYPE: 'oci',
         REGISTRY_HOST: '127.0.0.1:5000',
         REGISTRY_USERNAME: '',
@@ -95,6 +99,7 @@ describe('the buildspec', () => {
       expect(calls).toEqual([
         ['aws', 's3', 'cp', buildEnv.WEIGHTS_S3_URI, 'weights.zip', '--only-show-errors'],
         ['unzip', '-q', 'weights.zip', '-d', 'weights'],
+        ['aws', 's3', 'cp', NOTES_URI, 'notes.txt', '--only-show-errors'],
         [
           'docker',
           'build',
@@ -108,6 +113,20 @@ describe('the buildspec', () => {
         ],
         ['docker', 'push', `${REPOSITORY}:${buildEnv.IMAGE_TAG}`],
       ]);
+      // The notes were no part of the build context.
+      expect(readdirSync(work).sort()).toEqual(['Dockerfile', 'exported', 'weights']);
+    });
+
+    it('labels an image without notes with an empty description, reading nothing for them', async () => {
+      const { calls } = await runPhases(['pre_build', 'build'], { ...buildEnv, REGISTRY_TYPE: 'oci', REGISTRY_HOST: '127.0.0.1:5000', REGISTRY_USERNAME: '' });
+      expect(calls.filter((c) => c[0] === 'aws').map((c) => c[3])).toEqual([buildEnv.WEIGHTS_S3_URI]);
+      expect(calls.find((c) => c[1] === 'build')).toContain('org.opencontainers.image.description=');
+    });
+
+    it('fails when the notes cannot be read', async () => {
+      await expect(
+        runPhases(['pre_build'], { ...buildEnv, NOTES_S3_URI: NOTES_URI, NOTES_FIXTURE: join(dir, 'none'), REGISTRY_TYPE: 'oci', REGISTRY_HOST: '127.0.0.1:5000', REGISTRY_USERNAME: '' }),
+      ).rejects.toThrow();
     });
 
     const oci = { REGISTRY_TYPE: 'oci', REGISTRY_HOST: '127.0.0.1:5000', REGISTRY_USERNAME: '' };
@@ -122,7 +141,7 @@ describe('the buildspec', () => {
       const { calls, work } = await runPhases(['pre_build'], { ...buildEnv, ...oci, WEIGHTS_FORMAT: format, WEIGHTS_S3_URI: uri, S3_FIXTURE: fixture });
       expect(calls).toEqual([['aws', 's3', 'cp', uri, '-', '--only-show-errors']]);
       expect(readFileSync(join(work, 'weights', 'output', 'lora.safetensors'), 'utf8')).toBe('lora');
-      expect(readdirSync(work).sort()).toEqual(['Dockerfile', 'exported', 'weights']);
+      expect(readdirSync(work).sort()).toEqual(['Dockerfile', 'exported', 'notes.txt', 'weights']);
     });
 
     it('keeps a single file under its staged name', async () => {

@@ -206,7 +206,7 @@ describe('the sagemaker path, run by the local executor', () => {
     size: 1,
     copies_template: false,
     format: 'zip',
-    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.zip', WEIGHTS_FORMAT: 'zip', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES: 'n' },
+    build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.zip', WEIGHTS_FORMAT: 'zip', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES_S3_URI: '' },
   });
   const built = () => ({ Build: { Id: 'b', ExportedEnvironmentVariables: [{ Name: 'IMAGE_DIGEST', Value: 'd'.repeat(64) }, { Name: 'IMAGE_URI', Value: 'r@sha256:d' }] } });
 

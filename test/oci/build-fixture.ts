@@ -14,9 +14,11 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { zip } from '../helpers/zips.ts';
 
 export const TRAINING_ID = 'parity0123456789abcd';
-export const NOTES = `notes with "quotes", $HOME and\na second line`;
+/** Stage-weights hands them over in S3; both builds label the image with them byte for byte. */
+export const NOTES = `notes with "quotes", $HOME and\na second line\n`;
 const BUCKET = 'dreambooth-local';
 const KEY = `staged/${TRAINING_ID}/output.zip`;
+const NOTES_KEY = `staged/${TRAINING_ID}/build/notes.txt`;
 
 /** The trainer's output: a diffusers layout, nested folders, binary and text, stored and deflated. */
 export const WEIGHTS = {
@@ -59,6 +61,7 @@ export async function startBuildFixture(): Promise<BuildFixture> {
   await createBucket(s3, BUCKET);
   const items = Object.entries(WEIGHTS).map(([name, data], i) => ({ name, data, compress: i % 2 === 0 }));
   await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: KEY, Body: await zip(items) }));
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: NOTES_KEY, Body: NOTES }));
   const template = await createDemoTemplate(new RegistryClient({ baseUrl: registry.url }), 'templates/vanilla-template', 'latest');
 
   return {
@@ -71,7 +74,7 @@ export async function startBuildFixture(): Promise<BuildFixture> {
       TEMPLATE_IMAGE: `${registry.host}/templates/vanilla-template@${template}`,
       IMAGE_REPOSITORY: `${registry.host}/${repository}`,
       IMAGE_TAG: TRAINING_ID,
-      NOTES,
+      NOTES_S3_URI: `s3://${BUCKET}/${NOTES_KEY}`,
     }),
     async stop() {
       s3.destroy();
