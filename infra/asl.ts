@@ -50,6 +50,8 @@ export interface SynthesizedDefinition {
   taskHandlers: Record<string, TaskTarget>;
   /** The stack's SageMaker job-name prefix, when a sagemaker trainer is configured. */
   sagemakerJobPrefix?: string;
+  /** The prepare step's SAGEMAKER_MIRRORS (each trainer's mirror repository), resolved to local names. */
+  sagemakerMirrors?: string;
   /**
    * The functions EventBridge rules invoke with the state machine's "Execution Status Change"
    * events, and the statuses each rule matches: local mode sends them the same events.
@@ -81,6 +83,14 @@ export function ecrRepositoryArn(name: string): string {
 }
 
 /** The Lambda event of a Task's effective input (see the module comment). */
+/**
+ * The local name of an ECR repository CloudFormation names on AWS (a trainer's mirror): one
+ * name for the definition, the functions' environment and local IAM.
+ */
+export function localRepositoryName(logicalId: string): string {
+  return `mirror/${logicalId.toLowerCase()}`;
+}
+
 export function lambdaEvent(target: TaskTarget, input: unknown): unknown {
   if (target.kind === 'lambda' && target.integration === 'waitForTaskToken') {
     return (input as { Payload?: unknown } | null)?.Payload;
@@ -100,6 +110,8 @@ export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>)
     if (r.Type === 'AWS::CodeBuild::Project') values.set(id, JSON.stringify(r.Properties?.Source).includes('mirror-image.mjs') ? LOCAL_MIRROR_PROJECT : LOCAL_BUILD_PROJECT);
     // Roles a task passes on (a SageMaker job's).
     if (r.Type === 'AWS::IAM::Role') values.set(id, `arn:aws:iam::${LOCAL_ACCOUNT}:role/${id}`);
+    // The definition names a mirror by reference (RepositoryName), never by ARN.
+    if (r.Type === 'AWS::ECR::Repository') values.set(id, localRepositoryName(id));
   }
   const machines = Object.values(template.Resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
   if (machines.length !== 1) throw new Error(`the template has ${machines.length} state machines; local mode runs one`);
@@ -113,8 +125,10 @@ export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>)
     if (state.Type === 'Task') taskHandlers[name] = taskTarget(name, state, handlersByArn);
   }
   const prepare = synth.functions.find((fn) => fn.name === 'prepare-training-job');
-  const sagemakerJobPrefix = prepare && template.Resources[prepare.logicalId]!.Properties?.Environment?.Variables?.[ENV.jobPrefix];
-  return { asl, stateNames: Object.keys(asl.States), taskHandlers, sagemakerJobPrefix, executionStatusTargets: executionStatusTargets(synth) };
+  const variables = prepare && template.Resources[prepare.logicalId]!.Properties?.Environment?.Variables;
+  const sagemakerJobPrefix = variables?.[ENV.jobPrefix];
+  const sagemakerMirrors = variables?.[ENV.trainerMirrors] === undefined ? undefined : String(resolveReferences(variables[ENV.trainerMirrors], values));
+  return { asl, stateNames: Object.keys(asl.States), taskHandlers, sagemakerJobPrefix, sagemakerMirrors, executionStatusTargets: executionStatusTargets(synth) };
 }
 
 /** The rules on the state machine's "Execution Status Change" events, and the functions they invoke. */

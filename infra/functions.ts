@@ -64,7 +64,7 @@ export type Need =
   | { kind: 'registry-host' }
   /** No variable (the build result names the stream); logs:GetLogEvents on the build's log group. */
   | { kind: 'build-logs' }
-  /** SAGEMAKER_JOB_PREFIX and SAGEMAKER_IMAGE_HOST: the stack's job names and its trainer images' mirror. */
+  /** SAGEMAKER_JOB_PREFIX, SAGEMAKER_IMAGE_HOST and SAGEMAKER_MIRRORS: the stack's job names and its trainer images' mirror. */
   | { kind: 'sagemaker-jobs' }
   /**
    * BUCKET_NAME; s3:GetObject on SageMaker jobs' outputs only (`sagemaker/<id>/output/…`, not
@@ -215,6 +215,8 @@ export interface EnvironmentValues {
   /** The stack's SageMaker job-name prefix and the registry host of its trainer image mirror (ECR). */
   sagemakerJobPrefix: string;
   trainerImageHost: string;
+  /** JSON: each sagemaker trainer's mirror repository name, by trainer. */
+  sagemakerMirrors: string;
   secretId(secret: ServiceSecret): string;
   /** The function's name, or undefined when it is not deployed. */
   functionName(fn: HandlerName): string | undefined;
@@ -255,6 +257,7 @@ export function environmentOf(fn: HandlerName, values: EnvironmentValues): Recor
       case 'sagemaker-jobs':
         env[ENV.jobPrefix] = values.sagemakerJobPrefix;
         env[ENV.trainerImageHost] = values.trainerImageHost;
+        env[ENV.trainerMirrors] = values.sagemakerMirrors;
         break;
       case 'trainer-secrets':
       case 'task-tokens':

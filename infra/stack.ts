@@ -50,6 +50,7 @@ export class DreamboothStack extends Stack {
       trainerImageHost: `${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}`,
       buildLogs: this.build.logGroup,
       sagemaker: this.workflow.sagemaker,
+      sagemakerMirrors: this.toJsonString(this.workflow.sagemaker?.mirrorRepositoryNames ?? {}),
       functions: new Map(HouseFunction.all(this).map((fn) => [fn.handlerName, fn])),
     });
 

@@ -6,7 +6,9 @@ SageMaker would run `docker run <image> train`; the job overrides the entrypoint
 inside the container:
 
 1. reads $DREAMBOOTH_ML_ROOT/input/data/request/request.json: {"input": {...}, "mode":
-   "predict"|"train"|"auto", "id"?, "callback_url"?, "files"?}; file inputs are paths relative
+   "predict"|"train"|"auto", "id"?, "files"?}, and the training's callback URL from the job's
+   environment ($DREAMBOOTH_CALLBACK_URL; never from the channel, which every job of the stack
+   can read, while only this container sees its environment); file inputs are paths relative
    to $DREAMBOOTH_ML_ROOT/input/data (or URLs, passed on as they are); "auto" (or no mode)
    reads the image's own cog.yaml ($DREAMBOOTH_COG_CONFIG, default cog.yaml in the working
    directory, /src in a Cog image — the run.cog.config label holds the same): train mode when it
@@ -44,6 +46,7 @@ import urllib.request
 ML_ROOT = os.environ.get("DREAMBOOTH_ML_ROOT", "/opt/ml")
 COG_COMMAND = os.environ.get("DREAMBOOTH_COG_COMMAND", "python -m cog.server.http")
 COG_CONFIG = os.environ.get("DREAMBOOTH_COG_CONFIG", "cog.yaml")
+CALLBACK_URL = os.environ.get("DREAMBOOTH_CALLBACK_URL") or None
 DATA_DIR = os.path.join(ML_ROOT, "input", "data")
 MODEL_DIR = os.path.join(ML_ROOT, "model")
 FAILURE_FILE = os.path.join(ML_ROOT, "output", "failure")
@@ -340,7 +343,7 @@ def main():
     server = None
     try:
         request = load_request()
-        run = Run(request.get("callback_url"))
+        run = Run(CALLBACK_URL)
         own = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_for(run))
         own.daemon_threads = True
         threading.Thread(target=own.serve_forever, daemon=True).start()

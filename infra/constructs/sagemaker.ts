@@ -30,7 +30,7 @@ import { CallAwsService, CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/a
 import { IntegrationPattern } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
-import { CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, mirrorRepository, REQUEST_CHANNEL, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
+import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
 import { bundleBuildImage, loadBuildSpec } from './build.ts';
 import { HouseFunction, REPO_ROOT } from './function.ts';
 import { configuredSecret } from './secrets.ts';
@@ -44,12 +44,17 @@ export interface SageMakerTrainingProps {
   readonly onError: State;
   /** The step after a finished job ("Stage the weights in S3"), reading `$.trainer.output_url`. */
   readonly then: State;
-  /** Where trainings of other backends go. */
+  /** Where trainings of other backends go, and re-templates (their run is over). */
   readonly otherwise: State;
 }
 
 
-/** Failure reasons SageMaker gives when it found no instance (retried with a new job). */
+/**
+ * Failure reasons SageMaker gives when it found no instance (retried with a new job). A job that
+ * fails ends `createTrainingJob.sync` with `States.TaskFailed` and the job's description as the
+ * Cause, so these match its FailureReason inside that JSON ("CapacityError: Unable to provision
+ * requested ML compute capacity…", which the SageMaker Python SDK also tests for).
+ */
 const CAPACITY_PATTERNS = ['*CapacityError*', '*InsufficientCapacity*'];
 
 export class SageMakerTraining extends Construct {
@@ -59,6 +64,8 @@ export class SageMakerTraining extends Construct {
   /** The role every job runs with. */
   readonly jobRole: Role;
   readonly repositories: Repository[];
+  /** Each sagemaker trainer's mirror repository name, by trainer (the prepare step builds the job's image URI from it). */
+  readonly mirrorRepositoryNames: Record<string, string>;
   /** Job names start with it; the state machine's SageMaker rights are scoped to it. */
   readonly jobPrefix: string;
   readonly jobTask: CustomState;
@@ -71,15 +78,19 @@ export class SageMakerTraining extends Construct {
     const { config, storage } = props;
     // Short and stable per stack: 63 characters must hold it, a training id and an attempt.
     this.jobPrefix = `db-${this.node.addr.slice(0, 8)}-`;
+    // CloudFormation names each mirror (a fixed name collides with another stack's, or with the
+    // repository a destroyed stack left behind), and it goes with the stack: it holds only
+    // copies of the configured images, which the mirror step copies again on demand.
     this.repositories = sagemakerTrainers(config).map(
       ([name]) =>
         new Repository(this, `Mirror-${name}`, {
-          repositoryName: mirrorRepository(config, name),
           imageTagMutability: TagMutability.IMMUTABLE,
           imageScanOnPush: true,
-          removalPolicy: RemovalPolicy.RETAIN,
+          removalPolicy: RemovalPolicy.DESTROY,
+          emptyOnDelete: true,
         }),
     );
+    this.mirrorRepositoryNames = Object.fromEntries(sagemakerTrainers(config).map(([name], i) => [name, this.repositories[i]!.repositoryName]));
     this.bucketArnForObjects = (pattern) => storage.bucket.arnForObjects(pattern);
     this.jobRole = this.createJobRole(storage);
     this.mirrorProject = this.createMirrorProject(config);
@@ -101,8 +112,17 @@ export class SageMakerTraining extends Construct {
     this.jobTask = this.createJobTask(config);
     const again = prepare('Prepare the SageMaker job again', true);
     const waitForCapacity = new Wait(this, 'Wait for SageMaker capacity', { time: WaitTime.secondsPath('$.job.retry_wait_seconds') });
+    // A caught error need not carry a Cause: without the guard, matching an absent field fails
+    // the execution with States.Runtime instead of recording the failure.
     const noCapacity = new Choice(this, 'Did SageMaker lack capacity?')
-      .when(Condition.or(...CAPACITY_PATTERNS.map((p) => Condition.stringMatches('$.error.Cause', p))), waitForCapacity)
+      .when(
+        Condition.and(
+          Condition.isPresent('$.error.Cause'),
+          Condition.isString('$.error.Cause'),
+          Condition.or(...CAPACITY_PATTERNS.map((p) => Condition.stringMatches('$.error.Cause', p))),
+        ),
+        waitForCapacity,
+      )
       .otherwise(props.onError);
     waitForCapacity.next(again);
     again.next(this.jobTask);
@@ -111,11 +131,12 @@ export class SageMakerTraining extends Construct {
 
     const first = prepare('Prepare the SageMaker job', false);
     first.next(this.jobTask);
-    const choice = new Choice(this, 'Does a SageMaker job train the model?');
+    // A re-template's run is over (its weights are staged): no job, on to the finished run's output.
+    const choice = new Choice(this, 'Does a SageMaker job train the model?').when(Condition.isPresent('$.retemplate_of'), props.otherwise);
     sagemakerTrainers(config).forEach(([name, trainer], i) => {
-      const mirror = this.mirrorStep(config, name, trainer.image, trainer.source_credentials_secret, props.onError);
+      const mirror = this.mirrorStep(name, trainer.image, this.repositories[i]!, trainer.source_credentials_secret, props.onError);
       mirror.next(first);
-      choice.when(Condition.stringEquals('$.trainer', name), this.presenceCheck(mirrorRepository(config, name), name, trainer.image, this.repositories[i]!, mirror).next(first));
+      choice.when(Condition.stringEquals('$.trainer', name), this.presenceCheck(name, trainer.image, this.repositories[i]!, mirror).next(first));
     });
     this.start = choice.otherwise(props.otherwise);
   }
@@ -126,21 +147,20 @@ export class SageMakerTraining extends Construct {
    * the check (the image missing, or anything else) goes to the mirror, which checks again and
    * copies what is missing: the check saves minutes and can never fail a training.
    */
-  private presenceCheck(repositoryName: string, name: string, image: string, repository: Repository, mirror: State) {
+  private presenceCheck(name: string, image: string, repository: Repository, mirror: State) {
     return new CallAwsService(this, `Is the ${name} image in ECR?`, {
       service: 'ecr',
       action: 'describeImages',
       iamAction: 'ecr:DescribeImages',
       iamResources: [repository.repositoryArn],
-      // The name as written, not a reference: the definition stays readable (and local mode reads it).
-      parameters: { RepositoryName: repositoryName, ImageIds: [{ ImageDigest: image.slice(image.lastIndexOf('@') + 1) }] },
+      parameters: { RepositoryName: repository.repositoryName, ImageIds: [{ ImageDigest: image.slice(image.lastIndexOf('@') + 1) }] },
       resultPath: JsonPath.DISCARD,
       taskTimeout: Timeout.duration(Duration.seconds(60)),
     }).addCatch(mirror, { errors: [Errors.ALL], resultPath: JsonPath.DISCARD });
   }
 
   /** startBuild.sync of the mirror for one trainer's image; skipped inside when ECR has it. */
-  private mirrorStep(config: Config, name: string, image: string, secret: string | undefined, onError: State) {
+  private mirrorStep(name: string, image: string, repository: Repository, secret: string | undefined, onError: State) {
     const plain = (value: string) => ({ type: BuildEnvironmentVariableType.PLAINTEXT, value });
     const fromSecret = (key: string) => ({ type: BuildEnvironmentVariableType.SECRETS_MANAGER, value: `${secret}:${key}` });
     return new CodeBuildStartBuild(this, `Copy the ${name} image into ECR`, {
@@ -148,7 +168,7 @@ export class SageMakerTraining extends Construct {
       integrationPattern: IntegrationPattern.RUN_JOB,
       environmentVariablesOverride: {
         SOURCE_IMAGE: plain(image),
-        TARGET_REPOSITORY: plain(`${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}/${mirrorRepository(config, name)}`),
+        TARGET_REPOSITORY: plain(`${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}/${repository.repositoryName}`),
         ...(secret ? { SOURCE_USERNAME: fromSecret('username'), SOURCE_PASSWORD: fromSecret('password') } : {}),
       },
       resultPath: JsonPath.DISCARD,
@@ -194,7 +214,14 @@ export class SageMakerTraining extends Construct {
     const stack = Stack.of(this);
     const jobs = stack.formatArn({ service: 'sagemaker', resource: 'training-job', resourceName: `${this.jobPrefix}*` });
     const add = (s: PolicyStatement) => grantee.grantPrincipal.addToPrincipalPolicy(s);
-    add(new PolicyStatement({ actions: ['sagemaker:CreateTrainingJob', 'sagemaker:DescribeTrainingJob', 'sagemaker:StopTrainingJob'], resources: [jobs] }));
+    // ListTags: the `.sync` integration's documented policy ("IAM policies for calling Amazon
+    // SageMaker AI", CreateTrainingJob, Run a Job) names it beside the job calls.
+    add(
+      new PolicyStatement({
+        actions: ['sagemaker:CreateTrainingJob', 'sagemaker:DescribeTrainingJob', 'sagemaker:StopTrainingJob', 'sagemaker:ListTags'],
+        resources: [jobs],
+      }),
+    );
     add(
       new PolicyStatement({
         actions: ['iam:PassRole'],
@@ -236,6 +263,8 @@ export class SageMakerTraining extends Construct {
           'ResourceConfig.$': '$.job.resource_config',
           'StoppingCondition.$': '$.job.stopping_condition',
           'EnableManagedSpotTraining.$': '$.job.spot',
+          // Only this job's container sees its environment; every job can read every request channel.
+          Environment: { [`${CALLBACK_URL_ENV}.$`]: '$.job.callback_url' },
           CheckpointConfig: { 'S3Uri.$': '$.job.checkpoint_uri', LocalPath: CHECKPOINT_LOCAL_PATH },
         },
         // The same shape as a trainer callback's result, so "Stage the weights in S3" reads one path.
@@ -248,10 +277,12 @@ export class SageMakerTraining extends Construct {
         TimeoutSeconds: longest + 3 * 3600,
       },
     });
-    // Only refusals of the create call itself; a failed job is never retried by this rule (a
-    // new job needs a new name: see "Did SageMaker lack capacity?").
+    // Only refusals of the create call itself, throttling among them (a validation error is
+    // retried too, harmlessly: it fails again); the quota is not retried, it will not rise by
+    // itself. A failed job is never retried by this rule (a new job needs a new name: see "Did
+    // SageMaker lack capacity?").
     task.addRetry({
-      errors: ['SageMaker.ThrottlingException', 'SageMaker.InternalFailure', 'SageMaker.ServiceUnavailable'],
+      errors: [SAGEMAKER_TASK_ERRORS.refused],
       interval: Duration.seconds(5),
       backoffRate: 2,
       maxAttempts: 4,

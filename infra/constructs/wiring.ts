@@ -20,6 +20,7 @@ export interface Deployment {
   readonly registryHost: string;
   readonly sagemakerJobPrefix: string;
   readonly trainerImageHost: string;
+  readonly sagemakerMirrors: string;
   readonly buildLogs: ILogGroup;
   /** Present when a sagemaker trainer is configured. */
   readonly sagemaker?: Pick<SageMakerTraining, 'grantReadOutputs'>;
@@ -36,6 +37,7 @@ export function wireFunctions(d: Deployment): void {
       registryHost: d.registryHost,
       sagemakerJobPrefix: d.sagemakerJobPrefix,
       trainerImageHost: d.trainerImageHost,
+      sagemakerMirrors: d.sagemakerMirrors,
       secretId: (s) => d.secrets[s].secretArn,
       functionName: (name) => d.functions.get(name)?.functionName,
     });

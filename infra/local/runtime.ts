@@ -374,6 +374,7 @@ function startFunctions(o: {
   };
   const principal = (fn: HandlerName) => o.principals.find((p) => p.fn === fn)!;
   return startLocalFunctions({
+    sagemakerMirrors: definitionOf(o.synth).sagemakerMirrors ?? '{}',
     config: o.config,
     names: o.synth.functions.map((f) => f.name),
     bundleDir: join(o.dataDir, 'functions'),

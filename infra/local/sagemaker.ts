@@ -24,6 +24,7 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import { Upload } from '@aws-sdk/lib-storage';
 import { RegistryClient } from '#shared/oci/registry';
 import { mirrorImage } from '../../lambdas/mirror-image/core.ts';
+import { JOB_NAME_PATTERN, SAGEMAKER_TASK_ERRORS } from '#shared/sagemaker';
 import { StateError } from './aws/errors.ts';
 
 export interface LocalSageMakerOptions {
@@ -41,17 +42,47 @@ interface CreateTrainingJob {
   AlgorithmSpecification: { TrainingImage: string; ContainerEntrypoint?: string[]; ContainerArguments?: string[] };
   InputDataConfig?: { ChannelName: string; DataSource: { S3DataSource: { S3Uri: string } } }[];
   OutputDataConfig: { S3OutputPath: string; CompressionType?: string };
-  StoppingCondition?: { MaxRuntimeInSeconds?: number };
+  StoppingCondition?: { MaxRuntimeInSeconds?: number; MaxWaitTimeInSeconds?: number };
+  EnableManagedSpotTraining?: boolean;
   Environment?: Record<string, string>;
-  ResourceConfig?: Record<string, unknown>;
+  ResourceConfig?: { KeepAlivePeriodInSeconds?: number } & Record<string, unknown>;
   CheckpointConfig?: { S3Uri: string; LocalPath?: string };
 }
 
 /** The error Step Functions reports for a `.sync` job that failed or stopped: the job's description is the Cause. */
 export class TrainingJobFailed extends StateError {
   constructor(description: Record<string, unknown>) {
-    super('States.TaskFailed', JSON.stringify(description));
+    super(SAGEMAKER_TASK_ERRORS.jobFailed, JSON.stringify(description));
   }
+}
+
+/** A CreateTrainingJob call SageMaker refuses, under the name the integration reports it with. */
+const refused = (message: string) => new StateError(SAGEMAKER_TASK_ERRORS.refused, message);
+
+/**
+ * What CreateTrainingJob refuses with a ValidationException among what the state machine
+ * sends (CreateTrainingJob's API reference; warm pools' considerations for spot): refused
+ * here too, so local mode is never looser than SageMaker.
+ */
+function validationErrors(job: CreateTrainingJob): string[] {
+  const errors: string[] = [];
+  const constraint = (value: unknown, member: string, rule: string) => errors.push(`Value '${String(value)}' at '${member}' failed to satisfy constraint: ${rule}`);
+  if (!JOB_NAME_PATTERN.test(job.TrainingJobName ?? '')) constraint(job.TrainingJobName, 'trainingJobName', `Member must satisfy regular expression pattern: ${JOB_NAME_PATTERN.source}`);
+  if (!/^arn:aws[a-z-]*:iam::\d{12}:role\/?[\w+=,.@/-]+$/.test(job.RoleArn ?? '')) constraint(job.RoleArn, 'roleArn', 'Member must be the ARN of an IAM role');
+  const environment = Object.entries(job.Environment ?? {});
+  if (environment.length > 100) constraint(`${environment.length} entries`, 'environment', 'Member must have at most 100 entries');
+  for (const [key, value] of environment) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]{0,511}$/.test(key)) constraint(key, 'environment', 'Map keys must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]* (at most 512)');
+    if (typeof value !== 'string' || value.length > 512) constraint(`${key}=…`, 'environment', 'Map value must be a string of at most 512 characters');
+  }
+  const stop = job.StoppingCondition ?? {};
+  if (job.EnableManagedSpotTraining) {
+    if (!(stop.MaxWaitTimeInSeconds !== undefined && stop.MaxWaitTimeInSeconds >= (stop.MaxRuntimeInSeconds ?? 0))) {
+      errors.push('MaxWaitTimeInSeconds must be set, and at least MaxRuntimeInSeconds, for managed spot training');
+    }
+    if (job.ResourceConfig?.KeepAlivePeriodInSeconds) errors.push('warm pools cannot be used with spot instances');
+  }
+  return errors;
 }
 
 const started = new Set<string>();
@@ -63,14 +94,13 @@ const s3Parts = (uri: string) => {
 
 export async function runLocalTrainingJob(input: unknown, opts: LocalSageMakerOptions, signal: AbortSignal): Promise<Record<string, unknown>> {
   const job = input as CreateTrainingJob;
+  const invalid = validationErrors(job);
+  if (invalid.length) throw refused(`${invalid.length} validation error${invalid.length > 1 ? 's' : ''} detected: ${invalid.join('; ')}`);
   const name = job.TrainingJobName;
   const dir = join(opts.workDir, name);
   // Names are unique per account and region: a retried create is refused, never a second job.
   if (started.has(name) || existsSync(dir)) {
-    throw new StateError(
-      'SageMaker.AmazonSageMakerException',
-      `Training job names must be unique within an AWS account and region, and a training job with this name already exists (${name})`,
-    );
+    throw refused(`Training job names must be unique within an AWS account and region, and a training job with this name already exists (${name})`);
   }
   started.add(name);
   const t0 = Date.now();
@@ -112,7 +142,10 @@ async function layOut(job: CreateTrainingJob, dir: string, s3: S3Client, opts: P
     JSON.stringify(Object.fromEntries(channels.map((c) => [c.ChannelName, { TrainingInputMode: 'File', S3DistributionType: 'FullyReplicated' }]))),
   );
   for (const channel of channels) {
-    const count = await downloadPrefix(s3, channel.DataSource.S3DataSource.S3Uri, join(dir, 'input', 'data', channel.ChannelName));
+    const count = await downloadPrefix(s3, channel.DataSource.S3DataSource.S3Uri, join(dir, 'input', 'data', channel.ChannelName)).catch((e: Error) => {
+      // The job's role could not read its data: SageMaker fails the job, it does not refuse the create.
+      throw new TrainingJobFailed({ TrainingJobName: job.TrainingJobName, TrainingJobStatus: 'Failed', FailureReason: `ClientError: Data download failed: ${e.message}` });
+    });
     // SageMaker refuses a channel whose prefix holds no object.
     if (count === 0) throw new TrainingJobFailed({ TrainingJobName: job.TrainingJobName, TrainingJobStatus: 'Failed', FailureReason: `ClientError: no S3 objects found under ${channel.DataSource.S3DataSource.S3Uri}` });
   }
@@ -145,7 +178,9 @@ async function downloadPrefix(s3: S3Client, uri: string, folder: string): Promis
 function runContainer(job: CreateTrainingJob, dir: string, opts: LocalSageMakerOptions, signal: AbortSignal): Promise<{ code: number; stopReason?: string }> {
   const name = job.TrainingJobName;
   const spec = job.AlgorithmSpecification;
-  const env = Object.entries(job.Environment ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+  // `-e NAME` alone: docker takes the value from its own environment, so no value (the callback
+  // URL holds a secret) appears on a command line.
+  const env = Object.keys(job.Environment ?? {}).flatMap((k) => ['-e', k]);
   const [entry, ...entryArgs] = spec.ContainerEntrypoint ?? [];
   // The checkpoint folder is /opt/ml/checkpoints unless the job names another path.
   const local = job.CheckpointConfig?.LocalPath;
@@ -158,7 +193,7 @@ function runContainer(job: CreateTrainingJob, dir: string, opts: LocalSageMakerO
     ...(spec.ContainerArguments ?? (entry ? [] : ['train'])),
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...job.Environment } });
     let stopReason: string | undefined;
     let exited = false;
     const stop = (reason: string) => {

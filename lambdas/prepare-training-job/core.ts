@@ -1,7 +1,8 @@
 /**
  * "Prepare the SageMaker job": lays out the job's `request` channel in S3 — request.json (the
- * training's input, the run id, the callback URL), the runner, and the input files — and
- * returns the job's parameters for the createTrainingJob.sync state.
+ * training's input, the run id), the runner, and the input files — and returns the job's
+ * parameters for the createTrainingJob.sync state, its callback URL among them (for the job's
+ * environment: the channel holds nothing secret, as every job's role can read every channel).
  *
  * `instance_data` (every http(s) input) is staged here into the channel rather than fetched by
  * the runner: the download goes through the egress guard (the job's container has no guard and
@@ -27,6 +28,8 @@ export interface PrepareEnv {
   jobPrefix: string;
   /** `<account>.dkr.ecr.<region>.amazonaws.com`, or empty to run the configured image as it is. */
   mirrorHost: string;
+  /** Each sagemaker trainer's mirror repository in that registry, by trainer. */
+  mirrors: Record<string, string>;
   /** The runner's source (runner/dreambooth_runner.py). */
   runner: string;
 }
@@ -44,9 +47,11 @@ export async function prepareTrainingJob(d: Deps<'s3' | 'secrets'>, env: Prepare
       `SageMaker had no ${trainer.instance_type} capacity in ${CAPACITY_ATTEMPTS} attempts; try again later, or configure another instance_type for trainer ${t.trainer}`,
     );
   }
+  const image = jobImage(t.trainer, trainer, env.mirrorHost, env.mirrors);
   const keys = jobKeys(t.id);
   const { input, files } = await stageInputs(d, t, keys.request);
-  const request = { id: t.run.id, mode: trainer.mode ?? 'auto', input, files, callback_url: await callbackUrl(d, t.id) };
+  // Nothing secret: every job can read every training's channel (the callback URL goes in the job's environment).
+  const request = { id: t.run.id, mode: trainer.mode ?? 'auto', input, files };
   await put(d, `${keys.request}request.json`, JSON.stringify(request), 'application/json');
   await put(d, `${keys.request}${RUNNER_FILE}`, env.runner, 'text/x-python');
 
@@ -58,14 +63,21 @@ export async function prepareTrainingJob(d: Deps<'s3' | 'secrets'>, env: Prepare
   );
   if (!updated) throw new StepError(StepErrors.TrainingCanceled, 'the training is over');
   if (t.status === 'starting') await d.emit?.(updated, 'start');
-  return plan(d.bucket, keys, name, jobImage(d.config, t.trainer, trainer, env.mirrorHost), trainer, attempt);
+  return plan(d.bucket, keys, { name, image, callbackUrl: await callbackUrl(d, t.id) }, trainer, attempt);
 }
 
-function plan(bucket: string, keys: ReturnType<typeof jobKeys>, name: string, image: string, trainer: SageMakerTrainerConfig, attempt: number): JobPlan {
+function plan(
+  bucket: string,
+  keys: ReturnType<typeof jobKeys>,
+  job: { name: string; image: string; callbackUrl: string },
+  trainer: SageMakerTrainerConfig,
+  attempt: number,
+): JobPlan {
   const s3 = (key: string) => `s3://${bucket}/${key}`;
   return {
-    name,
-    image,
+    name: job.name,
+    image: job.image,
+    callback_url: job.callbackUrl,
     request_uri: s3(keys.request),
     output_uri: s3(keys.output),
     checkpoint_uri: s3(keys.checkpoints),

@@ -12,6 +12,7 @@ export const handler = async (event: unknown) => {
   const env = {
     jobPrefix: requireEnv(ENV.jobPrefix),
     mirrorHost: process.env[ENV.trainerImageHost] ?? '',
+    mirrors: JSON.parse(process.env[ENV.trainerMirrors] || '{}') as Record<string, string>,
     // Baked into the bundle at synth (like the configuration); local mode sets the variable.
     runner: requireEnv(ENV.runnerSource),
   };

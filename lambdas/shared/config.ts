@@ -15,8 +15,9 @@ const name = z
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'use lowercase letters, digits, ".", "_" or "-" (at most 63)');
 
 /**
- * A name that ends up in AWS names: owners and trainer names are parts of ECR repository names
- * (a sagemaker trainer's mirror, `<prefix>/trainers/<trainer>`; models are `<prefix>/<owner>/<name>`).
+ * A name that ends up in AWS names: owners are parts of ECR repository names (models are
+ * `<prefix>/<owner>/<name>`); trainer names, the Trainings API's model names by default, keep
+ * the same rule.
  */
 const ecrName = (max: number) =>
   z

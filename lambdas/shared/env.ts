@@ -25,6 +25,8 @@ export const ENV = {
   jobPrefix: 'SAGEMAKER_JOB_PREFIX',
   /** Registry host of the trainer images' mirror (ECR); empty runs the configured image as it is. */
   trainerImageHost: 'SAGEMAKER_IMAGE_HOST',
+  /** JSON: each sagemaker trainer's mirror repository name (CloudFormation names them), by trainer. */
+  trainerMirrors: 'SAGEMAKER_MIRRORS',
   /** The SageMaker runner's source, baked into the prepare function's bundle. */
   runnerSource: 'DREAMBOOTH_RUNNER',
 } as const;

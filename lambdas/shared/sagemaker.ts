@@ -13,6 +13,14 @@ export const REQUEST_CHANNEL = 'request';
 /** The job's entrypoint: the runner, with the interpreter every Cog image carries. */
 export const CONTAINER_ENTRYPOINT = ['python', `/opt/ml/input/data/${REQUEST_CHANNEL}/${RUNNER_FILE}`];
 export const CHECKPOINT_LOCAL_PATH = '/opt/ml/checkpoints';
+/**
+ * The job's environment variable that holds its training's callback URL (with the training's
+ * callback secret). Never the request channel: every job's role reads every training's channel,
+ * and another training's secret would let a job write that training's logs.
+ */
+export const CALLBACK_URL_ENV = 'DREAMBOOTH_CALLBACK_URL';
+/** CreateTrainingJob's TrainingJobName. */
+export const JOB_NAME_PATTERN = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 
 export function jobKeys(trainingId: string) {
   const root = `${SAGEMAKER_PREFIX}${trainingId}/`;
@@ -26,25 +34,42 @@ export function jobKeys(trainingId: string) {
  */
 export function jobName(prefix: string, trainingId: string, attempt: number): string {
   const name = attempt > 0 ? `${prefix}${trainingId}-${attempt}` : `${prefix}${trainingId}`;
-  if (!/^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/.test(name)) throw new Error(`not a valid SageMaker job name: ${name}`);
+  if (!JOB_NAME_PATTERN.test(name)) throw new Error(`not a valid SageMaker job name: ${name}`);
   return name;
 }
 
-/** The ECR repository a trainer's image is copied to (SageMaker pulls only from ECR). */
-export function mirrorRepository(config: Config, trainerName: string): string {
-  const prefix = config.registry.type === 'ecr' ? config.registry.repository_prefix.replace(/\/+$/, '') : 'dreambooth';
-  return `${prefix}/trainers/${trainerName}`;
-}
-
-/** The image the job runs: the mirror in ECR by the same digest, or the image itself without a mirror host. */
-export function jobImage(config: Config, trainerName: string, trainer: SageMakerTrainerConfig, mirrorHost: string): string {
+/**
+ * The image the job runs: the trainer's mirror in ECR (`mirrors` names each trainer's
+ * repository: CloudFormation names them) by the same digest, or the configured image itself
+ * without a mirror host.
+ */
+export function jobImage(trainerName: string, trainer: SageMakerTrainerConfig, mirrorHost: string, mirrors: Record<string, string>): string {
   if (!mirrorHost) return trainer.image;
-  return `${mirrorHost}/${mirrorRepository(config, trainerName)}@${trainer.image.split('@')[1]}`;
+  const repository = mirrors[trainerName];
+  if (!repository) throw new Error(`no mirror repository is deployed for sagemaker trainer ${trainerName}`);
+  return `${mirrorHost}/${repository}@${trainer.image.split('@')[1]}`;
 }
 
 export function sagemakerTrainers(config: Config): [string, SageMakerTrainerConfig][] {
   return Object.entries(config.trainers).filter((e): e is [string, SageMakerTrainerConfig] => e[1].backend === 'sagemaker');
 }
+
+/**
+ * The errors `createTrainingJob.sync` ends with; the state machine's Retry and local mode's
+ * stand-in use these names. A job that ran and failed or stopped: `States.TaskFailed`, the job's
+ * description (DescribeTrainingJob) as the Cause. A refused CreateTrainingJob call: the
+ * optimized integration reports the service's exception names — the quota as
+ * `SageMaker.ResourceLimitExceededException`, and every error the SageMaker API does not model
+ * (ThrottlingException, InternalFailure, ServiceUnavailable, ValidationException) as
+ * `SageMaker.AmazonSageMakerException`, the error code then only in the Cause. The Step
+ * Functions guide's training-job example ("Create and manage Amazon SageMaker AI jobs with Step
+ * Functions") retries exactly these two names; a `SageMaker.ThrottlingException` never arrives.
+ */
+export const SAGEMAKER_TASK_ERRORS = {
+  jobFailed: 'States.TaskFailed',
+  refused: 'SageMaker.AmazonSageMakerException',
+  quota: 'SageMaker.ResourceLimitExceededException',
+} as const;
 
 /** Capacity retries: attempts in all, and the wait before each new attempt (full jitter). */
 export const CAPACITY_ATTEMPTS = 4;

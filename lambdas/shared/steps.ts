@@ -111,10 +111,16 @@ export const NotifyEvent = z.object({
 
 /** prepare-training-job Lambda: "Prepare the SageMaker job" (again, with `retry`, after a capacity failure). */
 export const PrepareJobEvent = z.object({ training_id: TrainingId, retry: z._default(z.boolean(), false) });
-/** What the job state reads (`$.job`); nothing secret: the callback URL stays in the request channel. */
+/** What the job state reads (`$.job`). */
 export interface JobPlan {
   name: string;
   image: string;
+  /**
+   * The training's callback URL, with its secret, for the job's environment (CALLBACK_URL_ENV):
+   * the one secret here, seen by those who may read the execution's history or describe the
+   * job (the account's operators), never by another job, which can read every request channel.
+   */
+  callback_url: string;
   request_uri: string;
   output_uri: string;
   checkpoint_uri: string;

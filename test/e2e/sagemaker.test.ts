@@ -7,11 +7,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { CONTAINER_ENTRYPOINT } from '#shared/sagemaker';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CALLBACK_URL_ENV, CONTAINER_ENTRYPOINT } from '#shared/sagemaker';
 import { RUNNER_SOURCE_PATH } from '../../infra/constructs/function.ts';
 import { runLocalTrainingJob } from '../../infra/local/sagemaker.ts';
 import { startFixture, type Fixture } from '../helpers/aws-local.ts';
@@ -36,6 +36,7 @@ async function photosZip(): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+const JOB_ROLE = 'arn:aws:iam::000000000000:role/JobRole';
 const running = (job: string) => execFileSync('docker', ['ps', '-q', '--filter', `name=^${job}$`], { encoding: 'utf8' }).trim();
 
 describe.skipIf(!registry)('the sagemaker backend through local mode (a real container)', () => {
@@ -148,6 +149,7 @@ describe.skipIf(!registry)("local mode's SageMaker stand-in on its own (a real c
     await fx.operator.s3.send(new PutObjectCommand({ Bucket: fx.deps.bucket, Key: `${prefix}dreambooth_runner.py`, Body: readFileSync(RUNNER_SOURCE_PATH) }));
     return {
       TrainingJobName: name,
+      RoleArn: JOB_ROLE,
       AlgorithmSpecification: { TrainingImage: image, TrainingInputMode: 'File', ContainerEntrypoint: CONTAINER_ENTRYPOINT },
       InputDataConfig: [{ ChannelName: 'request', DataSource: { S3DataSource: { S3Uri: `s3://${fx.deps.bucket}/${prefix}` } } }],
       OutputDataConfig: { S3OutputPath: `s3://${fx.deps.bucket}/sagemaker/${name}/output/`, CompressionType: 'NONE' },
@@ -228,6 +230,52 @@ describe.skipIf(!registry)("local mode's SageMaker stand-in on its own (a real c
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(running(slow)).toBe('');
   }, 120_000);
+});
+
+describe("local mode's SageMaker stand-in before any container (a recording docker)", () => {
+  // A `docker` that records its arguments and the callback variable it was given, and succeeds.
+  const fakeDocker = () => {
+    const bin = mkdtempSync(join(tmpdir(), 'fake-docker-'));
+    const script = `#!/bin/sh\nprintf '%s\\n' "$@" >> "${bin}/argv"\nprintf '%s' "$${CALLBACK_URL_ENV}" > "${bin}/env"\n`;
+    writeFileSync(join(bin, 'docker'), script, { mode: 0o755 });
+    return { bin, argv: () => (existsSync(join(bin, 'argv')) ? readFileSync(join(bin, 'argv'), 'utf8') : ''), env: () => readFileSync(join(bin, 'env'), 'utf8') };
+  };
+  const request = (bin: string, over: Record<string, unknown> = {}) => ({
+    TrainingJobName: `db-test-${randomBytes(4).toString('hex')}`,
+    RoleArn: JOB_ROLE,
+    AlgorithmSpecification: { TrainingImage: 'local/image@sha256:0', ContainerEntrypoint: CONTAINER_ENTRYPOINT },
+    OutputDataConfig: { S3OutputPath: 's3://b/sagemaker/x/output/', CompressionType: 'NONE' },
+    StoppingCondition: { MaxRuntimeInSeconds: 600 },
+    // Node finds the command on the PATH it gives the child.
+    Environment: { PATH: `${bin}:${process.env.PATH}`, [CALLBACK_URL_ENV]: 'http://127.0.0.1:9/v1/callbacks/x?secret=s3cr3t' },
+    ...over,
+  });
+  const opts = () => ({ s3: {} as S3Client, workDir: mkdtempSync(join(tmpdir(), 'jobs-')), log: () => {} });
+  const refusal = (p: Promise<unknown>) => p.then(() => null, (e: Error) => ({ name: e.name, message: e.message }));
+
+  it('gives the container its environment without a value on the docker command line (the callback URL holds a secret)', async () => {
+    const docker = fakeDocker();
+    const out = await runLocalTrainingJob(request(docker.bin), opts(), new AbortController().signal);
+    expect(out).toMatchObject({ TrainingJobStatus: 'Completed' });
+    const argv = docker.argv().split('\n');
+    expect(argv.slice(argv.indexOf(CALLBACK_URL_ENV) - 1, argv.indexOf(CALLBACK_URL_ENV) + 1)).toEqual(['-e', CALLBACK_URL_ENV]);
+    expect(docker.argv()).not.toContain('s3cr3t');
+    expect(docker.env()).toBe('http://127.0.0.1:9/v1/callbacks/x?secret=s3cr3t');
+  });
+
+  it.each([
+    ['a job name SageMaker refuses', { TrainingJobName: 'db-x_1' }, /trainingJobName/],
+    ['no role', { RoleArn: undefined }, /roleArn/],
+    ['an environment value over 512 characters', { Environment: { X: 'x'.repeat(513) } }, /environment/],
+    ['spot without MaxWaitTimeInSeconds', { EnableManagedSpotTraining: true }, /MaxWaitTimeInSeconds must be set/],
+    ['spot with a wait shorter than the run', { EnableManagedSpotTraining: true, StoppingCondition: { MaxRuntimeInSeconds: 600, MaxWaitTimeInSeconds: 60 } }, /at least MaxRuntimeInSeconds/],
+    ['spot with a warm pool', { EnableManagedSpotTraining: true, StoppingCondition: { MaxRuntimeInSeconds: 600, MaxWaitTimeInSeconds: 600 }, ResourceConfig: { KeepAlivePeriodInSeconds: 60 } }, /warm pools cannot be used with spot/],
+  ])('refuses %s as SageMaker does (SageMaker.AmazonSageMakerException), starting nothing', async (_what, over, message) => {
+    const docker = fakeDocker();
+    const err = await refusal(runLocalTrainingJob(request(docker.bin, over), opts(), new AbortController().signal));
+    expect(err).toEqual({ name: 'SageMaker.AmazonSageMakerException', message: expect.stringMatching(message) });
+    expect(docker.argv()).toBe('');
+  });
 });
 
 describe('a sagemaker trainer without a docker engine', () => {

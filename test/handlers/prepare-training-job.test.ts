@@ -3,7 +3,7 @@
  * channel and the job's output, dynalite the training, a real file server the user's photos.
  */
 import { randomBytes } from 'node:crypto';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
@@ -15,7 +15,13 @@ import { newTraining, startFixture, startServer, type Fixture, type TestServer }
 
 const IMAGE = `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}`;
 const GPU = { backend: 'sagemaker', image: IMAGE, spot: true, max_runtime_seconds: 3600, max_wait_seconds: 7200, mode: 'train' };
-const ENV = { jobPrefix: 'db-0123abcd-', mirrorHost: '000000000000.dkr.ecr.us-east-1.amazonaws.com', runner: '# the runner\n' };
+const ENV = {
+  jobPrefix: 'db-0123abcd-',
+  mirrorHost: '000000000000.dkr.ecr.us-east-1.amazonaws.com',
+  // CloudFormation names the mirror repositories.
+  mirrors: { gpu: 'dreamboothworkflowsagemakermirrorgpu-x1y2z3' },
+  runner: '# the runner\n',
+};
 const photos = randomBytes(50_000);
 
 let fx: Fixture;
@@ -38,20 +44,19 @@ const read = async (key: string) => {
 const errorOf = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a failure'); }, (e: Error) => e);
 
 describe('prepare-training-job', () => {
-  it("lays out the request channel: the training's input with its files staged, the runner, the callback URL", async () => {
+  it("lays out the request channel: the training's input with its files staged, the runner", async () => {
     const t = await gpuTraining();
     const plan = await prepareTrainingJob(fx.deps, ENV, t.id, false);
     const keys = jobKeys(t.id);
     const request = JSON.parse((await read(`${keys.request}request.json`)).toString());
-    expect(request).toMatchObject({ id: t.run.id, mode: 'train', files: ['instance_data'] });
-    expect(request.input).toEqual({ instance_prompt: 'a photo of sks person', instance_data: 'request/inputs/instance_data/my_20photos.zip' });
-    expect(request.callback_url).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:9/api/v1/callbacks/${t.id}\\?secret=`));
+    expect(request).toEqual({ id: t.run.id, mode: 'train', files: ['instance_data'], input: { instance_prompt: 'a photo of sks person', instance_data: 'request/inputs/instance_data/my_20photos.zip' } });
     expect((await read(`${keys.request}inputs/instance_data/my_20photos.zip`)).equals(photos)).toBe(true);
     expect((await read(`${keys.request}dreambooth_runner.py`)).toString()).toBe(ENV.runner);
 
     expect(plan).toEqual({
       name: `db-0123abcd-${t.id}`,
-      image: `${ENV.mirrorHost}/dreambooth/trainers/gpu@sha256:${'b'.repeat(64)}`,
+      image: `${ENV.mirrorHost}/${ENV.mirrors.gpu}@sha256:${'b'.repeat(64)}`,
+      callback_url: expect.stringMatching(new RegExp(`^http://127\\.0\\.0\\.1:9/api/v1/callbacks/${t.id}\\?secret=[\\w-]{43}$`)),
       request_uri: `s3://${fx.deps.bucket}/${keys.request}`,
       output_uri: `s3://${fx.deps.bucket}/${keys.output}`,
       checkpoint_uri: `s3://${fx.deps.bucket}/${keys.checkpoints}`,
@@ -60,10 +65,26 @@ describe('prepare-training-job', () => {
       spot: true,
       retry_wait_seconds: expect.any(Number),
     });
-    // The plan is in the execution's history: it carries no secret.
-    expect(JSON.stringify(plan)).not.toContain('secret');
+    // The job's callback URL goes in its environment (the plan), and only there.
+    const { callback_url: _, ...rest } = plan;
+    expect(JSON.stringify(rest)).not.toContain('secret');
     const after = await fx.deps.store.getTraining(t.id);
     expect(after).toMatchObject({ status: 'processing', job: { name: plan.name, attempt: 0 }, run: { started: true } });
+  });
+
+  it('writes nothing secret into the request channel, which every job can read: no callback URL or secret, no input URL', async () => {
+    const t = await gpuTraining();
+    const plan = await prepareTrainingJob(fx.deps, ENV, t.id, false);
+    const secret = new URL(plan.callback_url).searchParams.get('secret')!;
+    const listed = await fx.operator.s3.send(new ListObjectsV2Command({ Bucket: fx.deps.bucket, Prefix: jobKeys(t.id).request }));
+    const keys = (listed.Contents ?? []).map((o) => o.Key!);
+    expect(keys).toHaveLength(3);
+    for (const key of keys) {
+      const body = (await read(key)).toString('latin1');
+      expect(body, key).not.toContain(secret);
+      expect(body, key).not.toContain('/callbacks/');
+      expect(body, key).not.toContain('sig=x');
+    }
   });
 
   it('downloads each input once however often it runs, and keeps the job name', async () => {

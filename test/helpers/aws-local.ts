@@ -137,6 +137,7 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
     registryHost: '',
     sagemakerJobPrefix: '',
     trainerImageHost: '',
+    sagemakerMirrors: '{}',
     secretId: (secret) => ({ apiTokens: SECRET_IDS.apiTokens, webhookSigning: SECRET_IDS.webhook, callbackKey: SECRET_IDS.callbackKey })[secret],
     functionName: (fn) => (opts.lambdas && Object.hasOwn(opts.lambdas, fn) ? fn : undefined),
   };

@@ -47,6 +47,7 @@ describe('the synthesized functions', () => {
       registryHost: 'r',
       sagemakerJobPrefix: '',
       trainerImageHost: '',
+      sagemakerMirrors: '{}',
       secretId: (s) => s,
       functionName: (f) => (deployed.has(f) ? f : undefined),
     };
@@ -123,6 +124,7 @@ describe('a function in local mode', () => {
       registryHost: '',
       sagemakerJobPrefix: '',
       trainerImageHost: '',
+      sagemakerMirrors: '{}',
       secretId: (s) => `local/${s}`,
       functionName: () => undefined,
     };
@@ -144,7 +146,7 @@ describe('a function in local mode', () => {
     const [upload] = principals().filter((p) => p.fn === 'upload');
     const env = localEnvironment('upload', {
       config,
-      values: { table: 't', bucket: 'b', stateMachineArn: 's', publicUrl: 'u', registryHost: '', sagemakerJobPrefix: '', trainerImageHost: '', secretId: (s) => s, functionName: () => 'f' },
+      values: { table: 't', bucket: 'b', stateMachineArn: 's', publicUrl: 'u', registryHost: '', sagemakerJobPrefix: '', trainerImageHost: '', sagemakerMirrors: '{}', secretId: (s) => s, functionName: () => 'f' },
       awsEnv: local.env,
       principal: upload!,
     });

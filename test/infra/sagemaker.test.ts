@@ -4,14 +4,14 @@
  * executor through the capacity retry and the failure path.
  */
 import { readFileSync } from 'node:fs';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import { jobFailureMessage } from '#shared/sagemaker';
-import { lambdaEvent, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
+import { lambdaEvent, localRepositoryName, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
 import { DreamboothStack } from '../../infra/stack.ts';
 
 (Promise as unknown as { withResolvers?: unknown }).withResolvers ??= function withResolvers<T>() {
@@ -78,6 +78,18 @@ describe('a sagemaker trainer in the stack', () => {
     expect(job.Next).toBe(FREE);
     expect(states[FREE].Next).toBe(STAGE);
     expect(job.Catch).toEqual([{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: NO_CAPACITY }]);
+    // The callback URL (it holds the training's secret) reaches only this job, by its environment.
+    expect(job.Parameters.Environment).toEqual({ 'DREAMBOOTH_CALLBACK_URL.$': '$.job.callback_url' });
+    // A refused create is retried under the name the optimized integration reports (throttling
+    // among them); the quota and a failed job are not.
+    expect(job.Retry).toEqual([
+      { ErrorEquals: ['SageMaker.AmazonSageMakerException'], IntervalSeconds: 5, BackoffRate: 2, MaxAttempts: 4, MaxDelaySeconds: 60, JitterStrategy: 'FULL' },
+    ]);
+    // The capacity test reads the Cause only when there is one (no States.Runtime when it is absent).
+    expect(states[NO_CAPACITY].Choices[0].And.slice(0, 2)).toEqual([
+      { Variable: '$.error.Cause', IsPresent: true },
+      { Variable: '$.error.Cause', IsString: true },
+    ]);
     // Run time plus the spot wait, plus a backstop for provisioning and the image download.
     expect(job.TimeoutSeconds).toBe(7200 + 10_800 + 3 * 3600);
     expect(states[STAGE].Parameters['output_url.$']).toBe('$.trainer.output_url');
@@ -94,10 +106,12 @@ describe('a sagemaker trainer in the stack', () => {
     ]);
     // ECR is asked for the digest first: found, the job starts; not found (or the check failed
     // at all), the mirror copies it.
+    // CloudFormation names the repository; the resolved definition holds local mode's name for it.
+    const mirror = localRepositoryName(stack.getLogicalId(stack.workflow.sagemaker!.repositories[0]!.node.defaultChild as CfnElement));
     expect(states[IN_ECR]).toMatchObject({
       Type: 'Task',
       Resource: 'arn:aws:states:::aws-sdk:ecr:describeImages',
-      Parameters: { RepositoryName: 'dreambooth/trainers/gpu', ImageIds: [{ ImageDigest: `sha256:${'c'.repeat(64)}` }] },
+      Parameters: { RepositoryName: mirror, ImageIds: [{ ImageDigest: `sha256:${'c'.repeat(64)}` }] },
       ResultPath: null,
       Next: PREPARE,
       Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: null, Next: MIRROR }],
@@ -106,7 +120,7 @@ describe('a sagemaker trainer in the stack', () => {
     expect(states[MIRROR].Resource).toBe('arn:aws:states:::codebuild:startBuild.sync');
     expect(states[MIRROR].Parameters.EnvironmentVariablesOverride).toEqual([
       { Name: 'SOURCE_IMAGE', Type: 'PLAINTEXT', Value: IMAGE },
-      { Name: 'TARGET_REPOSITORY', Type: 'PLAINTEXT', Value: '000000000000.dkr.ecr.us-east-1.amazonaws.com/dreambooth/trainers/gpu' },
+      { Name: 'TARGET_REPOSITORY', Type: 'PLAINTEXT', Value: `000000000000.dkr.ecr.us-east-1.amazonaws.com/${mirror}` },
     ]);
     expect(states[MIRROR].Next).toBe(PREPARE);
     expect(choice.Default).toBe(WAIT);
@@ -121,7 +135,8 @@ describe('a sagemaker trainer in the stack', () => {
     const statements = Object.values(policies).flatMap((p: any) => stack.resolve(p.Properties.PolicyDocument.Statement) as any[]);
     const text = JSON.stringify(statements);
     const sagemaker = statements.find((s) => [s.Action].flat().includes('sagemaker:CreateTrainingJob'));
-    expect([sagemaker.Action].flat().sort()).toEqual(['sagemaker:CreateTrainingJob', 'sagemaker:DescribeTrainingJob', 'sagemaker:StopTrainingJob']);
+    // ListTags with the job calls, as the `.sync` integration's documented policy has it, on this stack's jobs only.
+    expect([sagemaker.Action].flat().sort()).toEqual(['sagemaker:CreateTrainingJob', 'sagemaker:DescribeTrainingJob', 'sagemaker:ListTags', 'sagemaker:StopTrainingJob']);
     expect(JSON.stringify(sagemaker.Resource)).toContain(`:training-job/${prefix}*`);
     const pass = statements.find((s) => s.Action === 'iam:PassRole');
     expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } });
@@ -147,7 +162,26 @@ describe('a sagemaker trainer in the stack', () => {
     expect(flat).toContain('/sagemaker/*/checkpoints/*');
     expect(flat).not.toContain('/staged/');
     expect(flat).toContain('ecr:BatchGetImage');
-    template.hasResourceProperties('AWS::ECR::Repository', { RepositoryName: 'dreambooth/trainers/gpu', ImageTagMutability: 'IMMUTABLE' });
+  });
+
+  it('lets CloudFormation name each trainer mirror and deletes it, emptied, with the stack; every use names it by reference', () => {
+    // A fixed name fails a second stack in the account and region, and a stack re-created after
+    // `cdk destroy` (a retained repository keeps the name): "already exists".
+    const repositories = Object.entries(template.findResources('AWS::ECR::Repository'));
+    expect(repositories).toHaveLength(1);
+    const [id, repository] = repositories[0]!;
+    expect(repository.Properties.RepositoryName).toBeUndefined();
+    expect(repository).toMatchObject({ DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete', Properties: { EmptyOnDelete: true, ImageTagMutability: 'IMMUTABLE' } });
+    // The presence check and the mirror's target in the definition, and the prepare step's environment.
+    const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0] as any;
+    const definition = JSON.stringify(machine.Properties.DefinitionString);
+    expect(definition.split(JSON.stringify({ Ref: id })).length - 1).toBe(2);
+    const fn = stack.workflow.sagemaker!.prepare;
+    const env = (Stack.of(fn).resolve((fn.node.defaultChild as any).environment) as any).variables;
+    expect(JSON.stringify(env.SAGEMAKER_MIRRORS)).toContain(JSON.stringify({ Ref: id }));
+    // Local mode resolves the same references to one local name.
+    const mirror = localRepositoryName(id);
+    expect(JSON.parse(synthesizeDefinition(config()).sagemakerMirrors!)).toEqual({ gpu: mirror });
   });
 
   it('is cdk-nag clean', () => {
@@ -171,6 +205,7 @@ describe('the sagemaker path, run by the local executor', () => {
   const plan = (attempt: number) => ({
     name: `db-x-${TRAINING}${attempt ? `-${attempt}` : ''}`,
     image: IMAGE,
+    callback_url: `https://api.example/v1/callbacks/${TRAINING}?secret=s`,
     request_uri: `s3://b/sagemaker/${TRAINING}/request/`,
     output_uri: `s3://b/sagemaker/${TRAINING}/output/`,
     checkpoint_uri: `s3://b/sagemaker/${TRAINING}/checkpoints/`,
@@ -198,8 +233,8 @@ describe('the sagemaker path, run by the local executor', () => {
       // The slot wait is a callback task: it needs a token and the execution's id.
       context: { Task: { Token: 'token-1' }, Execution: { Id: `arn:aws:states:us-east-1:000000000000:execution:m:${TRAINING}` } },
     });
-    const ok = await execution.result.then(() => true, () => false);
-    return { ok, calls, states: calls.map((c) => c.state) };
+    const error = await execution.result.then(() => null, (e: Error) => e);
+    return { ok: !error, error, calls, states: calls.map((c) => c.state) };
   }
   const failedJob = (description: Record<string, unknown>) => Object.assign(new Error(JSON.stringify(description)), { name: 'States.TaskFailed' });
   const staged = () => ({
@@ -250,6 +285,48 @@ describe('the sagemaker path, run by the local executor', () => {
       // The mirror gets the training's state as it was, not the check's error.
       expect(r.calls.find((c) => c.state === MIRROR)!.event.EnvironmentVariablesOverride[0].Value).toBe(IMAGE);
     }
+  });
+
+  it.each([
+    ['no Cause at all', undefined],
+    ['a null Cause', null],
+  ])('records the failure when the caught error has %s, instead of failing the execution with States.Runtime', async (_what, cause) => {
+    const r = await run({
+      [PREPARE]: () => plan(0),
+      [JOB]: () => {
+        throw Object.assign(new Error(), { name: 'States.Timeout', message: cause });
+      },
+    });
+    expect(r.error?.name).not.toBe('States.Runtime');
+    expect(r.states.slice(-3, -1)).toEqual(['Free the trainer slot after a failure', 'Record the failure']);
+    expect(r.states).not.toContain(AGAIN);
+  });
+
+  it('retries a throttled create under the name the integration reports, and fails a refused quota at once', async () => {
+    const refused = (name: string, code: string) => Object.assign(new Error(`Rate exceeded (Service: AmazonSageMaker; Status Code: 400; Error Code: ${code})`), { name });
+    let creates = 0;
+    const throttled = await run({
+      [PREPARE]: () => plan(0),
+      [JOB]: () => {
+        if (++creates <= 2) throw refused('SageMaker.AmazonSageMakerException', 'ThrottlingException');
+        return { TrainingJobStatus: 'Completed', ModelArtifacts: { S3ModelArtifacts: `s3://b/sagemaker/${TRAINING}/output/j/output/model/` }, TrainingTimeInSeconds: 5 };
+      },
+      [STAGE]: staged,
+      'Build and push the model image on Lambda compute': built,
+    });
+    expect(throttled.ok).toBe(true);
+    expect(throttled.states.filter((s) => s === JOB)).toHaveLength(3);
+
+    const quota = await run({
+      [PREPARE]: () => plan(0),
+      [JOB]: () => {
+        throw refused('SageMaker.ResourceLimitExceededException', 'ResourceLimitExceeded');
+      },
+    });
+    expect(quota.states.filter((s) => s === JOB)).toHaveLength(1);
+    expect(quota.states.slice(-3, -1)).toEqual(['Free the trainer slot after a failure', 'Record the failure']);
+    const error = quota.calls.find((c) => c.state === 'Record the failure')!.event.error;
+    expect(jobFailureMessage(error, 'gpu', config().trainers.gpu as never)).toContain('Service Quotas console');
   });
 
   it("re-templates a SageMaker-trained training without a job: the finished run's archive goes straight to the stage step", async () => {

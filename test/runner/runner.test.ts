@@ -53,7 +53,7 @@ afterEach(() => {
 /** Lays out /opt/ml as SageMaker does (the request channel, model/, output/) and runs the runner. */
 function runRunner(
   request: Record<string, unknown>,
-  opts: { files?: Record<string, Buffer>; env?: Record<string, string>; onStart?: (pid: number) => void } = {},
+  opts: { files?: Record<string, Buffer>; env?: Record<string, string>; onStart?: (pid: number) => void; onOutput?: (all: string) => void } = {},
 ): Promise<Result> {
   const root = mkdtempSync(join(tmpdir(), 'ml-root-'));
   roots.push(root);
@@ -78,8 +78,12 @@ function runRunner(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stdout += c));
+    const take = (c: Buffer) => {
+      stdout += c;
+      opts.onOutput?.(stdout);
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
     opts.onStart?.(child.pid!);
     child.on('close', (code) => {
       const failureFile = join(root, 'output', 'failure');
@@ -119,9 +123,8 @@ describe('the SageMaker runner', () => {
         mode: 'predict',
         input: { ...INPUT, instance_data: 'request/inputs/instance_data/person.zip' },
         files: ['instance_data'],
-        callback_url: `${callbackBase}/v1/callbacks/x?secret=s3cr3t`,
       },
-      { files: { 'request/inputs/instance_data/person.zip': images } },
+      { files: { 'request/inputs/instance_data/person.zip': images }, env: { DREAMBOOTH_CALLBACK_URL: `${callbackBase}/v1/callbacks/x?secret=s3cr3t` } },
     );
     expect(r.failure).toBeNull();
     expect(r.code).toBe(0);
@@ -137,6 +140,12 @@ describe('the SageMaker runner', () => {
     expect(callbacks.at(-1)!.body.logs).toContain('step 3/3');
     // The callback URL carries a secret: it is never printed.
     expect(r.stdout).not.toContain('s3cr3t');
+  });
+
+  it("takes the callback URL only from the job's environment, never from the request channel (every job reads every channel)", async () => {
+    const r = await runRunner({ mode: 'predict', input: INPUT, callback_url: `${callbackBase}/v1/callbacks/planted?secret=x` });
+    expect(r.code).toBe(0);
+    expect(callbacks).toEqual([]);
   });
 
   it('runs the train function in train mode (--x-mode train, /trainings)', async () => {
@@ -199,9 +208,15 @@ describe('the SageMaker runner', () => {
 
   it('cancels the run on SIGTERM (a stopped job) and says so', async () => {
     let pid = 0;
+    let running: () => void;
+    const predicting = new Promise<void>((r) => (running = r));
     const started = Date.now();
-    const done = runRunner({ mode: 'predict', input: { ...INPUT, steps: 1000, step_seconds: 0.05 } }, { onStart: (p) => (pid = p) });
-    await new Promise((r) => setTimeout(r, 1500));
+    const done = runRunner(
+      { mode: 'predict', input: { ...INPUT, steps: 1000, step_seconds: 0.05 } },
+      // Once the prediction runs, the runner's SIGTERM handler is in place.
+      { onStart: (p) => (pid = p), onOutput: (all) => /prediction \S+ started/.test(all) && running() },
+    );
+    await predicting;
     process.kill(pid, 'SIGTERM');
     const r = await done;
     expect(r.code).not.toBe(0);

@@ -15,7 +15,7 @@ import { CfnLogGroup } from 'aws-cdk-lib/aws-logs';
 import { CfnBucket, CfnBucketPolicy } from 'aws-cdk-lib/aws-s3';
 import { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
-import { ecrRepositoryArn, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn } from '../../asl.ts';
+import { ecrRepositoryArn, localRepositoryName, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn } from '../../asl.ts';
 import { HouseFunction, type HandlerName } from '../../constructs/function.ts';
 import { LOCAL_BUCKET, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../aws/index.ts';
 import { SECRET_IDS } from '../secrets.ts';
@@ -142,7 +142,11 @@ function localValues(stack: DreamboothStack, n: LocalNames): Map<string, Value> 
       const name = `/local/${stack.getLogicalId(c)}`;
       set(c, name, { Arn: arn('logs', `log-group:${name}:*`) });
     } else if (c instanceof CfnProject) set(c, n.buildProject, { Arn: arn('codebuild', `project/${n.buildProject}`) });
-    else if (c instanceof CfnRepository) set(c, c.repositoryName!, { Arn: ecrRepositoryArn(c.repositoryName!) });
+    else if (c instanceof CfnRepository) {
+      // Unnamed (CloudFormation names it), its name is a token that resolves to nothing.
+      const name = (stack.resolve(c.repositoryName) as string | undefined) ?? localRepositoryName(stack.resolve(stack.getLogicalId(c)) as string);
+      set(c, name, { Arn: ecrRepositoryArn(name) });
+    }
   }
   return values;
 }
