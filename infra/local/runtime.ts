@@ -367,6 +367,7 @@ function startFunctions(o: {
     publicUrl: o.publicUrl,
     registryHost: o.registryHost ?? '',
     sagemakerJobPrefix: definitionOf(o.synth).sagemakerJobPrefix ?? '',
+    sagemakerMirrors: definitionOf(o.synth).sagemakerMirrors ?? '{}',
     // Local mode's registry stands for ECR: the mirror step copies trainer images into it.
     trainerImageHost: o.registryHost ?? '',
     secretId: (s) => LOCAL_SECRET_IDS[s],
@@ -374,7 +375,6 @@ function startFunctions(o: {
   };
   const principal = (fn: HandlerName) => o.principals.find((p) => p.fn === fn)!;
   return startLocalFunctions({
-    sagemakerMirrors: definitionOf(o.synth).sagemakerMirrors ?? '{}',
     config: o.config,
     names: o.synth.functions.map((f) => f.name),
     bundleDir: join(o.dataDir, 'functions'),
