@@ -116,6 +116,29 @@ describe('the cog backend through local mode', () => {
     }
   });
 
+  it('succeeds with a log larger than a DynamoDB item, whose tail is `logs` and whole text the logs route', async () => {
+    // 4 lines of 180 KB (60,000 three-byte characters each): 720 KB, 240,000 characters.
+    const line = (n: number, of: number) => `step ${n}/${of} ${'█'.repeat(60_000)}\n`;
+    const whole = [1, 2, 3, 4].map((n) => line(n, 4)).join('');
+    cog.options.steps = 4;
+    cog.options.logLine = line;
+    try {
+      const id = await train();
+      const done = await finished(id);
+      expect(done.error).toBeNull();
+      expect(done.status).toBe('succeeded');
+      expect(Buffer.byteLength(done.logs)).toBeLessThanOrEqual(64 * 1024);
+      expect(whole.endsWith(done.logs)).toBe(true);
+      const log = await local.api('GET', `/v1/trainings/${id}/logs`);
+      expect(log.status).toBe(200);
+      expect(log.json).toBe(whole);
+    } finally {
+      cog.options.steps = 5;
+      cog.options.logLine = undefined;
+      await cog.idle();
+    }
+  });
+
   it('fails with the --upload-url error when the trainer succeeds without an output', async () => {
     cog.options.failUpload = true;
     try {

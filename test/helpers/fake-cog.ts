@@ -21,6 +21,8 @@ export interface FakeCogOptions {
   required?: string[];
   /** Log lines, one `logs` webhook each. @default 5 */
   steps?: number;
+  /** Each step's log line. @default `step <n>/<steps>\n` */
+  logLine?: (step: number, steps: number) => string;
   /** Milliseconds per step. @default 20 */
   stepMs?: number;
   /** Answer 409 to this many prediction PUTs first, as if another client's run were going on. */
@@ -112,7 +114,7 @@ export async function startFakeCog(options: FakeCogOptions): Promise<FakeCog> {
     const snapshots: Prediction[] = [];
     for (let step = 1; step <= (options.steps ?? 5) && !run.canceled; step++) {
       await sleep(options.stepMs ?? 20);
-      p.logs += `step ${step}/${options.steps ?? 5}\n`;
+      p.logs += (options.logLine ?? ((n, of) => `step ${n}/${of}\n`))(step, options.steps ?? 5);
       snapshots.push({ ...p });
     }
     if (options.shuffleLogs) {
