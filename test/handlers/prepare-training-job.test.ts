@@ -143,24 +143,33 @@ async function outputZip(): Promise<Buffer> {
 }
 
 describe("stage-weights on a SageMaker job's output", () => {
+  // stage-weights under its own role: it reads the job's output and writes beside the staged weights.
+  let sfx: Fixture;
+  beforeAll(async () => {
+    sfx = await startFixture({ as: 'stage-weights', config: { trainers: { gpu: GPU } } });
+  });
+  afterAll(() => sfx?.stop());
+  const stagedTraining = () =>
+    newTraining(sfx.deps, { trainer: 'gpu', trainer_backend: 'sagemaker', input: { instance_prompt: 'a photo of sks person', instance_data: 'https://example.com/x.zip' } });
   const env = { registryHost: '000000000000.dkr.ecr.us-east-1.amazonaws.com' };
   const putOutput = async (trainingId: string) => {
     const prefix = `${jobKeys(trainingId).output}db-0123abcd-${trainingId}/output/model/`;
-    await fx.deps.s3.send(new PutObjectCommand({ Bucket: fx.deps.bucket, Key: `${prefix}output.zip`, Body: await outputZip() }));
-    return `s3://${fx.deps.bucket}/${prefix}`;
+    // The job writes it (the operator's client stands for the job's role).
+    await sfx.operator.s3.send(new PutObjectCommand({ Bucket: sfx.deps.bucket, Key: `${prefix}output.zip`, Body: await outputZip() }));
+    return `s3://${sfx.deps.bucket}/${prefix}`;
   };
 
   it('checks the archive where the job left it (no copy, no download) and builds from there', async () => {
-    const t = await gpuTraining();
-    await fx.deps.store.updateTraining(t.id, { status: 'processing' });
+    const t = await stagedTraining();
+    await sfx.deps.store.updateTraining(t.id, { status: 'processing' });
     const prefix = await putOutput(t.id);
-    const staged = await stageWeights(fx.deps, env, t.id, prefix);
-    expect(staged.key).toBe(`${prefix.replace(`s3://${fx.deps.bucket}/`, '')}output.zip`);
+    const staged = await stageWeights(sfx.deps, env, t.id, prefix);
+    expect(staged.key).toBe(`${prefix.replace(`s3://${sfx.deps.bucket}/`, '')}output.zip`);
     expect(staged.build_env.WEIGHTS_S3_URI).toBe(`${prefix}output.zip`);
     expect(staged.entries).toBe(2);
-    expect((await fx.deps.store.getTraining(t.id))?.staged?.key).toBe(staged.key);
+    expect((await sfx.deps.store.getTraining(t.id))?.staged?.key).toBe(staged.key);
     // A retry finds it staged and checks it again.
-    expect(await stageWeights(fx.deps, env, t.id, prefix)).toEqual(staged);
+    expect(await stageWeights(sfx.deps, env, t.id, prefix)).toEqual(staged);
   });
 
   it.each([
@@ -168,33 +177,33 @@ describe("stage-weights on a SageMaker job's output", () => {
     ['the model prefix with more than one slash', (prefix: string) => `${prefix}/`],
     ['the archive object itself', (prefix: string) => `${prefix}output.zip`],
   ])('finds the archive when S3ModelArtifacts names %s', async (_what, artifacts) => {
-    const t = await gpuTraining();
-    await fx.deps.store.updateTraining(t.id, { status: 'processing' });
+    const t = await stagedTraining();
+    await sfx.deps.store.updateTraining(t.id, { status: 'processing' });
     const prefix = await putOutput(t.id);
-    const staged = await stageWeights(fx.deps, env, t.id, artifacts(prefix));
+    const staged = await stageWeights(sfx.deps, env, t.id, artifacts(prefix));
     expect(staged.build_env.WEIGHTS_S3_URI).toBe(`${prefix}output.zip`);
     expect(staged.entries).toBe(2);
   });
 
   it("refuses another training's job output", async () => {
-    const [mine, other] = [await gpuTraining(), await gpuTraining()];
-    const err = await errorOf(stageWeights(fx.deps, env, mine.id, await putOutput(other.id)));
+    const [mine, other] = [await stagedTraining(), await stagedTraining()];
+    const err = await errorOf(stageWeights(sfx.deps, env, mine.id, await putOutput(other.id)));
     expect(err.name).toBe('TrainerFailed');
     expect(err.message).toContain("is not this training's job output");
   });
 
   it("says a re-template's source archive has expired when it is gone", async () => {
-    const source = await gpuTraining();
+    const source = await stagedTraining();
     const key = `${jobKeys(source.id).output}job/output/model/output.zip`;
-    const t = await gpuTraining();
-    await fx.deps.store.updateTraining(t.id, { status: 'pushing', retemplate_of: source.id, staged: { bucket: fx.deps.bucket, key, size: 1 } });
-    const err = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${key}`));
+    const t = await stagedTraining();
+    await sfx.deps.store.updateTraining(t.id, { status: 'pushing', retemplate_of: source.id, staged: { bucket: sfx.deps.bucket, key, size: 1 } });
+    const err = await errorOf(stageWeights(sfx.deps, env, t.id, `s3://${sfx.deps.bucket}/${key}`));
     expect(err.message).toBe(`the weights of training ${source.id} have expired (staged archives are kept retention.staged_archive_days)`);
   });
 
   it('says the runner wrote no archive when the job left none', async () => {
-    const t = await gpuTraining();
-    const err = await errorOf(stageWeights(fx.deps, env, t.id, `s3://${fx.deps.bucket}/${jobKeys(t.id).output}job/output/model/`));
+    const t = await stagedTraining();
+    const err = await errorOf(stageWeights(sfx.deps, env, t.id, `s3://${sfx.deps.bucket}/${jobKeys(t.id).output}job/output/model/`));
     expect(err.message).toBe('the SageMaker job left no output.zip (the runner writes model/output.zip)');
   });
 });
