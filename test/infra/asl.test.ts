@@ -343,7 +343,7 @@ describe('the definition run by the local executor', () => {
 
   it('asks the trainer after a timed-out wait and waits again while it runs', async () => {
     // Two-second waits: each wait below never completes, so the executor's timeout ends it.
-    const def = synthesizeDefinition(config({ timeouts: { callback_poll_seconds: 2, callback_heartbeat_seconds: 1 } }));
+    const def = synthesizeDefinition(config({ timeouts: { callback_poll_seconds: 2, callback_heartbeat_seconds: 1, training_seconds: 600 } }));
     let asked = 0;
     const { outcome, states } = await run(def, {
       [SLOT]: granted,
@@ -357,7 +357,7 @@ describe('the definition run by the local executor', () => {
   });
 
   it('keeps waiting for a slot after each poll, then trains', async () => {
-    const def = synthesizeDefinition(config({ timeouts: { queue_poll_seconds: 1 } }));
+    const def = synthesizeDefinition(config({ timeouts: { queue_poll_seconds: 1, queue_seconds: 600 } }));
     let polls = 0;
     const { outcome, states } = await run(def, {
       [SLOT]: () => (++polls < 3 ? new Promise(() => undefined) : granted()),
