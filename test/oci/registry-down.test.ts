@@ -43,9 +43,14 @@ describe.runIf(available)('the append build while the registry is down', () => {
     const proxy = front(port, Number(fx.registry.host.split(':')[1]));
     const env = BuildImageEnv.parse({ ...fx.buildEnv('acme/retried'), IMAGE_REPOSITORY: `127.0.0.1:${port}/acme/retried` });
     const log: string[] = [];
-    setTimeout(() => void proxy.open(), 700);
+    // The registry comes back when the build has seen it down (an event, not a clock).
+    let opened: Promise<void> | undefined;
+    const record = (line: string) => {
+      log.push(line);
+      if (line.startsWith('registry unavailable')) opened ??= proxy.open();
+    };
     try {
-      const out = await buildImage(env, { s3: fx.s3, storeFor, log: (l) => log.push(l), retryDelaysMs: [400, 800, 1600, 3200] });
+      const out = await buildImage(env, { s3: fx.s3, storeFor, log: record, retryDelaysMs: [400, 800, 1600, 3200] });
       expect(out.IMAGE_DIGEST).toMatch(/^[0-9a-f]{64}$/);
       expect(log.some((l) => l.startsWith('registry unavailable'))).toBe(true);
       // The one version: what the registry holds under the tag is what the build reported.
