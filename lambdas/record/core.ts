@@ -1,6 +1,7 @@
 /** The state machine's bookkeeping steps: model version, failure, webhook given up. */
 import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import type { BaseDeps } from '#shared/deps';
+import { boundedError } from '#shared/run-logs';
 import { mustGet } from '#shared/runs';
 import { jobFailureMessage } from '#shared/sagemaker';
 import { StepError, StepErrors, type RecordEvent } from '#shared/steps';
@@ -55,7 +56,7 @@ async function recordFailure(d: RecordDeps, t: TrainingRecord, error: { Error?: 
   const message = canceled ? 'canceled' : (jobMessage ?? (await errorMessage(d, error)));
   const updated = await d.store.updateTraining(
     t.id,
-    { status: canceled ? 'canceled' : 'failed', error: canceled ? (t.error ?? null) : message, completed_at: d.now().toISOString(), task_token: null },
+    { status: canceled ? 'canceled' : 'failed', error: canceled ? (t.error ?? null) : boundedError(message), completed_at: d.now().toISOString(), task_token: null },
     { status: ['starting', 'processing', 'pushing'] },
   );
   return { status: updated?.status ?? t.status };

@@ -30,6 +30,15 @@ export function logTail(log: string, maxBytes: number = LOG_TAIL_BYTES): string 
   return bytes.subarray(start).toString('utf8');
 }
 
+/** UTF-8 bytes of a trainer's error the record keeps: a traceback can be as long as a log. */
+export const ERROR_MAX_BYTES = 16 * 1024;
+
+/** A trainer's error as the record keeps it: whole when it fits, else its end (where a traceback names the exception), marked cut. */
+export function boundedError(error: string): string {
+  const tail = logTail(error, ERROR_MAX_BYTES - 4);
+  return tail.length === error.length ? error : `…\n${tail}`;
+}
+
 /** What of a new log the record keeps: its tail, its length, and whether the bucket must hold it whole. */
 export function recordedLog(log: string): { tail: string; length: number; whole: boolean } {
   const tail = logTail(log);

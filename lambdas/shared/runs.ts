@@ -8,7 +8,7 @@ import type { BaseDeps, Deps } from './deps.ts';
 import { StepError, StepErrors, type TrainerResult } from './steps.ts';
 import { isTerminal, type TrainingRecord } from './training.ts';
 import { LOGS_EVERY_MS, wants } from './events.ts';
-import { recordedLog, saveWholeLog } from './run-logs.ts';
+import { boundedError, recordedLog, saveWholeLog } from './run-logs.ts';
 import type { RunState } from './trainers/types.ts';
 
 /** Late or duplicate completions are normal: the token already closed. */
@@ -68,7 +68,7 @@ export async function recordRunState(
     fields['run.output'] = outcome.result.output_url;
   } else if (outcome.kind === 'failed') {
     fields['run.terminal'] = state.status === 'canceled' ? 'canceled' : 'failed';
-    fields.error = outcome.error;
+    fields.error = boundedError(outcome.error);
   }
   if (Object.keys(fields).length === 0) return { outcome, training: t };
   const training = await d.store.updateTraining(t.id, fields, { status: ['starting', 'processing'] });

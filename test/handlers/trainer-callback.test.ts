@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackSecret } from '#shared/ids';
-import { LOG_TAIL_BYTES, logKey } from '#shared/run-logs';
+import { ERROR_MAX_BYTES, LOG_TAIL_BYTES, logKey } from '#shared/run-logs';
 import type { TrainingRecord } from '#shared/training';
 import { trainerCallback } from '../../lambdas/trainer-callback/core.ts';
 import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
@@ -164,6 +164,22 @@ describe('completion', () => {
     const done = await fx.finished(task.executionArn);
     expect(done).toMatchObject({ status: 'FAILED', error: 'TrainerFailed' });
     expect(done.cause).toMatch(/--upload-url/);
+  });
+
+  it("a trainer's error longer than a DynamoDB item holds fails the run with the error's end", async () => {
+    const task = await fx.waitingTask();
+    const t = await started({ task_token: task.token });
+    const frames = Array.from({ length: 7000 }, (_, i) => `  File "/src/train.py", line ${i}, in step\n    ▶ loss.backward()\n`).join('');
+    const error = `Traceback (most recent call last):\n${frames}RuntimeError: CUDA out of memory`;
+    expect(Buffer.byteLength(error)).toBeGreaterThan(400 * 1024);
+    expect((await call(t, prediction(t, { status: 'failed', error }))).status).toBe(200);
+
+    const after = await reread(t);
+    expect(after.run.terminal).toBe('failed');
+    expect(Buffer.byteLength(after.error!)).toBeLessThanOrEqual(ERROR_MAX_BYTES);
+    // Cut at a line start, so the record holds whole frames and the exception.
+    expect(after.error).toMatch(/^…\n( {2}File | {4}▶ ).*RuntimeError: CUDA out of memory$/s);
+    expect(await fx.finished(task.executionArn)).toMatchObject({ status: 'FAILED', error: 'TrainerFailed' });
   });
 
   it('a duplicate terminal callback is a 200 no-op', async () => {
