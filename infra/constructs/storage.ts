@@ -58,7 +58,9 @@ export class Storage extends Construct {
       serverAccessLogsPrefix: 'data/',
       lifecycleRules: [
         { prefix: PREFIX.staged, expiration: Duration.days(props.config.retention.staged_archive_days) },
-        { prefix: PREFIX.uploads, expiration: Duration.days(1) },
+        // A training reads its upload when it leaves its trainer's queue (signed then): keep the
+        // upload a day past the longest wait there.
+        { prefix: PREFIX.uploads, expiration: Duration.days(1 + Math.ceil(props.config.timeouts.queue_seconds / 86_400)) },
         // The demo trainer's outputs: staged copies are what the pipeline keeps.
         { prefix: PREFIX.trainerOutputs, expiration: Duration.days(1) },
         // SageMaker jobs' request channels (the user's photos), outputs and checkpoints.

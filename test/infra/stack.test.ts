@@ -78,7 +78,8 @@ describe('synthesized template', () => {
         expect.objectContaining({ Prefix: 'staged/', ExpirationInDays: 3 }),
         // Whole trainer logs go with the training's staged data.
         expect.objectContaining({ Prefix: 'logs/', ExpirationInDays: 3 }),
-        expect.objectContaining({ Prefix: 'uploads/', ExpirationInDays: 1 }),
+        // Uploads outlive the longest wait in a trainer's queue (a day by default) by a day.
+        expect.objectContaining({ Prefix: 'uploads/', ExpirationInDays: 2 }),
         expect.objectContaining({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 } }),
       ]),
     );
