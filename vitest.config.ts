@@ -10,5 +10,9 @@ export default defineConfig({
     // Most files wait on servers, trainers and containers rather than compute, so two at once
     // keep the suite well inside CI's budget.
     maxWorkers: 2,
+    // cfn-lint over every template an infra test synthesizes (test/helpers/cfn-lint-setup.ts),
+    // each distinct one once a run (test/helpers/cfn-lint.ts).
+    setupFiles: ['test/helpers/cfn-lint-setup.ts'],
+    globalSetup: ['test/helpers/cfn-lint.ts'],
   },
 });

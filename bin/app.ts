@@ -25,6 +25,8 @@ const config = parseConfig(
 new DreamboothStack(app, 'Dreambooth', {
   config,
   // The region the CLI deploys to (where CodeBuild lacks Lambda compute, builds use EC2 compute).
+  // The CLI always sets CDK_DEFAULT_REGION, from AWS_REGION, AWS_DEFAULT_REGION or the profile's
+  // region, else us-east-1 (overriding one set by hand), so the stack's ARNs name the region.
   env: process.env.CDK_DEFAULT_REGION ? { region: process.env.CDK_DEFAULT_REGION } : undefined,
   description: 'dreambooth-api: self-hosted DreamBooth training API',
 });

@@ -41,6 +41,25 @@ export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
   'states:SendTaskHeartbeat',
 ]);
 
+/**
+ * An ARN's partition, region and account as CDK writes them: the pseudo parameter, or a literal
+ * value. The CLI always gives the app a region (CDK_DEFAULT_REGION, `us-east-1` when none is
+ * configured) and bin/app.ts passes it as the stack's `env`; with `env.account`, the account is
+ * literal too. An acknowledgement must hold in any of them.
+ */
+const PARTITION = String.raw`(?:<AWS::Partition>|aws(?:-[a-z]+)*)`;
+const REGION = String.raw`(?:<AWS::Region>|[a-z]{2}(?:-[a-z]+)+-\d+)`;
+const ACCOUNT = String.raw`(?:<AWS::AccountId>|\d{12})`;
+
+/** A reviewed ARN shape: `service` and `resource` are regular expression sources. */
+const arn = (service: string, resource: string) => new RegExp(`^arn:${PARTITION}:${service}:${REGION}:${ACCOUNT}:${resource}$`);
+
+/**
+ * The state machine's name inside an ARN: `<Id.Name>`, or, in a stack with a literal region,
+ * the sixth field of its ARN (`{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"Id"}]}]}`).
+ */
+const STATE_MACHINE_NAME = String.raw`(?:<Workflow\w+\.Name>|\{"Fn::Select":\[6,\{"Fn::Split":\[":",\{"Ref":"Workflow\w+"\}\]\}\]\})`;
+
 /** Reviewed wildcard shapes, in cdk-nag's flattened notation (`<LogicalId.Attr>`). */
 const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
   {
@@ -52,11 +71,11 @@ const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
     reason: "A SageMaker job's role: one folder (request channel, output or checkpoints) of each training's job prefix.",
   },
   {
-    shape: /^arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:training-job\/db-[0-9a-f]{8}-\*$/,
+    shape: arn('sagemaker', String.raw`training-job/db-[0-9a-f]{8}-\*`),
     reason: "Training jobs are named <stack prefix><training id>: the state machine reaches this stack's jobs only.",
   },
   {
-    shape: /^arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:\/aws\/sagemaker\/TrainingJobs:log-stream:db-[0-9a-f]{8}-\*$/,
+    shape: arn('logs', String.raw`log-group:/aws/sagemaker/TrainingJobs:log-stream:db-[0-9a-f]{8}-\*`),
     reason: "SageMaker's fixed training log group; streams are named after the job, so only this stack's jobs' streams.",
   },
   {
@@ -64,19 +83,19 @@ const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
     reason: 'Invoking a function also covers its versions and aliases (the qualified ARNs); the function itself is fixed.',
   },
   {
-    shape: /^arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository\/[a-z0-9._/-]+\/\*$/,
+    shape: arn('ecr', String.raw`repository/[a-z0-9._/-]+/\*`),
     reason: 'One ECR repository per model under the configured prefix, created on its first version.',
   },
   {
-    shape: /^arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:.+:\*$/,
-    reason: "Executions of the training state machine (one per training, named by its id); the state machine is fixed.",
+    shape: arn('states', String.raw`execution:${STATE_MACHINE_NAME}:\*`),
+    reason: 'Executions of the training state machine (one per training, named by its id); the state machine is fixed.',
   },
   {
-    shape: /^arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:\/aws\/codebuild\/<(Build|WorkflowSageMakerMirror)\w+>:\*$/,
+    shape: arn('logs', String.raw`log-group:/aws/codebuild/<(Build|WorkflowSageMakerMirror)\w+>:\*`),
     reason: "CodeBuild's default grant on its project's own log group streams (the project logs to its own group).",
   },
   {
-    shape: /^arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group\/<(Build|WorkflowSageMakerMirror)\w+>-\*$/,
+    shape: arn('codebuild', String.raw`report-group/<(Build|WorkflowSageMakerMirror)\w+>-\*`),
     reason: "CodeBuild's default grant on its project's own report groups.",
   },
 ];

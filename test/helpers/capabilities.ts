@@ -61,3 +61,20 @@ export function localModeImages(): 'registry' | 'layout' {
 export function requireLocalModeRegistry(skipped: string): Capability<'registry'> {
   return decide(skipped, () => (localModeImages() === 'registry' ? ('registry' as const) : { missing: 'a registry for local mode (DREAMBOOTH_TEST_REGISTRY or docker-registry)' }));
 }
+
+let cfnLint: string | null | undefined;
+
+/** cfn-lint, AWS's CloudFormation linter (a Python tool: `pip install cfn-lint`): its version. */
+export function requireCfnLint(skipped: string): Capability<string> {
+  cfnLint ??= cfnLintVersion();
+  const version = cfnLint;
+  return decide(`${skipped} (pip install cfn-lint)`, () => version ?? { missing: 'cfn-lint' });
+}
+
+function cfnLintVersion(): string | null {
+  try {
+    return execFileSync('cfn-lint', ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 30_000 }).trim();
+  } catch {
+    return null;
+  }
+}

@@ -1,5 +1,6 @@
 /**
- * bin/app.ts as the CDK CLI runs it: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR.
+ * bin/app.ts as the CDK CLI runs it: context from CDK_CONTEXT_JSON, output to CDK_OUTDIR. The
+ * CLI itself, for the shipped configuration and in several regions: deploy-synth.test.ts.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,17 +33,6 @@ describe('bin/app.ts', () => {
     return d;
   };
   afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-  it('synthesizes the stack from the repository configuration', async () => {
-    const out = outdir();
-    const { code, stderr } = await synth({ ...cdkJson.context.dreambooth, ...SECTIONS }, out);
-    expect(stderr).not.toMatch(/AwsSolutions-/);
-    expect(code).toBe(0);
-    expect(existsSync(join(out, 'Dreambooth.template.json'))).toBe(true);
-    // The OpenAPI document is a build artifact beside the template.
-    const doc = JSON.parse(readFileSync(join(out, 'openapi.json'), 'utf8'));
-    expect(doc).toMatchObject({ openapi: '3.1.0', paths: { '/v1/trainings': { post: { operationId: 'createSeedTraining' } } } });
-  });
 
   it('fails synth on an invalid configuration, naming the key', async () => {
     const out = outdir();
