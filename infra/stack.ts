@@ -14,6 +14,7 @@ import { Storage } from './constructs/storage.ts';
 import { WebhookDelivery } from './constructs/webhook.ts';
 import { TrainingWorkflow } from './constructs/workflow.ts';
 import { wireFunctions } from './constructs/wiring.ts';
+import { checkDeployable } from './deployable.ts';
 import { acknowledgeFindings } from './nag.ts';
 
 export interface DreamboothStackProps extends StackProps {
@@ -32,6 +33,7 @@ export class DreamboothStack extends Stack {
   constructor(scope: Construct, id: string, props: DreamboothStackProps) {
     super(scope, id, props);
     const { config } = props;
+    checkDeployable(config);
     this.storage = new Storage(this, 'Storage', { config });
     this.secrets = new Secrets(this, 'Secrets', { config });
     this.build = new ModelBuild(this, 'Build', { config, storage: this.storage });

@@ -124,7 +124,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
       appendWorkers.ready().catch((e: Error) => terminal.note(`the build worker did not start: ${e.message}`));
       stops.push(() => appendWorkers.stop());
     }
-    const template = await createLocalTemplate(images);
+    const template = await createLocalTemplate(images, localDefaultTemplate(opts.configOverride));
 
     let wired: Wired | null = null;
     const server = await startLocalServer({
@@ -245,13 +245,20 @@ async function startImageStore(opts: LocalModeOptions, dataDir: string, stops: S
 const registryConfig = (images: ImageStore) =>
   images.registryHost ? { type: 'oci', host: images.registryHost, credentials_secret: 'local/registry' } : { type: 'layout', dir: images.layoutDir };
 
-/** The local stand-in for vanilla-template: a tiny Cog-style image made at start; the catalog entry for it. */
-async function createLocalTemplate({ registryHost, layoutDir }: ImageStore) {
+/**
+ * The local stand-in for vanilla-template: a tiny Cog-style image made at start; the catalog entry
+ * for it, and the default template unless `--config` names another (offline, the images of the
+ * deployed catalog are out of reach).
+ */
+async function createLocalTemplate({ registryHost, layoutDir }: ImageStore, configuredDefault: string | undefined) {
   const repository = registryHost ? `${registryHost}/templates/vanilla-template` : `oci:${join(layoutDir!, 'templates', 'vanilla-template')}`;
   const store = registryHost ? new RegistryClient({ baseUrl: `http://${registryHost}` }) : new OciLayout(repository.slice(4));
   const digest = (await createDemoTemplate(store, registryHost ? 'templates/vanilla-template' : '', 'latest')).replace(/^sha256:/, '');
-  return { catalog: { 'vanilla-template': { repository, digests: [digest] } } };
+  return { default: configuredDefault ?? 'vanilla-template', catalog: { 'vanilla-template': { repository, digests: [digest] } } };
 }
+
+const localDefaultTemplate = (override: unknown): string | undefined =>
+  (override as { templates?: { default?: string } } | undefined)?.templates?.default;
 
 /**
  * Cog-protocol servers for each demo trainer without a URL; their URLs, by trainer name. The

@@ -47,6 +47,17 @@ describe('bin/app.ts', () => {
     expect(existsSync(join(out, 'Dreambooth.template.json'))).toBe(false);
   });
 
+  it('fails synth when the default template has no pinned digest, saying how to pin one', async () => {
+    const out = outdir();
+    const templates = cdkJson.context.dreambooth.templates;
+    const { code, stderr } = await synth({ ...cdkJson.context.dreambooth, ...SECTIONS, templates: { ...templates, default: 'vanilla-template' } }, out);
+    expect(templates.catalog['vanilla-template'].digests).toBeUndefined();
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('dreambooth.templates.default: template vanilla-template has no pinned digest');
+    expect(stderr).toContain('dreambooth.templates.catalog.vanilla-template.digests');
+    expect(existsSync(join(out, 'Dreambooth.template.json'))).toBe(false);
+  });
+
   it('merges -c config=FILE over the dreambooth context, as local mode merges --config', async () => {
     const out = outdir();
     const file = join(out, 'override.json');
