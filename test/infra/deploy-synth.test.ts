@@ -113,7 +113,7 @@ describe('npx cdk synth', () => {
     }, 900_000);
   });
 
-  it('is a region without CodeBuild Lambda compute that the last region stands for', () => {
+  it('covers a region without CodeBuild Lambda compute with its last region', () => {
     expect(LAMBDA_COMPUTE_REGIONS).not.toContain(REGIONS.at(-1)!.region);
   });
 
@@ -122,8 +122,8 @@ describe('npx cdk synth', () => {
     const synths = await Promise.all(CASES.map(async ({ region }, i) => ({ region: region.region, run: await synthOf(i) })));
     const byRegion = new Map<string, string[]>();
     for (const { region, run } of synths) byRegion.set(region, [...(byRegion.get(region) ?? []), join(run.outdir, 'Dreambooth.template.json')]);
-    const queue = limit(CONCURRENT_SYNTHS);
-    const findings = await Promise.all([...byRegion].map(([region, files]) => queue(() => cfnLint(files, region))));
+    const lints = limit(CONCURRENT_SYNTHS);
+    const findings = await Promise.all([...byRegion].map(([region, files]) => lints(() => cfnLint(files, region))));
     expect(problems(findings.flat())).toEqual([]);
   }, 900_000);
 });
