@@ -1,16 +1,21 @@
 /**
  * One route table: the synthesized API Gateway methods are exactly the table's (no more, no
  * fewer, each on its function with its authorization), local mode reads the same from the
- * template, and every route the README shows exists.
+ * template, and every route the documents (README.md and docs/*.md) show exists.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '#shared/config';
 import { matchPath, ROUTES, type Route } from '#shared/routes';
 import { restApiOf, synthesize, type LocalApi, type Synthesized } from '../../infra/template.ts';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+// The README and the pages of docs/, read as one text: a route may be documented on any page.
+const docsDir = new URL('../../docs/', import.meta.url);
+const documents = [
+  readFileSync(new URL('../../README.md', import.meta.url), 'utf8'),
+  ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => readFileSync(new URL(f, docsDir), 'utf8')),
+].join('\n');
 
 let synth: Synthesized;
 let api: LocalApi;
@@ -61,16 +66,16 @@ describe('the REST API of the synthesized template', () => {
   });
 });
 
-describe('the README', () => {
+describe('the documents', () => {
   it('names only routes that exist', () => {
-    const named = [...readme.matchAll(/\b(GET|POST) (\/v1\/[^\s`"',)]*)/g)].map((m) => `${m[1]} ${m[2]}`);
+    const named = [...documents.matchAll(/\b(GET|POST) (\/v1\/[^\s`"',)]*)/g)].map((m) => `${m[1]} ${m[2]}`);
     expect(named.length).toBeGreaterThan(10);
     const keys = new Set(api.routes.map(key));
     for (const route of named) expect(keys, route).toContain(route);
   });
 
   it('shows only curl calls that reach a route', () => {
-    const calls = readme.split('\n').filter((line) => /curl .*\$API\/v1\//.test(line));
+    const calls = documents.split('\n').filter((line) => /curl .*\$API\/v1\//.test(line));
     expect(calls.length).toBeGreaterThan(8);
     for (const call of calls) {
       const method = call.match(/-X (\w+)/)?.[1] ?? (/ -d /.test(call) ? 'POST' : 'GET');
@@ -81,7 +86,7 @@ describe('the README', () => {
   });
 
   it('documents every token route of the table', () => {
-    const named = new Set([...readme.matchAll(/\b(GET|POST) (\/v1\/[^\s`"',)]*)/g)].map((m) => `${m[1]} ${m[2]}`));
+    const named = new Set([...documents.matchAll(/\b(GET|POST) (\/v1\/[^\s`"',)]*)/g)].map((m) => `${m[1]} ${m[2]}`));
     const undocumented = (ROUTES as readonly Route[]).filter((r) => r.auth !== 'self' && !named.has(key(r))).map(key);
     expect(undocumented).toEqual([]);
   });
