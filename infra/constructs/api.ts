@@ -158,7 +158,7 @@ export class PublicApi extends Construct {
 /**
  * How long API Gateway keeps a token's allow: a revoked token keeps working this long. One
  * minute instead of the default five bounds that, and still spares most requests an
- * authorizer invocation (README, Configuration: revoking a token).
+ * authorizer invocation (docs/deploying.md: revoking a token).
  */
 export const AUTHORIZER_CACHE_SECONDS = 60;
 

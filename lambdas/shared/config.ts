@@ -101,8 +101,8 @@ export const ReplicateTrainerSchema = z
   .strict();
 
 /**
- * A Cog trainer image run as one SageMaker training job per training (see README "Training on
- * your own AWS GPUs"). The image is copied into the stack's ECR by digest before its first job.
+ * A Cog trainer image run as one SageMaker training job per training (see
+ * docs/sagemaker.md). The image is copied into the stack's ECR by digest before its first job.
  */
 export const SageMakerTrainerSchema = z
   .object({

@@ -1,7 +1,7 @@
 /**
  * The fault suite: every failure mode, through local mode, with real receivers and a trainer
  * that misbehaves on request. Each case records its outcome; the table is printed at the end
- * (and kept in the README's reliability section).
+ * (and kept in docs/reliability.md).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
