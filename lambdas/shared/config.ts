@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { historyLimitProblem } from './history.ts';
 import { ECR_NAME_COMPONENT, ECR_NAME_RULE, ECR_REPOSITORY_NAME } from './ids.ts';
-import { ConfigError } from './runtime-config.ts';
+import { ConfigError } from './config-error.ts';
 
 const name = z
   .string()
@@ -396,7 +396,7 @@ export function configuredSecretNames(c: Pick<Config, 'trainers' | 'registry'>):
   return [...new Set(names.filter((n): n is string => Boolean(n)))];
 }
 
-export { ConfigError, resetRuntimeConfig, runtimeConfig } from './runtime-config.ts';
+export { ConfigError } from './config-error.ts';
 
 export function parseConfig(raw: unknown, source = 'dreambooth configuration'): Config {
   const result = ConfigSchema.safeParse(raw);

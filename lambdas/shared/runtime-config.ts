@@ -4,11 +4,7 @@
  * free of zod, which would cost every cold start its import.
  */
 import type { Config } from './config.ts';
-
-/** Thrown for invalid configuration; the message names each offending key. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+import { ConfigError } from './config-error.ts';
 
 let cached: Config | undefined;
 /** The configuration a Lambda runs with (baked in at bundle time, or set by local mode). */

@@ -5,7 +5,7 @@
  */
 import * as aws from '#shared/aws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resetRuntimeConfig } from '#shared/config';
+import { resetRuntimeConfig } from '#shared/runtime-config';
 import { inspectArchive } from '#shared/archive';
 import { request } from '#shared/http';
 import { DemoLambdaTrainer } from '#shared/trainers/demo-lambda';

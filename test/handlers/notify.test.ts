@@ -5,7 +5,7 @@
 import type http from 'node:http';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { resetRuntimeConfig } from '#shared/config';
+import { resetRuntimeConfig } from '#shared/runtime-config';
 import { seedView, trainingsView, type TrainingRecord } from '#shared/training';
 import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
 import { notify } from '../../lambdas/notify/core.ts';

@@ -8,7 +8,7 @@ import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client, Up
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
-import { resetRuntimeConfig } from '#shared/config';
+import { resetRuntimeConfig } from '#shared/runtime-config';
 import { setLogSink } from '#shared/log';
 import { startUploadRelay } from '../../bin/cog-upload-relay.ts';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
