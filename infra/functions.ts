@@ -7,8 +7,25 @@
  */
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
-import type { HandlerName } from './constructs/function.ts';
 import { PREFIX } from './constructs/storage.ts';
+
+/** One function per folder under `lambdas/`. */
+export const HANDLER_NAMES = [
+  'api',
+  'authorizer',
+  'trainer-callback',
+  'trainer-uploads',
+  'upload',
+  'trainer-queue',
+  'start-trainer',
+  'check-trainer',
+  'stage-weights',
+  'prepare-training-job',
+  'record',
+  'notify',
+  'demo-trainer',
+] as const;
+export type HandlerName = (typeof HANDLER_NAMES)[number];
 
 /** The service's own secrets, by the name the Secrets construct gives them. */
 export type ServiceSecret = 'apiTokens' | 'webhookSigning' | 'callbackKey';

@@ -12,25 +12,12 @@ import { Construct, type IConstruct } from 'constructs';
 import { build, type Metafile } from 'esbuild';
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
-import { FUNCTIONS } from '../functions.ts';
+import { FUNCTIONS, type HandlerName } from '../functions.ts';
 import { openApiDocument } from '../openapi.ts';
 
-export const HANDLER_NAMES = [
-  'api',
-  'authorizer',
-  'trainer-callback',
-  'trainer-uploads',
-  'upload',
-  'trainer-queue',
-  'start-trainer',
-  'check-trainer',
-  'stage-weights',
-  'prepare-training-job',
-  'record',
-  'notify',
-  'demo-trainer',
-] as const;
-export type HandlerName = (typeof HANDLER_NAMES)[number];
+// The names are declared with what each function needs (infra/functions.ts), which this construct
+// reads; its users take them from here as well.
+export { HANDLER_NAMES, type HandlerName } from '../functions.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
