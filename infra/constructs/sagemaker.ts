@@ -35,7 +35,7 @@ import { bundleBuildImage, loadBuildSpec } from './build.ts';
 import { HouseFunction, REPO_ROOT } from './function.ts';
 import { configuredSecret } from './secrets.ts';
 import type { Storage } from './storage.ts';
-import { BUILD_QUOTA_RETRY, TRANSIENT_RETRY } from './workflow.ts';
+import { BUILD_QUOTA_RETRY, TRANSIENT_RETRY } from './retries.ts';
 
 export interface SageMakerTrainingProps {
   readonly config: Config;

@@ -34,6 +34,7 @@ import type { Storage } from './storage.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
 import { SageMakerTraining } from './sagemaker.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
+import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY } from './retries.ts';
 import { TrainerCapacity } from './queue.ts';
 
 export interface TrainingWorkflowProps {
@@ -43,49 +44,6 @@ export interface TrainingWorkflowProps {
   readonly build: ModelBuild;
   readonly notify: HouseFunction;
 }
-
-/** Errors worth another try of the same step. */
-export const TRANSIENT_RETRY: RetryProps = {
-  errors: [
-    'Lambda.ServiceException',
-    'Lambda.AWSLambdaException',
-    'Lambda.SdkClientException',
-    'Lambda.TooManyRequestsException',
-    StepErrors.Transient,
-  ],
-  interval: Duration.seconds(2),
-  backoffRate: 2,
-  maxAttempts: 4,
-  maxDelay: Duration.seconds(30),
-  jitterStrategy: JitterType.FULL,
-};
-
-/**
- * StartBuild refused by the concurrent-build quota. Only that: a failed build is never retried,
- * it would push a second image.
- */
-export const BUILD_QUOTA_RETRY: RetryProps = {
-  errors: ['CodeBuild.AccountLimitExceededException'],
-  interval: Duration.seconds(30),
-  backoffRate: 2,
-  maxAttempts: 6,
-  maxDelay: Duration.seconds(300),
-  jitterStrategy: JitterType.FULL,
-};
-
-/**
- * The trainer's server refused a run that holds its slot: the queue keeps trainings from
- * meeting a busy server, so this is only the server still answering its previous run's
- * terminal webhook, or something outside this service using it. Retried for about a minute.
- */
-const TRAINER_BUSY_RETRY: RetryProps = {
-  errors: [StepErrors.TrainerBusy],
-  interval: Duration.seconds(1),
-  backoffRate: 2,
-  maxAttempts: 6,
-  maxDelay: Duration.seconds(30),
-  jitterStrategy: JitterType.FULL,
-};
 
 /** The house rules of every Task: its retries, then a catch-all to where failures go. */
 function guarded<T extends TaskStateBase>(task: T, onError: State, retries: RetryProps[] = [TRANSIENT_RETRY]): T {
