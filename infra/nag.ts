@@ -10,8 +10,11 @@ import { Stack, Validations } from 'aws-cdk-lib';
 import { CfnPolicy } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
 import { ROUTES, type Route, type RouteAuth } from '#shared/routes';
+import type { PublicApi } from './constructs/api.ts';
+import type { ModelBuild } from './constructs/build.ts';
 import { HouseFunction } from './constructs/function.ts';
-import type { DreamboothStack } from './stack.ts';
+import type { SageMakerTraining } from './constructs/sagemaker.ts';
+import type { Secrets } from './constructs/secrets.ts';
 
 /** Why a route of the route table needs no API token. */
 const NO_TOKEN_REASON: Record<Exclude<RouteAuth, 'token'>, string> = {
@@ -104,7 +107,15 @@ function ack(scope: IConstruct, id: string, reason: string): void {
   Validations.of(scope).acknowledge({ id: `AwsSolutions-${id}`, reason });
 }
 
-export function acknowledgeFindings(stack: DreamboothStack): void {
+/** The parts of the stack (which passes itself) whose findings are acknowledged here. */
+export interface ReviewedStack extends IConstruct {
+  readonly secrets: Pick<Secrets, 'apiTokens' | 'webhookSigning' | 'callbackKey'>;
+  readonly build: Pick<ModelBuild, 'projects' | 'project' | 'strategy'>;
+  readonly workflow: { readonly sagemaker?: Pick<SageMakerTraining, 'mirrorProject'> };
+  readonly api: Pick<PublicApi, 'restApi' | 'methods' | 'setsAccountLoggingRole'>;
+}
+
+export function acknowledgeFindings(stack: ReviewedStack): void {
   for (const secret of [stack.secrets.apiTokens, stack.secrets.webhookSigning, stack.secrets.callbackKey]) {
     ack(
       secret,
