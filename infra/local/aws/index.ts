@@ -18,6 +18,7 @@ import type { TaskHandler } from './tasks.ts';
 import { credentialsOf, makePrincipals, type Credentials } from '../iam/principals.ts';
 import { authorize, decideS3, deniedMessage, startAuthProxy, type Authority, type Denial, type Principal } from '../iam/proxy.ts';
 import type { PrincipalPolicies } from '../iam/template.ts';
+import { LOCAL_ACCOUNT, LOCAL_BUCKET, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../names.ts';
 import type { TableDefinition } from '../table.ts';
 import { TaskTokens } from './tokens.ts';
 
@@ -28,11 +29,6 @@ export type { LocalLambda } from './services.ts';
 export { INTERRUPTED_ERROR } from './executions.ts';
 export { pollUntil } from './poll.ts';
 
-export const LOCAL_REGION = 'us-east-1';
-export const LOCAL_BUCKET = 'dreambooth-local';
-export const LOCAL_TABLE = 'dreambooth-trainings';
-export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:000000000000:stateMachine:dreambooth-training`;
-export const LOCAL_ACCOUNT = '000000000000';
 /** The operator's key pair (local mode itself, as CloudFormation on AWS): s3rver's built-in one. */
 const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 

@@ -17,7 +17,7 @@ import { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { ecrRepositoryArn, localRepositoryName, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn } from '../../asl.ts';
 import { HouseFunction, type HandlerName } from '../../constructs/function.ts';
-import { LOCAL_BUCKET, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../aws/index.ts';
+import { LOCAL_BUCKET, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../names.ts';
 import { SECRET_IDS } from '../secrets.ts';
 import type { DreamboothStack } from '../../stack.ts';
 import type { Statement } from './policy.ts';
