@@ -30,8 +30,9 @@ describe('local mode with the replicate backend', () => {
       registry: process.env.DREAMBOOTH_TEST_REGISTRY,
       config: {
         trainers: { replicate: { backend: 'replicate', api_url: fake.url, api_token_secret: TOKEN_SECRET, replicate_model: 'replicate/dreambooth' } },
-        // Short waits, so a lost callback is noticed within seconds.
-        timeouts: { callback_poll_seconds: 3, callback_heartbeat_seconds: 2 },
+        // Short waits, so a lost callback is noticed within seconds; a deadline to match, so the
+        // wait loop stays inside an execution's 25,000 history events.
+        timeouts: { callback_poll_seconds: 3, callback_heartbeat_seconds: 2, training_seconds: 1800 },
         egress: { allow: ['127.0.0.0/8', '::1/128'] },
       },
       secrets: { [TOKEN_SECRET]: fake.token },

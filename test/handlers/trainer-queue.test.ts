@@ -42,7 +42,8 @@ const waitTokens = new Map<string, string>();
 const grants = new Map<string, SlotGrant>();
 const config = testConfig({
   trainers: { pool: { backend: 'cog', urls: ['http://127.0.0.1:9/a', 'http://127.0.0.1:9/b'], concurrency: 1 } },
-  timeouts: { queue_poll_seconds: 30 },
+  // A short poll with a deadline to match (an execution's history ends at 25,000 events).
+  timeouts: { queue_poll_seconds: 30, queue_seconds: 6 * 3600 },
 });
 let queue: TrainerQueue;
 let store: Store;
