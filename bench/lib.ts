@@ -46,7 +46,7 @@ export function incompressible(bytes: number, seed = 1): Readable {
 export async function writeWeightsZip(path: string, files: Record<string, number>): Promise<void> {
   const z = new yazl.ZipFile();
   z.addBuffer(Buffer.from('{"_class_name": "StableDiffusionPipeline"}'), 'model_index.json');
-  Object.entries(files).forEach(([name, size], i) => z.addReadStream(incompressible(size, i + 2), name, { size, compress: false }));
+  for (const [i, [name, size]] of Object.entries(files).entries()) z.addReadStream(incompressible(size, i + 2), name, { size, compress: false });
   z.end();
   await pipeline(z.outputStream, createWriteStream(path));
 }

@@ -74,7 +74,7 @@ function summarize(
   queue: QueueResults | null,
   seconds: number,
 ) {
-  const m = (xs: number[] | null | undefined) => (xs && xs.length ? median(xs) : NaN);
+  const m = (xs: number[] | null | undefined) => (xs?.length ? median(xs) : NaN);
   const floor = m(build?.floor);
   const append = m(build?.append);
   const docker = m(build?.docker);

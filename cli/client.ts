@@ -48,10 +48,12 @@ export class Client {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: a caller that names no type reads the JSON as it comes
   get<T = any>(path: string): Promise<T> {
     return this.request<T>('GET', path);
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: a caller that names no type reads the JSON as it comes
   post<T = any>(path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     return this.request<T>('POST', path, body, headers);
   }
@@ -76,6 +78,7 @@ export class Client {
       throw new NetworkError(printable(url), e);
     }
     const text = await res.text().catch(() => '');
+    // biome-ignore lint/suspicious/noExplicitAny: the body as parsed; an error's fields are read below, else it is returned as T
     let json: any = null;
     try {
       json = text ? JSON.parse(text) : null;

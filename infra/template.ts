@@ -14,6 +14,7 @@ import { DreamboothStack } from './stack.ts';
 
 export interface CfnResource {
   Type: string;
+  // biome-ignore lint/suspicious/noExplicitAny: a synthesized resource's properties, as CloudFormation has them
   Properties?: Record<string, any>;
 }
 export interface CfnTemplate {

@@ -14,7 +14,7 @@ import {
   Dashboard,
   GraphWidget,
   MathExpression,
-  Metric,
+  type Metric,
   SingleValueWidget,
   TextWidget,
   TreatMissingData,

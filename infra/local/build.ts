@@ -128,7 +128,7 @@ class AppendWorkers {
     const worker = await taken;
     worker.ref();
     let reusable = false;
-    let stop = () => undefined as void;
+    let stop: () => void = () => {};
     try {
       return await new Promise<Record<string, string>>((resolve, reject) => {
         stop = () => reject(new Error('the build was stopped'));

@@ -4,7 +4,7 @@
  * structured service log line also goes to <data dir>/service.log.
  */
 import { appendFileSync } from 'node:fs';
-import { Store } from '#shared/store';
+import type { Store } from '#shared/store';
 import type { ExecutionEvent } from './aws/index.ts';
 
 const time = () => new Date().toISOString().slice(11, 19);

@@ -5,7 +5,7 @@
  * keeps its digest. Skipped when the target has it already; a re-run after a partial copy
  * uploads only the blobs still missing.
  */
-import { RegistryClient, RegistryError } from '#shared/oci/registry';
+import { type RegistryClient, RegistryError } from '#shared/oci/registry';
 
 export interface MirrorResult {
   digest: string;

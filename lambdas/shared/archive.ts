@@ -297,6 +297,7 @@ function asArchiveError(err: unknown, what: string): ArchiveError {
 
 const MiB = 1024 * 1024;
 const S_IFMT = 0o170000;
+// biome-ignore lint/complexity/useSimpleNumberKeys: file-type bits read in octal, as in stat(2)
 const FILE_TYPES: Record<number, string | null> = { 0: null, 0o100000: null, 0o040000: null, 0o120000: 'a symlink' };
 
 /** Name of an entry as an extractor using yauzl sees it (UTF-8 flag, Info-ZIP unicode path, else CP437). */

@@ -8,7 +8,7 @@
  * A tar has no central directory, so it is checked by reading it once, streamed (constant
  * memory): every header through the same Tally as a zip's entries, entry data skipped.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { ArchiveError, Tally, type ArchiveLimits, type ArchiveSummary } from './archive.ts';
 

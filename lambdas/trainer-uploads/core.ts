@@ -104,7 +104,7 @@ export async function trainerUpload(
 /** Only a configured Cog trainer with an upload token secret, and that token, in constant time. */
 async function authorised(d: Deps, trainer: string, authorization: string | undefined): Promise<boolean> {
   const t = Object.hasOwn(d.config.trainers, trainer) ? d.config.trainers[trainer] : undefined;
-  if (!t || t.backend !== 'cog' || !t.upload_token_secret) return false;
+  if (t?.backend !== 'cog' || !t.upload_token_secret) return false;
   const given = (authorization ?? '').replace(/^Bearer\s+/i, '');
   const expected = await getSecretKey(d.secrets, t.upload_token_secret);
   return given.length > 0 && safeEqual(given, expected);
@@ -157,7 +157,7 @@ function decodeRef(trainer: string, uploadId: string): Ref | null {
   try {
     const ref = UploadRef.parse(JSON.parse(Buffer.from(uploadId, 'base64url').toString('utf8')));
     // A trainer's token reaches that trainer's uploads only.
-    const own = new RegExp(`^${TRAINER_OUTPUTS}${escape(trainer)}/[0-9a-f]{32}/[A-Za-z0-9._-]+$`);
+    const own = new RegExp(`^${TRAINER_OUTPUTS}${escapeRegExp(trainer)}/[0-9a-f]{32}/[A-Za-z0-9._-]+$`);
     return own.test(ref.k) ? ref : null;
   } catch {
     return null;
@@ -170,7 +170,7 @@ export function safeFilename(name: string): string {
   return /^\.+$/.test(safe) ? `_${safe}` : safe;
 }
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function parseJson(body: string): unknown {
   try {

@@ -42,7 +42,7 @@ export async function startFaultyTrainer(zips: Record<string, Buffer>) {
     }
     if (req.method === 'POST' && (m = url.pathname.match(/^\/predictions\/(.+)\/cancel$/))) {
       const run = runs.get(m[1]!);
-      if (!run || run.status !== 'processing') return json(404, { detail: 'not found' });
+      if (run?.status !== 'processing') return json(404, { detail: 'not found' });
       run.canceled = true;
       canceled.push(run.id);
       return json(200, {});

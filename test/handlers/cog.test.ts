@@ -21,7 +21,7 @@ interface CogBehaviour {
 let cog: CogBehaviour;
 let server: TestServer;
 
-function answer(req: SeenRequest, res: http.ServerResponse): void {
+function answer(req: SeenRequest, res: http.ServerResponse) {
   const path = req.url.split('?')[0]!;
   if (req.method === 'GET' && path === '/health-check') return sendJson(res, 200, { status: cog.health, setup: {} });
   const put = path.match(/^\/predictions\/([^/]+)$/);
@@ -71,7 +71,7 @@ describe('cog start', () => {
       `PUT /predictions/${run().runId}`,
     ]);
     const put = server.requests[1]!;
-    expect(put.headers['prefer']).toBe('respond-async');
+    expect(put.headers.prefer).toBe('respond-async');
     expect(put.headers['content-type']).toBe('application/json');
     const body = JSON.parse(put.body);
     expect(body.webhook).toBe(run().callbackUrl);

@@ -53,7 +53,7 @@ describe('startTrainer', () => {
   });
 
   it("starts a pooled trainer's run on its slot's server, and keeps it there when re-entered", async () => {
-    const other = await startServer((req, res) => sendJson(res, 500, { detail: 'the wrong server' }));
+    const other = await startServer((_req, res) => sendJson(res, 500, { detail: 'the wrong server' }));
     try {
       const d = fx.withConfig({ trainers: { pool: { backend: 'cog', urls: [other.url, cog.url] } } });
       const t = await newTraining(d, { trainer: 'pool', logs: 'waiting for trainer pool: 0 ahead\n' });
@@ -77,7 +77,7 @@ describe('startTrainer', () => {
 
     const put = puts()[0]!;
     expect(put.url).toBe(`/predictions/${t.run.id}`);
-    expect(put.headers['prefer']).toBe('respond-async');
+    expect(put.headers.prefer).toBe('respond-async');
     const webhook = new URL(JSON.parse(put.body).webhook);
     expect(`${webhook.origin}${webhook.pathname}`).toBe(`${PUBLIC_URL}/v1/callbacks/${t.id}`);
     expect(webhook.searchParams.get('secret')).toBe(callbackSecret(fx.callbackKey, t.id));

@@ -32,7 +32,9 @@ describe('bin/app.ts', () => {
     dirs.push(d);
     return d;
   };
-  afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
 
   it('fails synth on an invalid configuration, naming the key', async () => {
     const out = outdir();

@@ -44,7 +44,9 @@ function clientsFor(local: LocalAws) {
   };
 }
 type Clients = ReturnType<typeof clientsFor>;
-const destroy = (c: Clients) => Object.values(c).forEach((client) => client.destroy());
+const destroy = (c: Clients) => {
+  for (const client of Object.values(c)) client.destroy();
+};
 
 let dataDir: string;
 let local: LocalAws;

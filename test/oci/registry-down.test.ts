@@ -44,6 +44,7 @@ describe.runIf(available)('the append build while the registry is down', () => {
     const env = BuildImageEnv.parse({ ...fx.buildEnv('acme/retried'), IMAGE_REPOSITORY: `127.0.0.1:${port}/acme/retried` });
     const log: string[] = [];
     // The registry comes back when the build has seen it down (an event, not a clock).
+    // biome-ignore lint/correctness/noUnusedVariables: read by `??=` below, so the proxy opens once
     let opened: Promise<void> | undefined;
     const record = (line: string) => {
       log.push(line);

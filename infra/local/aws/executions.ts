@@ -69,7 +69,7 @@ export class ExecutionStore {
   /** Closes a running execution; false when it had already ended. */
   close(executionArn: string, patch: Omit<Partial<ExecutionRecord>, 'executionArn'>): boolean {
     const rec = this.byArn.get(executionArn);
-    if (!rec || rec.status !== 'RUNNING') return false;
+    if (rec?.status !== 'RUNNING') return false;
     Object.assign(rec, { stopDate: Date.now(), ...patch });
     this.save();
     return true;

@@ -62,7 +62,7 @@ async function sendObject(ctx) {
   } catch (e) {
     res.destroy(e);
   } finally {
-    await (handle && handle.close());
+    await handle?.close();
   }
 }
 
@@ -119,7 +119,7 @@ start().then(
       if (m && m.type === 'decision') {
         const resolve = decisions.get(m.id);
         decisions.delete(m.id);
-        return resolve && resolve(m.decision);
+        return resolve?.(m.decision);
       }
       if (m && m.type === 'gate') {
         gated = true;
@@ -137,5 +137,5 @@ start().then(
       server.closeAllConnections();
     });
   },
-  (e) => parentPort.postMessage({ type: 'error', message: e && e.stack ? e.stack : String(e) }),
+  (e) => parentPort.postMessage({ type: 'error', message: e?.stack ? e.stack : String(e) }),
 );

@@ -3,13 +3,13 @@
  * the bucket and table the stack creates on AWS.
  */
 import { Worker } from 'node:worker_threads';
-import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   BatchWriteItemCommand,
   CreateTableCommand,
   DeleteTableCommand,
   DescribeTableCommand,
-  DynamoDBClient,
+  type DynamoDBClient,
   ResourceNotFoundException,
   ScanCommand,
   type AttributeValue,
@@ -57,7 +57,9 @@ async function startHosted(kind: 's3' | 'dynamodb', path: string, keys: AccessKe
     const answer = (decision: S3Decision) => worker.postMessage({ type: 'decision', id: m.id, decision });
     decide!(m.request).then(answer, (e: Error) => answer({ refuse: { status: 500, code: 'InternalError', message: `local IAM failed: ${e.message}` } }));
   });
-  const fail = (e: Error) => waiting.splice(0).forEach((w) => w.reject(e));
+  const fail = (e: Error) => {
+    for (const w of waiting.splice(0)) w.reject(e);
+  };
   worker.on('error', fail).on('exit', (code) => fail(new Error(`local ${kind} stopped (exit ${code})`)));
   const next = () => new Promise<HostMessage>((resolve, reject) => waiting.push({ resolve, reject }));
   const ready = await next();

@@ -62,7 +62,7 @@ export class CogTrainer implements TrainerBackend {
 
   async parseCallback(req: InboundRequest): Promise<RunState & { runId?: string }> {
     if (this.opts.authToken) {
-      const given = (req.headers['authorization'] ?? '').replace(/^Bearer\s+/i, '');
+      const given = (req.headers.authorization ?? '').replace(/^Bearer\s+/i, '');
       if (!safeEqual(given, this.opts.authToken)) throw new CallbackAuthError('bad or missing bearer token');
     }
     return parsePrediction(JSON.parse(req.body));
