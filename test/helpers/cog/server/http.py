@@ -9,19 +9,30 @@ PUT to `<upload-url>output.zip` before the terminal webhook; cancel → 200 then
 
 The run is steered by its input, so one image serves every test: `steps`, `step_seconds`,
 `fail_with` (fail with this error), `no_upload` (succeed without uploading), `output_bytes`.
-Env FAKE_COG_SETUP=fail makes setup fail.
+Env FAKE_COG_SETUP=fail makes setup fail; FAKE_COG_SETUP_UNTIL=<path> keeps it STARTING until
+that file exists (a test decides when setup ends, rather than racing a timer).
+
+It also serves a predictor's synchronous `POST /predictions` (no Prefer header), as a served
+model's image answers it: `prompt` is required (422 otherwise), the answer is the finished
+prediction with 200 — `succeeded` with a list of one PNG as a data URI (Cog's file output
+without an upload URL), or `failed` with the predictor's error (`fail_with`); another request
+meanwhile → 409. `exit_with` ends the server process mid-prediction with that status, as a
+crashed or OOM-killed model server would.
 """
 import argparse
+import base64
 import hashlib
 import http.server
 import io
 import json
 import os
+import struct
 import sys
 import threading
 import time
 import urllib.request
 import zipfile
+import zlib
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--upload-url", dest="upload_url", default=None)
@@ -115,7 +126,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(404, {"detail": "Not Found"})
         if os.environ.get("FAKE_COG_SETUP") == "fail":
             return self.reply(200, {"status": "SETUP_FAILED", "setup": {"status": "failed", "logs": "Traceback ...\nRuntimeError: weights not found\n"}})
-        if time.monotonic() - started < 0.3:
+        until = os.environ.get("FAKE_COG_SETUP_UNTIL")
+        if time.monotonic() - started < 0.3 or (until and not os.path.exists(until)):
             return self.reply(200, {"status": "STARTING", "setup": {}})
         self.reply(200, {"status": "BUSY" if state["current"] else "READY", "setup": {"status": "succeeded"}})
 
@@ -140,6 +152,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(202, {k: v for k, v in p.items() if k != "_webhook"})
 
     def do_POST(self):
+        if self.path == "/predictions":
+            return self.predict_now()
         parts = self.path.strip("/").split("/")
         with lock:
             cur = state["current"]
@@ -147,6 +161,50 @@ class Handler(http.server.BaseHTTPRequestHandler):
             cur[1].set()
             return self.reply(200, {})
         self.reply(404, {"detail": "Not Found"})
+
+    def predict_now(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+        if self.headers.get("prefer") == "respond-async":
+            return self.reply(400, {"detail": "this stand-in serves synchronous POST /predictions only"})
+        inp = body.get("input")
+        if not isinstance(inp, dict) or not isinstance(inp.get("prompt"), str):
+            return self.reply(422, {"detail": [{"loc": ["body", "input", "prompt"], "msg": "field required", "type": "value_error.missing"}]})
+        with lock:
+            if state["current"]:
+                return self.reply(409, {"detail": "Already running a prediction"})
+            p = {"id": body.get("id"), "input": inp, "output": None, "logs": "", "error": None, "status": "processing"}
+            state["current"] = (p, threading.Event())
+        try:
+            p = run_sync(p)
+        finally:
+            # As Cog: idle again before the answer goes out, so the next request is not refused.
+            with lock:
+                state["current"] = None
+        self.reply(200, p)
+
+
+def run_sync(p):
+    inp, t0 = p["input"], time.monotonic()
+    for step in range(1, int(inp.get("steps", 1)) + 1):
+        time.sleep(float(inp.get("step_seconds", 0.01)))
+        p["logs"] += "step %d/%s\n" % (step, inp.get("steps", 1))
+    if inp.get("exit_with") is not None:
+        os._exit(int(inp["exit_with"]))
+    if inp.get("fail_with"):
+        p["status"], p["error"] = "failed", inp["fail_with"]
+    else:
+        p["status"], p["output"] = "succeeded", ["data:image/png;base64," + base64.b64encode(one_pixel_png(inp["prompt"])).decode()]
+    p["metrics"] = {"predict_time": time.monotonic() - t0}
+    return p
+
+
+def one_pixel_png(prompt):
+    """A 1×1 PNG whose colour comes from the prompt."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rgb = hashlib.sha256(prompt.encode()).digest()[:3]
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" + rgb)) + chunk(b"IEND", b"")
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "5000"))), Handler)
