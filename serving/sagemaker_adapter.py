@@ -233,6 +233,7 @@ def handler_for(cog):
 
         def do_POST(self):
             if self.path.split("?")[0] != "/invocations":
+                self.close_connection = True  # its body stays unread
                 return self.reply(404, {"detail": "Not Found"})
             try:
                 status, body = invoke(cog, self.read_body())
