@@ -100,6 +100,9 @@ async function firstAnswer(url: string, deadlineMs = 20_000): Promise<Response> 
   }
 }
 
+/** A response's JSON body, untyped as the tests read it. */
+const json = (res: Response): Promise<any> => res.json();
+
 /** Polls /ping until its answer is the one wanted, or fails at the deadline. */
 async function pingUntil(adapter: Adapter, wanted: (status: number, body: any) => boolean, deadlineMs = 20_000): Promise<any> {
   const deadline = Date.now() + deadlineMs;
@@ -107,7 +110,7 @@ async function pingUntil(adapter: Adapter, wanted: (status: number, body: any) =
   for (;;) {
     const res = await fetch(`${adapter.url}/ping`).catch(() => null);
     if (res) {
-      const body = await res.json();
+      const body = await json(res);
       if (wanted(res.status, body)) return body;
       last = `${res.status} ${JSON.stringify(body)}`;
     }
@@ -138,10 +141,10 @@ describe('the SageMaker adapter starting', () => {
     const adapter = await startAdapter({ FAKE_COG_SETUP_UNTIL: setupDone });
     const before = await firstAnswer(`${adapter.url}/ping`);
     expect(before.status).toBe(503);
-    expect((await before.json()).detail).toBe('the model is starting');
+    expect((await json(before)).detail).toBe('the model is starting');
     const early = await invoke(adapter, { input: { prompt: 'too early' } });
     expect(early.status).toBe(503);
-    expect((await early.json()).detail).toBe('the model is starting');
+    expect((await json(early)).detail).toBe('the model is starting');
     writeFileSync(setupDone, '');
     expect(await pingUntil(adapter, ready)).toEqual({ status: 'ready' });
   });
@@ -177,7 +180,7 @@ describe('the SageMaker adapter serving', () => {
   it("answers an invocation with Cog's prediction, file outputs as data URIs, and logs its id but never its input", async () => {
     const res = await invoke(adapter, { id: 'pred-1', input: { prompt: 'a photo of cjw person on the moon', token_url: 'https://x.test/?sig=hunter2' } });
     expect(res.status).toBe(200);
-    const prediction = await res.json();
+    const prediction = await json(res);
     expect(prediction).toMatchObject({ id: 'pred-1', status: 'succeeded', error: null, logs: 'step 1/1\n' });
     expect(prediction.metrics.predict_time).toBeTypeOf('number');
     expect(prediction.output).toHaveLength(1);
@@ -192,18 +195,18 @@ describe('the SageMaker adapter serving', () => {
   it("answers a model's own failure with 200, status failed and the model's error", async () => {
     const res = await invoke(adapter, { id: 'pred-2', input: { prompt: 'x', fail_with: 'CUDA out of memory. Tried to allocate 2.00 GiB' } });
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ id: 'pred-2', status: 'failed', output: null, error: 'CUDA out of memory. Tried to allocate 2.00 GiB' });
+    expect(await json(res)).toMatchObject({ id: 'pred-2', status: 'failed', output: null, error: 'CUDA out of memory. Tried to allocate 2.00 GiB' });
     expect(adapter.output()).toContain('prediction pred-2: failed');
   });
 
   it('answers 400 with a detail to a body that is not JSON or has no input object', async () => {
     const notJson = await invoke(adapter, '{"input": ');
     expect(notJson.status).toBe(400);
-    expect((await notJson.json()).detail).toMatch(/^the request body is not JSON/);
+    expect((await json(notJson)).detail).toMatch(/^the request body is not JSON/);
     for (const body of [[], { input: 'a prompt' }, { prompt: 'x' }]) {
       const res = await invoke(adapter, body);
       expect(res.status).toBe(400);
-      expect((await res.json()).detail).toBe('the request body must be a JSON object with "input", an object');
+      expect((await json(res)).detail).toBe('the request body must be a JSON object with "input", an object');
     }
     const badId = await invoke(adapter, { id: 7, input: { prompt: 'x' } });
     expect(badId.status).toBe(400);
@@ -212,14 +215,14 @@ describe('the SageMaker adapter serving', () => {
   it("passes Cog's 422 on through, naming the field", async () => {
     const res = await invoke(adapter, { input: { seed: 1 } });
     expect(res.status).toBe(422);
-    expect((await res.json()).detail).toEqual([{ loc: ['body', 'input', 'prompt'], msg: 'field required', type: 'value_error.missing' }]);
+    expect((await json(res)).detail).toEqual([{ loc: ['body', 'input', 'prompt'], msg: 'field required', type: 'value_error.missing' }]);
   });
 
   it('runs invocations that arrive together one at a time (Cog would refuse the second with 409)', async () => {
     const input = (n: number) => ({ id: `burst-${n}`, input: { prompt: `p${n}`, steps: 3, step_seconds: 0.05 } });
     const answers = await Promise.all([0, 1, 2].map((n) => invoke(adapter, input(n))));
     expect(answers.map((r) => r.status)).toEqual([200, 200, 200]);
-    const bodies = await Promise.all(answers.map((r) => r.json()));
+    const bodies = await Promise.all(answers.map(json));
     expect(bodies.map((b) => [b.id, b.status])).toEqual([
       ['burst-0', 'succeeded'],
       ['burst-1', 'succeeded'],
@@ -252,7 +255,7 @@ describe('the SageMaker adapter stopping', () => {
     await pingUntil(adapter, ready);
     const res = await invoke(adapter, { id: 'pred-crash', input: { prompt: 'x', exit_with: 3 } });
     expect(res.status).toBe(502);
-    expect((await res.json()).detail).toBe('the Cog server exited with status 3 during the prediction');
+    expect((await json(res)).detail).toBe('the Cog server exited with status 3 during the prediction');
     expect(await adapter.exited).toBe(1);
     await adapter.closed;
     expect(adapter.output()).toContain('the Cog server exited with status 3');
