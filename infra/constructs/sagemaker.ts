@@ -180,12 +180,12 @@ export class SageMakerTraining extends Construct {
 
   private createMirrorProject(config: Config): Project {
     const script = new Asset(this, 'MirrorScript', {
-      path: `${REPO_ROOT}lambdas/mirror-image`,
+      path: `${REPO_ROOT}codebuild/mirror-image`,
       assetHashType: AssetHashType.OUTPUT,
       bundling: {
         // Never used: the local esbuild always bundles.
         image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
-        local: { tryBundle: (outDir) => Boolean(bundleBuildImage(outDir, 'lambdas/mirror-image/main.ts', 'mirror-image.mjs')) },
+        local: { tryBundle: (outDir) => Boolean(bundleBuildImage(outDir, 'codebuild/mirror-image/main.ts', 'mirror-image.mjs')) },
       },
     });
     const project = new Project(this, 'MirrorProject', {
