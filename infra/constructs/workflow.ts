@@ -32,7 +32,7 @@ import { StepErrors } from '#shared/steps';
 import { buildTimeouts, type ModelBuild } from './build.ts';
 import type { Storage } from './storage.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
-import { SageMakerTraining } from './sagemaker.ts';
+import { SageMakerTraining } from './training-jobs.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
 import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY } from './retries.ts';
 import { TrainerCapacity } from './queue.ts';
