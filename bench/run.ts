@@ -55,7 +55,7 @@ async function main(): Promise<void> {
     const api = only.has('api') ? await measureApi(log) : null;
     const sagemaker = only.has('sagemaker') ? await measureSageMakerPostTraining(work, reps, log) : null;
     const queue = only.has('queue') ? await measureQueue(log) : null;
-    const results = summarize(reps, build, stage, api, bundles, sagemaker, queue, (Date.now() - started) / 1000);
+    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue }, (Date.now() - started) / 1000);
     await writeFile(join(REPO_ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
     print(results, bundles);
   } finally {
@@ -64,28 +64,41 @@ async function main(): Promise<void> {
   }
 }
 
-function summarize(
-  reps: number,
-  build: BuildResults | null,
-  stage: StageResults | null,
-  api: ApiResults | null,
-  bundles: BundleRow[] | null,
-  sagemaker: SageMakerResults | null,
-  queue: QueueResults | null,
-  seconds: number,
-) {
-  const m = (xs: number[] | null | undefined) => (xs?.length ? median(xs) : NaN);
-  const floor = m(build?.floor);
-  const append = m(build?.append);
-  const docker = m(build?.docker);
-  const staged = m(stage?.stage.map((r) => r.seconds));
-  const plain = m(stage?.plain.map((r) => r.seconds));
+/** What one run measured; a part left out by `--only` is null. */
+interface Measured {
+  build: BuildResults | null;
+  stage: StageResults | null;
+  api: ApiResults | null;
+  bundles: BundleRow[] | null;
+  sagemaker: SageMakerResults | null;
+  queue: QueueResults | null;
+}
+
+/** The median, NaN for a part not run. */
+const medianOf = (xs: number[] | null | undefined) => (xs?.length ? median(xs) : NaN);
+
+/** bench/results.json: the headline values, each part's details and runs, the targets. */
+function summarize(reps: number, measured: Measured, seconds: number) {
+  const values = headline(measured);
+  return {
+    when: new Date().toISOString(),
+    machine: { cpus: cpus().length, node: process.version },
+    reps,
+    seconds: round(seconds),
+    ...(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, round(v)])) as Record<keyof typeof values, number | null>),
+    ...details(measured),
+    targets: targetsMet(values),
+  };
+}
+
+/** The numbers the targets and the docs' table read. */
+function headline({ build, stage, api, bundles, sagemaker, queue }: Measured) {
   const script = bundles?.find((b) => b.kind === 'script');
   const lambdas = bundles?.filter((b) => b.kind === 'lambda');
-  const values = {
-    append_over_floor: append / floor,
-    docker_over_append: docker / append,
-    stage_over_upload: staged / plain,
+  return {
+    append_over_floor: medianOf(build?.append) / medianOf(build?.floor),
+    docker_over_append: medianOf(build?.docker) / medianOf(build?.append),
+    stage_over_upload: medianOf(stage?.stage.map((r) => r.seconds)) / medianOf(stage?.plain.map((r) => r.seconds)),
     stage_peak_rss_mb: Math.max(...(stage?.stage.map((r) => r.peak_rss_mb) ?? [NaN])),
     api_get_p50_ms: api?.get.p50 ?? NaN,
     api_get_p99_ms: api?.get.p99 ?? NaN,
@@ -98,50 +111,52 @@ function summarize(
     build_script_kb: script?.kb ?? NaN,
     build_script_import_ms: script?.importMs ?? NaN,
     // Against its own floor runs, alternated with it on the same file.
-    sagemaker_post_training_over_floor: m(sagemaker?.post) / m(sagemaker?.floor),
+    sagemaker_post_training_over_floor: medianOf(sagemaker?.post) / medianOf(sagemaker?.floor),
     queue_all_succeeded: queue ? Number(queue.succeeded === queue.trainings) : NaN,
     queue_utilisation: queue?.utilisation ?? NaN,
     queue_fifo_inversions: queue?.fifo_inversions ?? NaN,
     queue_other_owner_wait_runs: queue?.other_owner_wait_runs ?? NaN,
   };
-  const targets = Object.fromEntries(
+}
+
+/** Each target with its value, and whether it is met (null when its part was not run). */
+function targetsMet(values: ReturnType<typeof headline>) {
+  return Object.fromEntries(
     Object.entries(TARGETS).map(([k, t]) => {
       const v = values[k as keyof typeof values];
       const met = Number.isFinite(v) ? ('max' in t ? v <= t.max : v >= t.min) : null;
       return [k, { ...t, value: round(v), met }];
     }),
   );
+}
+
+/** Each part's medians and its runs. */
+function details({ build, stage, api, bundles, sagemaker, queue }: Measured) {
   return {
-    when: new Date().toISOString(),
-    machine: { cpus: cpus().length, node: process.version },
-    reps,
-    seconds: round(seconds),
-    ...(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, round(v)])) as Record<keyof typeof values, number | null>),
     build: build && {
       template_mib: build.templateMiB,
       weights_mib: build.weightsMiB,
-      floor_s: round(floor),
-      append_s: round(append),
-      docker_s: round(docker),
+      floor_s: round(medianOf(build.floor)),
+      append_s: round(medianOf(build.append)),
+      docker_s: round(medianOf(build.docker)),
       runs: { floor: build.floor.map(round), append: build.append.map(round), docker: build.docker?.map(round) ?? null },
     },
     stage: stage && {
       bytes: stage.bytes,
-      stage_s: round(staged),
-      plain_upload_s: round(plain),
+      stage_s: round(medianOf(stage.stage.map((r) => r.seconds))),
+      plain_upload_s: round(medianOf(stage.plain.map((r) => r.seconds))),
       plain_peak_rss_mb: round(Math.max(...stage.plain.map((r) => r.peak_rss_mb))),
       runs: { stage: stage.stage, plain: stage.plain },
     },
     api,
     sagemaker: sagemaker && {
       weights_mib: sagemaker.weightsMiB,
-      floor_s: round(m(sagemaker.floor)),
-      post_training_s: round(m(sagemaker.post)),
+      floor_s: round(medianOf(sagemaker.floor)),
+      post_training_s: round(medianOf(sagemaker.post)),
       runs: { floor: sagemaker.floor.map(round), post_training: sagemaker.post.map(round) },
     },
     queue: queue && { ...queue, run_s: round(queue.run_s), makespan_s: round(queue.makespan_s) },
     bundles: bundles?.map((b) => ({ name: b.name, kb: round(b.kb), import_ms: round(b.importMs) })) ?? null,
-    targets,
   };
 }
 

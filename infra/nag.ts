@@ -13,7 +13,7 @@ import { ROUTES, type Route, type RouteAuth } from '#shared/routes';
 import type { PublicApi } from './constructs/api.ts';
 import type { ModelBuild } from './constructs/build.ts';
 import { HouseFunction } from './constructs/function.ts';
-import type { SageMakerTraining } from './constructs/sagemaker.ts';
+import type { SageMakerTraining } from './constructs/training-jobs.ts';
 import type { Secrets } from './constructs/secrets.ts';
 
 /** Why a route of the route table needs no API token. */

@@ -174,71 +174,75 @@ def post_callback(url, body):
         log("could not report progress to the training (%s); the run goes on" % getattr(e, "reason", e))
 
 
-def handler_for(run):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class RunnerHandler(http.server.BaseHTTPRequestHandler):
+    """Serves Cog: the input files (GET), the output uploads (PUT), the prediction's webhook (POST)."""
 
-        def log_message(self, *args):
-            pass  # Cog's requests to us are not the trainer's logs.
+    protocol_version = "HTTP/1.1"
+    run = None  # the Run being served, set by handler_for
 
-        def reply(self, status, body=b"{}"):
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def log_message(self, *args):
+        pass  # Cog's requests to us are not the trainer's logs.
 
-        def do_GET(self):
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-            full = local_file(path[len("/inputs/"):]) if path.startswith("/inputs/") else None
-            if not full:
-                return self.reply(404, b'{"detail": "no such input file"}')
-            self.send_response(200)
-            self.send_header("content-type", "application/octet-stream")
-            self.send_header("content-length", str(os.path.getsize(full)))
-            self.end_headers()
-            with open(full, "rb") as f:
-                shutil.copyfileobj(f, self.wfile, 1024 * 1024)
+    def reply(self, status, body=b"{}"):
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        def do_PUT(self):
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-            name = os.path.basename(path)
-            if not path.startswith("/upload/") or name in ("", ".", ".."):
-                return self.reply(404, b'{"detail": "PUT files under /upload/"}')
-            os.makedirs(MODEL_DIR, exist_ok=True)
-            part = os.path.join(MODEL_DIR, "." + name + ".part")
-            with open(part, "wb") as f:
-                self.read_body(f)
-            os.replace(part, os.path.join(MODEL_DIR, name))
-            with run.lock:
-                run.uploads.append(name)
-            self.reply(201)
+    def do_GET(self):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        full = local_file(path[len("/inputs/"):]) if path.startswith("/inputs/") else None
+        if not full:
+            return self.reply(404, b'{"detail": "no such input file"}')
+        self.send_response(200)
+        self.send_header("content-type", "application/octet-stream")
+        self.send_header("content-length", str(os.path.getsize(full)))
+        self.end_headers()
+        with open(full, "rb") as f:
+            shutil.copyfileobj(f, self.wfile, 1024 * 1024)
 
-        def do_POST(self):
-            if urllib.parse.urlsplit(self.path).path != "/webhook":
-                return self.reply(404)
-            chunks = []
-            self.read_body(chunks)
-            try:
-                prediction = json.loads(b"".join(chunks).decode("utf-8"))
-            except ValueError:
-                return self.reply(400, b'{"detail": "not JSON"}')
-            run.update(prediction)
-            self.reply(200)
+    def do_PUT(self):
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        name = os.path.basename(path)
+        if not path.startswith("/upload/") or name in ("", ".", ".."):
+            return self.reply(404, b'{"detail": "PUT files under /upload/"}')
+        os.makedirs(MODEL_DIR, exist_ok=True)
+        part = os.path.join(MODEL_DIR, "." + name + ".part")
+        with open(part, "wb") as f:
+            self.read_body(f)
+        os.replace(part, os.path.join(MODEL_DIR, name))
+        with self.run.lock:
+            self.run.uploads.append(name)
+        self.reply(201)
 
-        def read_body(self, sink):
-            write = sink.append if isinstance(sink, list) else sink.write
-            if "chunked" in self.headers.get("transfer-encoding", "").lower():
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return
-                    copy(self.rfile, write, size)
+    def do_POST(self):
+        if urllib.parse.urlsplit(self.path).path != "/webhook":
+            return self.reply(404)
+        chunks = []
+        self.read_body(chunks)
+        try:
+            prediction = json.loads(b"".join(chunks).decode("utf-8"))
+        except ValueError:
+            return self.reply(400, b'{"detail": "not JSON"}')
+        self.run.update(prediction)
+        self.reply(200)
+
+    def read_body(self, sink):
+        write = sink.append if isinstance(sink, list) else sink.write
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
                     self.rfile.readline()
-            copy(self.rfile, write, int(self.headers.get("content-length") or 0))
+                    return
+                copy(self.rfile, write, size)
+                self.rfile.readline()
+        copy(self.rfile, write, int(self.headers.get("content-length") or 0))
 
-    return Handler
+
+def handler_for(run):
+    return type("Handler", (RunnerHandler,), {"run": run})
 
 
 def copy(source, write, size):

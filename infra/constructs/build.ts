@@ -1,6 +1,6 @@
 /**
  * The image build, one of two strategies (configuration `build.strategy`):
- * - `append` (default): buildspecs/append-model.yml runs lambdas/build-image (bundled here with
+ * - `append` (default): buildspecs/append-model.yml runs codebuild/build-image (bundled here with
  *   the local esbuild into an S3 asset, the project's source) with no Docker daemon and no
  *   privileged mode: the template's layers are mounted or copied registry-side and the weights
  *   streamed from S3 into one new layer. Two projects: Lambda compute (starts in seconds, no
@@ -75,11 +75,11 @@ export function loadBuildSpec(name: 'build-model' | 'append-model' | 'mirror-ima
 }
 
 /**
- * Bundles lambdas/build-image into `<outDir>/build-image.mjs`: one file, every dependency (the
+ * Bundles codebuild/build-image into `<outDir>/build-image.mjs`: one file, every dependency (the
  * SDK clients too) inside, since CodeBuild images carry no node_modules. Node 18 is the oldest
  * Node of the images it runs on.
  */
-export function bundleBuildImage(outDir: string, entry = 'lambdas/build-image/main.ts', name = BUILD_IMAGE_SCRIPT): string {
+export function bundleBuildImage(outDir: string, entry = 'codebuild/build-image/main.ts', name = BUILD_IMAGE_SCRIPT): string {
   const outfile = join(outDir, name);
   buildSync({
     entryPoints: [`${REPO_ROOT}${entry}`],
@@ -233,10 +233,10 @@ export class ModelBuild extends Construct {
     });
   }
 
-  /** lambdas/build-image bundled at synth time (skipped, like the functions', when a stack is not bundled). */
+  /** codebuild/build-image bundled at synth time (skipped, like the functions', when a stack is not bundled). */
   private scriptAsset(): Asset {
     return new Asset(this, 'Script', {
-      path: `${REPO_ROOT}lambdas/build-image`,
+      path: `${REPO_ROOT}codebuild/build-image`,
       // The bundle also holds lambdas/shared: hash what is shipped, not the entry folder.
       assetHashType: AssetHashType.OUTPUT,
       bundling: {

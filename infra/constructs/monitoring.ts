@@ -39,12 +39,28 @@ export interface MonitoringProps {
   readonly alarmTopicArn?: string;
 }
 
+/** What the log metric filters count. */
+interface LogMetrics {
+  delivered: Metric;
+  failedAttempts: Metric;
+  givenUp: Metric;
+  refused: Metric;
+}
+
 export class Monitoring extends Construct {
   readonly dashboard: Dashboard;
   readonly alarms: { failedExecutions: Alarm; webhooksGivenUp: Alarm; callbackRefusals: Alarm };
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
+    const metrics = this.logMetrics(props);
+    this.dashboard = this.createDashboard(props, metrics);
+    this.alarms = this.createAlarms(props.stateMachine, metrics);
+    this.notifyOn(Object.values(this.alarms), props.alarmTopicArn);
+  }
+
+  /** Counts from the functions' structured logs, by metric filters. */
+  private logMetrics(props: MonitoringProps): LogMetrics {
     const count = (name: string, logGroup: ILogGroup, pattern: string) =>
       new MetricFilter(this, `${name}Filter`, {
         logGroup,
@@ -56,11 +72,15 @@ export class Monitoring extends Construct {
       }).metric({ statistic: 'Sum', period: Duration.minutes(5) });
 
     const message = (m: string) => `$.message = ${JSON.stringify(m)}`;
-    const delivered = count('WebhooksDelivered', props.notify.logGroup, `{ ${message(LOG_MESSAGES.webhook)} && $.delivered IS TRUE }`);
-    const failedAttempts = count('WebhookAttemptsFailed', props.notify.logGroup, `{ ${message(LOG_MESSAGES.webhookNotDelivered)} }`);
-    const givenUp = count('WebhooksGivenUp', props.record.logGroup, `{ ${message(LOG_MESSAGES.recorded('webhook_given_up'))} }`);
-    const refused = count('CallbacksRefused', props.callback.logGroup, `{ ${message(LOG_MESSAGES.trainerCallback)} && $.status >= 400 && $.status < 500 }`);
+    return {
+      delivered: count('WebhooksDelivered', props.notify.logGroup, `{ ${message(LOG_MESSAGES.webhook)} && $.delivered IS TRUE }`),
+      failedAttempts: count('WebhookAttemptsFailed', props.notify.logGroup, `{ ${message(LOG_MESSAGES.webhookNotDelivered)} }`),
+      givenUp: count('WebhooksGivenUp', props.record.logGroup, `{ ${message(LOG_MESSAGES.recorded('webhook_given_up'))} }`),
+      refused: count('CallbacksRefused', props.callback.logGroup, `{ ${message(LOG_MESSAGES.trainerCallback)} && $.status >= 400 && $.status < 500 }`),
+    };
+  }
 
+  private createDashboard(props: MonitoringProps, { delivered, failedAttempts, givenUp, refused }: LogMetrics): Dashboard {
     const sm = props.stateMachine;
     const executions = (['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut'] as const).map((m) =>
       sm.metric(m, { statistic: 'Sum', period: Duration.minutes(5), label: m.replace('Executions', '') }),
@@ -75,11 +95,11 @@ export class Monitoring extends Construct {
         }),
     );
 
-    this.dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.days(1) });
-    this.dashboard.addWidgets(
+    const dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.days(1) });
+    dashboard.addWidgets(
       new TextWidget({ markdown: '# dreambooth-api\nTrainings are executions named by their training id: open one in the Step Functions console.', width: 24, height: 2 }),
     );
-    this.dashboard.addWidgets(
+    dashboard.addWidgets(
       new GraphWidget({ title: 'Executions by status', left: executions, width: 12 }),
       new GraphWidget({
         title: 'Step durations (p90, ms)',
@@ -87,12 +107,15 @@ export class Monitoring extends Construct {
         width: 12,
       }),
     );
-    this.dashboard.addWidgets(
+    dashboard.addWidgets(
       new GraphWidget({ title: 'Webhook deliveries', left: [delivered, failedAttempts, givenUp], width: 8 }),
       new GraphWidget({ title: 'Build minutes', left: buildMinutes, width: 8 }),
       new SingleValueWidget({ title: 'Refused trainer callbacks (5 min)', metrics: [refused], width: 8 }),
     );
+    return dashboard;
+  }
 
+  private createAlarms(sm: StateMachine, { givenUp, refused }: LogMetrics): Monitoring['alarms'] {
     const alarm = (name: string, metric: Metric | MathExpression, threshold: number, description: string) =>
       new Alarm(this, name, {
         metric,
@@ -102,13 +125,11 @@ export class Monitoring extends Construct {
         treatMissingData: TreatMissingData.NOT_BREACHING,
         alarmDescription: description,
       });
-    const alarms = {
+    return {
       failedExecutions: alarm('FailedExecutions', sm.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }), 1, 'A training execution failed.'),
       webhooksGivenUp: alarm('WebhooksGivenUp', givenUp, 1, 'A completion webhook was given up after every retry.'),
       callbackRefusals: alarm('CallbackRefusals', refused, 10, 'Many trainer callbacks refused (4xx) within 5 minutes: a misconfigured trainer or someone probing the route.'),
     };
-    this.alarms = alarms;
-    this.notifyOn(Object.values(alarms), props.alarmTopicArn);
   }
 
   /** An alarm nobody hears is no alarm: each one tells the topic when it fires and when it clears. */

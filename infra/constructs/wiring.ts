@@ -8,7 +8,7 @@ import type { ILogGroup } from 'aws-cdk-lib/aws-logs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { environmentOf, FUNCTIONS, type Need } from '../functions.ts';
 import type { HandlerName, HouseFunction } from './function.ts';
-import type { SageMakerTraining } from './sagemaker.ts';
+import type { SageMakerTraining } from './training-jobs.ts';
 import type { Secrets } from './secrets.ts';
 import type { Storage } from './storage.ts';
 

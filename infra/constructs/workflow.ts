@@ -32,10 +32,10 @@ import { StepErrors } from '#shared/steps';
 import { buildTimeouts, type ModelBuild } from './build.ts';
 import type { Storage } from './storage.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
-import { SageMakerTraining } from './sagemaker.ts';
+import { SageMakerTraining } from './training-jobs.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
 import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY } from './retries.ts';
-import { TrainerCapacity } from './queue.ts';
+import { TrainerQueue } from './trainer-queue.ts';
 
 export interface TrainingWorkflowProps {
   readonly config: Config;
@@ -61,7 +61,7 @@ export class TrainingWorkflow extends Construct {
   /** Present when a sagemaker trainer is configured. */
   sagemaker?: SageMakerTraining;
   /** Slots and queue per trainer, in front of the train step. */
-  readonly capacity: TrainerCapacity;
+  readonly capacity: TrainerQueue;
 
   private readonly config: Config;
 
@@ -69,7 +69,9 @@ export class TrainingWorkflow extends Construct {
     super(scope, id);
     this.config = props.config;
     this.functions = this.createFunctions(props.config);
-    this.capacity = new TrainerCapacity(this, 'Capacity', { config: props.config });
+    // 'Capacity' is the id deployed stacks' resources carry: a new one would replace the
+    // function and delete its log group.
+    this.capacity = new TrainerQueue(this, 'Capacity', { config: props.config });
     this.logGroup = new LogGroup(this, 'Logs', {
       // The prefix lets Step Functions write without growing the log group's resource policy.
       logGroupName: `/aws/vendedlogs/states/dreambooth-${this.node.addr}`,

@@ -101,7 +101,7 @@ export async function runLocalBuild(input: unknown, opts: LocalBuildOptions, sig
 }
 
 /**
- * The append strategy runs the code CodeBuild runs (lambdas/build-image) in a worker thread, as
+ * The append strategy runs the code CodeBuild runs (codebuild/build-image) in a worker thread, as
  * CodeBuild runs it on a machine of its own: a build reading 512 MiB back from local S3 then
  * neither holds local mode's event loop (the API, the state machine) nor shares its heap, whose
  * garbage collections it made longer (bench: job end → version, 2.9 s → 2.4 s median). A stop

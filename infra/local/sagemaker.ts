@@ -23,7 +23,7 @@ import { promisify } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { RegistryClient } from '#shared/oci/registry';
-import { mirrorImage } from '../../lambdas/mirror-image/core.ts';
+import { mirrorImage } from '../../codebuild/mirror-image/core.ts';
 import { JOB_NAME_PATTERN, SAGEMAKER_TASK_ERRORS } from '#shared/sagemaker';
 import { StateError } from './aws/errors.ts';
 
@@ -256,7 +256,7 @@ async function walk(dir: string): Promise<string[]> {
 }
 
 /**
- * The mirror's CodeBuild step in local mode: the same copy (lambdas/mirror-image) from the
+ * The mirror's CodeBuild step in local mode: the same copy (codebuild/mirror-image) from the
  * configured registry into local mode's registry, which stands for ECR; without a registry
  * (an OCI layout on disk) there is nothing to copy into and the job runs the configured image.
  */

@@ -1,7 +1,7 @@
 /** Canceling a training: the record, the trainer's run, the execution (and its build), the webhook. */
 import { StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { InvokeCommand } from '@aws-sdk/client-lambda';
-import { memberOf, TrainerQueue } from '#shared/queue';
+import { memberOf, TrainerQueue } from '#shared/trainer-queue/index';
 import { backendFor } from '#shared/trainers/index';
 import { isTerminal, view } from '#shared/training';
 import { ownedTraining } from './reads.ts';

@@ -1,5 +1,5 @@
 /** The create flows: the seed's POST /v1/trainings, Replicate's Trainings API, and a re-template. */
-import { memberOf, TrainerQueue } from '#shared/queue';
+import { memberOf, TrainerQueue } from '#shared/trainer-queue/index';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
 import { ecrRepositoryNameProblem, newTrainingId, runIdFor } from '#shared/ids';

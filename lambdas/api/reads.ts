@@ -2,7 +2,7 @@
 import type { BaseDeps } from '#shared/deps';
 import { badRequest, notFound } from '#shared/errors';
 import type { VersionRecord } from '#shared/store';
-import { memberOf, TrainerQueue, waitingLine } from '#shared/queue';
+import { memberOf, TrainerQueue, waitingLine } from '#shared/trainer-queue/index';
 import { view, type TrainingRecord } from '#shared/training';
 import { canUse } from './requests.ts';
 import type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';

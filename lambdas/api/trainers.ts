@@ -6,8 +6,8 @@ import type { TrainerConfig } from '#shared/config';
 import type { BaseDeps } from '#shared/deps';
 import { ApiError, notFound } from '#shared/errors';
 import { inputProblems } from '#shared/input-schema';
-import { TrainerQueue } from '#shared/queue';
-import { capacityOf, describeTrainer, type ResolvedTrainer } from '#shared/trainers/index';
+import { TrainerQueue } from '#shared/trainer-queue/index';
+import { describeTrainer, type ResolvedTrainer, slotCount } from '#shared/trainers/index';
 import type { ApiDeps, ApiResponse } from './types.ts';
 
 /**
@@ -36,7 +36,7 @@ export async function listTrainers(d: ApiDeps): Promise<ApiResponse> {
     Object.entries(d.config.trainers).map(async ([key, t]) => {
       const { busy, queued } = await queue.status(key);
       // Slots, slots in use, trainings waiting for one.
-      return { ...trainerView(d, key, t), capacity: capacityOf(t), busy, queue_length: queued };
+      return { ...trainerView(d, key, t), capacity: slotCount(t), busy, queue_length: queued };
     }),
   );
   return { status: 200, body: { results, next: null } };

@@ -3,7 +3,7 @@
  * would add one more fails (Step Functions quotas). The workflow's two wait loops are the only
  * part whose length the configuration decides, so the configuration schema refuses timeouts
  * whose loops could pass the limit. The counts below are read off the workflow
- * (infra/constructs/workflow.ts, infra/constructs/queue.ts); test/infra/history.test.ts derives
+ * (infra/constructs/workflow.ts, infra/constructs/trainer-queue.ts); test/infra/history.test.ts derives
  * them again from the synthesized definition, so they cannot drift from it.
  */
 

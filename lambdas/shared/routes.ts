@@ -51,7 +51,7 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/trainings/{id}/weights', auth: 'token', fn: 'upload', op: 'getWeights', summary: "Download a succeeded training's weights (a short-lived presigned redirect)" },
   { method: 'GET', path: '/v1/trainings/{id}/logs', auth: 'token', fn: 'upload', op: 'getLogs', summary: "A training's whole log as text (`logs` is its tail); a short-lived presigned redirect once it is long" },
   { method: 'POST', path: '/v1/callbacks/{id}', auth: 'self', fn: 'trainer-callback', op: 'trainerCallback', summary: "A trainer's webhook (verified by the training's callback secret)" },
-  // The Cog upload relay (bin/cog-upload-relay.ts), checked against the trainer's upload token.
+  // The Cog upload relay (relay/), checked against the trainer's upload token.
   { method: 'POST', path: '/v1/trainer-uploads/{trainer}', auth: 'self', fn: 'trainer-uploads', op: 'create', summary: 'Start a relayed multipart upload of a trainer output' },
   { method: 'POST', path: '/v1/trainer-uploads/{trainer}/{upload_id}/parts/{n}', auth: 'self', fn: 'trainer-uploads', op: 'part', summary: 'Presign one part of a relayed upload' },
   { method: 'POST', path: '/v1/trainer-uploads/{trainer}/{upload_id}/complete', auth: 'self', fn: 'trainer-uploads', op: 'complete', summary: 'Complete a relayed upload' },

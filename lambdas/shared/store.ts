@@ -63,7 +63,7 @@ export const IDEMPOTENCY = { partition: 'IDEMPOTENCY', expiryAttribute: 'expirat
 
 export class Store {
   constructor(
-    /** Public for the trainer queue (lambdas/shared/queue.ts), which keeps its items in this table. */
+    /** Public for the trainer queue (lambdas/shared/trainer-queue/), which keeps its items in this table. */
     readonly db: DynamoDBDocumentClient,
     readonly table: string,
   ) {}

@@ -10,7 +10,7 @@
  */
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { ArchiveError, Tally, type ArchiveLimits, type ArchiveSummary } from './archive.ts';
+import { ArchiveError, Tally, type ArchiveLimits, type ArchiveSummary } from './archive-entries.ts';
 
 export const WEIGHTS_FORMATS = ['zip', 'tar', 'tar.gz', 'file'] as const;
 export type WeightsFormat = (typeof WEIGHTS_FORMATS)[number];

@@ -4,7 +4,7 @@
  * execution-status rule that frees the slot of an execution that ended any other way.
  */
 import type { Deps } from '#shared/deps';
-import { memberOf as member, TrainerQueue, waitingLine } from '#shared/queue';
+import { memberOf as member, TrainerQueue, waitingLine } from '#shared/trainer-queue/index';
 import { mustGet } from '#shared/runs';
 import { StepError, StepErrors } from '#shared/steps';
 import { isTerminal } from '#shared/training';

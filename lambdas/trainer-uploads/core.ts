@@ -1,5 +1,5 @@
 /**
- * The API side of the Cog upload relay (bin/cog-upload-relay.ts). Cog PUTs each output file to
+ * The API side of the Cog upload relay (relay/). Cog PUTs each output file to
  * `<upload-url><filename>`, which one presigned S3 URL cannot serve, so the relay streams it into
  * a multipart upload whose parts go straight to S3 through short-lived presigned URLs handed out
  * here. Every route is authorised by the trainer's own upload token, never by an API token.

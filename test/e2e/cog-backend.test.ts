@@ -1,12 +1,12 @@
 /**
  * The `cog` backend end to end through local mode, against a Cog 0.9-like trainer on loopback
  * (test/helpers/fake-cog.ts) whose `--upload-url` is local mode's upload sink, and one whose
- * `--upload-url` is the upload relay (bin/cog-upload-relay.ts) in front of local mode.
+ * `--upload-url` is the upload relay (relay/) in front of local mode.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
-import { startUploadRelay } from '../../bin/cog-upload-relay.ts';
+import { startUploadRelay } from '../../relay/server.ts';
 import { startFakeCog, type FakeCog } from '../helpers/fake-cog.ts';
 import { inspectImage } from '../helpers/images.ts';
 import { startLocal, waitFor, type Local } from '../helpers/local-mode.ts';

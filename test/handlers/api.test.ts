@@ -11,7 +11,7 @@ import { errorResponse } from '#shared/errors';
 import { logger, setLogSink } from '#shared/log';
 import { getWebhookSigningMaster } from '#shared/secrets';
 import type { TrainingRecord } from '#shared/training';
-import { memberOf, TrainerQueue } from '#shared/queue';
+import { memberOf, TrainerQueue } from '#shared/trainer-queue/index';
 import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
 import { newTraining, SECRET_IDS, startFixture, type Fixture } from '../helpers/aws-local.ts';
 import { pollUntil } from '../../infra/local/aws/index.ts';

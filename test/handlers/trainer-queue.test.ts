@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startLocalAws, type LocalAws } from '../../infra/local/aws/index.ts';
 import * as aws from '#shared/aws';
 import { newTrainingId } from '#shared/ids';
-import { serviceOrder, TrainerQueue, type QueueMember, type SlotGrant, type Slots, type Waiter } from '#shared/queue';
+import { serviceOrder, TrainerQueue, type QueueMember, type SlotGrant, type Slots, type Waiter } from '#shared/trainer-queue/index';
 import { Store } from '#shared/store';
 import { testConfig } from '../helpers/aws-local.ts';
 import { testTable } from '../helpers/table.ts';

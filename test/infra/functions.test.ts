@@ -51,7 +51,7 @@ describe('the synthesized functions', () => {
       secretId: (s) => s,
       functionName: (f) => (deployed.has(f) ? f : undefined),
     };
-    // prepare-training-job is deployed with a sagemaker trainer only (test/infra/sagemaker.test.ts).
+    // prepare-training-job is deployed with a sagemaker trainer only (test/infra/training-jobs.test.ts).
     expect(synth.functions.map((f) => f.name).sort()).toEqual(HANDLER_NAMES.filter((n) => n !== 'prepare-training-job').sort());
     for (const f of synth.functions) {
       const env = resource(f.logicalId).Properties!.Environment?.Variables ?? {};

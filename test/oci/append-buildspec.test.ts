@@ -1,5 +1,5 @@
 /**
- * buildspecs/append-model.yml with the script the append projects ship (lambdas/build-image
+ * buildspecs/append-model.yml with the script the append projects ship (codebuild/build-image
  * bundled by the construct's own esbuild call), run through sh as CodeBuild runs it, against a
  * real registry and s3rver. It must make the very image local mode's append build makes.
  */

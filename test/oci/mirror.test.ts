@@ -1,11 +1,11 @@
 /**
- * The trainer image mirror (lambdas/mirror-image) between two real registries: the source with
+ * The trainer image mirror (codebuild/mirror-image) between two real registries: the source with
  * token auth (as r8.im and most registries), the target standing for the stack's ECR.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
-import { mirrorImage, type RegistryFor } from '../../lambdas/mirror-image/core.ts';
+import { mirrorImage, type RegistryFor } from '../../codebuild/mirror-image/core.ts';
 import { describeLocalImages } from '../../infra/local/sagemaker.ts';
 import { opensslAvailable, registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
 

@@ -3,11 +3,23 @@
  * uploads, on node's http/https. No docker, no external binaries.
  */
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { Authenticator, type Credentials } from './auth.ts';
-import { backoff, discard, readBody, send } from './http.ts';
+import { discard, readBody, send } from './http.ts';
 import {
-  ACCEPTED_TYPES,
+  accept,
+  type Call,
+  checkDigest,
+  checkRepo,
+  contentType,
+  failure,
+  header,
+  pull,
+  push,
+  RegistryError,
+  RegistrySession,
+} from './registry-session.ts';
+import {
   DIGEST,
   hashStream,
   pickPlatform,
@@ -19,6 +31,8 @@ import {
   type ManifestResult,
 } from './types.ts';
 import { EgressError, type EgressGuard } from '../egress.ts';
+
+export { RegistryError } from './registry-session.ts';
 
 export interface RegistryClientOptions {
   /** `http://127.0.0.1:5000` or `https://…`; only the origin is used. */
@@ -35,53 +49,27 @@ export interface RegistryClientOptions {
   egress?: EgressGuard;
 }
 
-/** A registry said no. `code` is the registry's error code (e.g. `BLOB_UNKNOWN`); never carries credentials. */
-export class RegistryError extends Error {
-  override name = 'RegistryError';
-  constructor(
-    message: string,
-    readonly status: number,
-    readonly code?: string,
-  ) {
-    super(message);
-  }
-}
-
-interface Call {
-  method: string;
-  url: URL;
-  scopes: string[];
-  headers?: Record<string, string>;
-  body?: Buffer | Readable;
-  /** Statuses that are answers, not errors. */
-  ok: number[];
-}
-
-const REPO = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-const TAG = /^[\w][\w.-]{0,127}$/;
 const MAX_MANIFEST = 4 * 1024 * 1024;
 
 export class RegistryClient implements ImageStore {
   readonly origin: string;
-  private readonly base: URL;
-  private readonly auth: Authenticator;
-  private readonly timeoutMs: number;
+  private readonly session: RegistrySession;
   private readonly chunkBytes?: number;
   private readonly egress?: EgressGuard;
 
   constructor(opts: RegistryClientOptions) {
-    this.base = new URL(opts.baseUrl);
-    if (!/^https?:$/.test(this.base.protocol)) throw new Error('registry baseUrl must be http(s)');
-    this.origin = this.base.origin;
-    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    const base = new URL(opts.baseUrl);
+    if (!/^https?:$/.test(base.protocol)) throw new Error('registry baseUrl must be http(s)');
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    this.session = new RegistrySession(base, new Authenticator(opts.auth, base, timeoutMs, opts.egress), timeoutMs, opts.egress);
+    this.origin = base.origin;
     this.chunkBytes = opts.chunkBytes;
     this.egress = opts.egress;
-    this.auth = new Authenticator(opts.auth, this.base, this.timeoutMs, opts.egress);
   }
 
   /** `host[:port]` as it appears in image references. */
   get host(): string {
-    return this.base.host;
+    return this.session.base.host;
   }
 
   reference(repo: string, _tag: string, digest: string): string {
@@ -112,7 +100,7 @@ export class RegistryClient implements ImageStore {
     for (let hops = 0; hops < 4; hops++) {
       const res = url.origin === this.origin
         ? await this.call({ method: 'GET', url, scopes: pull(repo), ok: [200, 301, 302, 303, 307, 308] })
-        : await send({ method: 'GET', url, timeoutMs: this.timeoutMs, lookup: this.egress?.lookup });
+        : await send({ method: 'GET', url, timeoutMs: this.session.timeoutMs, lookup: this.egress?.lookup });
       if (res.statusCode === 200) return res;
       discard(res);
       const next = header(res, 'location');
@@ -262,89 +250,18 @@ export class RegistryClient implements ImageStore {
     }
   }
 
-  private location(res: IncomingMessage): URL {
-    const loc = header(res, 'location');
-    if (!loc) throw new RegistryError('upload answered without a Location', res.statusCode ?? 0);
-    const url = new URL(loc, this.base);
-    if (url.origin !== this.origin) throw new RegistryError(`upload Location points to another host (${url.host})`, res.statusCode ?? 0);
-    return url;
+  // Every call goes through the session (./registry-session.ts).
+  private call(c: Call): Promise<IncomingMessage> {
+    return this.session.call(c);
   }
 
   private url(repo: string, kind: 'manifests' | 'blobs', ref: string): URL {
-    checkRepo(repo);
-    if (kind === 'manifests' && !TAG.test(ref)) checkDigest(ref);
-    if (kind === 'blobs' && ref !== 'uploads/') checkDigest(ref);
-    return new URL(`/v2/${repo}/${kind}/${ref}`, this.base);
+    return this.session.url(repo, kind, ref);
   }
 
-  /** Sends with auth; answers a 401 once; retries idempotent calls on 429/5xx and network errors. */
-  private async call(c: Call): Promise<IncomingMessage> {
-    const replayable = !(c.body instanceof Readable);
-    const idempotent = ['GET', 'HEAD'].includes(c.method) || (c.method === 'PUT' && c.url.pathname.includes('/manifests/'));
-    let challenged = false;
-    for (let attempt = 0; ; attempt++) {
-      let res: IncomingMessage;
-      try {
-        const authorization = await this.auth.header(c.scopes);
-        res = await send({ ...c, headers: { ...c.headers, ...(authorization ? { authorization } : {}) }, timeoutMs: this.timeoutMs, lookup: this.egress?.lookup });
-      } catch (e) {
-        if (!idempotent || attempt >= 2) throw new RegistryError(`${c.method} ${c.url.pathname} failed: ${(e as Error).message}`, 0);
-        await backoff(attempt);
-        continue;
-      }
-      const status = res.statusCode ?? 0;
-      if (c.ok.includes(status)) return res;
-      if (status === 401 && !challenged && replayable) {
-        challenged = true;
-        discard(res);
-        if (await this.auth.challenged(res, c.scopes)) continue;
-      }
-      if (idempotent && attempt < 2 && (status === 429 || status >= 500)) {
-        discard(res);
-        await backoff(attempt);
-        continue;
-      }
-      throw await failure(res, c.method, c.url);
-    }
+  private location(res: IncomingMessage): URL {
+    return this.session.location(res);
   }
-}
-
-const accept = { accept: ACCEPTED_TYPES.join(', ') };
-const pull = (repo: string) => [`repository:${repo}:pull`];
-const push = (repo: string) => [`repository:${repo}:pull,push`];
-
-function header(res: IncomingMessage, name: string): string | undefined {
-  const v = res.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-const contentType = (res: IncomingMessage) => (header(res, 'content-type') ?? '').split(';')[0].trim();
-
-function checkRepo(repo: string): string {
-  if (!REPO.test(repo) || repo.length > 255) throw new RegistryError(`invalid repository name: ${JSON.stringify(repo)}`, 0, 'NAME_INVALID');
-  return repo;
-}
-
-function checkDigest(d: string): string {
-  if (!DIGEST.test(d)) throw new RegistryError(`invalid reference or digest: ${JSON.stringify(d)}`, 0, 'DIGEST_INVALID');
-  return d;
-}
-
-/** Builds a RegistryError from the registry's `{errors: [{code, message}]}` body; the path only, no query. */
-async function failure(res: IncomingMessage, method: string, url: URL): Promise<RegistryError> {
-  const status = res.statusCode ?? 0;
-  let code: string | undefined;
-  let detail = res.statusMessage ?? '';
-  try {
-    const body = JSON.parse((await readBody(res, 64 * 1024)).toString('utf8'));
-    const first = body?.errors?.[0];
-    if (typeof first?.code === 'string') code = first.code;
-    if (typeof first?.message === 'string') detail = first.message;
-  } catch {
-    // Not JSON (a HEAD, a proxy's HTML page): status and reason phrase must do.
-  }
-  const what = code ? `${code}: ${detail}` : detail;
-  return new RegistryError(`${method} ${url.pathname} answered ${status}${what ? ` (${what})` : ''}`, status, code);
 }
 
 /** Regroups a stream into buffers of exactly `size` bytes (the last may be shorter). */

@@ -19,7 +19,7 @@ export function serversOf(t: TrainerConfig): string[] {
 const perServer = (t: TrainerConfig) => t.concurrency ?? DEFAULT_CONCURRENCY[t.backend] ?? 1;
 
 /** The trainer's slots: per-server concurrency × servers for a pool, else its concurrency. */
-export function capacityOf(t: TrainerConfig | undefined): number {
+export function slotCount(t: TrainerConfig | undefined): number {
   if (!t) return 0;
   const servers = serversOf(t).length;
   return perServer(t) * Math.max(servers, 1);

@@ -11,7 +11,7 @@ import { serversOf } from './capacity.ts';
 import { TrainerFailedError, type TrainerBackend } from './types.ts';
 
 export * from './types.ts';
-export { capacityOf, serverFor, serversOf } from './capacity.ts';
+export { serverFor, serversOf, slotCount } from './capacity.ts';
 
 export interface ResolvedTrainer {
   name: string;

@@ -1,6 +1,6 @@
 /**
  * Entry of the trainer image mirror inside CodeBuild (bundled to mirror-image.mjs at synth
- * time; see infra/constructs/sagemaker.ts): `node mirror-image.mjs` copies SOURCE_IMAGE
+ * time; see infra/constructs/trainer-image-mirror.ts): `node mirror-image.mjs` copies SOURCE_IMAGE
  * (`<registry>/<repo>@sha256:…`) into TARGET_REPOSITORY (`<ECR host>/<repo>`). The source's
  * credentials, when configured, come as SOURCE_USERNAME / SOURCE_PASSWORD (SECRETS_MANAGER
  * variables resolved by CodeBuild); ECR's through GetAuthorizationToken. Exits non-zero with one

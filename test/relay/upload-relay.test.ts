@@ -1,5 +1,5 @@
 /**
- * The Cog upload relay (bin/cog-upload-relay.ts) against the trainer-upload routes: the real
+ * The Cog upload relay (relay/) against the trainer-upload routes: the real
  * trainer-uploads handler behind local mode's API Gateway stand-in, s3rver as S3, and
  * stage-weights taking the `s3://` location the relay answers.
  */
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { resetRuntimeConfig } from '#shared/runtime-config';
 import { setLogSink } from '#shared/log';
-import { startUploadRelay } from '../../bin/cog-upload-relay.ts';
+import { startUploadRelay } from '../../relay/server.ts';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { startLocalServer } from '../../infra/local/server.ts';
 import { restApiOf, synthesize } from '../../infra/template.ts';

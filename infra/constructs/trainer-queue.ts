@@ -1,7 +1,7 @@
 /**
- * Trainer capacity: the trainer-queue function, the workflow's slot states, and the rule that
- * frees a slot when an execution ends outside the workflow's own steps (stopped, failed,
- * timed out). The queue itself lives in the trainings table (lambdas/shared/queue.ts).
+ * The trainer queue in the stack: the trainer-queue function, the workflow's slot states, and
+ * the rule that frees a slot when an execution ends outside the workflow's own steps (stopped,
+ * failed, timed out). The queue itself lives in the trainings table (lambdas/shared/trainer-queue/).
  */
 import { Duration } from 'aws-cdk-lib';
 import { Rule } from 'aws-cdk-lib/aws-events';
@@ -22,18 +22,18 @@ import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
 import { HouseFunction } from './function.ts';
 
-export interface TrainerCapacityProps {
+export interface TrainerQueueProps {
   readonly config: Config;
 }
 
 /** The execution statuses that end an execution: each frees its slot (idempotent). */
 export const EXECUTION_ENDED = ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
 
-export class TrainerCapacity extends Construct {
+export class TrainerQueue extends Construct {
   readonly fn: HouseFunction;
   private readonly config: Config;
 
-  constructor(scope: Construct, id: string, props: TrainerCapacityProps) {
+  constructor(scope: Construct, id: string, props: TrainerQueueProps) {
     super(scope, id);
     this.config = props.config;
     // Its needs (the table, waking a waiter by its token, the lease check) are declared in
