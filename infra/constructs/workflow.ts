@@ -27,6 +27,7 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import type { Config } from '#shared/config';
 import { StepErrors } from '#shared/steps';
 import { buildTimeouts, type ModelBuild } from './build.ts';
@@ -247,9 +248,9 @@ export class TrainingWorkflow extends Construct {
 
   /** startBuild.sync; the result is trimmed to the build id and the pushed image. */
   private buildTask(name: string, project: IProject): CodeBuildStartBuild {
-    const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'WEIGHTS_FORMAT', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES_S3_URI'];
+    // The build environment's per-build part, as stage-weights produced it (lambdas/shared/build-env.ts).
     const overrides = Object.fromEntries(
-      names.map((n) => [
+      BUILD_OVERRIDE_NAMES.map((n) => [
         n,
         { type: BuildEnvironmentVariableType.PLAINTEXT, value: JsonPath.stringAt(`$.staged.build_env.${n}`) },
       ]),

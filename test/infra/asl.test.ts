@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import { type AslState, lambdaEvent, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
 
@@ -219,6 +220,12 @@ describe('the resolved definition', () => {
       'image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_URI')].Value",
     });
     expect(build.ResultPath).toBe('$.build');
+  });
+
+  it.each(BUILDS)("passes the build exactly the contract's overrides, from stage-weights' result: %s", (name) => {
+    const overrides = states[name]!.Parameters!.EnvironmentVariablesOverride as Array<{ Name: string; 'Value.$': string }>;
+    expect(overrides.map((o) => o.Name)).toEqual(BUILD_OVERRIDE_NAMES);
+    for (const o of overrides) expect(o['Value.$']).toBe(`$.staged.build_env.${o.Name}`);
   });
 
   it('maps each Task to the handler local mode runs', () => {
