@@ -30,6 +30,7 @@ import { CallAwsService, CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/a
 import { IntegrationPattern } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
+import { inputPath, RUN_PATH } from '#shared/execution';
 import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
 import { bundleBuildImage, loadBuildSpec } from './build.ts';
 import { HouseFunction, REPO_ROOT } from './function.ts';
@@ -42,7 +43,7 @@ export interface SageMakerTrainingProps {
   readonly storage: Storage;
   /** Where a failure goes (the Catch writes `$.error`). */
   readonly onError: State;
-  /** The step after a finished job ("Stage the weights in S3"), reading `$.trainer.output_url`. */
+  /** The step after a finished job ("Stage the weights in S3"), reading the run's output_url (RUN_PATH). */
   readonly then: State;
   /** Where trainings of other backends go, and re-templates (their run is over). */
   readonly otherwise: State;
@@ -132,11 +133,11 @@ export class SageMakerTraining extends Construct {
     const first = prepare('Prepare the SageMaker job', false);
     first.next(this.jobTask);
     // A re-template's run is over (its weights are staged): no job, on to the finished run's output.
-    const choice = new Choice(this, 'Does a SageMaker job train the model?').when(Condition.isPresent('$.retemplate_of'), props.otherwise);
+    const choice = new Choice(this, 'Does a SageMaker job train the model?').when(Condition.isPresent(inputPath('retemplate_of')), props.otherwise);
     sagemakerTrainers(config).forEach(([name, trainer], i) => {
       const mirror = this.mirrorStep(name, trainer.image, this.repositories[i]!, trainer.source_credentials_secret, props.onError);
       mirror.next(first);
-      choice.when(Condition.stringEquals('$.trainer', name), this.presenceCheck(name, trainer.image, this.repositories[i]!, mirror).next(first));
+      choice.when(Condition.stringEquals(inputPath('trainer'), name), this.presenceCheck(name, trainer.image, this.repositories[i]!, mirror).next(first));
     });
     this.start = choice.otherwise(props.otherwise);
   }
@@ -273,7 +274,7 @@ export class SageMakerTraining extends Construct {
           'output_url.$': '$.ModelArtifacts.S3ModelArtifacts',
           'predict_time.$': '$.TrainingTimeInSeconds',
         },
-        ResultPath: '$.trainer',
+        ResultPath: RUN_PATH,
         TimeoutSeconds: longest + 3 * 3600,
       },
     });

@@ -2,8 +2,7 @@
  * Payloads of the state machine's Task states (JSONPath). The workflow construct builds them
  * and the handlers parse them; keep both sides on these shapes.
  *
- * Execution input: { training_id, model, trainer, template }  (no secrets: readable in the console)
- * Execution name:  the training id.
+ * The execution's input, and where its state keeps the trainer's result: ./execution.ts.
  */
 import type { BuildOverrides } from './build-env.ts';
 import { TRAINING_ID } from './ids.ts';
