@@ -3,12 +3,12 @@
  * SDK inside, tree-shaken, the configuration baked in), its size, and its cold import time in a
  * fresh `node` process. The build-image script (CodeBuild, everything bundled) is measured too.
  */
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stop } from 'esbuild';
 import { bundleBuildImage } from '../infra/constructs/build.ts';
-import { bundleLambda, HANDLER_NAMES, LAMBDA_BUNDLE, REPO_ROOT } from '../infra/constructs/function.ts';
-import { parseConfig } from '#shared/config';
+import { bundleLambda, HANDLER_NAMES, LAMBDA_BUNDLE } from '../infra/constructs/function.ts';
+import { loadConfiguration } from '../infra/configuration.ts';
 import { median, runJsonChild } from './lib.ts';
 
 export interface BundleRow {
@@ -30,8 +30,7 @@ else await import(file);`;
 
 export async function measureBundles(outDir: string, imports = 11): Promise<BundleRow[]> {
   mkdirSync(outDir, { recursive: true });
-  const cdk = JSON.parse(readFileSync(join(REPO_ROOT, 'cdk.json'), 'utf8')) as { context: { dreambooth: unknown } };
-  const config = parseConfig(cdk.context.dreambooth);
+  const config = loadConfiguration({ source: 'cdk.json context "dreambooth"' });
   const files: [string, string][] = [];
   for (const name of HANDLER_NAMES) {
     const outfile = join(outDir, `${name}.${LAMBDA_BUNDLE.format === 'esm' ? 'mjs' : 'cjs'}`);

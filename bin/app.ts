@@ -11,17 +11,17 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { mergeConfig, parseConfig } from '#shared/config';
+import { loadConfiguration } from '../infra/configuration.ts';
 import { openApiDocument } from '../infra/openapi.ts';
 import { DreamboothStack } from '../infra/stack.ts';
 
 const app = new App();
 const file = app.node.tryGetContext('config') as string | undefined;
-const override = file ? (JSON.parse(readFileSync(file, 'utf8')) as unknown) : {};
-const config = parseConfig(
-  mergeConfig(app.node.tryGetContext('dreambooth') ?? {}, override),
-  file ? `cdk.json context "dreambooth" merged with ${file}` : 'cdk.json context "dreambooth"',
-);
+const config = loadConfiguration({
+  base: app.node.tryGetContext('dreambooth'),
+  override: file ? (JSON.parse(readFileSync(file, 'utf8')) as unknown) : undefined,
+  source: file ? `cdk.json context "dreambooth" merged with ${file}` : 'cdk.json context "dreambooth"',
+});
 new DreamboothStack(app, 'Dreambooth', {
   config,
   // The region the CLI deploys to (where CodeBuild lacks Lambda compute, builds use EC2 compute).

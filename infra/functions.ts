@@ -1,94 +1,17 @@
 /**
- * What each function needs, declared once: its limits, and its needs — each need is one
- * environment variable and the grant that goes with it (as Powertools' `bindTable` or the
- * solutions constructs set both in one call). CDK wires every function from this
- * (infra/constructs/wiring.ts); local mode gives each function exactly these variables, its own
- * (infra/local/functions.ts); so does the handler-test fixture (test/helpers/aws-local.ts).
+ * What each function needs, declared once: its limits, and its needs — each need is one kind
+ * of infra/needs.ts, which sets its environment variables and makes its grant. CDK wires every
+ * function from this (infra/constructs/wiring.ts); local mode gives each function exactly these
+ * variables, its own (infra/local/functions.ts); so does the handler-test fixture
+ * (test/helpers/aws-local.ts).
  */
 import type { Config } from '#shared/config';
-import { ENV } from '#shared/env';
 import { PREFIX } from './constructs/storage.ts';
+import type { HandlerName } from './handler-names.ts';
+import { type BucketPrefix, type EnvironmentValues, type NamedFunction, type Need, type ServiceSecret, type TrainerSecrets, variablesOf } from './needs.ts';
 
-/** One function per folder under `lambdas/`. */
-export const HANDLER_NAMES = [
-  'api',
-  'authorizer',
-  'trainer-callback',
-  'trainer-uploads',
-  'upload',
-  'trainer-queue',
-  'start-trainer',
-  'check-trainer',
-  'stage-weights',
-  'prepare-training-job',
-  'record',
-  'notify',
-  'demo-trainer',
-] as const;
-export type HandlerName = (typeof HANDLER_NAMES)[number];
-
-/** The service's own secrets, by the name the Secrets construct gives them. */
-export type ServiceSecret = 'apiTokens' | 'webhookSigning' | 'callbackKey';
-const SECRET_ENV: Record<ServiceSecret, string> = {
-  apiTokens: ENV.apiTokensSecret,
-  webhookSigning: ENV.webhookSecret,
-  callbackKey: ENV.callbackKeySecret,
-};
-
-/**
- * Secrets the configuration names: `backends` are what building a trainer backend reads (Cog
- * webhook tokens, Replicate API tokens), `downloads` what downloading a trainer's output reads
- * (Replicate API tokens), `uploads` the Cog upload relay's tokens.
- */
-export type TrainerSecrets = 'backends' | 'downloads' | 'uploads';
-
-/** Functions that others name (and may invoke), with the variable that names them. */
-const FUNCTION_ENV: Partial<Record<HandlerName, string>> = {
-  notify: ENV.notifyFunction,
-  'demo-trainer': ENV.demoTrainerFunction,
-};
-
-export type StateMachineAction = 'states:StartExecution' | 'states:DescribeExecution' | 'states:StopExecution';
-export type TaskTokenAction = 'states:SendTaskSuccess' | 'states:SendTaskFailure' | 'states:SendTaskHeartbeat';
-export type BucketPrefix = (typeof PREFIX)[keyof typeof PREFIX];
-
-export type Need =
-  /** TABLE_NAME; item reads and writes on the table and its index (`readItems`: GetItem only). */
-  | { kind: 'table'; readItems?: boolean }
-  /** BUCKET_NAME; these object actions under one prefix. */
-  | { kind: 'objects'; prefix: BucketPrefix; actions: string[] }
-  /** BUCKET_NAME only, no rights: to recognise the bucket's own (presigned) URLs. */
-  | { kind: 'bucket-name' }
-  /** The secret's id variable; GetSecretValue on it. */
-  | { kind: 'secret'; secret: ServiceSecret }
-  /** No variable (the configuration names them); GetSecretValue on each. */
-  | { kind: 'trainer-secrets'; which: TrainerSecrets }
-  /** STATE_MACHINE_ARN; these actions on it or its executions. */
-  | { kind: 'state-machine'; actions: StateMachineAction[] }
-  /** No variable; SendTaskSuccess/Failure/Heartbeat, or only `actions` (task tokens are no resources). */
-  | { kind: 'task-tokens'; actions?: TaskTokenAction[] }
-  /**
-   * No variable (the event names the execution); these actions on the state machine's
-   * executions, in a policy of its own: a function the state machine invokes cannot name the
-   * state machine in the default policy it depends on (a cycle).
-   */
-  | { kind: 'execution-status'; actions: 'states:DescribeExecution'[] }
-  /** The function's name variable; `invoke` adds lambda:InvokeFunction. Left out when that function is not deployed. */
-  | { kind: 'function'; fn: HandlerName; invoke: boolean }
-  /** PUBLIC_URL, the API's base URL (callback and training URLs are built on it). */
-  | { kind: 'public-url' }
-  /** REGISTRY_HOST, where model images are pushed. */
-  | { kind: 'registry-host' }
-  /** No variable (the build result names the stream); logs:GetLogEvents on the build's log group. */
-  | { kind: 'build-logs' }
-  /** SAGEMAKER_JOB_PREFIX, SAGEMAKER_IMAGE_HOST and SAGEMAKER_MIRRORS: the stack's job names and its trainer images' mirror. */
-  | { kind: 'sagemaker-jobs' }
-  /**
-   * BUCKET_NAME; s3:GetObject on SageMaker jobs' outputs only (`sagemaker/<id>/output/…`, not
-   * their request channels), where a SageMaker-trained training's archive stays staged. Granted
-   * only when a sagemaker trainer is configured.
-   */
-  | { kind: 'job-outputs' };
+export { HANDLER_NAMES, type HandlerName } from './handler-names.ts';
+export type { EnvironmentValues, Need, ServiceSecret, TrainerSecrets } from './needs.ts';
 
 export interface FunctionDeclaration {
   /** Seconds. @default the configuration's step timeout */
@@ -101,8 +24,8 @@ export interface FunctionDeclaration {
 const table: Need = { kind: 'table' };
 const secret = (s: ServiceSecret): Need => ({ kind: 'secret', secret: s });
 const trainerSecrets = (which: TrainerSecrets): Need => ({ kind: 'trainer-secrets', which });
-const invokes = (fn: HandlerName): Need => ({ kind: 'function', fn, invoke: true });
-const names = (fn: HandlerName): Need => ({ kind: 'function', fn, invoke: false });
+const invokes = (fn: NamedFunction): Need => ({ kind: 'function', fn, invoke: true });
+const names = (fn: NamedFunction): Need => ({ kind: 'function', fn, invoke: false });
 const objects = (prefix: BucketPrefix, ...actions: string[]): Need => ({ kind: 'objects', prefix, actions });
 const publicUrl: Need = { kind: 'public-url' };
 const jobOutputs: Need = { kind: 'job-outputs' };
@@ -222,66 +145,7 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
   'demo-trainer': { timeout: () => 15 * 60, memorySize: 256, needs: [table, objects(PREFIX.trainerOutputs, 's3:PutObject', 's3:GetObject')] },
 };
 
-/** The values of a deployment's variables: CDK tokens on AWS, local names in local mode. */
-export interface EnvironmentValues {
-  table: string;
-  bucket: string;
-  stateMachineArn: string;
-  publicUrl: string;
-  registryHost: string;
-  /** The stack's SageMaker job-name prefix and the registry host of its trainer image mirror (ECR). */
-  sagemakerJobPrefix: string;
-  trainerImageHost: string;
-  /** JSON: each sagemaker trainer's mirror repository name, by trainer. */
-  sagemakerMirrors: string;
-  secretId(secret: ServiceSecret): string;
-  /** The function's name, or undefined when it is not deployed. */
-  functionName(fn: HandlerName): string | undefined;
-}
-
 /** A function's environment variables, from its declaration (secrets and grants aside). */
 export function environmentOf(fn: HandlerName, values: EnvironmentValues): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const need of FUNCTIONS[fn].needs) {
-    switch (need.kind) {
-      case 'table':
-        env[ENV.table] = values.table;
-        break;
-      case 'objects':
-      case 'bucket-name':
-      case 'job-outputs':
-        env[ENV.bucket] = values.bucket;
-        break;
-      case 'secret':
-        env[SECRET_ENV[need.secret]] = values.secretId(need.secret);
-        break;
-      case 'state-machine':
-        env[ENV.stateMachineArn] = values.stateMachineArn;
-        break;
-      case 'function': {
-        const name = values.functionName(need.fn);
-        const variable = FUNCTION_ENV[need.fn];
-        if (!variable) throw new Error(`${fn} names ${need.fn}, which has no environment variable`);
-        if (name !== undefined) env[variable] = name;
-        break;
-      }
-      case 'public-url':
-        env[ENV.publicUrl] = values.publicUrl;
-        break;
-      case 'registry-host':
-        env[ENV.registryHost] = values.registryHost;
-        break;
-      case 'sagemaker-jobs':
-        env[ENV.jobPrefix] = values.sagemakerJobPrefix;
-        env[ENV.trainerImageHost] = values.trainerImageHost;
-        env[ENV.trainerMirrors] = values.sagemakerMirrors;
-        break;
-      case 'trainer-secrets':
-      case 'task-tokens':
-      case 'execution-status':
-      case 'build-logs':
-        break;
-    }
-  }
-  return env;
+  return Object.assign({}, ...FUNCTIONS[fn].needs.map((need) => variablesOf(need, values)));
 }

@@ -6,29 +6,13 @@
  */
 import { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { z } from 'zod';
 import { s3Source, type RandomAccessSource } from '#shared/archive';
 import { appendLayer } from '#shared/oci/append';
 import { tarFromFile, tarFromTar, tarFromZip, type ZipLimits } from '#shared/oci/tar';
-import { WEIGHTS_FORMATS, type WeightsFormat } from '#shared/weights-format';
+import type { BuildImageEnv } from '#shared/build-env';
+import type { WeightsFormat } from '#shared/weights-format';
 import type { ImageStore } from '#shared/oci/types';
 import { readAhead } from './read-ahead.ts';
-
-/** The build's environment: the state machine's overrides plus the project's own variables. */
-export const BuildImageEnv = z.object({
-  TRAINING_ID: z.string().regex(/^[a-z0-9]{20,40}$/),
-  WEIGHTS_S3_URI: z.string().regex(/^s3:\/\/[^/]+\/.+$/, 'must be s3://bucket/key'),
-  TEMPLATE_IMAGE: z.string().regex(/^[^@\s]+@sha256:[0-9a-f]{64}$/, 'must be <repository>@sha256:<64 hex>'),
-  IMAGE_REPOSITORY: z.string().regex(/^([^@:\s]+(:\d+)?\/[^@:\s]+|oci:[^@\s]+)$/, 'must be <host>/<path> (or oci:<layout dir>)'),
-  IMAGE_TAG: z.string().regex(/^[\w][\w.-]{0,127}$/),
-  /** The notes, the image's description label, as an S3 object ('' for none): too long for a CodeBuild variable. */
-  NOTES_S3_URI: z.union([z.literal(''), z.string().regex(/^s3:\/\/[^/]+\/.+$/, 'must be s3://bucket/key or empty')]).default(''),
-  /** What stage-weights found the output to be; a single file keeps the staged key's last segment as its name. */
-  WEIGHTS_FORMAT: z.enum(WEIGHTS_FORMATS).default('zip'),
-  ARCHIVE_MAX_ENTRIES: z.coerce.number().int().positive().default(10_000),
-  ARCHIVE_MAX_UNCOMPRESSED_BYTES: z.coerce.number().int().positive().default(20 * 1024 ** 3),
-});
-export type BuildImageEnv = z.infer<typeof BuildImageEnv>;
 
 export interface BuildImageDeps {
   s3: S3Client;

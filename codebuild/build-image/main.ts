@@ -1,18 +1,19 @@
 /**
  * Entry of the `append` build inside CodeBuild (bundled to build-image.mjs with esbuild at synth
- * time; see infra/constructs/build.ts): `node build-image.mjs <out dir>` reads the same
- * environment as the docker buildspec, builds and pushes, and writes IMAGE_DIGEST and IMAGE_URI
- * as files into <out dir> for the buildspec to export. Exits non-zero with one readable line.
+ * time; see infra/constructs/build.ts): `node build-image.mjs <out dir>` reads the build's
+ * environment (lambdas/shared/build-env.ts, as the docker buildspec does), builds and pushes,
+ * and writes IMAGE_DIGEST and IMAGE_URI as files into <out dir> for the buildspec to export. Exits non-zero with one readable line.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
-import { BuildImageEnv, buildImage } from './core.ts';
-import { ECRClient, ensureEcrRepository, registryCredentials, registryStores, RegistryEnv, splitRepository } from './registry.ts';
+import { BuildImageEnv, ProjectEnv } from '#shared/build-env';
+import { buildImage } from './core.ts';
+import { ECRClient, ensureEcrRepository, registryCredentials, registryStores, splitRepository } from './registry.ts';
 
 async function main(outDir: string): Promise<void> {
   const env = BuildImageEnv.parse(process.env);
-  const registry = RegistryEnv.parse(process.env);
+  const registry = ProjectEnv.parse(process.env);
   const log = (line: string) => process.stdout.write(`${line}\n`);
   let ecr: ECRClient | undefined;
   const ecrClient = () => (ecr ??= new ECRClient({}));

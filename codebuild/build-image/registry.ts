@@ -9,18 +9,13 @@ import {
   ECRClient,
   GetAuthorizationTokenCommand,
 } from '@aws-sdk/client-ecr';
-import { z } from 'zod';
+import type { ProjectEnv } from '#shared/build-env';
 import type { Credentials } from '#shared/oci/auth';
 import { RegistryClient } from '#shared/oci/registry';
 import type { ImageStore } from '#shared/oci/types';
 
-export const RegistryEnv = z.object({
-  REGISTRY_TYPE: z.enum(['ecr', 'oci']),
-  REGISTRY_HOST: z.string().min(1),
-  REGISTRY_USERNAME: z.string().optional(),
-  REGISTRY_PASSWORD: z.string().optional(),
-});
-export type RegistryEnv = z.infer<typeof RegistryEnv>;
+/** The registry's part of a project's environment (lambdas/shared/build-env.ts). */
+export type RegistryEnv = Omit<ProjectEnv, 'REPOSITORY_PREFIX'>;
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$/;
 const DOCKER_HUB = 'registry-1.docker.io';

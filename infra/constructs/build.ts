@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Annotations, AssetHashType, Aws, DockerImage, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import {
+  type BuildEnvironmentVariable,
   BuildEnvironmentVariableType,
   BuildSpec,
   ComputeType,
@@ -27,6 +28,7 @@ import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
 import { buildSync } from 'esbuild';
 import { parse } from 'yaml';
+import type { AppendLimitsEnv, ProjectEnv } from '#shared/build-env';
 import type { Config } from '#shared/config';
 import { REPO_ROOT } from './function.ts';
 import { configuredSecret } from './secrets.ts';
@@ -222,11 +224,7 @@ export class ModelBuild extends Construct {
       source: Source.s3({ bucket: script.bucket, path: script.s3ObjectKey }),
       buildSpec: BuildSpec.fromObjectToYaml(loadBuildSpec('append-model')),
       environment: { ...env, privileged: false },
-      environmentVariables: {
-        ...this.registryEnvironment(config),
-        ARCHIVE_MAX_ENTRIES: plain(String(config.limits.archive_max_entries)),
-        ARCHIVE_MAX_UNCOMPRESSED_BYTES: plain(String(config.limits.archive_max_uncompressed_bytes)),
-      },
+      environmentVariables: { ...this.registryEnvironment(config), ...appendLimits(config) },
       // Lambda compute takes no timeouts of its own: it ends builds at 15 minutes, and does not queue.
       ...(lambda ? {} : { timeout: buildTimeouts(config).build, queuedTimeout: buildTimeouts(config).queued }),
       logging: { cloudWatch: { logGroup: this.logGroup } },
@@ -247,12 +245,13 @@ export class ModelBuild extends Construct {
     });
   }
 
-  private registryEnvironment(config: Config) {
+  /** The project's part of the build environment (lambdas/shared/build-env.ts). */
+  private registryEnvironment(config: Config): ProjectVariables<typeof ProjectEnv> {
     const env = {
       REGISTRY_TYPE: plain(config.registry.type),
       REGISTRY_HOST: plain(this.registryHost),
       REPOSITORY_PREFIX: plain(this.repositoryPrefix),
-    };
+    } satisfies ProjectVariables<typeof ProjectEnv>;
     if (config.registry.type !== 'oci') return env;
     // Resolved by CodeBuild at build start (which also grants the read): never in the template,
     // the spec or the logs.
@@ -275,3 +274,14 @@ export class ModelBuild extends Construct {
 }
 
 const plain = (value: string) => ({ type: BuildEnvironmentVariableType.PLAINTEXT, value });
+
+/** Project variables named by the build environment's contract: a name outside it does not compile. */
+type ProjectVariables<S extends { shape: object }> = { [K in keyof S['shape']]?: BuildEnvironmentVariable };
+
+/** The append projects' part: the archive limits the build checks on the bytes it reads. */
+function appendLimits(config: Config): ProjectVariables<typeof AppendLimitsEnv> {
+  return {
+    ARCHIVE_MAX_ENTRIES: plain(String(config.limits.archive_max_entries)),
+    ARCHIVE_MAX_UNCOMPRESSED_BYTES: plain(String(config.limits.archive_max_uncompressed_bytes)),
+  };
+}

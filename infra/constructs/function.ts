@@ -12,12 +12,13 @@ import { Construct, type IConstruct } from 'constructs';
 import { build, type Metafile } from 'esbuild';
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
-import { FUNCTIONS, type HandlerName } from '../functions.ts';
+import { FUNCTIONS } from '../functions.ts';
+import type { HandlerName } from '../handler-names.ts';
 import { openApiDocument } from '../openapi.ts';
 
-// The names are declared with what each function needs (infra/functions.ts), which this construct
-// reads; its users take them from here as well.
-export { HANDLER_NAMES, type HandlerName } from '../functions.ts';
+// One function per folder under lambdas/ (infra/handler-names.ts); the construct's users take
+// the names from here as well.
+export { HANDLER_NAMES, type HandlerName } from '../handler-names.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 

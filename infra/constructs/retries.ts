@@ -4,6 +4,7 @@
  */
 import { Duration } from 'aws-cdk-lib';
 import { JitterType, type RetryProps } from 'aws-cdk-lib/aws-stepfunctions';
+import type { Config } from '#shared/config';
 import { StepErrors } from '#shared/steps';
 
 /** Errors worth another try of the same step. */
@@ -48,3 +49,16 @@ export const TRAINER_BUSY_RETRY: RetryProps = {
   maxDelay: Duration.seconds(30),
   jitterStrategy: JitterType.FULL,
 };
+
+/** A webhook's delivery, on the configured schedule (webhooks.retry_*). */
+export function webhookRetry(config: Config): RetryProps {
+  const { webhooks } = config;
+  return {
+    errors: [StepErrors.WebhookDeliveryFailed],
+    interval: Duration.seconds(webhooks.retry_interval_seconds),
+    backoffRate: webhooks.retry_backoff_rate,
+    maxAttempts: webhooks.retry_max_attempts,
+    maxDelay: Duration.seconds(webhooks.retry_max_delay_seconds),
+    jitterStrategy: JitterType.FULL,
+  };
+}

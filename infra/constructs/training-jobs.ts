@@ -15,6 +15,7 @@ import { Choice, Condition, CustomState, Errors, JitterType, JsonPath, type Stat
 import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
+import { inputPath, RUN_PATH } from '#shared/execution';
 import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
 import { HouseFunction } from './function.ts';
 import { TRANSIENT_RETRY } from './retries.ts';
@@ -27,7 +28,7 @@ export interface SageMakerTrainingProps {
   readonly storage: Storage;
   /** Where a failure goes (the Catch writes `$.error`). */
   readonly onError: State;
-  /** The step after a finished job ("Stage the weights in S3"), reading `$.trainer.output_url`. */
+  /** The step after a finished job ("Stage the weights in S3"), reading the run's output_url (RUN_PATH). */
   readonly then: State;
   /** Where trainings of other backends go, and re-templates (their run is over). */
   readonly otherwise: State;
@@ -105,7 +106,7 @@ export class SageMakerTraining extends Construct {
   /** Which trainings a job trains: a sagemaker trainer's, once its image is in ECR. */
   private trainerChoice(props: SageMakerTrainingProps, job: State): State {
     // A re-template's run is over (its weights are staged): no job, on to the finished run's output.
-    const choice = new Choice(this, 'Does a SageMaker job train the model?').when(Condition.isPresent('$.retemplate_of'), props.otherwise);
+    const choice = new Choice(this, 'Does a SageMaker job train the model?').when(Condition.isPresent(inputPath('retemplate_of')), props.otherwise);
     sagemakerTrainers(props.config).forEach(([name, trainer], i) => {
       const entry = imageInEcr(this, {
         project: this.mirrorProject,
@@ -116,7 +117,7 @@ export class SageMakerTraining extends Construct {
         onError: props.onError,
         then: job,
       });
-      choice.when(Condition.stringEquals('$.trainer', name), entry);
+      choice.when(Condition.stringEquals(inputPath('trainer'), name), entry);
     });
     return choice.otherwise(props.otherwise);
   }
@@ -176,7 +177,7 @@ export class SageMakerTraining extends Construct {
           'output_url.$': '$.ModelArtifacts.S3ModelArtifacts',
           'predict_time.$': '$.TrainingTimeInSeconds',
         },
-        ResultPath: '$.trainer',
+        ResultPath: RUN_PATH,
         TimeoutSeconds: longest + 3 * 3600,
       },
     });

@@ -7,13 +7,13 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { BuildEnvironmentVariableType, type IProject } from 'aws-cdk-lib/aws-codebuild';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import {
+  type Chain,
   Choice,
   Condition,
   DefinitionBody,
   Errors,
   Fail,
   IntegrationPattern,
-  JitterType,
   JsonPath,
   LogLevel,
   type RetryProps,
@@ -27,14 +27,15 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import type { Config } from '#shared/config';
-import { StepErrors } from '#shared/steps';
+import { inputPath, RUN_PATH } from '#shared/execution';
 import { buildTimeouts, type ModelBuild } from './build.ts';
 import type { Storage } from './storage.ts';
 import { sagemakerTrainers } from '#shared/sagemaker';
 import { SageMakerTraining } from './training-jobs.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
-import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY } from './retries.ts';
+import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY, webhookRetry } from './retries.ts';
 import { TrainerQueue } from './trainer-queue.ts';
 
 export interface TrainingWorkflowProps {
@@ -52,7 +53,7 @@ function guarded<T extends TaskStateBase>(task: T, onError: State, retries: Retr
   return task;
 }
 
-const trainingId = JsonPath.stringAt('$.training_id');
+const trainingId = JsonPath.stringAt(inputPath('training_id'));
 
 export class TrainingWorkflow extends Construct {
   readonly stateMachine: StateMachine;
@@ -88,23 +89,43 @@ export class TrainingWorkflow extends Construct {
     this.capacity.watch(this.stateMachine);
   }
 
-  private definition(props: TrainingWorkflowProps) {
-    const { record, startTrainer, checkTrainer, stageWeights } = this.functions;
-    const { timeouts, webhooks } = this.config;
-    const webhookRetry: RetryProps = {
-      errors: [StepErrors.WebhookDeliveryFailed],
-      interval: Duration.seconds(webhooks.retry_interval_seconds),
-      backoffRate: webhooks.retry_backoff_rate,
-      maxAttempts: webhooks.retry_max_attempts,
-      maxDelay: Duration.seconds(webhooks.retry_max_delay_seconds),
-      jitterStrategy: JitterType.FULL,
-    };
+  /** A slot on the trainer, the trainer's run, the weights staged, the image built, the version recorded. */
+  private definition(props: TrainingWorkflowProps): Chain {
+    const { recordFailure, trainerFailure } = this.failurePath(props.notify);
+    const succeeded = new Succeed(this, 'Training succeeded');
+    const waitForTrainer = this.trainerWait();
+    const askTrainer = this.trainerCheck(trainerFailure, waitForTrainer);
+    const waitForSlot = this.capacity.waitForSlot(TRANSIENT_RETRY, trainerFailure);
+    const freeSlot = this.capacity.freeSlot('Free the trainer slot', TRANSIENT_RETRY, trainerFailure);
+    const stage = guarded(
+      this.invoke(this.functions.stageWeights, 'Stage the weights in S3', {
+        training_id: trainingId,
+        output_url: JsonPath.stringAt(`${RUN_PATH}.output_url`),
+      }, '$.staged', Duration.seconds(this.config.timeouts.stage_seconds)),
+      recordFailure,
+    );
+    freeSlot.next(stage);
+    const finished = new Choice(this, 'Has the trainer finished?')
+      .when(Condition.stringEquals(`${RUN_PATH}.status`, 'succeeded'), freeSlot)
+      .otherwise(waitForTrainer);
+    askTrainer.next(finished);
+    const recordVersion = this.successPath(props.notify, recordFailure, succeeded);
+    stage.next(this.buildSteps(props.build, recordFailure, recordVersion));
+    waitForTrainer.next(freeSlot);
+    // The first state: the wait for a slot also refuses a training canceled before it ran.
+    return waitForSlot.next(this.trainerStart(props, trainerFailure, freeSlot, waitForTrainer));
+  }
 
-    // Failure path: record, tell the client, fail. Its own errors end the execution, not a loop.
+  /**
+   * Failure path: record, tell the client, fail. Its own errors end the execution, not a loop.
+   * A failure while the training may hold a trainer slot goes to `trainerFailure`, which frees
+   * the slot first (its own failure keeps the original error in $.error and goes on to record it).
+   */
+  private failurePath(notify: HouseFunction): { recordFailure: State; trainerFailure: State } {
     const failed = new Fail(this, 'Training failed', { error: 'TrainingFailed', cause: 'See the training record.' });
-    const sendFailureWebhook = this.webhookStep(props.notify, record, webhookRetry, 'Send the failure webhook', 'Record the failure webhook as given up', failed);
+    const sendFailureWebhook = this.webhookStep(notify, 'Send the failure webhook', 'Record the failure webhook as given up', failed);
     const recordFailure = guarded(
-      this.invoke(record, 'Record the failure', {
+      this.invoke(this.functions.record, 'Record the failure', {
         action: 'failure',
         training_id: trainingId,
         error: JsonPath.objectAt('$.error'),
@@ -113,15 +134,16 @@ export class TrainingWorkflow extends Construct {
     );
     recordFailure.next(sendFailureWebhook);
     sendFailureWebhook.next(failed);
-    // A failure while the training may hold a trainer slot frees it first (its own failure
-    // keeps the original error in $.error and goes on to record it).
     const trainerFailure = this.capacity.freeSlot('Free the trainer slot after a failure', TRANSIENT_RETRY, recordFailure, '$.release_error');
     trainerFailure.next(recordFailure);
+    return { recordFailure, trainerFailure };
+  }
 
-    // Success path.
-    const succeeded = new Succeed(this, 'Training succeeded');
-    const waitForTrainer = new LambdaInvoke(this, 'Start the trainer and wait for its callback', {
-      lambdaFunction: startTrainer,
+  /** Start the trainer on the slot's server and wait for its callback: its result goes to RUN_PATH. */
+  private trainerWait(): LambdaInvoke {
+    const { timeouts } = this.config;
+    return new LambdaInvoke(this, 'Start the trainer and wait for its callback', {
+      lambdaFunction: this.functions.startTrainer,
       integrationPattern: IntegrationPattern.WAIT_FOR_TASK_TOKEN,
       payload: TaskInput.fromObject({
         training_id: trainingId,
@@ -129,42 +151,31 @@ export class TrainingWorkflow extends Construct {
         server: JsonPath.stringAt('$.slot.server'),
         granted_at: JsonPath.stringAt('$.slot.granted_at'),
       }),
-      resultPath: '$.trainer',
+      resultPath: RUN_PATH,
       heartbeatTimeout: Timeout.duration(Duration.seconds(timeouts.callback_heartbeat_seconds)),
       taskTimeout: Timeout.duration(Duration.seconds(timeouts.callback_poll_seconds)),
       retryOnServiceExceptions: false,
     });
+  }
+
+  /** A late or lost callback is not a failure: the wait is a loop that asks the trainer (its answer to RUN_PATH). */
+  private trainerCheck(trainerFailure: State, waitForTrainer: LambdaInvoke): LambdaInvoke {
     const askTrainer = guarded(
-      this.invoke(checkTrainer, 'Ask the trainer how it is doing', {
+      this.invoke(this.functions.checkTrainer, 'Ask the trainer how it is doing', {
         training_id: trainingId,
         execution_start_time: JsonPath.stringAt('$$.Execution.StartTime'),
-      }, '$.trainer'),
+      }, RUN_PATH),
       trainerFailure,
     );
-    // A late or lost callback is not a failure: the wait is a loop that polls the trainer.
-    waitForTrainer.addCatch(askTrainer, {
-      errors: [Errors.TIMEOUT, Errors.HEARTBEAT_TIMEOUT],
-      resultPath: '$.wait_error',
-    });
+    waitForTrainer.addCatch(askTrainer, { errors: [Errors.TIMEOUT, Errors.HEARTBEAT_TIMEOUT], resultPath: '$.wait_error' });
     guarded(waitForTrainer, trainerFailure, [TRANSIENT_RETRY, TRAINER_BUSY_RETRY]);
-    const waitForSlot = this.capacity.waitForSlot(TRANSIENT_RETRY, trainerFailure);
-    const freeSlot = this.capacity.freeSlot('Free the trainer slot', TRANSIENT_RETRY, trainerFailure);
+    return askTrainer;
+  }
 
-    const stage = guarded(
-      this.invoke(stageWeights, 'Stage the weights in S3', {
-        training_id: trainingId,
-        output_url: JsonPath.stringAt('$.trainer.output_url'),
-      }, '$.staged', Duration.seconds(timeouts.stage_seconds)),
-      recordFailure,
-    );
-    freeSlot.next(stage);
-    const finished = new Choice(this, 'Has the trainer finished?')
-      .when(Condition.stringEquals('$.trainer.status', 'succeeded'), freeSlot)
-      .otherwise(waitForTrainer);
-    askTrainer.next(finished);
-
+  /** Record the version, then send the completion webhook; returns the first of them. */
+  private successPath(notify: HouseFunction, recordFailure: State, succeeded: State): State {
     const recordVersion = guarded(
-      this.invoke(record, 'Record the model version', {
+      this.invoke(this.functions.record, 'Record the model version', {
         action: 'version',
         training_id: trainingId,
         build: JsonPath.objectAt('$.build'),
@@ -172,14 +183,17 @@ export class TrainingWorkflow extends Construct {
       recordFailure,
     );
     // The version is recorded by now: a failure to record the give-up must not fail the training.
-    const sendWebhook = this.webhookStep(props.notify, record, webhookRetry, 'Send the completion webhook', 'Record the webhook as given up', succeeded);
-
+    const sendWebhook = this.webhookStep(notify, 'Send the completion webhook', 'Record the webhook as given up', succeeded);
     recordVersion.next(sendWebhook).next(succeeded);
-    stage.next(this.buildSteps(props.build, recordFailure, recordVersion));
-    waitForTrainer.next(freeSlot);
-    // The first state: the wait for a slot also refuses a training canceled before it ran.
-    if (sagemakerTrainers(this.config).length === 0) return waitForSlot.next(waitForTrainer);
-    // A SageMaker job runs in the slot it was granted, like any other trainer's run.
+    return recordVersion;
+  }
+
+  /**
+   * The train step once the training holds a slot: the trainer's wait or, with a sagemaker
+   * trainer configured, a choice that runs a SageMaker job in the slot, like any trainer's run.
+   */
+  private trainerStart(props: TrainingWorkflowProps, trainerFailure: State, freeSlot: State, waitForTrainer: State): State {
+    if (sagemakerTrainers(this.config).length === 0) return waitForTrainer;
     this.sagemaker = new SageMakerTraining(this, 'SageMaker', {
       config: this.config,
       storage: props.storage,
@@ -187,22 +201,22 @@ export class TrainingWorkflow extends Construct {
       then: freeSlot,
       otherwise: waitForTrainer,
     });
-    // The functions' grant is their `job-outputs` need (infra/functions.ts).
+    // The functions' grant is their `job-outputs` need (infra/needs.ts).
     for (const grantee of props.build.projects) this.sagemaker.grantReadOutputs(grantee);
-    return waitForSlot.next(this.sagemaker.start);
+    return this.sagemaker.start;
   }
 
   /**
    * Send the webhook on its retry schedule; when every retry failed, record that it was given
    * up and go on to `then` (the execution's end), whatever recording does.
    */
-  private webhookStep(notify: HouseFunction, record: HouseFunction, retry: RetryProps, sendName: string, givenUpName: string, then: State) {
+  private webhookStep(notify: HouseFunction, sendName: string, givenUpName: string, then: State) {
     const givenUp = guarded(
-      this.invoke(record, givenUpName, { action: 'webhook_given_up', training_id: trainingId, error: JsonPath.objectAt('$.error') }),
+      this.invoke(this.functions.record, givenUpName, { action: 'webhook_given_up', training_id: trainingId, error: JsonPath.objectAt('$.error') }),
       then,
     );
     givenUp.next(then);
-    return guarded(this.invoke(notify, sendName, { training_id: trainingId, event: 'completed' }), givenUp, [TRANSIENT_RETRY, retry]);
+    return guarded(this.invoke(notify, sendName, { training_id: trainingId, event: 'completed' }), givenUp, [TRANSIENT_RETRY, webhookRetry(this.config)]);
   }
 
   /**
@@ -249,9 +263,9 @@ export class TrainingWorkflow extends Construct {
 
   /** startBuild.sync; the result is trimmed to the build id and the pushed image. */
   private buildTask(name: string, project: IProject): CodeBuildStartBuild {
-    const names = ['TRAINING_ID', 'WEIGHTS_S3_URI', 'WEIGHTS_FORMAT', 'TEMPLATE_IMAGE', 'IMAGE_REPOSITORY', 'IMAGE_TAG', 'NOTES_S3_URI'];
+    // The build environment's per-build part, as stage-weights produced it (lambdas/shared/build-env.ts).
     const overrides = Object.fromEntries(
-      names.map((n) => [
+      BUILD_OVERRIDE_NAMES.map((n) => [
         n,
         { type: BuildEnvironmentVariableType.PLAINTEXT, value: JsonPath.stringAt(`$.staged.build_env.${n}`) },
       ]),

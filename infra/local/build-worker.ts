@@ -8,7 +8,8 @@ import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import type { ImageStore } from '#shared/oci/types';
-import { buildImage, BuildImageEnv } from '../../codebuild/build-image/core.ts';
+import { BuildImageEnv } from '#shared/build-env';
+import { buildImage } from '../../codebuild/build-image/core.ts';
 
 export interface AppendJob {
   env: Record<string, string>;

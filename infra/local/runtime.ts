@@ -7,9 +7,8 @@
  * variables.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -26,6 +25,7 @@ import { startDemoTrainerServer } from '../../lambdas/demo-trainer/server.ts';
 import { definitionOf, ecrRepositoryArn, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn, lambdaEvent } from '../asl.ts';
 import type { HandlerName } from '../constructs/function.ts';
 import type { EnvironmentValues, ServiceSecret } from '../functions.ts';
+import { loadConfiguration } from '../configuration.ts';
 import { restApiOf, synthesize, type LocalApi, type Synthesized } from '../template.ts';
 import { startLocalAws, type LocalAws, type TaskHandler } from './aws/index.ts';
 import { isPersisted } from './aws/secret-store.ts';
@@ -42,7 +42,6 @@ import { startLocalServer } from './server.ts';
 import { tableOf } from './table.ts';
 import { Terminal } from './terminal.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 /** The service's own secrets by the ids local mode stores them under. */
@@ -219,10 +218,7 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
 
 /** cdk.json's configuration, the override merged over it; egress allows only loopback unless configured. */
 function loadConfig(override: unknown): Config {
-  const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8')) as { context?: { dreambooth?: unknown } };
-  const userConfig = mergeConfig(cdkJson.context?.dreambooth ?? {}, override ?? {}) as Record<string, unknown>;
-  const egress = (userConfig.egress ?? {}) as { allow?: string[] };
-  return parseConfig(mergeConfig(userConfig, { egress: { allow: egress.allow ?? LOOPBACK } }), 'local configuration');
+  return loadConfiguration({ override, defaults: { egress: { allow: LOOPBACK } }, source: 'local configuration' });
 }
 
 interface ImageStore {

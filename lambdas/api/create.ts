@@ -2,6 +2,7 @@
 import { memberOf, TrainerQueue } from '#shared/trainer-queue/index';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
+import { ExecutionInput } from '#shared/execution';
 import { ecrRepositoryNameProblem, newTrainingId, runIdFor } from '#shared/ids';
 import { describeTrainer, resolveTrainer, type ResolvedTrainer } from '#shared/trainers/index';
 import { notStarted, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
@@ -131,15 +132,10 @@ function checkRepository(d: ApiDeps, field: string, model: string): void {
 
 const idempotencyOf = (req: ApiRequest) => ({ key: req.idempotencyKey, owners: req.owners, path: fillPath(req.resource, req.params), body: req.body });
 
-async function startExecution(d: ApiDeps, t: TrainingRecord, extra: Record<string, unknown> = {}): Promise<void> {
+async function startExecution(d: ApiDeps, t: TrainingRecord, retemplateOf?: string): Promise<void> {
   try {
-    await d.sfn.send(
-      new StartExecutionCommand({
-        stateMachineArn: d.stateMachineArn,
-        name: t.id,
-        input: JSON.stringify({ training_id: t.id, model: t.model, trainer: t.trainer, template: t.template.name, ...extra }),
-      }),
-    );
+    const input = ExecutionInput.parse({ training_id: t.id, model: t.model, trainer: t.trainer, template: t.template.name, retemplate_of: retemplateOf });
+    await d.sfn.send(new StartExecutionCommand({ stateMachineArn: d.stateMachineArn, name: t.id, input: JSON.stringify(input) }));
   } catch (e) {
     // Nothing lost: the training says why it never ran (and leaves the queue).
     await new TrainerQueue(d).release(memberOf(t)).catch(() => undefined);
@@ -198,7 +194,7 @@ export async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, nam
     await d.store.createTraining(t);
     // The run is already over (copied from the source), so the train step completes at once with
     // its output and the execution goes straight on to stage, build and push.
-    await startExecution(d, t, { retemplate_of: source.id });
+    await startExecution(d, t, source.id);
     d.log.info('re-template started', { training_id: id, source: source.id, model, template: template.name });
     return t;
   });

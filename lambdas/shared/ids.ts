@@ -6,6 +6,8 @@ export function newTrainingId(): string {
   // 256 is a multiple of 32, so `byte % 32` is uniform.
   return Array.from(randomBytes(26), (b) => ALPHABET[b % 32]).join('');
 }
+/** What the steps and the build accept as a training id (newTrainingId makes 26 characters). */
+export const TRAINING_ID = /^[a-z0-9]{20,40}$/;
 
 export const sha256Hex = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 

@@ -2,13 +2,14 @@
  * Payloads of the state machine's Task states (JSONPath). The workflow construct builds them
  * and the handlers parse them; keep both sides on these shapes.
  *
- * Execution input: { training_id, model, trainer, template }  (no secrets: readable in the console)
- * Execution name:  the training id.
+ * The execution's input, and where its state keeps the trainer's result: ./execution.ts.
  */
+import type { BuildOverrides } from './build-env.ts';
+import { TRAINING_ID } from './ids.ts';
 import type { WeightsFormat } from './weights-format.ts';
 import * as z from './zod.ts';
 
-export const TrainingId = z.string().check(z.regex(/^[a-z0-9]{20,40}$/, 'is not a training id'));
+export const TrainingId = z.string().check(z.regex(TRAINING_ID, 'is not a training id'));
 
 /** The Catch's error output: { Error, Cause }. */
 const CaughtError = z.looseObject({ Error: z.optional(z.string()), Cause: z.optional(z.string()) });
@@ -86,19 +87,8 @@ export interface StageWeightsResult {
   copies_template: boolean;
   /** zip, tar, tar.gz or file (one file, installed under its name). */
   format: WeightsFormat;
-  build_env: {
-    TRAINING_ID: string;
-    WEIGHTS_S3_URI: string;
-    WEIGHTS_FORMAT: WeightsFormat;
-    TEMPLATE_IMAGE: string;
-    IMAGE_REPOSITORY: string;
-    IMAGE_TAG: string;
-    /**
-     * The notes (the image's description label) as an S3 object, or '' for none: notes run to
-     * 10,000 characters, more than CodeBuild takes in an environment variable.
-     */
-    NOTES_S3_URI: string;
-  };
+  /** The build's per-build environment (lambdas/shared/build-env.ts), passed by the state machine. */
+  build_env: BuildOverrides;
 }
 
 /** notify Lambda: "Send the completion webhook" / "Send the failure webhook". */

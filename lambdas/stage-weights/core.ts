@@ -6,11 +6,10 @@
  * Idempotent: a retry finds the staged object and only checks it again.
  */
 import { isMissingObject } from '#shared/s3-missing';
-import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CopyObjectCommand, GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source, type ArchiveLimits } from '#shared/archive';
-import type { Config } from '#shared/config';
 import type { Deps as AllDeps } from '#shared/deps';
 import { mustGet } from '#shared/runs';
 import { jobKeys } from '#shared/sagemaker';
@@ -19,6 +18,7 @@ import { StepError, StepErrors, type StageWeightsResult } from '#shared/steps';
 import { downloadHeaders } from '#shared/trainers/index';
 import type { TrainingRecord } from '#shared/training';
 import { contentTypeFor, inspectTar, outputFileName, sniffFormat, SNIFF_BYTES, type WeightsFormat } from '#shared/weights-format';
+import { buildOverrides } from './build-env.ts';
 
 type Deps = AllDeps<'s3' | 'secrets'>;
 
@@ -44,7 +44,7 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   try {
     const { format, entries } = await checkOutput(d, t, key, size);
     await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });
-    const build_env = buildEnv(d.config, env, t, d.bucket, key, format, await stageNotes(d, t));
+    const build_env = await buildOverrides(d, t, env.registryHost, key, format);
     return { bucket: d.bucket, key, size, entries, format, copies_template: await copiesTemplate(d, t, build_env.IMAGE_REPOSITORY), build_env };
   } catch (e) {
     if (e instanceof ArchiveError) throw new StepError(StepErrors.BadArchive, `the trainer's output archive is not usable: ${e.message}`);
@@ -266,44 +266,4 @@ async function store(d: Deps, stream: Readable, key: string, declared: number): 
     throw new StepError(StepErrors.Transient, `the trainer's output was cut short (${counted} of ${declared} bytes)`);
   }
   return counted;
-}
-
-/** Where the model's image goes: `<registry>/<prefix>/<owner>/<name>`. */
-export function imageRepository(config: Config, env: StageEnv, model: string): string {
-  const r = config.registry;
-  if (r.type === 'ecr') return `${env.registryHost}/${r.repository_prefix}/${model}`;
-  if (r.type === 'layout') return `oci:${r.dir}/${model}`;
-  return `${r.host}/${model}`;
-}
-
-/**
- * The notes beside the staged weights, for the build to label the image with; CodeBuild refuses
- * an environment variable of more than 4,096 characters, and notes run to limits.notes_max_chars.
- * In a folder of its own: a staged output's name never holds a slash.
- */
-async function stageNotes(d: Deps, t: TrainingRecord): Promise<string> {
-  if (!t.notes) return '';
-  const key = `staged/${t.id}/build/notes.txt`;
-  await d.s3.send(new PutObjectCommand({ Bucket: d.bucket, Key: key, Body: t.notes, ContentType: 'text/plain; charset=utf-8' }));
-  return `s3://${d.bucket}/${key}`;
-}
-
-function buildEnv(
-  config: Config,
-  env: StageEnv,
-  t: TrainingRecord,
-  bucket: string,
-  key: string,
-  format: WeightsFormat,
-  notesUri: string,
-): StageWeightsResult['build_env'] {
-  return {
-    TRAINING_ID: t.id,
-    WEIGHTS_S3_URI: `s3://${bucket}/${key}`,
-    WEIGHTS_FORMAT: format,
-    TEMPLATE_IMAGE: `${t.template.repository}@sha256:${t.template.digest}`,
-    IMAGE_REPOSITORY: imageRepository(config, env, t.model),
-    IMAGE_TAG: t.id,
-    NOTES_S3_URI: notesUri,
-  };
 }

@@ -4,6 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
+import type { ExecutionInput } from '#shared/execution';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import { type AslState, lambdaEvent, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
 
@@ -168,7 +170,7 @@ describe('the resolved definition', () => {
     expect(states[ASK]!.Next).toBe(FINISHED);
     expect(states[FINISHED]).toEqual({
       Type: 'Choice',
-      Choices: [{ Variable: '$.trainer.status', StringEquals: 'succeeded', Next: FREE }],
+      Choices: [{ Variable: '$.run.status', StringEquals: 'succeeded', Next: FREE }],
       Default: WAIT,
     });
   });
@@ -221,6 +223,12 @@ describe('the resolved definition', () => {
     expect(build.ResultPath).toBe('$.build');
   });
 
+  it.each(BUILDS)("passes the build exactly the contract's overrides, from stage-weights' result: %s", (name) => {
+    const overrides = states[name]!.Parameters!.EnvironmentVariablesOverride as Array<{ Name: string; 'Value.$': string }>;
+    expect(overrides.map((o) => o.Name)).toEqual(BUILD_OVERRIDE_NAMES);
+    for (const o of overrides) expect(o['Value.$']).toBe(`$.staged.build_env.${o.Name}`);
+  });
+
   it('maps each Task to the handler local mode runs', () => {
     expect(def.taskHandlers).toEqual({
       [SLOT]: { kind: 'lambda', handler: 'trainer-queue', integration: 'waitForTaskToken' },
@@ -248,7 +256,7 @@ describe('the definition run by the local executor', () => {
   const DIGEST = 'a'.repeat(64);
 
   /** Runs the definition with recording stand-ins for the handlers. */
-  async function run(def: SynthesizedDefinition, behave: Partial<Record<string, (event: any) => unknown>>) {
+  async function run(def: SynthesizedDefinition, behave: Partial<Record<string, (event: any) => unknown>>, input: object = { training_id: TRAINING }) {
     const calls: Array<{ state: string; event: any }> = [];
     const handlers = Object.fromEntries(
       Object.entries(def.taskHandlers).map(([state, target]) => [
@@ -262,7 +270,7 @@ describe('the definition run by the local executor', () => {
       ]),
     );
     const machine = new StateMachine(def.asl as never, { validationOptions: { checkArn: false } });
-    const execution = machine.run({ training_id: TRAINING } as never, {
+    const execution = machine.run(input as never, {
       overrides: { taskResourceLocalHandlers: handlers, retryIntervalOverrides: Object.fromEntries(def.stateNames.map((n) => [n, 0])) },
       context: { Task: { Token: 'token-1' }, Execution: { Id: EXECUTION } },
     });
@@ -316,6 +324,12 @@ describe('the definition run by the local executor', () => {
       build: { id: 'build:1', digest: [DIGEST], image: [`r@sha256:${DIGEST}`] },
     });
     expect(event(WEBHOOK)).toEqual({ training_id: TRAINING, event: 'completed' });
+  });
+
+  it("keeps the input's trainer name, and the trainer's result under a name of its own", async () => {
+    const input: ExecutionInput = { training_id: TRAINING, model: 'alice/dog', trainer: 'cog', template: 'vanilla' };
+    const { outcome } = await run(synthesizeDefinition(config({})), { [SLOT]: granted, [WAIT]: trainerDone, [STAGE]: staged, [BUILD]: built }, input);
+    expect(outcome.ok && outcome.output).toMatchObject({ ...input, run: trainerDone() });
   });
 
   it('builds on EC2 compute when the template must be copied from another registry', async () => {

@@ -71,9 +71,9 @@ describe('a sagemaker trainer in the stack', () => {
     expect(job.Parameters['EnableManagedSpotTraining.$']).toBe('$.job.spot');
     expect(job.Parameters.CheckpointConfig).toEqual({ 'S3Uri.$': '$.job.checkpoint_uri', LocalPath: '/opt/ml/checkpoints' });
     expect(job.Parameters.RoleArn).toMatch(/^arn:aws:iam::000000000000:role\/WorkflowSageMakerJobRole/);
-    // The same result shape as a trainer callback's: the stage step reads $.trainer.output_url.
+    // The same result shape as a trainer callback's, at the same path: the stage step reads $.run.output_url.
     expect(job.ResultSelector['output_url.$']).toBe('$.ModelArtifacts.S3ModelArtifacts');
-    expect(job.ResultPath).toBe('$.trainer');
+    expect(job.ResultPath).toBe('$.run');
     // The job runs in the trainer slot it was granted, freed before the weights are staged.
     expect(job.Next).toBe(FREE);
     expect(states[FREE].Next).toBe(STAGE);
@@ -92,7 +92,7 @@ describe('a sagemaker trainer in the stack', () => {
     ]);
     // Run time plus the spot wait, plus a backstop for provisioning and the image download.
     expect(job.TimeoutSeconds).toBe(7200 + 10_800 + 3 * 3600);
-    expect(states[STAGE].Parameters['output_url.$']).toBe('$.trainer.output_url');
+    expect(states[STAGE].Parameters['output_url.$']).toBe('$.run.output_url');
   });
 
   it('routes only the sagemaker trainers to the job; the others wait for their callback', () => {

@@ -5,7 +5,8 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
-import { buildImage, BuildImageEnv } from '../../codebuild/build-image/core.ts';
+import { BuildImageEnv } from '#shared/build-env';
+import { buildImage } from '../../codebuild/build-image/core.ts';
 import { freePort } from '../../infra/local/registry.ts';
 import { requireRegistry } from '../helpers/capabilities.ts';
 import { startBuildFixture, type BuildFixture } from './build-fixture.ts';
