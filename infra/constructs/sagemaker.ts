@@ -30,7 +30,7 @@ import { CallAwsService, CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/a
 import { IntegrationPattern } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
-import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
+import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { bundleBuildImage, loadBuildSpec } from './build.ts';
 import { HouseFunction, REPO_ROOT } from './function.ts';
 import { configuredSecret } from './secrets.ts';

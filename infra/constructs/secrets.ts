@@ -6,6 +6,8 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { type Config, ConfigError } from '#shared/config';
+import type { SecretReader } from '#shared/trainers/backend';
+import { backendOf } from '#shared/trainers/backends';
 import type { TrainerSecrets } from '../functions.ts';
 
 export interface SecretsProps {
@@ -90,16 +92,12 @@ export class Secrets extends Construct {
 
     this.trainerSecrets = { backends: [], downloads: [], uploads: [] };
     for (const [name, trainer] of Object.entries(props.config.trainers)) {
-      if (trainer.backend === 'cog' && trainer.webhook_auth_token_secret) {
-        this.trainerSecrets.backends.push(configuredSecret(this, `Trainer-${name}`, props.config, trainer.webhook_auth_token_secret));
-      }
-      if (trainer.backend === 'cog' && trainer.upload_token_secret) {
-        this.trainerSecrets.uploads.push(configuredSecret(this, `UploadToken-${name}`, props.config, trainer.upload_token_secret));
-      }
-      if (trainer.backend === 'replicate') {
-        const token = configuredSecret(this, `Trainer-${name}`, props.config, trainer.api_token_secret);
-        this.trainerSecrets.backends.push(token);
-        this.trainerSecrets.downloads.push(token);
+      // Each secret the trainer's backend reads, for the readers it names.
+      for (const [field, readers] of Object.entries(backendOf(trainer).secrets) as [keyof typeof trainer, SecretReader[]][]) {
+        const secret = trainer[field];
+        if (typeof secret !== 'string' || readers.length === 0) continue;
+        const handle = configuredSecret(this, `Trainer-${name}-${String(field)}`, props.config, secret);
+        for (const reader of readers) this.trainerSecrets[reader].push(handle);
       }
     }
   }

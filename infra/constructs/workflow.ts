@@ -31,7 +31,7 @@ import type { Config } from '#shared/config';
 import { StepErrors } from '#shared/steps';
 import { buildTimeouts, type ModelBuild } from './build.ts';
 import type { Storage } from './storage.ts';
-import { sagemakerTrainers } from '#shared/sagemaker';
+import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { SageMakerTraining } from './sagemaker.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
 import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY } from './retries.ts';

@@ -14,7 +14,7 @@ import type { Config } from './config.ts';
 import { runtimeConfig } from './runtime-config.ts';
 import { ENV, requireEnv } from './env.ts';
 import { Store } from './store.ts';
-import type { DemoTrainerFunction } from './trainers/demo-lambda.ts';
+import type { DemoTrainerFunction } from './trainers/demo/lambda-trainer.ts';
 
 /** What every handler has: configuration, the table (DynamoDB), the bucket's name, the clock. */
 export interface BaseDeps {

@@ -4,12 +4,11 @@
  * status checks is the `DEMO#<run>` item it keeps up to date.
  */
 import { InvokeCommand } from '@aws-sdk/client-lambda';
-import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { LambdaClient } from '@aws-sdk/client-lambda';
-import type { Store } from '../store.ts';
-import { parsePrediction } from './cog.ts';
-import { validate } from '../../demo-trainer/input.ts';
-import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from './types.ts';
+import { parsePrediction } from '../cog/trainer.ts';
+import { validate } from '../../../demo-trainer/input.ts';
+import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from '../types.ts';
 
 export const demoKey = (runId: string) => ({ pk: `DEMO#${runId}`, sk: 'DEMO' });
 /** A run whose item has not moved for this long has died with its invocation. */
@@ -24,7 +23,8 @@ export interface DemoTrainerFunction {
 export class DemoLambdaTrainer implements TrainerBackend {
   constructor(
     private readonly fn: DemoTrainerFunction,
-    private readonly store: Store,
+    /** The service's table, where the trainer keeps its `DEMO#<run>` items. */
+    private readonly store: { client: DynamoDBDocumentClient; table: string },
   ) {}
 
   async start(run: Run): Promise<RunState> {

@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resetRuntimeConfig } from '#shared/runtime-config';
 import { inspectArchive } from '#shared/archive';
 import { request } from '#shared/http';
-import { DemoLambdaTrainer } from '#shared/trainers/demo-lambda';
+import { DemoLambdaTrainer } from '#shared/trainers/demo/lambda-trainer';
 import { TrainerFailedError } from '#shared/trainers/types';
-import { handler } from '../../lambdas/demo-trainer/handler.ts';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
-import { waitFor } from '../helpers/local-mode.ts';
+import { handler } from '../../../lambdas/demo-trainer/handler.ts';
+import { instanceDataZip } from '../../../infra/local/demo.ts';
+import { startFixture, startServer, type Fixture, type TestServer } from '../../helpers/aws-local.ts';
+import { waitFor } from '../../helpers/local-mode.ts';
 
 let fx: Fixture;
 let receiver: TestServer;
