@@ -5,6 +5,7 @@
  */
 import * as aws from '#shared/aws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoTrainerFunction } from '#shared/deps';
 import { resetRuntimeConfig } from '#shared/runtime-config';
 import { inspectArchive } from '#shared/archive';
 import { request } from '#shared/http';
@@ -29,7 +30,7 @@ beforeAll(async () => {
   fx = await startFixture({ as: 'start-trainer', config: { trainers: { demo: { backend: 'demo', steps_per_second: 200 } } }, lambdas: { 'demo-trainer': (p) => handler(p) } });
   process.env.DREAMBOOTH_CONFIG = JSON.stringify(fx.deps.config);
   resetRuntimeConfig();
-  trainer = new DemoLambdaTrainer({ name: 'demo-trainer', lambda: aws.lambda }, fx.deps.store);
+  trainer = new DemoLambdaTrainer(demoTrainerFunction('demo-trainer', aws.lambda), fx.deps.store);
 });
 afterAll(async () => {
   await receiver?.close();
