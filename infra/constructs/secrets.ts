@@ -6,8 +6,7 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { type Config, ConfigError } from '#shared/config';
-import type { SecretReader } from '#shared/trainers/backend';
-import { backendOf } from '#shared/trainers/backends';
+import { secretsOf } from '#shared/trainers/backends';
 import type { TrainerSecrets } from '../functions.ts';
 
 export interface SecretsProps {
@@ -92,11 +91,10 @@ export class Secrets extends Construct {
 
     this.trainerSecrets = { backends: [], downloads: [], uploads: [] };
     for (const [name, trainer] of Object.entries(props.config.trainers)) {
-      // Each secret the trainer's backend reads, for the readers it names.
-      for (const [field, readers] of Object.entries(backendOf(trainer).secrets) as [keyof typeof trainer, SecretReader[]][]) {
-        const secret = trainer[field];
-        if (typeof secret !== 'string' || readers.length === 0) continue;
-        const handle = configuredSecret(this, `Trainer-${name}-${String(field)}`, props.config, secret);
+      // Each secret the trainer's backend reads, granted to the readers it names.
+      for (const { field, secret, readers } of secretsOf(trainer)) {
+        if (readers.length === 0) continue;
+        const handle = configuredSecret(this, `Trainer-${name}-${field}`, props.config, secret);
         for (const reader of readers) this.trainerSecrets[reader].push(handle);
       }
     }

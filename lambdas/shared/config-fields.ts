@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { ECR_NAME_COMPONENT, ECR_NAME_RULE } from './ids.ts';
 
-export const name = z
+/** Template names (the catalog's keys). */
+export const templateName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'use lowercase letters, digits, ".", "_" or "-" (at most 63)');
 

@@ -4,7 +4,7 @@
  * lambdas/shared/config.ts puts them together under their keys.
  */
 import { z } from 'zod';
-import { name } from './config-fields.ts';
+import { templateName } from './config-fields.ts';
 import { ECR_NAME_RULE, ECR_REPOSITORY_NAME } from './ids.ts';
 
 const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
@@ -66,8 +66,8 @@ export const RegistrySchema = z.discriminatedUnion('type', [
 /** The `templates` section: the catalog, and the template a training gets when it names none. */
 export const TemplatesSchema = z
   .object({
-    default: name,
-    catalog: z.record(name, TemplateSchema),
+    default: templateName,
+    catalog: z.record(templateName, TemplateSchema),
   })
   .strict();
 

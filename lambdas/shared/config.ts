@@ -25,7 +25,7 @@ import {
 } from './config-sections.ts';
 import { ConfigError } from './config-error.ts';
 import { historyLimitProblem } from './history.ts';
-import { BACKENDS, backendOf, type BackendName, type TrainerSchemaOf } from './trainers/backends.ts';
+import { BACKENDS, secretsOf, type BackendName, type TrainerSchemaOf } from './trainers/backends.ts';
 
 export { TRAINER_NAME_MAX } from './config-fields.ts';
 export { TemplateWeights } from './config-sections.ts';
@@ -88,12 +88,9 @@ export type TemplateConfig = z.output<typeof TemplateSchema>;
 
 /** Every Secrets Manager secret the configuration names (its trainers' backends' and the registry's), as written. */
 export function configuredSecretNames(c: Pick<Config, 'trainers' | 'registry'>): string[] {
-  const names = Object.values(c.trainers).flatMap((t) => {
-    const fields = Object.keys(backendOf(t).secrets) as (keyof typeof t)[];
-    return fields.map((field) => t[field]);
-  });
-  if (c.registry.type === 'oci') names.push(c.registry.credentials_secret);
-  return [...new Set(names.filter((n): n is string => typeof n === 'string' && n.length > 0))];
+  const names = Object.values(c.trainers).flatMap((t) => secretsOf(t).map((s) => s.secret));
+  if (c.registry.type === 'oci' && c.registry.credentials_secret) names.push(c.registry.credentials_secret);
+  return [...new Set(names)];
 }
 
 export { ConfigError } from './config-error.ts';

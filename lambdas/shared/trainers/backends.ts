@@ -39,3 +39,12 @@ export function backendOf<T extends TrainerConfig>(t: T): Backend<T> {
 export function backendNamed(name: string): Backend<TrainerConfig> | undefined {
   return Object.hasOwn(BACKENDS, name) ? (BACKENDS[name as BackendName] as unknown as Backend<TrainerConfig>) : undefined;
 }
+
+/** The secrets a trainer's configuration names (Backend.secrets), as written, each with who reads it. */
+export function secretsOf(t: TrainerConfig): { field: string; secret: string; readers: readonly SecretReader[] }[] {
+  const fields: { readonly [field: string]: readonly SecretReader[] | undefined } = backendOf(t).secrets;
+  return Object.entries(fields).flatMap(([field, readers]) => {
+    const secret = (t as Record<string, unknown>)[field];
+    return typeof secret === 'string' && secret.length > 0 ? [{ field, secret, readers: readers ?? [] }] : [];
+  });
+}

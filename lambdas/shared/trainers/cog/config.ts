@@ -23,3 +23,6 @@ export const cogConfig = ({ z, httpUrl, trainerCommon }: SchemaKit) =>
     .refine((t) => (t.url === undefined) !== (t.urls === undefined), { message: 'set either url or urls (a pool), not both', path: ['url'] });
 
 export type CogTrainerConfig = z.output<ReturnType<typeof cogConfig>>;
+
+/** A pool's servers: `urls`, or the one `url`. */
+export const poolServers = (t: { backend: string; url?: string; urls?: string[] }): string[] => t.urls ?? (t.url ? [t.url] : []);

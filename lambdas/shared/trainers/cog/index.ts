@@ -3,25 +3,23 @@
  * A Cog server runs one prediction at a time.
  */
 import type { Backend } from '../backend.ts';
-import { cogConfig, type CogTrainerConfig } from './config.ts';
+import { cogConfig, poolServers, type CogTrainerConfig } from './config.ts';
 import { CogTrainer } from './trainer.ts';
-
-const servers = (t: CogTrainerConfig) => t.urls ?? (t.url ? [t.url] : []);
 
 export const cog = {
   configSchema: cogConfig,
   concurrency: 1,
   secrets: { webhook_auth_token_secret: ['backends'], upload_token_secret: ['uploads'] },
-  servers,
+  servers: poolServers,
   inputSchema(t, trainer) {
     // The servers of a pool run one image, so the first one's schema stands for all.
-    const server = servers(t)[0];
+    const server = poolServers(t)[0];
     if (!server) return { unavailable: `trainers.${trainer.name} names no server` };
     const url = `${server.replace(/\/+$/, '')}/openapi.json`;
     return { url, source: `the Cog trainer's ${url}` };
   },
   async create(t, ctx) {
     const authToken = t.webhook_auth_token_secret ? await ctx.secret(t.webhook_auth_token_secret) : undefined;
-    return new CogTrainer({ url: ctx.server ?? servers(t)[0]!, allow: ctx.allow, authToken });
+    return new CogTrainer({ url: ctx.server ?? poolServers(t)[0]!, allow: ctx.allow, authToken });
   },
 } satisfies Backend<CogTrainerConfig>;
