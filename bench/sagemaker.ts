@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { Upload } from '@aws-sdk/lib-storage';
 import { RegistryClient } from '#shared/oci/registry';
 import { createLargeTemplate } from '#shared/oci/template';
-import { jobKeys } from '#shared/sagemaker';
+import { jobKeys } from '#shared/trainers/sagemaker/training-jobs';
 import { record } from '../lambdas/record/core.ts';
 import { stageWeights } from '../lambdas/stage-weights/core.ts';
 import { bundleBuildImage } from '../infra/constructs/build.ts';

@@ -6,6 +6,7 @@ import { Grant, type IGrantable } from 'aws-cdk-lib/aws-iam';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { type Config, ConfigError } from '#shared/config';
+import { secretsOf } from '#shared/trainers/backends';
 import type { TrainerSecrets } from '../functions.ts';
 
 export interface SecretsProps {
@@ -90,16 +91,11 @@ export class Secrets extends Construct {
 
     this.trainerSecrets = { backends: [], downloads: [], uploads: [] };
     for (const [name, trainer] of Object.entries(props.config.trainers)) {
-      if (trainer.backend === 'cog' && trainer.webhook_auth_token_secret) {
-        this.trainerSecrets.backends.push(configuredSecret(this, `Trainer-${name}`, props.config, trainer.webhook_auth_token_secret));
-      }
-      if (trainer.backend === 'cog' && trainer.upload_token_secret) {
-        this.trainerSecrets.uploads.push(configuredSecret(this, `UploadToken-${name}`, props.config, trainer.upload_token_secret));
-      }
-      if (trainer.backend === 'replicate') {
-        const token = configuredSecret(this, `Trainer-${name}`, props.config, trainer.api_token_secret);
-        this.trainerSecrets.backends.push(token);
-        this.trainerSecrets.downloads.push(token);
+      // Each secret the trainer's backend reads, granted to the readers it names.
+      for (const { field, secret, readers } of secretsOf(trainer)) {
+        if (readers.length === 0) continue;
+        const handle = configuredSecret(this, `Trainer-${name}-${field}`, props.config, secret);
+        for (const reader of readers) this.trainerSecrets[reader].push(handle);
       }
     }
   }

@@ -8,7 +8,7 @@ import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aw
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
 import { LOGS_PREFIX } from '#shared/run-logs';
-import { SAGEMAKER_PREFIX } from '#shared/sagemaker';
+import { SAGEMAKER_PREFIX } from '#shared/trainers/sagemaker/training-jobs';
 import { IDEMPOTENCY } from '#shared/store';
 
 export interface StorageProps {

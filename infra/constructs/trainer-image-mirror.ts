@@ -12,7 +12,7 @@ import { Errors, IntegrationPattern, JsonPath, type State, Timeout } from 'aws-c
 import { CallAwsService, CodeBuildStartBuild } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
 import type { Config } from '#shared/config';
-import { sagemakerTrainers } from '#shared/sagemaker';
+import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { bundleBuildImage, loadBuildSpec } from './build.ts';
 import { REPO_ROOT } from './function.ts';
 import { BUILD_QUOTA_RETRY } from './retries.ts';

@@ -7,7 +7,7 @@ import { ArnFormat, Stack } from 'aws-cdk-lib';
 import type { Repository } from 'aws-cdk-lib/aws-ecr';
 import { type IGrantable, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { REQUEST_CHANNEL, SAGEMAKER_PREFIX } from '#shared/sagemaker';
+import { REQUEST_CHANNEL, SAGEMAKER_PREFIX } from '#shared/trainers/sagemaker/training-jobs';
 import type { Storage } from './storage.ts';
 
 /** Reads its request channel, writes its output and checkpoints, pulls its images, writes its logs. */

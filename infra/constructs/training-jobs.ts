@@ -16,7 +16,7 @@ import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import type { Config } from '#shared/config';
 import { inputPath, RUN_PATH } from '#shared/execution';
-import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/sagemaker';
+import { CALLBACK_URL_ENV, CHECKPOINT_LOCAL_PATH, CONTAINER_ENTRYPOINT, REQUEST_CHANNEL, SAGEMAKER_TASK_ERRORS, SAGEMAKER_PREFIX, sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { HouseFunction } from './function.ts';
 import { TRANSIENT_RETRY } from './retries.ts';
 import type { Storage } from './storage.ts';

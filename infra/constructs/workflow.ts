@@ -32,7 +32,7 @@ import type { Config } from '#shared/config';
 import { inputPath, RUN_PATH } from '#shared/execution';
 import { buildTimeouts, type ModelBuild } from './build.ts';
 import type { Storage } from './storage.ts';
-import { sagemakerTrainers } from '#shared/sagemaker';
+import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { SageMakerTraining } from './training-jobs.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
 import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY, webhookRetry } from './retries.ts';

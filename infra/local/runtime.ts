@@ -31,7 +31,7 @@ import { startLocalAws, type LocalAws, type TaskHandler } from './aws/index.ts';
 import { isPersisted } from './aws/secret-store.ts';
 import { appendWorkers, runLocalBuild, type BuildStrategy } from './build.ts';
 import { describeLocalImages, runLocalMirror, runLocalTrainingJob } from './sagemaker.ts';
-import { sagemakerTrainers } from '#shared/sagemaker';
+import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { BUILD_PRINCIPAL, checkIntegration, LOCAL_IAM_DENIED, SAGEMAKER_JOB_PRINCIPAL } from './iam/index.ts';
 import { localPolicies, withDropped } from './iam/template.ts';
 import { localEnvironment, localPrincipals, startLocalFunctions, type LocalFunctions, type LocalPrincipal } from './functions.ts';

@@ -24,7 +24,7 @@ import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/
 import { Upload } from '@aws-sdk/lib-storage';
 import { RegistryClient } from '#shared/oci/registry';
 import { mirrorImage } from '../../codebuild/mirror-image/core.ts';
-import { JOB_NAME_PATTERN, SAGEMAKER_TASK_ERRORS } from '#shared/sagemaker';
+import { JOB_NAME_PATTERN, SAGEMAKER_TASK_ERRORS } from '#shared/trainers/sagemaker/training-jobs';
 import { StateError } from './aws/errors.ts';
 
 export interface LocalSageMakerOptions {

@@ -4,7 +4,7 @@ import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { ApiError, badRequest, notFound, zodDetail } from '#shared/errors';
 import { ExecutionInput } from '#shared/execution';
 import { ecrRepositoryNameProblem, newTrainingId, runIdFor } from '#shared/ids';
-import { describeTrainer, resolveTrainer, type ResolvedTrainer } from '#shared/trainers/index';
+import { backendOf, describeTrainer, resolveTrainer, type ResolvedTrainer } from '#shared/trainers/index';
 import { notStarted, view, type Flavour, type TrainingRecord, type WebhookEvent } from '#shared/training';
 import { idempotently } from './idempotency.ts';
 import { fillPath } from '#shared/routes';
@@ -75,9 +75,9 @@ interface NewTraining {
 }
 
 async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Promise<ApiResponse> {
-  const t0 = n.trainer.config;
-  // Local mode marks a sagemaker trainer it cannot run (no docker engine): refused before anything starts.
-  if (t0.backend === 'sagemaker' && t0.unavailable) throw badRequest(`trainer_version: trainer ${n.trainer.name} cannot run here: ${t0.unavailable}`);
+  // A trainer that cannot run here (local mode without a docker engine for a sagemaker trainer): refused before anything starts.
+  const unavailable = backendOf(n.trainer.config).unavailable?.(n.trainer.config);
+  if (unavailable) throw badRequest(`trainer_version: trainer ${n.trainer.name} cannot run here: ${unavailable}`);
   checkRepository(d, n.flavour === 'seed' ? 'model' : 'destination', n.model);
   const template = await resolveTemplate(d.config, n.templateRef, d.templates);
   checkEgress(d, 'input.instance_data', n.input.instance_data);

@@ -13,7 +13,7 @@ import { ddb, s3 } from '#shared/aws';
 import { runtimeConfig } from '#shared/runtime-config';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
-import { demoKey } from '#shared/trainers/demo-lambda';
+import { demoKey } from '#shared/trainers/demo/lambda-trainer';
 import { newPrediction, publicView, runDemo, type Prediction } from './trainer.ts';
 
 const Event = z.object({ run_id: z.string().check(z.minLength(1)), input: z.record(z.string(), z.unknown()), webhook: z.url() });

@@ -1,7 +1,7 @@
 /** Serves the demo trainer's Cog protocol over HTTP on loopback (local mode). */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEMO_OPENAPI } from '#shared/trainers/demo-schema';
+import { DEMO_OPENAPI } from '#shared/trainers/demo/openapi';
 import { DemoTrainer, type DemoOptions, type Reply } from './trainer.ts';
 
 export async function startDemoTrainerServer(opts: DemoOptions & { port?: number }): Promise<{ url: string; stop(): Promise<void> }> {

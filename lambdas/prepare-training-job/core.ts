@@ -14,11 +14,11 @@ import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Transform, type Readable } from 'node:stream';
 import { callbackUrl } from '#shared/callback';
-import type { SageMakerTrainerConfig } from '#shared/config';
 import type { Deps } from '#shared/deps';
 import { redactUrl, requestStream } from '#shared/http';
 import { mustGet } from '#shared/runs';
-import { CAPACITY_ATTEMPTS, capacityWaitSeconds, jobImage, jobKeys, jobName, RUNNER_FILE } from '#shared/sagemaker';
+import type { SageMakerTrainerConfig } from '#shared/trainers/sagemaker/config';
+import { CAPACITY_ATTEMPTS, capacityWaitSeconds, jobImage, jobKeys, jobName, RUNNER_FILE, sagemakerTrainer } from '#shared/trainers/sagemaker/training-jobs';
 import { StepError, StepErrors, type JobPlan } from '#shared/steps';
 import { inputForTrainer } from '#shared/trainers/inputs';
 import type { TrainingRecord } from '#shared/training';
@@ -37,8 +37,8 @@ export interface PrepareEnv {
 export async function prepareTrainingJob(d: Deps<'s3' | 'secrets'>, env: PrepareEnv, trainingId: string, retry: boolean): Promise<JobPlan> {
   const t = await mustGet(d, trainingId);
   if (t.cancel_requested || t.status === 'canceled') throw new StepError(StepErrors.TrainingCanceled, 'the training was canceled');
-  const trainer = d.config.trainers[t.trainer];
-  if (trainer?.backend !== 'sagemaker') throw new StepError(StepErrors.TrainerFailed, `trainer ${t.trainer} is not a configured sagemaker trainer`);
+  const trainer = sagemakerTrainer(d.config, t.trainer);
+  if (!trainer) throw new StepError(StepErrors.TrainerFailed, `trainer ${t.trainer} is not a configured sagemaker trainer`);
 
   const attempt = (t.job?.attempt ?? 0) + (retry ? 1 : 0);
   if (attempt >= CAPACITY_ATTEMPTS) {

@@ -3,8 +3,8 @@ import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-
 import type { BaseDeps } from '#shared/deps';
 import { boundedError } from '#shared/run-logs';
 import { mustGet } from '#shared/runs';
-import { jobFailureMessage } from '#shared/sagemaker';
 import { StepError, StepErrors, type RecordEvent } from '#shared/steps';
+import { backendNamed } from '#shared/trainers/backends';
 import type { TrainingRecord } from '#shared/training';
 
 export interface RecordDeps extends BaseDeps {
@@ -51,9 +51,10 @@ async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string
 
 async function recordFailure(d: RecordDeps, t: TrainingRecord, error: { Error?: string; Cause?: string }) {
   const canceled = t.cancel_requested || error.Error === StepErrors.TrainingCanceled;
+  // The trainer's backend may say more of its own failures (still configured alike or not).
   const trainer = d.config.trainers[t.trainer];
-  const jobMessage = t.trainer_backend === 'sagemaker' ? jobFailureMessage(error, t.trainer, trainer?.backend === 'sagemaker' ? trainer : undefined) : null;
-  const message = canceled ? 'canceled' : (jobMessage ?? (await errorMessage(d, error)));
+  const own = backendNamed(t.trainer_backend)?.failureMessage?.(error, t.trainer, trainer?.backend === t.trainer_backend ? trainer : undefined);
+  const message = canceled ? 'canceled' : (own ?? (await errorMessage(d, error)));
   const updated = await d.store.updateTraining(
     t.id,
     { status: canceled ? 'canceled' : 'failed', error: canceled ? (t.error ?? null) : boundedError(message), completed_at: d.now().toISOString(), task_token: null },

@@ -5,6 +5,7 @@
  * only those: a client the handler never names is not in its bundle, and every client costs a
  * cold start 15–35 ms of loading (`npm run bench -- --only bundles`). Tests pass a full `Deps`.
  */
+import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import type { SFNClient } from '@aws-sdk/client-sfn';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -14,7 +15,7 @@ import type { Config } from './config.ts';
 import { runtimeConfig } from './runtime-config.ts';
 import { ENV, requireEnv } from './env.ts';
 import { Store } from './store.ts';
-import type { DemoTrainerFunction } from './trainers/demo-lambda.ts';
+import type { DemoTrainerFunction } from './trainers/demo/lambda-trainer.ts';
 
 /** What every handler has: configuration, the table (DynamoDB), the bucket's name, the clock. */
 export interface BaseDeps {
@@ -54,7 +55,16 @@ export const baseDeps = /* @__PURE__ */ once(
 /** The demo trainer's function, for the functions that build trainer backends (DEMO_TRAINER_FUNCTION, where deployed). */
 export function demoTrainer(): DemoTrainerFunction | undefined {
   const name = process.env[ENV.demoTrainerFunction];
-  return name ? { name, lambda: aws.lambda } : undefined;
+  return name ? demoTrainerFunction(name, aws.lambda) : undefined;
+}
+
+/** The demo trainer's function of that name, invoked with an `Event` invocation per run. */
+export function demoTrainerFunction(name: string, lambda: () => LambdaClient): DemoTrainerFunction {
+  return {
+    name,
+    invokeAsync: async (payload) =>
+      (await lambda().send(new InvokeCommand({ FunctionName: name, InvocationType: 'Event', Payload: Buffer.from(JSON.stringify(payload)) }))).StatusCode,
+  };
 }
 
 /** The webhook events emitter of the functions that report a training's progress. */

@@ -1,11 +1,9 @@
 /**
  * A trainer's input schema, and a training's input checked against it at submit, as Replicate
- * checks a version's inputs at create (422 naming the field). Where the schema comes from:
- * - cog: the server's own `GET /openapi.json` (`components.schemas.Input`, Cog >= 0.7);
- * - replicate: the version's `openapi_schema` (`GET /v1/models/{model}/versions/{id}`; the
- *   trainer's `replicate_model` says which model);
- * - demo: its document in trainers/demo-schema.ts.
- * Schemas are cached per trainer and version, and fetched again after SCHEMA_TTL_MS; when one
+ * checks a version's inputs at create (422 naming the field). Where the schema comes from is the
+ * backend's say (Backend.inputSchema): a cog server's own `GET /openapi.json`
+ * (`components.schemas.Input`, Cog >= 0.7), a Replicate version's `openapi_schema`, the demo
+ * trainer's document. Schemas are cached per trainer and version, and fetched again after SCHEMA_TTL_MS; when one
  * cannot be had, the caller lets the training proceed (the trainer still checks) and logs why.
  *
  * Validation is @cfworker/json-schema: it interprets the schema (no code generation: nothing to
@@ -13,12 +11,11 @@
  * enums, and is small enough for the api bundle's cold import. Only what the schema says is
  * checked: required fields, types, enums, minimum/maximum, formats; unknown fields pass through.
  */
-import { serversOf } from './trainers/capacity.ts';
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Config } from './config.ts';
 import { request } from './http.ts';
 import { getSecretString } from './secrets.ts';
-import { DEMO_OPENAPI } from './trainers/demo-schema.ts';
+import { backendOf } from './trainers/backends.ts';
 import type { ResolvedTrainer } from './trainers/index.ts';
 
 export type JsonSchema = Record<string, unknown>;
@@ -91,20 +88,10 @@ export class InputSchemas {
 
   private async fetch(trainer: ResolvedTrainer): Promise<SchemaLookup> {
     const t = trainer.config;
-    if (t.backend === 'demo') return { schema: inputSchemaOf(DEMO_OPENAPI)!, source: 'the demo trainer' };
-    if (t.backend === 'cog') {
-      // The servers of a pool run one image, so the first one's schema stands for all.
-      const server = serversOf(t)[0];
-      if (!server) return { schema: null, reason: `trainers.${trainer.name} names no server` };
-      const url = `${server.replace(/\/+$/, '')}/openapi.json`;
-      return this.fromDocument(url, {}, (doc) => doc, `the Cog trainer's ${url}`);
-    }
-    if (t.backend !== 'replicate') return { schema: null, reason: `the ${t.backend} backend's input schema is not read at submit (the trainer checks its input when it starts)` };
-    if (!t.replicate_model) return { schema: null, reason: `trainers.${trainer.name}.replicate_model is not set, so the version's schema cannot be looked up` };
-    if (!/^[0-9a-f]{64}$/.test(trainer.version)) return { schema: null, reason: `${trainer.version} is not a Replicate version id` };
-    const token = (await getSecretString(this.secrets, t.api_token_secret)).trim();
-    const url = `${t.api_url.replace(/\/+$/, '')}/v1/models/${t.replicate_model}/versions/${trainer.version}`;
-    return this.fromDocument(url, { authorization: `Bearer ${token}` }, (v) => (v as { openapi_schema?: unknown })?.openapi_schema, `Replicate version ${t.replicate_model}:${trainer.version}`);
+    const where = await backendOf(t).inputSchema(t, trainer, (id) => getSecretString(this.secrets, id));
+    if ('unavailable' in where) return { schema: null, reason: where.unavailable };
+    if ('document' in where) return found(where.document, where.source);
+    return this.fromDocument(where.url, where.headers ?? {}, where.pick ?? ((doc) => doc), where.source);
   }
 
   private async fromDocument(url: string, headers: Record<string, string>, pick: (doc: unknown) => unknown, source: string): Promise<SchemaLookup> {
@@ -116,7 +103,11 @@ export class InputSchemas {
     } catch {
       return { schema: null, reason: `${source} is not JSON` };
     }
-    const schema = inputSchemaOf(pick(doc));
-    return schema ? { schema, source } : { schema: null, reason: `${source} has no components.schemas.Input` };
+    return found(pick(doc), source);
   }
+}
+
+function found(document: unknown, source: string): SchemaLookup {
+  const schema = inputSchemaOf(document);
+  return schema ? { schema, source } : { schema: null, reason: `${source} has no components.schemas.Input` };
 }

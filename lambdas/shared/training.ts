@@ -3,6 +3,7 @@
  * (`/v1/trainings`) and Replicate's Trainings API (`/v1/models/…/trainings`).
  */
 import { runIdFor } from './ids.ts';
+import type { BackendName } from './trainers/backends.ts';
 
 export const STATUSES = ['starting', 'processing', 'pushing', 'succeeded', 'failed', 'canceled'] as const;
 export type Status = (typeof STATUSES)[number];
@@ -20,7 +21,7 @@ export interface TrainingRecord {
   owner: string;
   /** Configured trainer name (or a Replicate version id). */
   trainer: string;
-  trainer_backend: 'cog' | 'demo' | 'replicate' | 'sagemaker';
+  trainer_backend: BackendName;
   /** Trainer as the Trainings API shows it: `owner/name` and version. */
   trainer_model: string;
   trainer_version: string;

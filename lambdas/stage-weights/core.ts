@@ -12,10 +12,10 @@ import { Transform, type Readable } from 'node:stream';
 import { ArchiveError, inspectArchive, missingComponents, readEntry, s3Source, type ArchiveLimits } from '#shared/archive';
 import type { Deps as AllDeps } from '#shared/deps';
 import { mustGet } from '#shared/runs';
-import { jobKeys } from '#shared/sagemaker';
 import { redactUrl, requestStream } from '#shared/http';
 import { StepError, StepErrors, type StageWeightsResult } from '#shared/steps';
-import { downloadHeaders } from '#shared/trainers/index';
+import type { OutputInBucket } from '#shared/trainers/backend';
+import { backendNamed, downloadHeaders } from '#shared/trainers/index';
 import type { TrainingRecord } from '#shared/training';
 import { contentTypeFor, inspectTar, outputFileName, sniffFormat, SNIFF_BYTES, type WeightsFormat } from '#shared/weights-format';
 import { buildOverrides } from './build-env.ts';
@@ -35,9 +35,9 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   await d.store.updateTraining(t.id, { status: 'pushing' }, { status: ['starting', 'processing', 'pushing'] });
 
   // A re-template reuses the archive its source training staged (while the bucket keeps it). A
-  // SageMaker job's archive is staged where the job left it: it already sits in the bucket,
-  // under the same retention, so checking it is all there is to do.
-  const key = t.staged?.key ?? (t.trainer_backend === 'sagemaker' && outputUrl.startsWith('s3:') ? jobOutputKey(d, t, outputUrl) : `staged/${t.id}/${outputFileName(outputUrl)}`);
+  // trainer that leaves its output in the bucket (a SageMaker job) has it staged where it lies.
+  const inBucket = backendNamed(t.trainer_backend)?.outputInBucket;
+  const key = t.staged?.key ?? (inBucket && outputUrl.startsWith('s3:') ? keyInBucket(inBucket, d, t, outputUrl) : `staged/${t.id}/${outputFileName(outputUrl)}`);
   const size =
     (await stagedSize(d, key)) ??
     (outputUrl.startsWith('s3:') ? await copyOwn(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
@@ -130,45 +130,23 @@ const isMissing = isMissingObject;
 
 const COPY_MAX_BYTES = 5 * 1024 ** 3;
 
-/** An s3:// output: the Cog upload relay's (a SageMaker job's that is missing, said so). */
+/** An s3:// output: the Cog upload relay's (one left in the bucket that is missing, said so). */
 function copyOwn(d: Deps, t: TrainingRecord, url: string, key: string, copyMax?: number): Promise<number> {
-  if (t.trainer_backend === 'sagemaker') {
+  const inBucket = backendNamed(t.trainer_backend)?.outputInBucket;
+  if (inBucket) {
     const why = t.retemplate_of
       ? `the weights of training ${t.retemplate_of} have expired (staged archives are kept retention.staged_archive_days)`
-      : `the SageMaker job left no ${key.split('/').pop()} (the runner writes ${MODEL_FOLDER}/${RUNNER_ARCHIVE})`;
+      : inBucket.missing(key);
     throw new StepError(StepErrors.TrainerFailed, why);
   }
   return copyRelayed(d, t, url, key, copyMax);
 }
 
-/**
- * The archive a SageMaker job left in our bucket (`CompressionType: NONE`, so as the runner
- * wrote it). Only this training's own job output is accepted.
- */
-function jobOutputKey(d: Deps, t: TrainingRecord, url: string): string {
-  const { output } = jobKeys(t.id);
-  const m = url.match(/^s3:\/\/([^/]+)\/(.+)$/);
-  const key = m ? runnerArchiveKey(m[2]!) : '';
-  if (!m || m[1] !== d.bucket || !key.startsWith(output) || key.includes('..')) {
-    throw new StepError(StepErrors.TrainerFailed, `the SageMaker job's output ${redactUrl(url)} is not this training's job output`);
-  }
-  return key;
-}
-
-/** Where SageMaker uploads /opt/ml/model (`<job>/output/model/`), and what the runner writes there. */
-const MODEL_FOLDER = 'model';
-const RUNNER_ARCHIVE = 'output.zip';
-
-/**
- * S3ModelArtifacts of uncompressed output names the model folder's prefix, with or without a
- * trailing slash (the API promises none; SageMaker's Python SDK adds one "if necessary"), or an
- * object when the folder held a single artifact. The prefix gets exactly one slash, then the
- * runner's archive; an object's key stays as it is.
- */
-function runnerArchiveKey(path: string): string {
-  const folder = path.replace(/\/+$/, '');
-  const isPrefix = path !== folder || folder.split('/').pop() === MODEL_FOLDER;
-  return isPrefix ? `${folder}/${RUNNER_ARCHIVE}` : path;
+/** The key of an output the trainer left in the bucket: only this training's own. */
+function keyInBucket(inBucket: OutputInBucket, d: Deps, t: TrainingRecord, url: string): string {
+  const found = inBucket.keyOf(t.id, d.bucket, url);
+  if ('refused' in found) throw new StepError(StepErrors.TrainerFailed, found.refused);
+  return found.key;
 }
 
 /** A server-side copy (CopyObject: up to 5 GiB), streamed through the function beyond that. */

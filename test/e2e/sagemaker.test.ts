@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { CALLBACK_URL_ENV, CONTAINER_ENTRYPOINT } from '#shared/sagemaker';
+import { CALLBACK_URL_ENV, CONTAINER_ENTRYPOINT } from '#shared/trainers/sagemaker/training-jobs';
 import { RUNNER_SOURCE_PATH } from '../../infra/constructs/function.ts';
 import { runLocalTrainingJob } from '../../infra/local/sagemaker.ts';
 import { startFixture, type Fixture } from '../helpers/aws-local.ts';

@@ -10,7 +10,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { prepareTrainingJob } from '../../lambdas/prepare-training-job/core.ts';
 import { createUpload } from '../../lambdas/upload/core.ts';
 import { stageWeights } from '../../lambdas/stage-weights/core.ts';
-import { CAPACITY_ATTEMPTS, jobKeys } from '#shared/sagemaker';
+import { CAPACITY_ATTEMPTS, jobKeys } from '#shared/trainers/sagemaker/training-jobs';
 import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
 
 const IMAGE = `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}`;

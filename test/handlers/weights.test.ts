@@ -5,7 +5,7 @@
  */
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobKeys } from '#shared/sagemaker';
+import { jobKeys } from '#shared/trainers/sagemaker/training-jobs';
 import type { TrainingRecord } from '#shared/training';
 import { handler } from '../../lambdas/upload/handler.ts';
 import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';

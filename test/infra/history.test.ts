@@ -15,7 +15,7 @@ import {
   TRAINER_WAIT_TURN_EVENTS,
   worstCaseHistory,
 } from '#shared/history';
-import { CAPACITY_ATTEMPTS } from '#shared/sagemaker';
+import { CAPACITY_ATTEMPTS } from '#shared/trainers/sagemaker/training-jobs';
 import { type AslState, synthesizeDefinition } from '../../infra/asl.ts';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));

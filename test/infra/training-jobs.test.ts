@@ -10,7 +10,7 @@ import { StateMachine } from 'aws-local-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
-import { jobFailureMessage } from '#shared/sagemaker';
+import { jobFailureMessage } from '#shared/trainers/sagemaker/training-jobs';
 import { lambdaEvent, localRepositoryName, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
 import { DreamboothStack } from '../../infra/stack.ts';
 

@@ -1,22 +1,18 @@
 /** How many runs a trainer takes at once, and which server each of its slots runs on. */
-import type { TrainerConfig } from '../config.ts';
+import { BACKENDS, backendOf, type BackendName, type TrainerConfig } from './backends.ts';
 
-/**
- * Defaults by backend. A Cog server (and the demo trainer, which speaks Cog) runs one
- * prediction at a time; SageMaker's usual first quota is one instance of a GPU type. Replicate
- * queues and scales on its side, so the cap there only bounds the spend in flight: 10 keeps a
- * burst within Replicate's create-rate limits while still running a team's work in parallel.
- */
-export const DEFAULT_CONCURRENCY: Readonly<Record<string, number>> = { cog: 1, demo: 1, sagemaker: 1, replicate: 10 };
+/** Defaults by backend: each backend's `concurrency` (its index.ts says why). */
+export const DEFAULT_CONCURRENCY = Object.fromEntries(Object.entries(BACKENDS).map(([name, b]) => [name, b.concurrency])) as Readonly<
+  Record<BackendName, number>
+>;
 
-/** The servers of a pooled trainer (cog, or the demo trainer served over HTTP); [] for the others. */
+/** The servers of a pooled trainer (a cog trainer, or the demo trainer served over HTTP); [] for the others. */
 export function serversOf(t: TrainerConfig): string[] {
-  if (t.backend !== 'cog' && t.backend !== 'demo') return [];
-  return t.urls ?? (t.url ? [t.url] : []);
+  return backendOf(t).servers?.(t) ?? [];
 }
 
 /** Runs at once per server (pools), or for the whole trainer. */
-const perServer = (t: TrainerConfig) => t.concurrency ?? DEFAULT_CONCURRENCY[t.backend] ?? 1;
+const perServer = (t: TrainerConfig) => t.concurrency ?? DEFAULT_CONCURRENCY[t.backend];
 
 /** The trainer's slots: per-server concurrency × servers for a pool, else its concurrency. */
 export function slotCount(t: TrainerConfig | undefined): number {

@@ -1,17 +1,15 @@
-/** Picks the backend of a configured trainer. */
+/** Finds the trainer a request names, and builds the client its runs talk to. */
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import type { Config, TrainerConfig } from '../config.ts';
+import type { Config } from '../config.ts';
 import { getSecretString } from '../secrets.ts';
-import { CogTrainer } from './cog.ts';
-import { DemoLambdaTrainer, type DemoTrainerFunction } from './demo-lambda.ts';
-import { SageMakerTrainer } from './sagemaker.ts';
-import { DynamoPredictionLedger, REPLICATE_VERSION, ReplicateTrainer, replicateDownloadHeaders } from './replicate.ts';
 import type { Store } from '../store.ts';
-import { serversOf } from './capacity.ts';
+import type { DemoTrainerFunction } from './demo/lambda-trainer.ts';
+import { backendOf, type TrainerConfig } from './backends.ts';
 import { TrainerFailedError, type TrainerBackend } from './types.ts';
 
 export * from './types.ts';
 export { serverFor, serversOf, slotCount } from './capacity.ts';
+export { backendNamed, backendOf, type BackendName, type TrainerConfig } from './backends.ts';
 
 export interface ResolvedTrainer {
   name: string;
@@ -23,25 +21,23 @@ export interface ResolvedTrainer {
 }
 
 /**
- * Finds the trainer a request names: its configured name, its Trainings API version, or (a
- * 64-hex version no trainer names) a Replicate version, run by a replicate trainer that pins none.
+ * Finds the trainer a request names: its configured name, its Trainings API version (or the
+ * version it is pinned to), or a version no trainer names, run by a trainer that runs any
+ * (a replicate trainer that pins none).
  */
 export function resolveTrainer(config: Config, ref: string): ResolvedTrainer | null {
   const trainers = Object.entries(config.trainers);
   for (const [name, t] of trainers) {
     const r = describeTrainer(config, name, t);
-    if (name === ref || r.version === ref || (t.backend === 'replicate' && t.trainer_version === ref)) return r;
+    if (name === ref || r.version === ref || backendOf(t).pinnedVersion?.(t) === ref) return r;
   }
-  if (!REPLICATE_VERSION.test(ref)) return null;
-  const open = trainers.find(([, t]) => t.backend === 'replicate' && !t.trainer_version);
+  const open = trainers.find(([, t]) => backendOf(t).runsVersion?.(t, ref));
   return open ? { ...describeTrainer(config, open[0], open[1]), version: ref } : null;
 }
 
 export function describeTrainer(config: Config, name: string, t: TrainerConfig): ResolvedTrainer {
   const owner = t.owner ?? config.default_owner;
-  // A pinned Replicate version is the natural version of a replicate trainer.
-  const pinned = t.backend === 'replicate' ? t.trainer_version : undefined;
-  return { name, config: t, owner, model: `${owner}/${t.name ?? name}`, version: t.version ?? pinned ?? name };
+  return { name, config: t, owner, model: `${owner}/${t.name ?? name}`, version: t.version ?? backendOf(t).pinnedVersion?.(t) ?? name };
 }
 
 /** What building a backend takes: the secrets client, the table, and the demo trainer's function where deployed. */
@@ -59,43 +55,11 @@ export interface TrainerDeps {
 export async function backendFor(config: Config, trainerName: string, deps: TrainerDeps, server?: string | null): Promise<TrainerBackend> {
   const t = config.trainers[trainerName];
   if (!t) throw new TrainerFailedError(`trainer ${trainerName} is no longer configured`);
-  const allow = config.egress.allow;
-  switch (t.backend) {
-    case 'cog': {
-      const authToken = t.webhook_auth_token_secret
-        ? await getSecretString(deps.secrets, t.webhook_auth_token_secret)
-        : undefined;
-      return new CogTrainer({ url: server ?? serversOf(t)[0]!, allow, authToken });
-    }
-    case 'demo': {
-      // Local mode serves the demo trainer over Cog's protocol, driven by the same code as a Cog
-      // server; on AWS it is a Lambda (DEMO_TRAINER_FUNCTION).
-      const url = server ?? serversOf(t)[0];
-      if (url) return new CogTrainer({ url, allow });
-      if (!deps.demoTrainer) throw new TrainerFailedError(`the demo trainer ${trainerName} is not deployed (no url, no demo trainer function)`);
-      return new DemoLambdaTrainer(deps.demoTrainer, deps.store);
-    }
-    case 'replicate': {
-      const { store } = deps;
-      return new ReplicateTrainer({
-        apiUrl: t.api_url,
-        token: (await getSecretString(deps.secrets, t.api_token_secret)).trim(),
-        allow,
-        ledger: new DynamoPredictionLedger(store.client, store.table),
-        // Unpinned, the trainer runs the version the training was created with.
-        versionOf: async (run) => t.trainer_version ?? (await store.getTraining(run.trainingId))?.trainer_version ?? null,
-      });
-    }
-    case 'sagemaker':
-      return new SageMakerTrainer();
-  }
+  const secret = (id: string) => getSecretString(deps.secrets, id);
+  return backendOf(t).create(t, { name: trainerName, server, allow: config.egress.allow, secret, store: deps.store, demoTrainer: deps.demoTrainer });
 }
 
-/**
- * Headers to download one of a trainer's own output URLs with: a replicate trainer's API token,
- * for files on its API's origin. Apart from backendFor, so that stage-weights bundles no backend
- * (nor the Lambda client the demo backend brings).
- */
+/** Headers to download one of a trainer's own output URLs with (a replicate trainer's API token, for files on its API's origin). */
 export async function downloadHeaders(
   config: Config,
   trainerName: string,
@@ -103,6 +67,5 @@ export async function downloadHeaders(
   url: string,
 ): Promise<Record<string, string> | undefined> {
   const t = config.trainers[trainerName];
-  if (t?.backend !== 'replicate') return undefined;
-  return replicateDownloadHeaders(t.api_url, (await getSecretString(deps.secrets, t.api_token_secret)).trim(), url);
+  return t && backendOf(t).downloadHeaders?.(t, url, (id) => getSecretString(deps.secrets, id));
 }

@@ -1,4 +1,4 @@
-/** One interface for every trainer backend (cog, demo, replicate). */
+/** What a run's client is, whatever the backend (made by its `create`, trainers/backend.ts), and the errors it throws. */
 export type RunStatus = 'starting' | 'processing' | 'succeeded' | 'failed' | 'canceled';
 
 export interface RunState {

@@ -5,15 +5,16 @@
  */
 import * as aws from '#shared/aws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoTrainerFunction } from '#shared/deps';
 import { resetRuntimeConfig } from '#shared/runtime-config';
 import { inspectArchive } from '#shared/archive';
 import { request } from '#shared/http';
-import { DemoLambdaTrainer } from '#shared/trainers/demo-lambda';
+import { DemoLambdaTrainer } from '#shared/trainers/demo/lambda-trainer';
 import { TrainerFailedError } from '#shared/trainers/types';
-import { handler } from '../../lambdas/demo-trainer/handler.ts';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
-import { waitFor } from '../helpers/local-mode.ts';
+import { handler } from '../../../lambdas/demo-trainer/handler.ts';
+import { instanceDataZip } from '../../../infra/local/demo.ts';
+import { startFixture, startServer, type Fixture, type TestServer } from '../../helpers/aws-local.ts';
+import { waitFor } from '../../helpers/local-mode.ts';
 
 let fx: Fixture;
 let receiver: TestServer;
@@ -29,7 +30,7 @@ beforeAll(async () => {
   fx = await startFixture({ as: 'start-trainer', config: { trainers: { demo: { backend: 'demo', steps_per_second: 200 } } }, lambdas: { 'demo-trainer': (p) => handler(p) } });
   process.env.DREAMBOOTH_CONFIG = JSON.stringify(fx.deps.config);
   resetRuntimeConfig();
-  trainer = new DemoLambdaTrainer({ name: 'demo-trainer', lambda: aws.lambda }, fx.deps.store);
+  trainer = new DemoLambdaTrainer(demoTrainerFunction('demo-trainer', aws.lambda), fx.deps.store);
 });
 afterAll(async () => {
   await receiver?.close();

@@ -5,8 +5,8 @@
  * are unsigned (optional `Authorization: Bearer $WEBHOOK_AUTH_TOKEN`), can arrive out of order,
  * and each `logs` event carries the whole log so far.
  */
-import { request } from '../http.ts';
-import { safeEqual } from '../ids.ts';
+import { request } from '../../http.ts';
+import { safeEqual } from '../../ids.ts';
 import {
   CallbackAuthError,
   TrainerBusyError,
@@ -17,7 +17,7 @@ import {
   type RunState,
   type RunStatus,
   type TrainerBackend,
-} from './types.ts';
+} from '../types.ts';
 
 export interface CogOptions {
   url: string;

@@ -4,7 +4,8 @@
  * key prefix of the data bucket: the `request` channel (request.json, the runner, staged input
  * files), the job's output, its checkpoints.
  */
-import type { Config, SageMakerTrainerConfig } from './config.ts';
+import { redactUrl } from '../../http.ts';
+import type { SageMakerTrainerConfig } from './config.ts';
 
 export const SAGEMAKER_PREFIX = 'sagemaker/';
 /** The runner's file name in the request channel. */
@@ -50,9 +51,52 @@ export function jobImage(trainerName: string, trainer: SageMakerTrainerConfig, m
   return `${mirrorHost}/${repository}@${trainer.image.split('@')[1]}`;
 }
 
-export function sagemakerTrainers(config: Config): [string, SageMakerTrainerConfig][] {
-  return Object.entries(config.trainers).filter((e): e is [string, SageMakerTrainerConfig] => e[1].backend === 'sagemaker');
+type Trainers = { trainers: Record<string, { backend: string }> };
+const isSageMaker = (t: { backend: string } | undefined): t is SageMakerTrainerConfig => t?.backend === 'sagemaker';
+
+/** The configuration's sagemaker trainers, by name. */
+export function sagemakerTrainers(config: Trainers): [string, SageMakerTrainerConfig][] {
+  return Object.entries(config.trainers).filter((e): e is [string, SageMakerTrainerConfig] => isSageMaker(e[1]));
 }
+
+/** The configured trainer of that name if it is a sagemaker trainer. */
+export function sagemakerTrainer(config: Trainers, name: string): SageMakerTrainerConfig | undefined {
+  const t = Object.hasOwn(config.trainers, name) ? config.trainers[name] : undefined;
+  return isSageMaker(t) ? t : undefined;
+}
+
+/** Where SageMaker uploads /opt/ml/model (`<job>/output/model/`), and what the runner writes there. */
+const MODEL_FOLDER = 'model';
+const RUNNER_ARCHIVE = 'output.zip';
+
+/**
+ * S3ModelArtifacts of uncompressed output names the model folder's prefix, with or without a
+ * trailing slash (the API promises none; SageMaker's Python SDK adds one "if necessary"), or an
+ * object when the folder held a single artifact. The prefix gets exactly one slash, then the
+ * runner's archive; an object's key stays as it is.
+ */
+function runnerArchiveKey(path: string): string {
+  const folder = path.replace(/\/+$/, '');
+  const isPrefix = path !== folder || folder.split('/').pop() === MODEL_FOLDER;
+  return isPrefix ? `${folder}/${RUNNER_ARCHIVE}` : path;
+}
+
+/**
+ * The archive a training's job left in our bucket (`CompressionType: NONE`, so as the runner
+ * wrote it), from the job's S3ModelArtifacts. Only this training's own job output is accepted.
+ */
+export function jobOutputKey(trainingId: string, bucket: string, url: string): { key: string } | { refused: string } {
+  const { output } = jobKeys(trainingId);
+  const m = url.match(/^s3:\/\/([^/]+)\/(.+)$/);
+  const key = m ? runnerArchiveKey(m[2]!) : '';
+  if (!m || m[1] !== bucket || !key.startsWith(output) || key.includes('..')) {
+    return { refused: `the SageMaker job's output ${redactUrl(url)} is not this training's job output` };
+  }
+  return { key };
+}
+
+/** Why a job's output archive is missing. */
+export const missingJobOutput = (key: string) => `the SageMaker job left no ${key.split('/').pop()} (the runner writes ${MODEL_FOLDER}/${RUNNER_ARCHIVE})`;
 
 /**
  * The errors `createTrainingJob.sync` ends with; the state machine's Retry and local mode's

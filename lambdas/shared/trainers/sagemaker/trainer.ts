@@ -5,8 +5,8 @@
  * is the runner inside the job forwarding the Cog server's progress (cumulative logs); the
  * job's own end, not a callback, decides how the run ended, so every report counts as running.
  */
-import { parsePrediction } from './cog.ts';
-import { TrainerFailedError, type InboundRequest, type Run, type RunState, type TrainerBackend } from './types.ts';
+import { parsePrediction } from '../cog/trainer.ts';
+import { TrainerFailedError, type InboundRequest, type Run, type RunState, type TrainerBackend } from '../types.ts';
 
 export class SageMakerTrainer implements TrainerBackend {
   async start(_run: Run): Promise<RunState> {

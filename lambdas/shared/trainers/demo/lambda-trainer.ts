@@ -3,41 +3,37 @@
  * lambdas/demo-trainer/handler.ts). Its callbacks are Cog-shaped predictions; its state for
  * status checks is the `DEMO#<run>` item it keeps up to date.
  */
-import { InvokeCommand } from '@aws-sdk/client-lambda';
-import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import type { LambdaClient } from '@aws-sdk/client-lambda';
-import type { Store } from '../store.ts';
-import { parsePrediction } from './cog.ts';
-import { validate } from '../../demo-trainer/input.ts';
-import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from './types.ts';
+import { GetCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { parsePrediction } from '../cog/trainer.ts';
+import { validate } from '../../../demo-trainer/input.ts';
+import { TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from '../types.ts';
 
 export const demoKey = (runId: string) => ({ pk: `DEMO#${runId}`, sk: 'DEMO' });
 /** A run whose item has not moved for this long has died with its invocation. */
 const STALE_MS = 120_000;
 
-/** The deployed demo trainer: its name and the client that invokes it. */
+/**
+ * The deployed demo trainer: its name, and an asynchronous (`Event`) invocation of it answering
+ * Lambda's status code. Built by lambdas/shared/deps.ts, so that only the functions that start
+ * runs bundle the Lambda client's Invoke, not every function that reads the backends.
+ */
 export interface DemoTrainerFunction {
   name: string;
-  lambda: () => LambdaClient;
+  invokeAsync(payload: unknown): Promise<number | undefined>;
 }
 
 export class DemoLambdaTrainer implements TrainerBackend {
   constructor(
     private readonly fn: DemoTrainerFunction,
-    private readonly store: Store,
+    /** The service's table, where the trainer keeps its `DEMO#<run>` items. */
+    private readonly store: { client: DynamoDBDocumentClient; table: string },
   ) {}
 
   async start(run: Run): Promise<RunState> {
     const problems = validate(run.input);
     if (problems.length) throw new TrainerFailedError(`the trainer refused the input: ${problems.map((p) => `${p.loc.slice(2).join('.')}: ${p.msg}`).join('; ')}`);
-    const out = await this.fn.lambda().send(
-      new InvokeCommand({
-        FunctionName: this.fn.name,
-        InvocationType: 'Event',
-        Payload: Buffer.from(JSON.stringify({ run_id: run.runId, input: run.input, webhook: run.callbackUrl })),
-      }),
-    );
-    if (out.StatusCode !== 202) throw new TransientError(`the demo trainer was not invoked (${out.StatusCode})`);
+    const status = await this.fn.invokeAsync({ run_id: run.runId, input: run.input, webhook: run.callbackUrl });
+    if (status !== 202) throw new TransientError(`the demo trainer was not invoked (${status})`);
     return { status: 'starting' };
   }
 

@@ -2,90 +2,20 @@
  * Replicate's HTTP API (api.replicate.com, or anything that speaks it) as the trainer.
  *
  * What shapes this code: Replicate assigns the prediction id and its create has no idempotency
- * key, so our run id is mapped to Replicate's id in our own table (see `PredictionLedger`);
+ * key, so our run id is mapped to Replicate's id in our own table (see ledger.ts);
  * webhooks are signed per Standard Webhooks with the account's secret; file outputs served
  * from the API's own origin need the API token to download.
  */
-import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import * as z from '../zod.ts';
-import { HttpError, request, type HttpResponse } from '../http.ts';
-import { sha256Hex } from '../ids.ts';
-import { verify } from '../webhook-signing.ts';
-import {
-  CallbackAuthError,
-  TrainerFailedError,
-  TransientError,
-  type InboundRequest,
-  type Run,
-  type RunState,
-  type TrainerBackend,
-} from './types.ts';
+import { HttpError, request, type HttpResponse } from '../../http.ts';
+import { sha256Hex } from '../../ids.ts';
+import * as z from '../../zod.ts';
+import { verify } from '../../webhook-signing.ts';
+import { CallbackAuthError, TrainerFailedError, TransientError, type InboundRequest, type Run, type RunState, type TrainerBackend } from '../types.ts';
+import type { PredictionLedger } from './ledger.ts';
+import { parsePrediction, toRunState, type Prediction } from './prediction.ts';
 
+/** A Replicate version id. */
 export const REPLICATE_VERSION = /^[0-9a-f]{64}$/;
-
-/**
- * Where a run's Replicate prediction id is kept. The start claims the run BEFORE it creates
- * the prediction and records the id AFTER: a retried start that finds the id resumes that
- * prediction, and one that finds a bare claim knows an earlier create may have succeeded
- * without its answer arriving. It then refuses to create another (that would train and bill
- * twice) and fails the run; failures that prove nothing was created give the claim back.
- */
-export interface PredictionLedger {
-  /** null: never claimed; `predictionId` null: claimed, id not (yet) known. */
-  get(runId: string): Promise<{ predictionId: string | null } | null>;
-  /** False when the run was claimed before. */
-  claim(runId: string): Promise<boolean>;
-  /** Only the claim's holder records, so this needs no condition. */
-  record(runId: string, predictionId: string): Promise<void>;
-  release(runId: string): Promise<void>;
-}
-
-const ledgerKey = (runId: string) => ({ pk: `REPLICATE#${runId}`, sk: 'REPLICATE' });
-const conditionFailed = (e: unknown) => (e as Error).name === 'ConditionalCheckFailedException';
-
-/** The ledger as one item per run in the service's table (conditional writes only). */
-export class DynamoPredictionLedger implements PredictionLedger {
-  constructor(
-    private readonly db: DynamoDBDocumentClient,
-    private readonly table: string,
-  ) {}
-
-  async get(runId: string) {
-    const out = await this.db.send(new GetCommand({ TableName: this.table, Key: ledgerKey(runId), ConsistentRead: true }));
-    if (!out.Item) return null;
-    return { predictionId: typeof out.Item.prediction_id === 'string' ? out.Item.prediction_id : null };
-  }
-
-  async claim(runId: string): Promise<boolean> {
-    const Item = { ...ledgerKey(runId), claimed_at: new Date().toISOString() };
-    try {
-      await this.db.send(new PutCommand({ TableName: this.table, Item, ConditionExpression: 'attribute_not_exists(pk)' }));
-      return true;
-    } catch (e) {
-      if (conditionFailed(e)) return false;
-      throw e;
-    }
-  }
-
-  async record(runId: string, predictionId: string): Promise<void> {
-    await this.db.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: ledgerKey(runId),
-        UpdateExpression: 'SET prediction_id = :id',
-        ExpressionAttributeValues: { ':id': predictionId },
-      }),
-    );
-  }
-
-  async release(runId: string): Promise<void> {
-    await this.db
-      .send(new DeleteCommand({ TableName: this.table, Key: ledgerKey(runId), ConditionExpression: 'attribute_not_exists(prediction_id)' }))
-      .catch((e: unknown) => {
-        if (!conditionFailed(e)) throw e;
-      });
-  }
-}
 
 export interface ReplicateOptions {
   apiUrl: string;
@@ -261,49 +191,3 @@ function json(res: HttpResponse): unknown {
     throw new TransientError(`Replicate answered HTTP ${res.status} with a body that is not JSON`);
   }
 }
-
-const PredictionSchema = z.object({
-  id: z.string().check(z.minLength(1)),
-  status: z.enum(['starting', 'processing', 'succeeded', 'failed', 'canceled', 'aborted']),
-  output: z.optional(z.unknown()),
-  logs: z.nullish(z.string()),
-  error: z.optional(z.unknown()),
-  metrics: z.nullish(z.object({ predict_time: z.optional(z.number()) })),
-});
-type Prediction = z.infer<typeof PredictionSchema>;
-
-export function parsePrediction(raw: unknown): Prediction {
-  const parsed = PredictionSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new TrainerFailedError(`not a Replicate prediction: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
-  return parsed.data;
-}
-
-export function toRunState(p: Prediction): RunState {
-  return {
-    // Replicate stops a run it gave up on as `aborted`: for us, the trainer canceled it.
-    status: p.status === 'aborted' ? 'canceled' : p.status,
-    output: outputUrl(p.output),
-    logs: p.logs ?? null,
-    error: p.error == null ? null : typeof p.error === 'string' ? p.error : JSON.stringify(p.error),
-    predict_time: p.metrics?.predict_time ?? null,
-  };
-}
-
-/**
- * The output: a URL; or an object's `weights` URL (Replicate's trainers answer `{version, weights}`);
- * or among a list's or an object's URLs the first archive or weights file (`.zip`, `.tar`,
- * `.tar.gz`, `.tgz`, `.safetensors`), or the only URL.
- */
-export function outputUrl(output: unknown): string | null {
-  if (typeof output === 'string') return output;
-  const weights = (output as { weights?: unknown } | null)?.weights;
-  if (typeof weights === 'string' && URL.canParse(weights)) return weights;
-  const values = Array.isArray(output) ? output : output && typeof output === 'object' ? Object.values(output) : [];
-  const urls = values.filter((v): v is string => typeof v === 'string' && URL.canParse(v));
-  return urls.find((u) => WEIGHTS_FILE.test(new URL(u).pathname)) ?? (urls.length === 1 ? urls[0]! : null);
-}
-
-const WEIGHTS_FILE = /\.(zip|tar|tar\.gz|tgz|safetensors)$/i;
