@@ -1,10 +1,13 @@
 /**
  * Local stand-in for API Gateway: serves the REST API's methods as the synthesized template
- * declares them (infra/template.ts) — resource paths, which methods the token authorizer guards,
- * the function each integrates, the gateway's own responses — and turns requests into the same
- * REST proxy events (`resource`, `pathParameters`). A route missing on AWS is missing here.
- * Besides, local only: the trainer upload sink a local Cog trainer needs (`--upload-url`): PUT
- * stores into S3, GET serves it back to the pipeline.
+ * declares them (./cloudformation/rest-api.ts) — resource paths, which methods the token
+ * authorizer guards, the function each integrates, the gateway's own responses — and turns
+ * requests into the same REST proxy events (`resource`, `pathParameters`). A route missing on
+ * AWS is missing here. Besides, local only: the trainer upload sink a local Cog trainer needs
+ * (`--upload-url`): PUT stores into S3, GET serves it back to the pipeline.
+ *
+ * It listens first and serves once local mode has started (the demo trainers, configured before
+ * the stack is synthesized, need its URL); until then it answers 503.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,29 +17,29 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Readable } from 'node:stream';
 import { matchPath } from '#shared/routes';
-import type { HandlerName } from '../constructs/function.ts';
-import type { LocalApi, LocalGatewayResponse } from '../template.ts';
-
-/** Runs a function with an event, as Lambda Invoke does. */
-export type InvokeFunction = (fn: HandlerName, event: unknown) => Promise<unknown>;
+import type { LocalApi, LocalGatewayResponse, LocalRoute } from './cloudformation/rest-api.ts';
+import type { InvokeFunction } from './lambda/invoke.ts';
+import { LOCAL_REST_API_ARN } from './names.ts';
 
 type AuthorizerResult = { principalId?: string; policyDocument?: { Statement?: Array<{ Effect?: string }> }; context?: Record<string, unknown> };
 
-export interface LocalServerOptions {
-  port: number;
-  /** The REST API of the synthesized template (known once the final configuration is synthesized). */
-  api: () => LocalApi;
+export interface GatewayRoutes {
+  /** The REST API of the synthesized template. */
+  api: LocalApi;
   invoke: InvokeFunction;
-  /** Where the upload sink stores (local mode's own S3 client, known once the services run). */
   /** The upload sink's writer (the trainer upload relay's role on AWS) and reader (stage-weights'). */
-  storage: () => { s3: S3Client; reader?: S3Client; bucket: string };
+  storage: { s3: S3Client; reader?: S3Client; bucket: string };
   /** API Gateway's own payload cap. */
   maxBodyBytes?: number;
-  /** Extra routes (e.g. the --demo instance data). */
-  extra?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
 }
 
-const METHOD_ARN = 'arn:aws:execute-api:us-east-1:000000000000:local/prod';
+export interface LocalApiGateway {
+  url: string;
+  port: number;
+  /** Serves `routes` from now on. */
+  serve(routes: GatewayRoutes): void;
+  stop(): Promise<void>;
+}
 
 /** API Gateway's defaults where the template sets no gateway response. */
 const DEFAULT_RESPONSES: Record<string, LocalGatewayResponse> = {
@@ -47,89 +50,110 @@ const DEFAULT_RESPONSES: Record<string, LocalGatewayResponse> = {
   REQUEST_TOO_LARGE: { status: 413, body: '{"message":"Request Too Long"}', headers: { 'content-type': 'application/json' } },
 };
 
-export async function startLocalServer(opts: LocalServerOptions): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+/** Listens on 127.0.0.1:`port` (0: any free port); serves nothing until `serve`. */
+export async function listenApiGateway(port: number): Promise<LocalApiGateway> {
+  let routes: GatewayRoutes | null = null;
   let publicUrl = '';
-  const gateway = (type: string, res: http.ServerResponse) => {
-    const r = opts.api().gatewayResponses[type] ?? DEFAULT_RESPONSES[type]!;
-    res.writeHead(r.status, r.headers).end(r.body);
-  };
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((e) => {
+    const served = routes ? handle(routes, publicUrl, req, res) : Promise.resolve(send(res, 503, { detail: 'local mode is starting', status: 503 }));
+    served.catch((e) => {
       if (!res.headersSent) send(res, 500, { detail: 'internal error', status: 500 });
       process.stderr.write(`local server: ${(e as Error).message}\n`);
     });
   });
-
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
-    const url = new URL(req.url ?? '/', 'http://local');
-    if (opts.extra?.(req, res)) return;
-    let m: RegExpMatchArray | null;
-    if (req.method === 'PUT' && (m = url.pathname.match(/^\/v1\/trainer-uploads\/([^/]+)$/))) return upload(req, res, m[1]!);
-    if (req.method === 'GET' && (m = url.pathname.match(/^\/v1\/trainer-outputs\/([a-z0-9]+)\/([^/]+)$/))) return download(res, m[1]!, m[2]!);
-
-    // API Gateway answers a path or method it has no method for itself.
-    const routes = opts.api().routes.filter((r) => r.method === req.method);
-    const match = matchPath(routes.map((r) => r.path), url.pathname);
-    if (!match) return gateway('MISSING_AUTHENTICATION_TOKEN', res);
-    const route = routes.find((r) => r.path === match.path)!;
-
-    const body = await readBody(req, opts.maxBodyBytes ?? 10 * 1024 * 1024);
-    if (body === null) return gateway('REQUEST_TOO_LARGE', res);
-    const event = toEvent(req, url, body, match);
-    if (route.authorizer) {
-      const token = req.headers.authorization;
-      // A TOKEN authorizer is not called without its identity source.
-      if (!token) return gateway('UNAUTHORIZED', res);
-      let result: AuthorizerResult;
-      try {
-        result = (await opts.invoke(route.authorizer, { type: 'TOKEN', authorizationToken: token, methodArn: `${METHOD_ARN}/${req.method}${url.pathname}` })) as AuthorizerResult;
-      } catch (e) {
-        return gateway((e as Error).message === 'Unauthorized' ? 'UNAUTHORIZED' : 'AUTHORIZER_FAILURE', res);
-      }
-      if (!result.policyDocument?.Statement?.some((s) => s.Effect === 'Allow')) return gateway('ACCESS_DENIED', res);
-      event.requestContext.authorizer = { ...result.context, principalId: result.principalId };
-    }
-    return reply(res, (await opts.invoke(route.fn, event)) as APIGatewayProxyResult);
-  }
-
-  /** Streams a trainer's output file into S3 under an unguessable key. */
-  async function upload(req: http.IncomingMessage, res: http.ServerResponse, filename: string) {
-    const id = randomBytes(16).toString('hex');
-    const name = decodeURIComponent(filename).replace(/[^A-Za-z0-9._-]/g, '_');
-    await new Upload({
-      client: opts.storage().s3,
-      params: { Bucket: opts.storage().bucket, Key: `trainer-outputs/${id}/${name}`, Body: req, ContentType: req.headers['content-type'] ?? 'application/octet-stream' },
-      partSize: 8 * 1024 * 1024,
-    }).done();
-    const location = `${publicUrl}/v1/trainer-outputs/${id}/${name}`;
-    res.writeHead(201, { location, 'content-type': 'application/json' }).end(JSON.stringify({ url: location }));
-  }
-
-  async function download(res: http.ServerResponse, id: string, name: string) {
-    try {
-      const out = await (opts.storage().reader ?? opts.storage().s3).send(new GetObjectCommand({ Bucket: opts.storage().bucket, Key: `trainer-outputs/${id}/${name}` }));
-      res.writeHead(200, { 'content-type': out.ContentType ?? 'application/octet-stream', 'content-length': String(out.ContentLength ?? '') });
-      (out.Body as Readable).pipe(res);
-    } catch {
-      send(res, 404, { detail: 'not found', status: 404 });
-    }
-  }
-
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, '127.0.0.1', () => resolve());
+    server.listen(port, '127.0.0.1', () => resolve());
   });
-  const { port } = server.address() as AddressInfo;
-  publicUrl = `http://127.0.0.1:${port}`;
+  const bound = (server.address() as AddressInfo).port;
+  publicUrl = `http://127.0.0.1:${bound}`;
   return {
     url: publicUrl,
-    port,
+    port: bound,
+    serve: (r) => {
+      routes = r;
+    },
     stop: () =>
       new Promise((r) => {
         server.closeAllConnections();
         server.close(() => r());
       }),
   };
+}
+
+/** Listens and serves at once. */
+export async function startApiGateway(opts: GatewayRoutes & { port: number }): Promise<LocalApiGateway> {
+  const gateway = await listenApiGateway(opts.port);
+  gateway.serve(opts);
+  return gateway;
+}
+
+async function handle(routes: GatewayRoutes, publicUrl: string, req: http.IncomingMessage, res: http.ServerResponse) {
+  const url = new URL(req.url ?? '/', 'http://local');
+  let m: RegExpMatchArray | null;
+  if (req.method === 'PUT' && (m = url.pathname.match(/^\/v1\/trainer-uploads\/([^/]+)$/))) return upload(routes, publicUrl, req, res, m[1]!);
+  if (req.method === 'GET' && (m = url.pathname.match(/^\/v1\/trainer-outputs\/([a-z0-9]+)\/([^/]+)$/))) return download(routes, res, m[1]!, m[2]!);
+
+  // API Gateway answers a path or method it has no method for itself.
+  const methods = routes.api.routes.filter((r) => r.method === req.method);
+  const match = matchPath(methods.map((r) => r.path), url.pathname);
+  if (!match) return gateway(routes, 'MISSING_AUTHENTICATION_TOKEN', res);
+  const route = methods.find((r) => r.path === match.path)!;
+
+  const body = await readBody(req, routes.maxBodyBytes ?? 10 * 1024 * 1024);
+  if (body === null) return gateway(routes, 'REQUEST_TOO_LARGE', res);
+  const event = toEvent(req, url, body, match);
+  if (route.authorizer) {
+    const refused = await authorizeRequest(routes, route.authorizer, req, url, event);
+    if (refused) return gateway(routes, refused, res);
+  }
+  return reply(res, (await routes.invoke(route.fn, event)) as APIGatewayProxyResult);
+}
+
+/** The TOKEN authorizer's verdict: null, with its context on the event, or the gateway response that refuses. */
+async function authorizeRequest(routes: GatewayRoutes, authorizer: NonNullable<LocalRoute['authorizer']>, req: http.IncomingMessage, url: URL, event: APIGatewayProxyEvent): Promise<string | null> {
+  const token = req.headers.authorization;
+  // A TOKEN authorizer is not called without its identity source.
+  if (!token) return 'UNAUTHORIZED';
+  let result: AuthorizerResult;
+  try {
+    const methodArn = `${LOCAL_REST_API_ARN}/${req.method}${url.pathname}`;
+    result = (await routes.invoke(authorizer, { type: 'TOKEN', authorizationToken: token, methodArn })) as AuthorizerResult;
+  } catch (e) {
+    return (e as Error).message === 'Unauthorized' ? 'UNAUTHORIZED' : 'AUTHORIZER_FAILURE';
+  }
+  if (!result.policyDocument?.Statement?.some((s) => s.Effect === 'Allow')) return 'ACCESS_DENIED';
+  event.requestContext.authorizer = { ...result.context, principalId: result.principalId };
+  return null;
+}
+
+function gateway(routes: GatewayRoutes, type: string, res: http.ServerResponse) {
+  const r = routes.api.gatewayResponses[type] ?? DEFAULT_RESPONSES[type]!;
+  res.writeHead(r.status, r.headers).end(r.body);
+}
+
+/** Streams a trainer's output file into S3 under an unguessable key. */
+async function upload(routes: GatewayRoutes, publicUrl: string, req: http.IncomingMessage, res: http.ServerResponse, filename: string) {
+  const id = randomBytes(16).toString('hex');
+  const name = decodeURIComponent(filename).replace(/[^A-Za-z0-9._-]/g, '_');
+  await new Upload({
+    client: routes.storage.s3,
+    params: { Bucket: routes.storage.bucket, Key: `trainer-outputs/${id}/${name}`, Body: req, ContentType: req.headers['content-type'] ?? 'application/octet-stream' },
+    partSize: 8 * 1024 * 1024,
+  }).done();
+  const location = `${publicUrl}/v1/trainer-outputs/${id}/${name}`;
+  res.writeHead(201, { location, 'content-type': 'application/json' }).end(JSON.stringify({ url: location }));
+}
+
+async function download(routes: GatewayRoutes, res: http.ServerResponse, id: string, name: string) {
+  const { storage } = routes;
+  try {
+    const out = await (storage.reader ?? storage.s3).send(new GetObjectCommand({ Bucket: storage.bucket, Key: `trainer-outputs/${id}/${name}` }));
+    res.writeHead(200, { 'content-type': out.ContentType ?? 'application/octet-stream', 'content-length': String(out.ContentLength ?? '') });
+    (out.Body as Readable).pipe(res);
+  } catch {
+    send(res, 404, { detail: 'not found', status: 404 });
+  }
 }
 
 async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer | null> {

@@ -1,32 +1,38 @@
 /**
- * Local stand-ins for the AWS services the handlers call, so local mode runs the deployed
- * code paths with no AWS account: s3rver (S3), dynalite (DynamoDB), and one endpoint for
- * Step Functions (the synthesized ASL run by aws-local-stepfunctions), Secrets Manager and
- * Lambda Invoke. Handlers find them through the SDK's AWS_ENDPOINT_URL_<SERVICE> variables.
+ * Local stand-ins for the AWS services the handlers call, together, so local mode runs the
+ * deployed code paths with no AWS account: S3 (./s3.ts) and DynamoDB (./dynamodb/), each in a
+ * worker thread of its own, and one endpoint (./endpoint.ts) for Step Functions (./stepfunctions/),
+ * Secrets Manager (./secretsmanager/) and Lambda Invoke (./lambda/invoke.ts), with IAM (./iam/)
+ * in front of all three when policies are given. Handlers find them through the SDK's
+ * AWS_ENDPOINT_URL_<SERVICE> variables.
  */
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { PrincipalPolicies } from './cloudformation/policies.ts';
+import type { TableDefinition } from './cloudformation/table.ts';
+import { createTable, startDynamoDb } from './dynamodb/index.ts';
 import { startEndpoint } from './endpoint.ts';
-import { ExecutionStore, type ExecutionRecord } from './executions.ts';
-import { SecretStore } from './secret-store.ts';
-import { secretsManagerApi, type LocalLambda } from './services.ts';
-import { LocalStepFunctions, type ExecutionEvent } from './sfn.ts';
-import { stepFunctionsApi } from './sfn-api.ts';
-import { createBucket, createTable, startDynamoDb, startS3, type AccessKey, type LocalS3, type LocalService } from './storage.ts';
-import type { TaskHandler } from './tasks.ts';
-import { credentialsOf, makePrincipals, type Credentials } from '../iam/principals.ts';
-import { authorize, decideS3, deniedMessage, startAuthProxy, type Authority, type Denial, type Principal } from '../iam/proxy.ts';
-import type { PrincipalPolicies } from '../iam/template.ts';
-import { LOCAL_ACCOUNT, LOCAL_BUCKET, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../names.ts';
-import type { TableDefinition } from '../table.ts';
-import { TaskTokens } from './tokens.ts';
+import { enforceIam, type LocalIam } from './iam/index.ts';
+import type { Denial } from './iam/proxy.ts';
+import type { LocalLambda } from './lambda/invoke.ts';
+import { LOCAL_BUCKET, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from './names.ts';
+import { createBucket, startS3, type AccessKey } from './s3.ts';
+import { secretsManagerApi } from './secretsmanager/api.ts';
+import { SecretStore } from './secretsmanager/store.ts';
+import { stepFunctionsApi } from './stepfunctions/api.ts';
+import { ExecutionStore, type ExecutionRecord } from './stepfunctions/executions.ts';
+import { LocalStepFunctions, type ExecutionEvent } from './stepfunctions/executor.ts';
+import type { TaskHandler } from './stepfunctions/tasks.ts';
+import { TaskTokens } from './stepfunctions/tokens.ts';
+import type { LocalService } from './storage-host.ts';
 
-export type { TaskContext, TaskHandler } from './tasks.ts';
-export type { ExecutionEvent } from './sfn.ts';
-export type { ExecutionRecord, ExecutionStatus } from './executions.ts';
-export type { LocalLambda } from './services.ts';
-export { INTERRUPTED_ERROR } from './executions.ts';
+export type { TaskContext, TaskHandler } from './stepfunctions/tasks.ts';
+export type { ExecutionEvent } from './stepfunctions/executor.ts';
+export type { ExecutionRecord, ExecutionStatus } from './stepfunctions/executions.ts';
+export type { LocalLambda } from './lambda/invoke.ts';
+export type { LocalIam } from './iam/index.ts';
+export { INTERRUPTED_ERROR } from './stepfunctions/executions.ts';
 export { pollUntil } from './poll.ts';
 
 /** The operator's key pair (local mode itself, as CloudFormation on AWS): s3rver's built-in one. */
@@ -35,7 +41,7 @@ const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 export interface LocalAwsOptions {
   /** Root of all local state: `s3/`, `dynamodb/`, `executions.json`. */
   dataDir: string;
-  /** The trainings table's keys and indexes, as the stack defines them (see ../table.ts). */
+  /** The trainings table's keys and indexes, as the stack defines them (see ./cloudformation/table.ts). */
   table: TableDefinition;
   /** The state machine in plain ASL (JSONPath). */
   definition: object;
@@ -49,26 +55,16 @@ export interface LocalAwsOptions {
   lambdas: Record<string, LocalLambda>;
   onExecutionEvent?: (e: ExecutionEvent) => void;
   log?: (line: string) => void;
-  /** The functions' access keys (infra/local/functions.ts), which S3 verifies signatures with. */
+  /** The functions' access keys (./lambda/environment.ts), which S3 verifies signatures with. */
   accessKeys?: AccessKey[];
   /**
-   * Each principal's policies from the template (infra/local/iam/template.ts). When given,
+   * Each principal's policies from the template (./cloudformation/policies.ts). When given,
    * every call to the local services is authenticated and authorised as AWS does it; a
    * function signs with its key from `accessKeys` (by its key id), others get derived keys.
    */
   iam?: Record<string, PrincipalPolicies>;
   /** Told of every refused call. */
   onDenial?: (d: Denial) => void;
-}
-
-export interface LocalIam {
-  /** The credentials of a function (by handler name), `state-machine` or `build`. */
-  credentials(principal: string): Credentials;
-  /** Calls refused so far. */
-  denials: Denial[];
-  /** Null when `principal` may do `action` on `resource`; else AWS's AccessDenied message. */
-  check(principal: string, action: string, resource: string): string | null;
-  principals: ReadonlyMap<string, Principal>;
 }
 
 export interface LocalAws {
@@ -101,16 +97,7 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   // Before the endpoint exists, so no new execution can be taken for an interrupted one.
   const interrupted = store.load();
   const tokens = new TaskTokens();
-  const sfn = new LocalStepFunctions({
-    definition: opts.definition,
-    taskHandlers: opts.taskHandlers,
-    stateMachineArn: LOCAL_STATE_MACHINE_ARN,
-    store,
-    tokens,
-    onEvent,
-    log,
-  });
-
+  const sfn = new LocalStepFunctions({ definition: opts.definition, taskHandlers: opts.taskHandlers, stateMachineArn: LOCAL_STATE_MACHINE_ARN, store, tokens, onEvent, log });
   const services: LocalService[] = [];
   try {
     const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
@@ -121,74 +108,26 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       lambdas: opts.lambdas,
       log,
     }).then(keep(services));
-
-    const iam = opts.iam ? await enforce(opts.iam, opts.dataDir, { s3, dynamodb: dynamodb.url, endpoint: endpoint.url }, services, log, opts.onDenial, opts.accessKeys) : null;
+    const upstream = { s3, dynamodb: dynamodb.url, endpoint: endpoint.url };
+    const iam = opts.iam ? await enforceIam({ policies: opts.iam, dataDir: opts.dataDir, operator: CREDENTIALS, upstream, keep: keep(services), log, onDenial: opts.onDenial, given: opts.accessKeys }) : null;
     const urls = iam?.urls ?? { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url };
     const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
     await createResources();
     for (const rec of interrupted) {
       onEvent({ executionArn: rec.executionArn, name: rec.name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error: rec.error, cause: rec.cause });
     }
-    return {
-      env: localEnv(urls),
-      iam: iam?.iam,
-      stateMachineArn: LOCAL_STATE_MACHINE_ARN,
-      bucket: LOCAL_BUCKET,
-      table: LOCAL_TABLE,
-      createResources,
-      stop: async () => {
-        await sfn.shutdown();
-        tokens.closeAll();
-        await closeAll(services);
-      },
-      executions: {
-        list: () => sfn.list(),
-        get: (arn) => store.get(arn),
-        whenDone: (arn) => sfn.whenDone(arn),
-        interrupted,
-      },
+    const stop = async () => {
+      await sfn.shutdown();
+      tokens.closeAll();
+      await closeAll(services);
     };
+    const executions = { list: () => sfn.list(), get: (arn: string) => store.get(arn), whenDone: (arn: string) => sfn.whenDone(arn), interrupted };
+    return { env: localEnv(urls), iam: iam?.iam, stateMachineArn: LOCAL_STATE_MACHINE_ARN, bucket: LOCAL_BUCKET, table: LOCAL_TABLE, createResources, stop, executions };
   } catch (err) {
     await closeAll(services);
     throw err;
   }
 }
-
-/**
- * Gates local S3 and puts the authorising proxies in front of the two other servers; handlers
- * are pointed at them.
- */
-async function enforce(
-  policies: Record<string, PrincipalPolicies>,
-  dataDir: string,
-  upstream: { s3: LocalS3; dynamodb: string; endpoint: string },
-  services: LocalService[],
-  log: (line: string) => void,
-  onDenial?: (d: Denial) => void,
-  given: AccessKey[] = [],
-) {
-  const principals = makePrincipals(dataDir, policies, CREDENTIALS, given);
-  // s3rver accepts only access key ids it knows (it checks no V4 signature: the proxy does).
-  await upstream.s3.addKeys([...principals.values()].map((p) => ({ accessKeyId: p.accessKeyId, secretAccessKey: p.secretAccessKey })));
-  const authority: Authority = { principals, denials: [], log, onDenial, region: LOCAL_REGION, account: LOCAL_ACCOUNT };
-  await upstream.s3.gate((request) => decideS3(authority, request));
-  const dynamodb = await startAuthProxy('dynamodb', upstream.dynamodb, authority).then(keep(services));
-  const endpoint = await startAuthProxy('endpoint', upstream.endpoint, authority).then(keep(services));
-  const byName = (name: string) => [...principals.values()].find((p) => p.name === name);
-  const iam: LocalIam = {
-    credentials: (name) => credentialsOf(principals, name),
-    denials: authority.denials,
-    principals,
-    check(name, action, resource) {
-      const principal = byName(name);
-      if (!principal) return `local IAM: no principal named ${name}`;
-      const denial = authorize(authority, principal, [{ service: action.split(':')[0]!, action, resource }]);
-      return denial && deniedMessage(authority, principal, denial);
-    },
-  };
-  return { urls: { s3: upstream.s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url }, iam };
-}
-
 
 function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Record<string, string> {
   return {

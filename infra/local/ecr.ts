@@ -1,10 +1,18 @@
-/** Debian's docker-registry (distribution 2.8) on a free loopback port, data under the data dir. */
+/**
+ * ECR in local mode: Debian's docker-registry (distribution 2.8) on a free loopback port, data
+ * under the data dir, holds the images ECR would; the names ECR would refuse are refused; and
+ * DescribeImages of a trainer's mirror, the state machine's one ECR call, is answered from it.
+ */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ecrRepositoryNameProblem } from '#shared/ids';
+import { RegistryClient } from '#shared/oci/registry';
+import { StateError } from './errors.ts';
+import { ecrRepositoryArn } from './names.ts';
+import type { StandIn } from './stepfunctions/stand-in.ts';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 const SETPRIV = '/usr/bin/setpriv';
@@ -90,3 +98,27 @@ export function ecrWouldRefuse(imageRepository: string): string | null {
   const problem = ecrRepositoryNameProblem(path);
   return problem && `ECR would refuse the repository name ${path}: it ${problem}`;
 }
+
+/**
+ * ECR DescribeImages of a trainer's mirror in local mode: the local registry stands for ECR.
+ * Without one (an OCI layout on disk) nothing is in "ECR", and the mirror that follows is a no-op.
+ */
+export async function describeLocalImages(input: unknown, registryHost: string | null): Promise<unknown> {
+  const { RepositoryName, ImageIds } = input as { RepositoryName: string; ImageIds: { ImageDigest: string }[] };
+  const notFound = () => new StateError('Ecr.ImageNotFoundException', `The image with imageId {imageDigest:'${ImageIds[0]?.ImageDigest}'} does not exist within the repository with name '${RepositoryName}'`);
+  if (!registryHost) throw notFound();
+  const store = new RegistryClient({ baseUrl: `http://${registryHost}` });
+  const imageDetails = [];
+  for (const { ImageDigest } of ImageIds) {
+    const found = await store.headManifest(RepositoryName, ImageDigest);
+    if (!found) throw notFound();
+    imageDetails.push({ repositoryName: RepositoryName, imageDigest: found.digest, imageManifestMediaType: found.mediaType });
+  }
+  return { ImageDetails: imageDetails };
+}
+
+export const describeImagesTask: StandIn = (ctx) => async (input) => {
+  const services = await ctx.services;
+  services.checkIntegration('ecr:DescribeImages', ecrRepositoryArn((input as { RepositoryName: string }).RepositoryName), 'Ecr.AccessDeniedException');
+  return describeLocalImages(input, ctx.registryHost);
+};

@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { ZodError } from 'zod';
 import { AwsError } from './errors.ts';
-import { invokeLambda, type LocalLambda } from './services.ts';
+import { invokeLambda, type LocalLambda } from './lambda/invoke.ts';
 
 type Operation = (body: unknown) => unknown;
 

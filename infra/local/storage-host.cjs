@@ -71,7 +71,7 @@ async function start() {
     const dynalite = require('dynalite');
     // DynamoDB's own count of an item's size (UTF-8), where dynalite checks its 400 KB limit
     // (PutItem, UpdateItem, BatchWriteItem) through this export.
-    require('dynalite/db').itemSize = require('./item-size.cjs').itemSize;
+    require('dynalite/db').itemSize = require('./dynamodb/item-size.cjs').itemSize;
     // No artificial CREATING delay: local start-up should not wait for it.
     const server = dynalite({ path: workerData.path, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
     await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
@@ -93,7 +93,7 @@ async function start() {
   });
   // Local IAM's gate, in front of s3rver's routes (s3rver is a Koa app): once enabled, each
   // request's method, URL and headers go to local mode's thread, which answers with a decision
-  // (infra/local/iam/proxy.ts decideS3); the bytes stay here.
+  // (./iam/proxy.ts decideS3); the bytes stay here.
   s3rver.middleware.unshift(async (ctx, next) => {
     if (!gated) return next();
     const decision = await authorize({ method: ctx.method, url: ctx.url, headers: ctx.headers });

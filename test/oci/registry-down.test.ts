@@ -6,7 +6,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { buildImage, BuildImageEnv } from '../../lambdas/build-image/core.ts';
-import { freePort } from '../../infra/local/registry.ts';
+import { freePort } from '../../infra/local/ecr.ts';
 import { requireRegistry } from '../helpers/capabilities.ts';
 import { startBuildFixture, type BuildFixture } from './build-fixture.ts';
 

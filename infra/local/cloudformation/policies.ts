@@ -2,7 +2,7 @@
  * Each local principal's policies, read from the synthesized stack as CloudFormation would
  * deploy them: every AWS::IAM::Policy attached to the principal's role and the role's inline
  * Policies, with Ref / Fn::GetAtt / Fn::Join / Fn::Sub / Fn::Select / Fn::Split resolved to the
- * ARNs of local mode's resources (account 000000000000, local mode's region). The data
+ * ARNs of local mode's resources (its account and region: ../names.ts). The data
  * bucket's resource-policy Deny statements (TLS only) apply to every principal.
  */
 import type { CfnResource } from 'aws-cdk-lib';
@@ -15,19 +15,25 @@ import { CfnLogGroup } from 'aws-cdk-lib/aws-logs';
 import { CfnBucket, CfnBucketPolicy } from 'aws-cdk-lib/aws-s3';
 import { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
-import { ecrRepositoryArn, localRepositoryName, LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_REGION, lambdaArn } from '../../asl.ts';
-import { HouseFunction, type HandlerName } from '../../constructs/function.ts';
-import { LOCAL_BUCKET, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from '../names.ts';
-import { SECRET_IDS } from '../secrets.ts';
+import { HouseFunction } from '../../constructs/function.ts';
 import type { DreamboothStack } from '../../stack.ts';
-import type { Statement } from './policy.ts';
-import { secretArn, type Where } from './requests.ts';
-
-/** Principals that are not functions: the state machine's role and the build project's. */
-export const STATE_MACHINE_PRINCIPAL = 'state-machine';
-export const BUILD_PRINCIPAL = 'build';
-/** The SageMaker job role: the local stand-in lays out and uploads a job's files as it. */
-export const SAGEMAKER_JOB_PRINCIPAL = 'sagemaker-job';
+import type { Statement } from '../iam/policy.ts';
+import { secretArn, type Where } from '../iam/requests.ts';
+import {
+  BUILD_PRINCIPAL,
+  ecrRepositoryArn,
+  lambdaArn,
+  LOCAL_ACCOUNT,
+  LOCAL_BUCKET,
+  LOCAL_BUILD_PROJECT,
+  LOCAL_REGION,
+  LOCAL_SECRET_IDS,
+  LOCAL_STATE_MACHINE_ARN,
+  LOCAL_TABLE,
+  localRepositoryName,
+  SAGEMAKER_JOB_PRINCIPAL,
+  STATE_MACHINE_PRINCIPAL,
+} from '../names.ts';
 
 export interface LocalNames extends Where {
   bucket: string;
@@ -54,8 +60,8 @@ export function localPolicies(stack: DreamboothStack): Record<string, PrincipalP
     table: LOCAL_TABLE,
     stateMachineArn: LOCAL_STATE_MACHINE_ARN,
     buildProject: LOCAL_BUILD_PROJECT,
-    lambdaArn: (handler) => lambdaArn(handler as HandlerName),
-    secrets: { apiTokens: SECRET_IDS.apiTokens, webhookSigning: SECRET_IDS.webhook, callbackKey: SECRET_IDS.callbackKey },
+    lambdaArn,
+    secrets: LOCAL_SECRET_IDS,
   });
 }
 

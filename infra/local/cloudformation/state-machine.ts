@@ -1,45 +1,26 @@
 /**
  * The state machine definition as plain ASL, for local mode: the very definition CDK deploys,
- * read from the synthesized template (infra/template.ts) with every CloudFormation reference
- * resolved to a fixed local value.
+ * read from the synthesized template (./synthesize.ts) with every CloudFormation reference
+ * resolved to a local name (../names.ts).
  *
  * Synchronous. Local mode runs `asl` with aws-local-stepfunctions and overrides each Task state
- * by name, using `taskHandlers`:
+ * by name, using `taskHandlers`, what each Task state calls:
  * - `{ kind: 'lambda', handler, integration: 'direct' }`: the state's effective input (its
  *   Parameters) is the Lambda event and the handler's return value is the task's result.
  * - `{ kind: 'lambda', handler, integration: 'waitForTaskToken' }`: the state's input is what
  *   Step Functions gives `lambda:invoke`, `{ FunctionName, Payload }`; the event is `Payload`
- *   (see `lambdaEvent`), it carries the task token, and the task's result is what
+ *   (see `lambdaEvent` in ../lambda/task.ts), it carries the task token, and the task's result is what
  *   SendTaskSuccess sends.
- * - `{ kind: 'sagemaker' }`: the input is CreateTrainingJob's request; resolve with what
- *   DescribeTrainingJob answers for the completed job, and throw `States.TaskFailed` with that
- *   description as the cause when the job fails or stops, as `createTrainingJob.sync` does.
- * - `{ kind: 'mirror' }`: StartBuild of the trainer image mirror (same request and result shape).
- * - `{ kind: 'ecr-images' }`: ECR DescribeImages (`RepositoryName`, `ImageIds`) of a trainer's
- *   mirror; throw `Ecr.ImageNotFoundException` when the image is not there.
- * - `{ kind: 'codebuild' }`: the input is StartBuild's request (`ProjectName`,
- *   `EnvironmentVariablesOverride: [{ Name, Type, Value }]`); resolve with
- *   `{ Build: { Id, ExportedEnvironmentVariables: [{ Name, Value }] } }` and throw when the
- *   build fails, as `startBuild.sync` does.
+ * - `{ kind: <a service integration> }`: a state that calls another service (CodeBuild,
+ *   SageMaker, ECR), told apart by the table of integrations (../stepfunctions/integrations.ts),
+ *   whose stand-in answers as the service would.
  */
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
-import type { HandlerName } from './constructs/function.ts';
-import { synthesize, type Synthesized } from './template.ts';
-
-export const LOCAL_REGION = 'us-east-1';
-export const LOCAL_ACCOUNT = '000000000000';
-/** The build project's name in the resolved definition. */
-export const LOCAL_BUILD_PROJECT = 'build-model';
-/** The trainer image mirror's project name in the resolved definition. */
-export const LOCAL_MIRROR_PROJECT = 'mirror-image';
-
-export type TaskTarget =
-  | { kind: 'lambda'; handler: HandlerName; integration: 'direct' | 'waitForTaskToken' }
-  | { kind: 'codebuild' }
-  | { kind: 'mirror' }
-  | { kind: 'ecr-images' }
-  | { kind: 'sagemaker' };
+import type { HandlerName } from '../../constructs/function.ts';
+import { LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_MIRROR_PROJECT, LOCAL_REGION, lambdaArn, localRepositoryName, roleArn } from '../names.ts';
+import { integrationOf, type TaskTarget } from '../stepfunctions/integrations.ts';
+import { synthesize, type Synthesized } from './synthesize.ts';
 
 export interface SynthesizedDefinition {
   /** The ASL document (JSONPath, no CloudFormation references left). */
@@ -73,31 +54,6 @@ const PSEUDO: Record<string, string> = {
   'AWS::URLSuffix': 'amazonaws.com',
 };
 
-export function lambdaArn(handler: HandlerName): string {
-  return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${handler}`;
-}
-
-/** A trainer mirror's ECR repository, as local IAM and the local DescribeImages name it. */
-export function ecrRepositoryArn(name: string): string {
-  return `arn:aws:ecr:${LOCAL_REGION}:${LOCAL_ACCOUNT}:repository/${name}`;
-}
-
-/** The Lambda event of a Task's effective input (see the module comment). */
-/**
- * The local name of an ECR repository CloudFormation names on AWS (a trainer's mirror): one
- * name for the definition, the functions' environment and local IAM.
- */
-export function localRepositoryName(logicalId: string): string {
-  return `mirror/${logicalId.toLowerCase()}`;
-}
-
-export function lambdaEvent(target: TaskTarget, input: unknown): unknown {
-  if (target.kind === 'lambda' && target.integration === 'waitForTaskToken') {
-    return (input as { Payload?: unknown } | null)?.Payload;
-  }
-  return input;
-}
-
 export function synthesizeDefinition(config: Config): SynthesizedDefinition {
   return definitionOf(synthesize(config));
 }
@@ -109,7 +65,7 @@ export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>)
   for (const [id, r] of Object.entries(template.Resources)) {
     if (r.Type === 'AWS::CodeBuild::Project') values.set(id, JSON.stringify(r.Properties?.Source).includes('mirror-image.mjs') ? LOCAL_MIRROR_PROJECT : LOCAL_BUILD_PROJECT);
     // Roles a task passes on (a SageMaker job's).
-    if (r.Type === 'AWS::IAM::Role') values.set(id, `arn:aws:iam::${LOCAL_ACCOUNT}:role/${id}`);
+    if (r.Type === 'AWS::IAM::Role') values.set(id, roleArn(id));
     // The definition names a mirror by reference (RepositoryName), never by ARN.
     if (r.Type === 'AWS::ECR::Repository') values.set(id, localRepositoryName(id));
   }
@@ -170,12 +126,9 @@ function lookup(id: string, pseudo: string | undefined, values: Map<string, stri
 }
 
 function taskTarget(name: string, state: AslState, handlers: Map<string, HandlerName>): TaskTarget {
+  const service = integrationOf(state);
+  if (service) return { kind: service.kind };
   const resource = state.Resource ?? '';
-  if (resource.startsWith('arn:aws:states:::codebuild:startBuild')) {
-    return state.Parameters?.ProjectName === LOCAL_MIRROR_PROJECT ? { kind: 'mirror' } : { kind: 'codebuild' };
-  }
-  if (resource === 'arn:aws:states:::sagemaker:createTrainingJob.sync') return { kind: 'sagemaker' };
-  if (resource === 'arn:aws:states:::aws-sdk:ecr:describeImages') return { kind: 'ecr-images' };
   const integration = resource === 'arn:aws:states:::lambda:invoke.waitForTaskToken' ? 'waitForTaskToken' : 'direct';
   const arn = integration === 'direct' ? resource : String(state.Parameters?.FunctionName ?? '');
   const handler = handlers.get(arn);

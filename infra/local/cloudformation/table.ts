@@ -5,8 +5,8 @@
 import { App, Stack } from 'aws-cdk-lib';
 import type { CreateTableCommandInput } from '@aws-sdk/client-dynamodb';
 import type { Config } from '#shared/config';
-import { Storage } from '../constructs/storage.ts';
-import type { CfnTemplate } from '../template.ts';
+import { Storage } from '../../constructs/storage.ts';
+import type { CfnTemplate } from './synthesize.ts';
 
 export type TableDefinition = Pick<CreateTableCommandInput, 'AttributeDefinitions' | 'KeySchema' | 'GlobalSecondaryIndexes'>;
 

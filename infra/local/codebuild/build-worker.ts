@@ -1,6 +1,6 @@
 /**
- * One append build in a worker thread (infra/local/build.ts bundles and starts it): the code CodeBuild runs (lambdas/build-image), with its S3 client made
- * here from plain settings. Messages: in, one `AppendJob`; out, `log` lines, then `done` with
+ * One append build in a worker thread (./append.ts bundles and starts it): the code CodeBuild
+ * runs (lambdas/build-image), with its S3 client made here from plain settings. Messages: in, one `AppendJob`; out, `log` lines, then `done` with
  * the exported variables or `error` with the message.
  */
 import { parentPort } from 'node:worker_threads';
@@ -8,7 +8,7 @@ import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import type { ImageStore } from '#shared/oci/types';
-import { buildImage, BuildImageEnv } from '../../lambdas/build-image/core.ts';
+import { buildImage, BuildImageEnv } from '../../../lambdas/build-image/core.ts';
 
 export interface AppendJob {
   env: Record<string, string>;

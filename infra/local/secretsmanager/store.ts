@@ -8,7 +8,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { AwsError } from './errors.ts';
+import { AwsError } from '../errors.ts';
 
 export interface SecretVersion {
   value: string;

@@ -4,9 +4,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { AwsError } from './errors.ts';
+import { AwsError } from '../errors.ts';
 import { STATUSES, type ExecutionRecord } from './executions.ts';
-import type { LocalStepFunctions } from './sfn.ts';
+import type { LocalStepFunctions } from './executor.ts';
 import type { TaskTokens } from './tokens.ts';
 
 // AWS: 1–80 characters; no whitespace, brackets, wildcards, control or listed special characters.

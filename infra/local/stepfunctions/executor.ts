@@ -6,7 +6,7 @@ import './polyfill.ts';
 import { randomBytes } from 'node:crypto';
 import { ExecutionAbortedError, ExecutionError, ExecutionTimeoutError, StateMachine } from 'aws-local-stepfunctions';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
-import { AwsError } from './errors.ts';
+import { AwsError } from '../errors.ts';
 import type { ExecutionRecord, ExecutionStatus, ExecutionStore } from './executions.ts';
 import { findTaskStates, localTaskHandlers, type TaskHandler } from './tasks.ts';
 import type { TaskTokens } from './tokens.ts';

@@ -4,7 +4,7 @@
  * thrown error's name as the state error, an AbortSignal that fires when the task times out
  * or the execution stops.
  */
-import { StateError, toStateError } from './errors.ts';
+import { StateError, toStateError } from '../errors.ts';
 import type { TaskTokens } from './tokens.ts';
 
 export interface TaskContext {

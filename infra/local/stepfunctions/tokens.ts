@@ -4,7 +4,7 @@
  * does not enforce HeartbeatSeconds). Tokens are secrets: no message here contains one.
  */
 import { randomBytes } from 'node:crypto';
-import { AwsError, StateError } from './errors.ts';
+import { AwsError, StateError } from '../errors.ts';
 
 interface OpenTask {
   heartbeatMs: number | undefined;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, PutItemCommand, QueryCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
-import { createTable, startDynamoDb } from '../../infra/local/aws/storage.ts';
+import { createTable, startDynamoDb } from '../../infra/local/dynamodb/index.ts';
 import { testTable } from '../helpers/table.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'table-'));

@@ -1,7 +1,7 @@
 /**
- * Local IAM: the evaluator on its own, then the authorising proxies in front of real s3rver,
- * dynalite and the local endpoint, called by real SDK clients signing as two principals with
- * hand-written policies (and once anonymously, once with a wrong key).
+ * Local IAM: the authorising proxies in front of real s3rver, dynalite and the local endpoint,
+ * called by real SDK clients signing as two principals with hand-written policies (and once
+ * anonymously, once with a wrong key).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,49 +20,10 @@ import { DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dy
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { startLocalAws, type LocalAws } from '../../infra/local/aws/index.ts';
-import { evaluate, type Statement } from '../../infra/local/iam/policy.ts';
-import { testTable } from '../helpers/table.ts';
-import { waitingMachine } from '../helpers/waiting-machine.ts';
-
-describe('policy evaluation', () => {
-  const allow = (over: Partial<Statement>): Statement => ({ Effect: 'Allow', Action: '*', Resource: '*', ...over });
-  const req = (action: string, resource: string, context = {}) => ({ action, resource, context });
-
-  it('allows by Action and Resource wildcards, case-insensitively for actions only', () => {
-    const s = [allow({ Action: 's3:Get*', Resource: 'arn:aws:s3:::b/staged/*' })];
-    expect(evaluate(s, req('s3:GetObject', 'arn:aws:s3:::b/staged/x/output.zip'))).toBe('Allow');
-    expect(evaluate(s, req('S3:getobject', 'arn:aws:s3:::b/staged/x'))).toBe('Allow');
-    expect(evaluate(s, req('s3:GetObject', 'arn:aws:s3:::b/Staged/x'))).toBe('ImplicitDeny');
-    expect(evaluate(s, req('s3:PutObject', 'arn:aws:s3:::b/staged/x'))).toBe('ImplicitDeny');
-    expect(evaluate([allow({ Resource: 'arn:aws:s3:::b/??/x' })], req('s3:GetObject', 'arn:aws:s3:::b/ab/x'))).toBe('Allow');
-  });
-
-  it('lets an explicit Deny win, and reads NotAction and NotResource', () => {
-    const s = [allow({}), { Effect: 'Deny' as const, NotAction: 's3:GetObject', NotResource: 'arn:aws:s3:::b/public/*' }];
-    expect(evaluate(s, req('s3:PutObject', 'arn:aws:s3:::b/x'))).toBe('ExplicitDeny');
-    expect(evaluate(s, req('s3:GetObject', 'arn:aws:s3:::b/x'))).toBe('Allow');
-    expect(evaluate(s, req('s3:PutObject', 'arn:aws:s3:::b/public/x'))).toBe('Allow');
-  });
-
-  it('evaluates the condition operators, a missing key failing all but IfExists and negated ones', () => {
-    const tls: Statement = { Effect: 'Deny', Action: 's3:*', Resource: '*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } };
-    expect(evaluate([allow({}), tls], req('s3:GetObject', 'x', { 'aws:SecureTransport': 'false' }))).toBe('ExplicitDeny');
-    expect(evaluate([allow({}), tls], req('s3:GetObject', 'x', { 'aws:SecureTransport': 'true' }))).toBe('Allow');
-    const prefix = allow({ Condition: { StringLike: { 's3:prefix': ['staged/*', 'uploads/'] } } });
-    expect(evaluate([prefix], req('s3:ListBucket', 'b', { 's3:prefix': 'staged/x/' }))).toBe('Allow');
-    expect(evaluate([prefix], req('s3:ListBucket', 'b', { 's3:prefix': 'other/' }))).toBe('ImplicitDeny');
-    expect(evaluate([prefix], req('s3:ListBucket', 'b'))).toBe('ImplicitDeny');
-    expect(evaluate([allow({ Condition: { StringLikeIfExists: { 's3:prefix': 'staged/*' } } })], req('s3:ListBucket', 'b'))).toBe('Allow');
-    expect(evaluate([allow({ Condition: { StringNotEquals: { 'aws:SourceAccount': '1' } } })], req('a:b', 'r'))).toBe('Allow');
-    expect(evaluate([allow({ Condition: { ArnLike: { 'aws:SourceArn': 'arn:aws:s3:::b*' } } })], req('a:b', 'r', { 'aws:SourceArn': 'arn:aws:s3:::bucket' }))).toBe('Allow');
-    expect(evaluate([allow({ Condition: { Null: { 's3:prefix': 'true' } } })], req('a:b', 'r'))).toBe('Allow');
-  });
-
-  it('refuses to guess an operator it does not implement', () => {
-    expect(() => evaluate([allow({ Condition: { DateGreaterThan: { 'aws:CurrentTime': '2020-01-01' } } })], req('a:b', 'r'))).toThrow(/DateGreaterThan/);
-  });
-});
+import { startLocalAws, type LocalAws } from '../../../infra/local/aws.ts';
+import type { Statement } from '../../../infra/local/iam/policy.ts';
+import { testTable } from '../../helpers/table.ts';
+import { waitingMachine } from '../../helpers/waiting-machine.ts';
 
 const BUCKET_ARN = 'arn:aws:s3:::dreambooth-local';
 const TABLE_ARN = 'arn:aws:dynamodb:us-east-1:000000000000:table/dreambooth-trainings';
@@ -199,41 +160,5 @@ describe('JSON services and Lambda through the authorising proxy', () => {
     const wrong = { accessKeyId: local.iam!.credentials('stager').accessKeyId, secretAccessKey: 'not-the-key' };
     const ddb = new DynamoDBClient({ ...common(wrong), endpoint: local.env.AWS_ENDPOINT_URL_DYNAMODB });
     expect((await failure(ddb.send(new GetItemCommand({ TableName: local.table, Key: { pk: { S: 'x' }, sk: { S: 'y' } } })))).name).toBe('InvalidSignatureException');
-  });
-});
-
-describe('policies from the synthesized template', () => {
-  it('resolves every resource of the services local mode serves to a local ARN', async () => {
-    const { synthesize } = await import('../../infra/template.ts');
-    const { localPolicies } = await import('../../infra/local/iam/template.ts');
-    const { testConfig } = await import('../helpers/aws-local.ts');
-    const policies = localPolicies(synthesize(testConfig()).stack);
-    expect(Object.keys(policies)).toEqual(expect.arrayContaining(['api', 'stage-weights', 'start-trainer', 'state-machine', 'build']));
-    const served = /^(s3|dynamodb|states|secretsmanager|lambda|codebuild):/;
-    for (const [name, p] of Object.entries(policies)) {
-      for (const s of p.statements) {
-        if (![s.Action ?? []].flat().some((a) => served.test(a))) continue;
-        for (const r of [s.Resource ?? []].flat()) expect(r, `${name}: ${JSON.stringify(s.Action)}`).toMatch(/^(\*|arn:aws:(s3|dynamodb|states|secretsmanager|lambda|codebuild):[^:]*:(000000000000)?:)/);
-      }
-    }
-    expect(policies['stage-weights']!.statements).toContainEqual(
-      expect.objectContaining({ Action: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], Resource: `${BUCKET_ARN}/staged/*` }),
-    );
-  });
-
-  it("lets only the preparation, the stage and build steps and the weights route read a SageMaker job's output, and no function but the preparation its request channel", async () => {
-    const { synthesize } = await import('../../infra/template.ts');
-    const { localPolicies } = await import('../../infra/local/iam/template.ts');
-    const { testConfig } = await import('../helpers/aws-local.ts');
-    const gpu = { backend: 'sagemaker', image: `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}` };
-    const policies = localPolicies(synthesize(testConfig({ trainers: { gpu } })).stack);
-    const readers = (key: string) =>
-      Object.entries(policies)
-        .filter(([, p]) => evaluate(p.statements, { action: 's3:GetObject', resource: `${BUCKET_ARN}/${key}`, context: { 'aws:SecureTransport': 'true' } }) === 'Allow')
-        .map(([name]) => name)
-        .sort();
-    const root = `sagemaker/${'a'.repeat(26)}`;
-    expect(readers(`${root}/output/db-x-${'a'.repeat(26)}/output/model/output.zip`)).toEqual(['build', 'prepare-training-job', 'stage-weights', 'upload']);
-    expect(readers(`${root}/request/request.json`)).toEqual(['prepare-training-job', 'sagemaker-job']);
   });
 });

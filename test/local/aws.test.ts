@@ -10,7 +10,7 @@ import { ConditionalCheckFailedException, DescribeTableCommand, DynamoDBClient, 
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { waitingMachine } from '../helpers/waiting-machine.ts';
-import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws/index.ts';
+import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws.ts';
 import { testTable } from '../helpers/table.ts';
 
 const definition = waitingMachine('Wait for callback', 'starter');

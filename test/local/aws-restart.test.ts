@@ -5,7 +5,7 @@ import { expect, it, vi } from 'vitest';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { waitingMachine } from '../helpers/waiting-machine.ts';
-import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws } from '../../infra/local/aws/index.ts';
+import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws } from '../../infra/local/aws.ts';
 import { testTable } from '../helpers/table.ts';
 
 const definition = waitingMachine('Wait for callback', 'starter');
