@@ -10,10 +10,10 @@ import { CfnProject } from 'aws-cdk-lib/aws-codebuild';
 import { CfnTable } from 'aws-cdk-lib/aws-dynamodb';
 import { CfnRepository } from 'aws-cdk-lib/aws-ecr';
 import { CfnPolicy, CfnRole, type IRole } from 'aws-cdk-lib/aws-iam';
-import { CfnFunction } from 'aws-cdk-lib/aws-lambda';
+import type { CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { CfnLogGroup } from 'aws-cdk-lib/aws-logs';
 import { CfnBucket, CfnBucketPolicy } from 'aws-cdk-lib/aws-s3';
-import { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { HouseFunction } from '../../constructs/function.ts';
 import type { DreamboothStack } from '../../stack.ts';
@@ -211,7 +211,7 @@ export function withDropped(policies: Record<string, PrincipalPolicies>, spec = 
   for (const item of spec.split(',')) {
     const [name, index] = item.split('#') as [string, string];
     const p = out[name];
-    if (!p || !p.statements[Number(index)]) throw new Error(`LOCAL_IAM_DROP: ${name} has no statement ${index}`);
+    if (!p?.statements[Number(index)]) throw new Error(`LOCAL_IAM_DROP: ${name} has no statement ${index}`);
     p.statements[Number(index)] = { Effect: 'Deny', NotAction: '*', Resource: '*' }; // matches nothing
   }
   return out;
