@@ -120,8 +120,8 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   s.stops.push(() => gateway.stop());
   const deployment = await synthesizeLocally(s, gateway.url);
   const { local, secrets } = deployment;
-  let running: (services: LocalServices) => void = () => undefined;
-  const services = new Promise<LocalServices>((resolve) => (running = resolve));
+  let servicesRun: (services: LocalServices) => void = () => undefined;
+  const services = new Promise<LocalServices>((resolve) => (servicesRun = resolve));
   const invoke: InvokeFunction = async (fn, event) => (await services).invoke(fn, event);
   const aws = await startServices(s, deployment, services, invoke);
   s.stops.push(() => aws.stop());
@@ -129,7 +129,7 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   const functions = startFunctions(s, deployment, aws, gateway.url);
   s.stops.push(() => functions.stop());
   const started = localServices(aws, functions);
-  running(started);
+  servicesRun(started);
   const storage = { s3: started.s3As('trainer-uploads'), reader: started.s3As('stage-weights'), bucket: aws.bucket };
   gateway.serve({ api: restApiOf(deployment.synth), invoke, storage });
   terminal.attachStore(operatorStore(aws));
