@@ -21,7 +21,11 @@ import type { LocalApi, LocalGatewayResponse, LocalRoute } from './cloudformatio
 import type { InvokeFunction } from './lambda/invoke.ts';
 import { LOCAL_REST_API_ARN } from './names.ts';
 
-type AuthorizerResult = { principalId?: string; policyDocument?: { Statement?: Array<{ Effect?: string }> }; context?: Record<string, unknown> };
+type AuthorizerResult = {
+  principalId?: string;
+  policyDocument?: { Statement?: Array<{ Effect?: string }> };
+  context?: Record<string, unknown>;
+};
 
 export interface GatewayRoutes {
   /** The REST API of the synthesized template. */
@@ -43,9 +47,17 @@ export interface LocalApiGateway {
 
 /** API Gateway's defaults where the template sets no gateway response. */
 const DEFAULT_RESPONSES: Record<string, LocalGatewayResponse> = {
-  MISSING_AUTHENTICATION_TOKEN: { status: 403, body: '{"message":"Missing Authentication Token"}', headers: { 'content-type': 'application/json' } },
+  MISSING_AUTHENTICATION_TOKEN: {
+    status: 403,
+    body: '{"message":"Missing Authentication Token"}',
+    headers: { 'content-type': 'application/json' },
+  },
   UNAUTHORIZED: { status: 401, body: '{"message":"Unauthorized"}', headers: { 'content-type': 'application/json' } },
-  ACCESS_DENIED: { status: 403, body: '{"message":"User is not authorized to access this resource"}', headers: { 'content-type': 'application/json' } },
+  ACCESS_DENIED: {
+    status: 403,
+    body: '{"message":"User is not authorized to access this resource"}',
+    headers: { 'content-type': 'application/json' },
+  },
   AUTHORIZER_FAILURE: { status: 500, body: '{"message":null}', headers: { 'content-type': 'application/json' } },
   REQUEST_TOO_LARGE: { status: 413, body: '{"message":"Request Too Long"}', headers: { 'content-type': 'application/json' } },
 };
@@ -55,7 +67,9 @@ export async function listenApiGateway(port: number): Promise<LocalApiGateway> {
   let routes: GatewayRoutes | null = null;
   let publicUrl = '';
   const server = http.createServer((req, res) => {
-    const served = routes ? handle(routes, publicUrl, req, res) : Promise.resolve(send(res, 503, { detail: 'local mode is starting', status: 503 }));
+    const served = routes
+      ? handle(routes, publicUrl, req, res)
+      : Promise.resolve(send(res, 503, { detail: 'local mode is starting', status: 503 }));
     served.catch((e) => {
       if (!res.headersSent) send(res, 500, { detail: 'internal error', status: 500 });
       process.stderr.write(`local server: ${(e as Error).message}\n`);
@@ -91,12 +105,17 @@ export async function startApiGateway(opts: GatewayRoutes & { port: number }): P
 async function handle(routes: GatewayRoutes, publicUrl: string, req: http.IncomingMessage, res: http.ServerResponse) {
   const url = new URL(req.url ?? '/', 'http://local');
   let m: RegExpMatchArray | null;
-  if (req.method === 'PUT' && (m = url.pathname.match(/^\/v1\/trainer-uploads\/([^/]+)$/))) return upload(routes, publicUrl, req, res, m[1]!);
-  if (req.method === 'GET' && (m = url.pathname.match(/^\/v1\/trainer-outputs\/([a-z0-9]+)\/([^/]+)$/))) return download(routes, res, m[1]!, m[2]!);
+  if (req.method === 'PUT' && (m = url.pathname.match(/^\/v1\/trainer-uploads\/([^/]+)$/)))
+    return upload(routes, publicUrl, req, res, m[1]!);
+  if (req.method === 'GET' && (m = url.pathname.match(/^\/v1\/trainer-outputs\/([a-z0-9]+)\/([^/]+)$/)))
+    return download(routes, res, m[1]!, m[2]!);
 
   // API Gateway answers a path or method it has no method for itself.
   const methods = routes.api.routes.filter((r) => r.method === req.method);
-  const match = matchPath(methods.map((r) => r.path), url.pathname);
+  const match = matchPath(
+    methods.map((r) => r.path),
+    url.pathname,
+  );
   if (!match) return gateway(routes, 'MISSING_AUTHENTICATION_TOKEN', res);
   const route = methods.find((r) => r.path === match.path)!;
 
@@ -111,7 +130,13 @@ async function handle(routes: GatewayRoutes, publicUrl: string, req: http.Incomi
 }
 
 /** The TOKEN authorizer's verdict: null, with its context on the event, or the gateway response that refuses. */
-async function authorizeRequest(routes: GatewayRoutes, authorizer: NonNullable<LocalRoute['authorizer']>, req: http.IncomingMessage, url: URL, event: APIGatewayProxyEvent): Promise<string | null> {
+async function authorizeRequest(
+  routes: GatewayRoutes,
+  authorizer: NonNullable<LocalRoute['authorizer']>,
+  req: http.IncomingMessage,
+  url: URL,
+  event: APIGatewayProxyEvent,
+): Promise<string | null> {
   const token = req.headers.authorization;
   // A TOKEN authorizer is not called without its identity source.
   if (!token) return 'UNAUTHORIZED';
@@ -138,7 +163,12 @@ async function upload(routes: GatewayRoutes, publicUrl: string, req: http.Incomi
   const name = decodeURIComponent(filename).replace(/[^A-Za-z0-9._-]/g, '_');
   await new Upload({
     client: routes.storage.s3,
-    params: { Bucket: routes.storage.bucket, Key: `trainer-outputs/${id}/${name}`, Body: req, ContentType: req.headers['content-type'] ?? 'application/octet-stream' },
+    params: {
+      Bucket: routes.storage.bucket,
+      Key: `trainer-outputs/${id}/${name}`,
+      Body: req,
+      ContentType: req.headers['content-type'] ?? 'application/octet-stream',
+    },
     partSize: 8 * 1024 * 1024,
   }).done();
   const location = `${publicUrl}/v1/trainer-outputs/${id}/${name}`;
@@ -148,8 +178,13 @@ async function upload(routes: GatewayRoutes, publicUrl: string, req: http.Incomi
 async function download(routes: GatewayRoutes, res: http.ServerResponse, id: string, name: string) {
   const { storage } = routes;
   try {
-    const out = await (storage.reader ?? storage.s3).send(new GetObjectCommand({ Bucket: storage.bucket, Key: `trainer-outputs/${id}/${name}` }));
-    res.writeHead(200, { 'content-type': out.ContentType ?? 'application/octet-stream', 'content-length': String(out.ContentLength ?? '') });
+    const out = await (storage.reader ?? storage.s3).send(
+      new GetObjectCommand({ Bucket: storage.bucket, Key: `trainer-outputs/${id}/${name}` }),
+    );
+    res.writeHead(200, {
+      'content-type': out.ContentType ?? 'application/octet-stream',
+      'content-length': String(out.ContentLength ?? ''),
+    });
     (out.Body as Readable).pipe(res);
   } catch {
     send(res, 404, { detail: 'not found', status: 404 });
@@ -167,7 +202,12 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer 
   return Buffer.concat(chunks);
 }
 
-function toEvent(req: http.IncomingMessage, url: URL, body: Buffer, route: { path: string; pathParameters: Record<string, string> }): APIGatewayProxyEvent {
+function toEvent(
+  req: http.IncomingMessage,
+  url: URL,
+  body: Buffer,
+  route: { path: string; pathParameters: Record<string, string> },
+): APIGatewayProxyEvent {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
   const query = Object.fromEntries(url.searchParams.entries());
@@ -184,7 +224,13 @@ function toEvent(req: http.IncomingMessage, url: URL, body: Buffer, route: { pat
     stageVariables: null,
     body: body.length ? body.toString('utf8') : null,
     isBase64Encoded: false,
-    requestContext: { requestId: randomBytes(8).toString('hex'), resourcePath: route.path, httpMethod: req.method ?? 'GET', stage: 'prod', authorizer: {} } as never,
+    requestContext: {
+      requestId: randomBytes(8).toString('hex'),
+      resourcePath: route.path,
+      httpMethod: req.method ?? 'GET',
+      stage: 'prod',
+      authorizer: {},
+    } as never,
   };
 }
 

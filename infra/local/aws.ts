@@ -97,36 +97,77 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   // Before the endpoint exists, so no new execution can be taken for an interrupted one.
   const interrupted = store.load();
   const tokens = new TaskTokens();
-  const sfn = new LocalStepFunctions({ definition: opts.definition, taskHandlers: opts.taskHandlers, stateMachineArn: LOCAL_STATE_MACHINE_ARN, store, tokens, onEvent, log });
+  const sfn = new LocalStepFunctions({
+    definition: opts.definition,
+    taskHandlers: opts.taskHandlers,
+    stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+    store,
+    tokens,
+    onEvent,
+    log,
+  });
   const services: LocalService[] = [];
   try {
-    const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
-    const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
-    const endpoint = await startEndpoint({
-      stepFunctions: stepFunctionsApi(sfn, tokens),
-      secretsManager: secretsManagerApi(new SecretStore(opts.secrets, opts.secretsFile), LOCAL_REGION),
-      lambdas: opts.lambdas,
-      log,
-    }).then(keep(services));
-    const upstream = { s3, dynamodb: dynamodb.url, endpoint: endpoint.url };
-    const iam = opts.iam ? await enforceIam({ policies: opts.iam, dataDir: opts.dataDir, operator: CREDENTIALS, upstream, keep: keep(services), log, onDenial: opts.onDenial, given: opts.accessKeys }) : null;
-    const urls = iam?.urls ?? { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url };
+    const { urls, iam } = await startServers(opts, stepFunctionsApi(sfn, tokens), services, log);
     const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
     await createResources();
     for (const rec of interrupted) {
-      onEvent({ executionArn: rec.executionArn, name: rec.name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error: rec.error, cause: rec.cause });
+      const { executionArn, name, error, cause } = rec;
+      onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
     }
     const stop = async () => {
       await sfn.shutdown();
       tokens.closeAll();
       await closeAll(services);
     };
-    const executions = { list: () => sfn.list(), get: (arn: string) => store.get(arn), whenDone: (arn: string) => sfn.whenDone(arn), interrupted };
-    return { env: localEnv(urls), iam: iam?.iam, stateMachineArn: LOCAL_STATE_MACHINE_ARN, bucket: LOCAL_BUCKET, table: LOCAL_TABLE, createResources, stop, executions };
+    const executions = {
+      list: () => sfn.list(),
+      get: (arn: string) => store.get(arn),
+      whenDone: (arn: string) => sfn.whenDone(arn),
+      interrupted,
+    };
+    return {
+      env: localEnv(urls),
+      iam,
+      stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+      bucket: LOCAL_BUCKET,
+      table: LOCAL_TABLE,
+      createResources,
+      stop,
+      executions,
+    };
   } catch (err) {
     await closeAll(services);
     throw err;
   }
+}
+
+/** S3, DynamoDB and the endpoint, and IAM in front of them when policies are given; where handlers reach them. */
+async function startServers(
+  opts: LocalAwsOptions,
+  stepFunctions: ReturnType<typeof stepFunctionsApi>,
+  services: LocalService[],
+  log: (line: string) => void,
+): Promise<{ urls: { s3: string; dynamodb: string; endpoint: string }; iam?: LocalIam }> {
+  const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
+  const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
+  const endpoint = await startEndpoint({
+    stepFunctions,
+    secretsManager: secretsManagerApi(new SecretStore(opts.secrets, opts.secretsFile), LOCAL_REGION),
+    lambdas: opts.lambdas,
+    log,
+  }).then(keep(services));
+  if (!opts.iam) return { urls: { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url } };
+  return enforceIam({
+    policies: opts.iam,
+    dataDir: opts.dataDir,
+    operator: CREDENTIALS,
+    upstream: { s3, dynamodb: dynamodb.url, endpoint: endpoint.url },
+    keep: keep(services),
+    log,
+    onDenial: opts.onDenial,
+    given: opts.accessKeys,
+  });
 }
 
 function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Record<string, string> {
@@ -158,11 +199,18 @@ async function createAll(s3Url: string, dynamodbUrl: string, table: TableDefinit
   }
 }
 
-const keep = (services: LocalService[]) => <S extends LocalService>(service: S): S => {
-  services.push(service);
-  return service;
-};
+const keep =
+  (services: LocalService[]) =>
+  <S extends LocalService>(service: S): S => {
+    services.push(service);
+    return service;
+  };
 
 async function closeAll(services: LocalService[]): Promise<void> {
-  await Promise.all(services.splice(0).reverse().map((s) => s.close()));
+  await Promise.all(
+    services
+      .splice(0)
+      .reverse()
+      .map((s) => s.close()),
+  );
 }

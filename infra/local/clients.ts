@@ -14,7 +14,12 @@ import type { LocalFunctions } from './lambda/functions.ts';
 import type { LocalServices } from './stepfunctions/stand-in.ts';
 
 /** A client of the service at `endpoint`, with the region and keys of `env` (AWS_* variables). */
-export function localClient<C>(env: Record<string, string>, Client: new (config: Record<string, unknown>) => C, endpoint: string | undefined, extra: Record<string, unknown> = {}): C {
+export function localClient<C>(
+  env: Record<string, string>,
+  Client: new (config: Record<string, unknown>) => C,
+  endpoint: string | undefined,
+  extra: Record<string, unknown> = {},
+): C {
   return new Client({
     region: env.AWS_REGION,
     endpoint,
@@ -43,7 +48,8 @@ export function localServices(aws: LocalAws, functions: LocalFunctions): LocalSe
     invoke: (fn, event) => functions.invoke(fn, event),
     checkIntegration: (action, resource, errorName) => checkIntegration(iam, action, resource, errorName),
     s3As(principal) {
-      if (!clients.has(principal)) clients.set(principal, localClient(envAs(principal), S3Client, aws.env.AWS_ENDPOINT_URL_S3, { forcePathStyle: true }));
+      if (!clients.has(principal))
+        clients.set(principal, localClient(envAs(principal), S3Client, aws.env.AWS_ENDPOINT_URL_S3, { forcePathStyle: true }));
       return clients.get(principal)!;
     },
     envAs,

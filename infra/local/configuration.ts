@@ -82,7 +82,9 @@ async function startImageStore(o: ConfigurationOptions): Promise<ImageStore> {
 }
 
 const registryConfig = (images: ImageStore) =>
-  images.registryHost ? { type: 'oci', host: images.registryHost, credentials_secret: 'local/registry' } : { type: 'layout', dir: images.layoutDir };
+  images.registryHost
+    ? { type: 'oci', host: images.registryHost, credentials_secret: 'local/registry' }
+    : { type: 'layout', dir: images.layoutDir };
 
 /**
  * The local stand-in for vanilla-template: a tiny Cog-style image made at start; the catalog entry
@@ -91,7 +93,10 @@ const registryConfig = (images: ImageStore) =>
  */
 async function createLocalTemplate(images: ImageStore, configuredDefault: string | undefined) {
   const { registryHost } = images;
-  const repository = images.registryHost === null ? `oci:${join(images.layoutDir, 'templates', 'vanilla-template')}` : `${registryHost}/templates/vanilla-template`;
+  const repository =
+    images.registryHost === null
+      ? `oci:${join(images.layoutDir, 'templates', 'vanilla-template')}`
+      : `${registryHost}/templates/vanilla-template`;
   const store = registryHost ? new RegistryClient({ baseUrl: `http://${registryHost}` }) : new OciLayout(repository.slice(4));
   const digest = (await createDemoTemplate(store, registryHost ? 'templates/vanilla-template' : '', 'latest')).replace(/^sha256:/, '');
   return { default: configuredDefault ?? 'vanilla-template', catalog: { 'vanilla-template': { repository, digests: [digest] } } };
@@ -139,7 +144,12 @@ async function unavailableSageMakerTrainers(base: Config, note: (line: string) =
  * falls back to append when no engine is reachable (local mode must run without Docker); an
  * explicit `--build docker` does not.
  */
-async function chooseBuild(wanted: BuildStrategy | 'auto', configured: BuildStrategy, registryHost: string | null, note: (line: string) => void): Promise<BuildStrategy> {
+async function chooseBuild(
+  wanted: BuildStrategy | 'auto',
+  configured: BuildStrategy,
+  registryHost: string | null,
+  note: (line: string) => void,
+): Promise<BuildStrategy> {
   const strategy = wanted === 'auto' ? configured : wanted;
   if (strategy === 'append') return 'append';
   if (registryHost !== null && (await dockerReachable())) return 'docker';

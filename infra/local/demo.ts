@@ -8,10 +8,7 @@ import yazl from 'yazl';
 import { verify } from '#shared/webhook-signing';
 
 /** A 1×1 PNG: the demo trainer only checks that instance_data holds images. */
-const PNG = Buffer.from(
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
-  'base64',
-);
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
 
 export async function instanceDataZip(images = 3): Promise<Buffer> {
   const zip = new yazl.ZipFile();
@@ -43,7 +40,12 @@ export async function runDemo(url: string, token: string, print: (line: string) 
   const t0 = Date.now();
   try {
     const created = await api('POST', '/v1/trainings', {
-      input: { instance_prompt: 'a photo of a cjw person', class_prompt: 'a photo of a person', instance_data: `${receiver.base}/person.zip`, max_train_steps: 30 },
+      input: {
+        instance_prompt: 'a photo of a cjw person',
+        class_prompt: 'a photo of a person',
+        instance_data: `${receiver.base}/person.zip`,
+        max_train_steps: 30,
+      },
       trainer_version: 'demo',
       model: 'dreambooth/demo-model',
       notes: 'made by npm start -- --demo',

@@ -7,7 +7,11 @@ import type { InvokeFunction } from './lambda/invoke.ts';
 import { LOCAL_STATE_MACHINE_ARN } from './names.ts';
 
 /** Delivers one status change to every rule's target that matches it; a target's failure is told, not thrown. */
-export function statusChangeDelivery(targets: SynthesizedDefinition['executionStatusTargets'], invoke: InvokeFunction, note: (line: string) => void) {
+export function statusChangeDelivery(
+  targets: SynthesizedDefinition['executionStatusTargets'],
+  invoke: InvokeFunction,
+  note: (line: string) => void,
+) {
   return async (executionArn: string, name: string, status: string): Promise<void> => {
     for (const target of targets.filter((t) => t.statuses.includes(status))) {
       try {

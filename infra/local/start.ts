@@ -135,7 +135,11 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   terminal.attachStore(operatorStore(aws));
   await settleLastStop(aws, deployment.definition, invoke, terminal);
   // Written last: a client that finds the file finds a server that answers.
-  const forget = writeLocalAddress(dataDir, { url: gateway.url, pid: process.pid, token: secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN' });
+  const forget = writeLocalAddress(dataDir, {
+    url: gateway.url,
+    pid: process.pid,
+    token: secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN',
+  });
   s.stops.push(async () => forget());
   return {
     url: gateway.url,
@@ -196,8 +200,12 @@ function startServices(s: Start, d: Deployment, services: Promise<LocalServices>
     log: (line) => terminal.note(line),
     // Printed, and kept in service.log: a refused call is a missing grant to fix in infra/.
     onDenial: (denial) => {
-      terminal.note(`local IAM: ${denial.principal} may not ${denial.action} on ${denial.resource} (the deployed role would be refused too)`);
-      terminal.serviceLog(JSON.stringify({ level: 'WARN', message: LOCAL_IAM_DENIED, service: 'local-iam', ...denial, timestamp: new Date().toISOString() }));
+      terminal.note(
+        `local IAM: ${denial.principal} may not ${denial.action} on ${denial.resource} (the deployed role would be refused too)`,
+      );
+      terminal.serviceLog(
+        JSON.stringify({ level: 'WARN', message: LOCAL_IAM_DENIED, service: 'local-iam', ...denial, timestamp: new Date().toISOString() }),
+      );
     },
   });
 }
@@ -207,7 +215,12 @@ function startServices(s: Start, d: Deployment, services: Promise<LocalServices>
  * hand) with local mode's own key (s3rver's fixed test pair); and the API tokens list, brought
  * up to date.
  */
-async function publishEndpoints(aws: LocalAws, dataDir: string, secrets: LocalSecrets, extra: Record<string, string> | undefined): Promise<void> {
+async function publishEndpoints(
+  aws: LocalAws,
+  dataDir: string,
+  secrets: LocalSecrets,
+  extra: Record<string, string> | undefined,
+): Promise<void> {
   const endpoints = { ...aws.env, STATE_MACHINE_ARN: aws.stateMachineArn };
   writeFileSync(join(dataDir, 'aws-endpoints.json'), `${JSON.stringify(endpoints, null, 1)}\n`, { mode: 0o600 });
   const client = localClient(aws.env, SecretsManagerClient, aws.env.AWS_ENDPOINT_URL_SECRETS_MANAGER);

@@ -27,7 +27,11 @@ interface Buildspec {
 }
 
 /** Runs the buildspec's phases as CodeBuild does: one shell, phase after phase, exported variables read at the end. */
-export async function dockerBuild(env: Record<string, string>, opts: DockerBuildOptions, signal: AbortSignal): Promise<Record<string, string>> {
+export async function dockerBuild(
+  env: Record<string, string>,
+  opts: DockerBuildOptions,
+  signal: AbortSignal,
+): Promise<Record<string, string>> {
   const spec = parse(await readFile(BUILDSPEC, 'utf8')) as Buildspec;
   const exported = spec.env?.['exported-variables'] ?? [];
   const dir = await mkdtemp(join(tmpdir(), 'dreambooth-build-'));
@@ -38,7 +42,8 @@ export async function dockerBuild(env: Record<string, string>, opts: DockerBuild
       if (!line.trim()) continue;
       tail.push(line);
       if (tail.length > 40) tail.shift();
-      if (/^(Step \d+|#\d+ |Successfully|[0-9a-f]{12}: Pushed|digest:|Sending build context)/.test(line)) opts.log(`build ${env.TRAINING_ID}: ${line.trim()}`);
+      if (/^(Step \d+|#\d+ |Successfully|[0-9a-f]{12}: Pushed|digest:|Sending build context)/.test(line))
+        opts.log(`build ${env.TRAINING_ID}: ${line.trim()}`);
     }
   };
   try {
@@ -68,7 +73,12 @@ function script(spec: Buildspec, exported: string[]): string {
 }
 
 /** Runs the script in `dir` in a process group of its own, which a stop kills whole; answers its exit code. */
-function runScript(dir: string, env: Record<string, string | undefined>, collect: (chunk: Buffer) => void, signal: AbortSignal): Promise<number> {
+function runScript(
+  dir: string,
+  env: Record<string, string | undefined>,
+  collect: (chunk: Buffer) => void,
+  signal: AbortSignal,
+): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const child = spawn('bash', ['.buildspec.sh'], {
       cwd: dir,

@@ -10,6 +10,11 @@ import { runLocalTrainingJob } from './training-job.ts';
 
 export const trainingJobTask: StandIn = (ctx) => async (input, task) => {
   const services = await ctx.services;
-  const options = { s3: services.s3As(SAGEMAKER_JOB_PRINCIPAL), workDir: join(ctx.dataDir, 'sagemaker-jobs'), log: ctx.log.trainer, stopGraceSeconds: ctx.stopGraceSeconds };
+  const options = {
+    s3: services.s3As(SAGEMAKER_JOB_PRINCIPAL),
+    workDir: join(ctx.dataDir, 'sagemaker-jobs'),
+    log: ctx.log.trainer,
+    stopGraceSeconds: ctx.stopGraceSeconds,
+  };
   return runLocalTrainingJob(input, options, task.signal);
 };

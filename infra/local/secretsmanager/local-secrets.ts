@@ -62,7 +62,12 @@ export function localSecretValues(secrets: LocalSecrets, extra: Record<string, s
  * nothing changes, so that `npm run token` (run without this process's environment) edits
  * the list this process serves, not one it derives anew.
  */
-export async function ensureTokens(client: SecretsManagerClient, dataDir: string, secrets: LocalSecrets, extra: Record<string, string> | undefined): Promise<void> {
+export async function ensureTokens(
+  client: SecretsManagerClient,
+  dataDir: string,
+  secrets: LocalSecrets,
+  extra: Record<string, string> | undefined,
+): Promise<void> {
   const id = LOCAL_SECRET_IDS.apiTokens;
   const given = extra?.[id];
   const entries = [...parseTokens(secrets.secrets[id]!), ...(given ? parseTokens(given) : [])];

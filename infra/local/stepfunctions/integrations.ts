@@ -48,5 +48,7 @@ export function integrationOf(state: TaskResource): (typeof INTEGRATIONS)[number
 /** The handler of every Task state, by state name. */
 export function taskHandlersOf(targets: Record<string, TaskTarget>, ctx: StandInContext): Record<string, TaskHandler> {
   const standIn = (kind: IntegrationKind) => INTEGRATIONS.find((i) => i.kind === kind)!.standIn(ctx);
-  return Object.fromEntries(Object.entries(targets).map(([state, t]) => [state, t.kind === 'lambda' ? lambdaTask(t, ctx) : standIn(t.kind)]));
+  return Object.fromEntries(
+    Object.entries(targets).map(([state, t]) => [state, t.kind === 'lambda' ? lambdaTask(t, ctx) : standIn(t.kind)]),
+  );
 }
