@@ -48,9 +48,12 @@ export function localServices(aws: LocalAws, functions: LocalFunctions): LocalSe
     invoke: (fn, event) => functions.invoke(fn, event),
     checkIntegration: (action, resource, errorName) => checkIntegration(iam, action, resource, errorName),
     s3As(principal) {
-      if (!clients.has(principal))
-        clients.set(principal, localClient(envAs(principal), S3Client, aws.env.AWS_ENDPOINT_URL_S3, { forcePathStyle: true }));
-      return clients.get(principal)!;
+      let client = clients.get(principal);
+      if (!client) {
+        client = localClient(envAs(principal), S3Client, aws.env.AWS_ENDPOINT_URL_S3, { forcePathStyle: true });
+        clients.set(principal, client);
+      }
+      return client;
     },
     envAs,
   };
