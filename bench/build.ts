@@ -16,7 +16,7 @@ import { fileSource } from '#shared/archive';
 import { createLargeTemplate } from '#shared/oci/template';
 import { imageLabels, weightsLayer } from '../codebuild/build-image/core.ts';
 import { readAhead } from '../codebuild/build-image/read-ahead.ts';
-import { startRegistry } from '../infra/local/registry.ts';
+import { startRegistry } from '../infra/local/ecr.ts';
 import type { DockerEngine } from './docker.ts';
 import { MiB, repeat, seconds, writeWeightsZip } from './lib.ts';
 

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import '../infra/local/aws/polyfill.ts';
+import '../infra/local/stepfunctions/polyfill.ts';
 import { REPO_ROOT } from '../infra/constructs/function.ts';
 import { measureApi, type ApiResults } from './api.ts';
 import { measureBuilds, type BuildResults } from './build.ts';

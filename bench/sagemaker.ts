@@ -17,8 +17,9 @@ import { jobKeys } from '#shared/trainers/sagemaker/training-jobs';
 import { record } from '../lambdas/record/core.ts';
 import { stageWeights } from '../lambdas/stage-weights/core.ts';
 import { bundleBuildImage } from '../infra/constructs/build.ts';
-import { appendWorkers, runLocalBuild } from '../infra/local/build.ts';
-import { startRegistry } from '../infra/local/registry.ts';
+import { appendWorkers } from '../infra/local/codebuild/append.ts';
+import { runLocalBuild } from '../infra/local/codebuild/build-model.ts';
+import { startRegistry } from '../infra/local/ecr.ts';
 import { newTraining, startFixture } from '../test/helpers/aws-local.ts';
 import { MiB, seconds, writeWeightsZip } from './lib.ts';
 

@@ -14,10 +14,11 @@ import { parseArgs } from 'node:util';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { sha256Hex } from '#shared/ids';
 import { addToken, editTokens, revokeToken, TokenListError } from '../lambdas/authorizer/token-list.ts';
-import { startEndpoint } from '../infra/local/aws/endpoint.ts';
-import { SecretStore } from '../infra/local/aws/secret-store.ts';
-import { secretsManagerApi } from '../infra/local/aws/services.ts';
-import { loadLocalSecrets, SECRET_IDS, SECRETS_FILE } from '../infra/local/secrets.ts';
+import { startEndpoint } from '../infra/local/endpoint.ts';
+import { LOCAL_REGION, LOCAL_SECRET_IDS } from '../infra/local/names.ts';
+import { secretsManagerApi } from '../infra/local/secretsmanager/api.ts';
+import { loadLocalSecrets, SECRETS_FILE } from '../infra/local/secretsmanager/local-secrets.ts';
+import { SecretStore } from '../infra/local/secretsmanager/store.ts';
 
 const { values } = parseArgs({
   options: {
@@ -57,9 +58,9 @@ async function local(dataDir: string) {
   mkdirSync(dataDir, { recursive: true });
   const seeds = loadLocalSecrets(dataDir, process.env.DREAMBOOTH_API_TOKEN).secrets;
   const store = new SecretStore(seeds, join(dataDir, SECRETS_FILE));
-  const endpoint = await startEndpoint({ stepFunctions: {}, secretsManager: secretsManagerApi(store, 'us-east-1'), lambdas: {}, log: () => undefined });
-  const client = new SecretsManagerClient({ endpoint: endpoint.url, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-  return { client, secretId: SECRET_IDS.apiTokens, where: `local mode, ${dataDir}`, close: endpoint.close };
+  const endpoint = await startEndpoint({ stepFunctions: {}, secretsManager: secretsManagerApi(store, LOCAL_REGION), lambdas: {}, log: () => undefined });
+  const client = new SecretsManagerClient({ endpoint: endpoint.url, region: LOCAL_REGION, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  return { client, secretId: LOCAL_SECRET_IDS.apiTokens, where: `local mode, ${dataDir}`, close: endpoint.close };
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);

@@ -5,8 +5,7 @@
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-export const LOCAL_ADDRESS_FILE = 'local-mode.json';
+import { LOCAL_ADDRESS_FILE } from './names.ts';
 
 export interface LocalAddress {
   url: string;
@@ -35,7 +34,7 @@ export function readLocalAddress(dataDir: string): LocalAddress | null {
   }
 }
 
-/** The local API token stored by local mode (infra/local/secrets.ts), if any. */
+/** The local API token stored by local mode (./secretsmanager/local-secrets.ts), if any. */
 export function readLocalToken(dataDir: string): string | null {
   try {
     return (JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { api_token?: string }).api_token ?? null;

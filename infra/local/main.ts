@@ -8,14 +8,14 @@
  *   --build docker|append   build strategy (default: docker when an engine is reachable)
  *   --demo             run one demo training end to end, print it, exit
  */
-import './aws/polyfill.ts';
+import './stepfunctions/polyfill.ts';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '#shared/config';
 import { runDemo } from './demo.ts';
-import { startLocalMode } from './runtime.ts';
+import { startLocalMode } from './start.ts';
 
-// Node 22 is the baseline; Node 20 still runs local mode (see ./aws/polyfill.ts). There the SDK
+// Node 22 is the baseline; Node 20 still runs local mode (see ./stepfunctions/polyfill.ts). There the SDK
 // would print an eight-line warning on every start: one banner line says it instead. (A
 // `--disable-warning` flag cannot silence it: the SDK emits it untyped, as a plain `Warning`.)
 const oldNode = Number(process.versions.node.split('.')[0]) < 22;

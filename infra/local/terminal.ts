@@ -5,7 +5,7 @@
  */
 import { appendFileSync } from 'node:fs';
 import type { Store } from '#shared/store';
-import type { ExecutionEvent } from './aws/index.ts';
+import type { ExecutionEvent } from './stepfunctions/executor.ts';
 
 const time = () => new Date().toISOString().slice(11, 19);
 

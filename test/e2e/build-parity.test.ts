@@ -10,7 +10,7 @@ import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
-import { runLocalBuild, type BuildStrategy } from '../../infra/local/build.ts';
+import { runLocalBuild, type BuildStrategy } from '../../infra/local/codebuild/build-model.ts';
 import { requireDocker, requireRegistry } from '../helpers/capabilities.ts';
 import { NOTES, startBuildFixture, TRAINING_ID, WEIGHTS, type BuildFixture } from '../oci/build-fixture.ts';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instanceDataZip } from '../../infra/local/demo.ts';
-import { REGISTRY_BIN } from '../../infra/local/registry.ts';
+import { REGISTRY_BIN } from '../../infra/local/ecr.ts';
 import { inspectImage } from '../helpers/images.ts';
 import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
 

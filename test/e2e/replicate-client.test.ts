@@ -9,7 +9,7 @@ import Replicate, { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '#shared/ids';
 import { instanceDataZip } from '../../infra/local/demo.ts';
-import { SECRET_IDS } from '../../infra/local/secrets.ts';
+import { LOCAL_SECRET_IDS } from '../../infra/local/names.ts';
 import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
 
 let local: Local;
@@ -25,7 +25,7 @@ beforeAll(async () => {
   local = await startLocal({
     registry: process.env.DREAMBOOTH_TEST_REGISTRY,
     config: { trainers: { demo: { backend: 'demo', steps_per_second: 20 } }, limits: { page_size: 2 } },
-    secrets: { [SECRET_IDS.apiTokens]: JSON.stringify({ tokens: Object.entries(TENANTS).map(([owner, token]) => ({ name: owner, sha256: sha256Hex(token), owners: [owner] })) }) },
+    secrets: { [LOCAL_SECRET_IDS.apiTokens]: JSON.stringify({ tokens: Object.entries(TENANTS).map(([owner, token]) => ({ name: owner, sha256: sha256Hex(token), owners: [owner] })) }) },
   });
   replicate = new Replicate({ auth: local.token, baseUrl: `${local.url}/v1` });
 });

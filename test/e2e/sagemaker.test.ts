@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CALLBACK_URL_ENV, CONTAINER_ENTRYPOINT } from '#shared/trainers/sagemaker/training-jobs';
 import { RUNNER_SOURCE_PATH } from '../../infra/constructs/function.ts';
-import { runLocalTrainingJob } from '../../infra/local/sagemaker.ts';
+import { runLocalTrainingJob } from '../../infra/local/sagemaker/training-job.ts';
 import { startFixture, type Fixture } from '../helpers/aws-local.ts';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

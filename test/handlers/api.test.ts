@@ -13,8 +13,8 @@ import { getWebhookSigningMaster } from '#shared/secrets';
 import type { TrainingRecord } from '#shared/training';
 import { memberOf, TrainerQueue } from '#shared/trainer-queue/index';
 import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
-import { newTraining, SECRET_IDS, startFixture, type Fixture } from '../helpers/aws-local.ts';
-import { pollUntil } from '../../infra/local/aws/index.ts';
+import { LOCAL_SECRET_IDS, newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { pollUntil } from '../../infra/local/aws.ts';
 import { liveRegistry } from '../../lambdas/api/templates.ts';
 import { InputSchemas, SCHEMA_TTL_MS } from '#shared/input-schema';
 import { sendJson, startServer, type TestServer } from '../helpers/aws-local.ts';
@@ -48,7 +48,7 @@ beforeAll(async () => {
     lambda: aws.lambda(),
     stateMachineArn: fx.local.stateMachineArn,
     notifyFunction: 'notify',
-    webhookSigningMaster: () => getWebhookSigningMaster(fx.deps.secrets, SECRET_IDS.webhook),
+    webhookSigningMaster: () => getWebhookSigningMaster(fx.deps.secrets, LOCAL_SECRET_IDS.webhookSigning),
     log: logger('api'),
     templates: liveRegistry(fx.deps.config.egress.allow),
     inputSchemas: new InputSchemas(fx.deps.config, fx.deps.secrets),

@@ -5,7 +5,7 @@ import type { TrainingRecord } from '#shared/training';
 import { record, type RecordDeps } from '../../lambdas/record/core.ts';
 import { lambda } from '#shared/aws';
 import { lambdaEmitter } from '#shared/events';
-import { pollUntil } from '../../infra/local/aws/index.ts';
+import { pollUntil } from '../../infra/local/aws.ts';
 import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
 
 const DIGEST = 'c'.repeat(64);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { StopExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pollUntil, startLocalAws, type LocalAws } from '../../infra/local/aws/index.ts';
+import { pollUntil, startLocalAws, type LocalAws } from '../../infra/local/aws.ts';
 import * as aws from '#shared/aws';
 import { newTrainingId } from '#shared/ids';
 import { serviceOrder, TrainerQueue, type QueueMember, type SlotGrant, type Slots, type Waiter } from '#shared/trainer-queue/index';

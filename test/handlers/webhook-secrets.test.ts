@@ -13,7 +13,7 @@ import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
 import { authorize, type TokensSecret } from '../../lambdas/authorizer/core.ts';
 import { handler } from '../../lambdas/api/handler.ts';
 import { notify } from '../../lambdas/notify/core.ts';
-import { newTraining, SECRET_IDS, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { LOCAL_SECRET_IDS, newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
 import { sha256Hex } from '#shared/ids';
 import { MODEL_MAX } from '../../lambdas/api/schemas.ts';
 
@@ -95,7 +95,7 @@ describe('GET /v1/webhooks/default/secret', () => {
 describe("an owner's webhooks", () => {
   it("verify with that owner's key only", async () => {
     // The key as notify's own role reads it.
-    const master = await getWebhookSigningMaster(fx.clientsOf('notify').secrets, SECRET_IDS.webhook);
+    const master = await getWebhookSigningMaster(fx.clientsOf('notify').secrets, LOCAL_SECRET_IDS.webhookSigning);
     const keys = { alice: await keyOf(TOKENS.alice), bob: await keyOf(TOKENS.bob) };
     for (const [owner, other] of [['alice', 'bob'], ['bob', 'alice']] as const) {
       const t = await newTraining(fx.operator, { model: `${owner}/portrait`, owner, status: 'succeeded', completed_at: new Date().toISOString(), webhook: `${receiver.url}/hook/${owner}` });

@@ -24,24 +24,24 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { newProcessContainer, runAs, type Container } from '../../infra/local/iam/containers.ts';
-import { localPolicies, withDropped } from '../../infra/local/iam/template.ts';
-import { pollUntil, startLocalAws, type LocalAws, type LocalLambda } from '../../infra/local/aws/index.ts';
+import { localPolicies, withDropped } from '../../infra/local/cloudformation/policies.ts';
+import { pollUntil, startLocalAws, type LocalAws, type LocalLambda } from '../../infra/local/aws.ts';
 import * as aws from '#shared/aws';
 import { mergeConfig, parseConfig, type Config } from '#shared/config';
 import type { BaseDeps, Deps } from '#shared/deps';
 import { resetRuntimeConfig } from '#shared/runtime-config';
 import type { HandlerName } from '../../infra/constructs/function.ts';
 import type { EnvironmentValues } from '../../infra/functions.ts';
-import { localEnvironment, localPrincipals } from '../../infra/local/functions.ts';
-import { SECRET_IDS } from '../../infra/local/secrets.ts';
-import { synthesize } from '../../infra/template.ts';
+import { synthesize } from '../../infra/local/cloudformation/synthesize.ts';
+import { localEnvironment, localPrincipals } from '../../infra/local/lambda/environment.ts';
+import { LOCAL_SECRET_IDS } from '../../infra/local/names.ts';
 import { newTrainingId, sha256Hex } from '#shared/ids';
 import { Store } from '#shared/store';
 import { notStarted, type TrainingRecord } from '#shared/training';
 import { waitingMachine } from './waiting-machine.ts';
 import { testTable } from './table.ts';
 
-export { SECRET_IDS };
+export { LOCAL_SECRET_IDS };
 
 /** Nothing listens here: the handlers only build URLs on it. */
 export const PUBLIC_URL = 'http://127.0.0.1:9/api';
@@ -118,9 +118,9 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
       },
     },
     secrets: {
-      [SECRET_IDS.callbackKey]: JSON.stringify({ key: callbackKey }),
-      [SECRET_IDS.webhook]: JSON.stringify({ key: webhookSecret }),
-      [SECRET_IDS.apiTokens]: JSON.stringify({ tokens: [{ sha256: sha256Hex(apiToken), owners: ['*'] }] }),
+      [LOCAL_SECRET_IDS.callbackKey]: JSON.stringify({ key: callbackKey }),
+      [LOCAL_SECRET_IDS.webhookSigning]: JSON.stringify({ key: webhookSecret }),
+      [LOCAL_SECRET_IDS.apiTokens]: JSON.stringify({ tokens: [{ sha256: sha256Hex(apiToken), owners: ['*'] }] }),
       ...opts.secrets,
     },
     // Each local Lambda runs as its own function, in its own environment, as local mode runs it.
@@ -128,7 +128,7 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
     accessKeys: principals,
     iam: withDropped(localPolicies(synth.stack)),
   });
-  // The same declarations and the same code as local mode (infra/local/functions.ts).
+  // The same declarations and the same code as local mode (infra/local/lambda/environment.ts).
   const values: EnvironmentValues = {
     table: local.table,
     bucket: local.bucket,
@@ -138,7 +138,7 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
     sagemakerJobPrefix: '',
     trainerImageHost: '',
     sagemakerMirrors: '{}',
-    secretId: (secret) => ({ apiTokens: SECRET_IDS.apiTokens, webhookSigning: SECRET_IDS.webhook, callbackKey: SECRET_IDS.callbackKey })[secret],
+    secretId: (secret) => LOCAL_SECRET_IDS[secret],
     functionName: (fn) => (opts.lambdas && Object.hasOwn(opts.lambdas, fn) ? fn : undefined),
   };
   const principal = principals.find((p) => p.fn === opts.as)!;

@@ -1,6 +1,6 @@
 /**
  * cfn-lint over every template an infra test synthesizes in-process. Template.fromStack,
- * app.synth() and infra/template.ts's synthesize all end in Stage.synth, which this wraps for the
+ * app.synth() and infra/local/cloudformation/synthesize.ts's synthesize all end in Stage.synth, which this wraps for the
  * test files under test/infra/; after a file's tests, each distinct template it synthesized is
  * linted against its stack's region (cfn-lint's default, us-east-1, for a stack without one),
  * and any error or warning fails the file. So no configuration a test synthesizes escapes it. A

@@ -2,20 +2,14 @@
  * The resolved state machine definition, state by state, and run by the local executor.
  */
 import { readFileSync } from 'node:fs';
+import '../../infra/local/stepfunctions/polyfill.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import type { ExecutionInput } from '#shared/execution';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
-import { type AslState, lambdaEvent, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
-
-// The executor uses Promise.withResolvers (Node >= 22).
-(Promise as unknown as { withResolvers?: unknown }).withResolvers ??= function withResolvers<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  return { promise, resolve, reject };
-};
+import { type AslState, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/local/cloudformation/state-machine.ts';
+import { lambdaEvent } from '../../infra/local/lambda/task.ts';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 function config(overrides: unknown): Config {

@@ -11,10 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '#shared/config';
 import { HANDLER_NAMES } from '../../infra/constructs/function.ts';
 import { environmentOf, FUNCTIONS, type EnvironmentValues } from '../../infra/functions.ts';
-import { startLocalAws, type LocalAws } from '../../infra/local/aws/index.ts';
-import { accessKeyIdOf, localEnvironment, localPrincipals, startLocalFunctions, type LocalFunctions } from '../../infra/local/functions.ts';
-import { synthesize, type CfnResource, type Synthesized } from '../../infra/template.ts';
-import { tableOf } from '../../infra/local/table.ts';
+import { startLocalAws, type LocalAws } from '../../infra/local/aws.ts';
+import { accessKeyIdOf } from '../../infra/local/iam/principals.ts';
+import { localEnvironment, localPrincipals } from '../../infra/local/lambda/environment.ts';
+import { startLocalFunctions, type LocalFunctions } from '../../infra/local/lambda/functions.ts';
+import { synthesize, type CfnResource, type Synthesized } from '../../infra/local/cloudformation/synthesize.ts';
+import { tableOf } from '../../infra/local/cloudformation/table.ts';
 import { waitingMachine } from '../helpers/waiting-machine.ts';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));

@@ -9,7 +9,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
-import { localPolicies } from '../../infra/local/iam/template.ts';
+import { localPolicies } from '../../infra/local/cloudformation/policies.ts';
 import { DreamboothStack } from '../../infra/stack.ts';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));

@@ -6,20 +6,16 @@
 import { readFileSync } from 'node:fs';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import '../../infra/local/stepfunctions/polyfill.ts';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import { jobFailureMessage } from '#shared/trainers/sagemaker/training-jobs';
-import { lambdaEvent, localRepositoryName, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/asl.ts';
+import { synthesizeDefinition, type SynthesizedDefinition } from '../../infra/local/cloudformation/state-machine.ts';
+import { lambdaEvent } from '../../infra/local/lambda/task.ts';
+import { localRepositoryName } from '../../infra/local/names.ts';
 import { DreamboothStack } from '../../infra/stack.ts';
-
-(Promise as unknown as { withResolvers?: unknown }).withResolvers ??= function withResolvers<T>() {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
-  return { promise, resolve, reject };
-};
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const IMAGE = `r8.im/replicate/dreambooth@sha256:${'c'.repeat(64)}`;

@@ -12,7 +12,7 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
-import { runLocalBuild } from '../../infra/local/build.ts';
+import { runLocalBuild } from '../../infra/local/codebuild/build-model.ts';
 import { bundleBuildImage } from '../../infra/constructs/build.ts';
 import { requireRegistry } from '../helpers/capabilities.ts';
 import { NOTES, startBuildFixture, TRAINING_ID, type BuildFixture } from './build-fixture.ts';

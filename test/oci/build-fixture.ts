@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { createBucket, startS3 } from '../../infra/local/aws/storage.ts';
+import { createBucket, startS3 } from '../../infra/local/s3.ts';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';

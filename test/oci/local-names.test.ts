@@ -9,8 +9,9 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OciLayout } from '#shared/oci/layout';
 import { createDemoTemplate } from '#shared/oci/template';
-import { createBucket, startS3, type LocalS3 } from '../../infra/local/aws/storage.ts';
-import { appendWorkers, BuildFailed, runLocalBuild } from '../../infra/local/build.ts';
+import { createBucket, startS3, type LocalS3 } from '../../infra/local/s3.ts';
+import { appendWorkers } from '../../infra/local/codebuild/append.ts';
+import { BuildFailed, runLocalBuild } from '../../infra/local/codebuild/build-model.ts';
 import { zip } from '../helpers/zips.ts';
 
 const BUCKET = 'dreambooth-local';

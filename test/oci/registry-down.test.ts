@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { BuildImageEnv } from '#shared/build-env';
 import { buildImage } from '../../codebuild/build-image/core.ts';
-import { freePort } from '../../infra/local/registry.ts';
+import { freePort } from '../../infra/local/ecr.ts';
 import { requireRegistry } from '../helpers/capabilities.ts';
 import { startBuildFixture, type BuildFixture } from './build-fixture.ts';
 

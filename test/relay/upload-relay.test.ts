@@ -12,8 +12,9 @@ import { resetRuntimeConfig } from '#shared/runtime-config';
 import { setLogSink } from '#shared/log';
 import { startUploadRelay } from '../../relay/server.ts';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
-import { startLocalServer } from '../../infra/local/server.ts';
-import { restApiOf, synthesize } from '../../infra/template.ts';
+import { startApiGateway } from '../../infra/local/apigateway.ts';
+import { restApiOf } from '../../infra/local/cloudformation/rest-api.ts';
+import { synthesize } from '../../infra/local/cloudformation/synthesize.ts';
 import { stageWeights } from '../../lambdas/stage-weights/core.ts';
 import { handler } from '../../lambdas/trainer-uploads/handler.ts';
 import { presignClient, trainerUpload } from '../../lambdas/trainer-uploads/core.ts';
@@ -31,7 +32,7 @@ const CONFIG = {
 const env = { registryHost: '000000000000.dkr.ecr.us-east-1.amazonaws.com' };
 
 let fx: Fixture;
-let api: Awaited<ReturnType<typeof startLocalServer>>;
+let api: Awaited<ReturnType<typeof startApiGateway>>;
 const logs: string[] = [];
 /** Paths the API stand-in saw, to count parts. */
 const seen: string[] = [];
@@ -72,16 +73,16 @@ beforeAll(async () => {
   setLogSink((line) => logs.push(line));
   // The routes the synthesized template gives API Gateway, as local mode serves them.
   const restApi = restApiOf(synthesize(fx.deps.config));
-  api = await startLocalServer({
+  api = await startApiGateway({
     port: 0,
-    api: () => restApi,
+    api: restApi,
     invoke: async (fn, event) => {
       if (fn === 'authorizer') throw new Error('the trainer routes take no API token');
       if (fn !== 'trainer-uploads') return { statusCode: 404, body: '{}' };
       seen.push((event as APIGatewayProxyEvent).path);
       return handler(event as APIGatewayProxyEvent);
     },
-    storage: () => ({ s3: fx.deps.s3, bucket: fx.deps.bucket }),
+    storage: { s3: fx.deps.s3, bucket: fx.deps.bucket },
   });
 }, 60_000);
 afterAll(async () => {

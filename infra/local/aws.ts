@@ -1,0 +1,216 @@
+/**
+ * Local stand-ins for the AWS services the handlers call, together, so local mode runs the
+ * deployed code paths with no AWS account: S3 (./s3.ts) and DynamoDB (./dynamodb/), each in a
+ * worker thread of its own, and one endpoint (./endpoint.ts) for Step Functions (./stepfunctions/),
+ * Secrets Manager (./secretsmanager/) and Lambda Invoke (./lambda/invoke.ts), with IAM (./iam/)
+ * in front of all three when policies are given. Handlers find them through the SDK's
+ * AWS_ENDPOINT_URL_<SERVICE> variables.
+ */
+import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { PrincipalPolicies } from './cloudformation/policies.ts';
+import type { TableDefinition } from './cloudformation/table.ts';
+import { createTable, startDynamoDb } from './dynamodb/index.ts';
+import { startEndpoint } from './endpoint.ts';
+import { enforceIam, type LocalIam } from './iam/index.ts';
+import type { Denial } from './iam/proxy.ts';
+import type { LocalLambda } from './lambda/invoke.ts';
+import { LOCAL_BUCKET, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from './names.ts';
+import { createBucket, startS3, type AccessKey } from './s3.ts';
+import { secretsManagerApi } from './secretsmanager/api.ts';
+import { SecretStore } from './secretsmanager/store.ts';
+import { stepFunctionsApi } from './stepfunctions/api.ts';
+import { ExecutionStore, type ExecutionRecord } from './stepfunctions/executions.ts';
+import { LocalStepFunctions, type ExecutionEvent } from './stepfunctions/executor.ts';
+import type { TaskHandler } from './stepfunctions/tasks.ts';
+import { TaskTokens } from './stepfunctions/tokens.ts';
+import type { LocalService } from './storage-host.ts';
+
+export type { TaskContext, TaskHandler } from './stepfunctions/tasks.ts';
+export type { ExecutionEvent } from './stepfunctions/executor.ts';
+export type { ExecutionRecord, ExecutionStatus } from './stepfunctions/executions.ts';
+export type { LocalLambda } from './lambda/invoke.ts';
+export type { LocalIam } from './iam/index.ts';
+export { INTERRUPTED_ERROR } from './stepfunctions/executions.ts';
+export { pollUntil } from './poll.ts';
+
+/** The operator's key pair (local mode itself, as CloudFormation on AWS): s3rver's built-in one. */
+const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface LocalAwsOptions {
+  /** Root of all local state: `s3/`, `dynamodb/`, `executions.json`. */
+  dataDir: string;
+  /** The trainings table's keys and indexes, as the stack defines them (see ./cloudformation/table.ts). */
+  table: TableDefinition;
+  /** The state machine in plain ASL (JSONPath). */
+  definition: object;
+  /** One handler per Task state name; every Task of the definition needs one. */
+  taskHandlers: Record<string, TaskHandler>;
+  /** Secret id → SecretString, until a PutSecretValue writes a new version. */
+  secrets: Record<string, string>;
+  /** Where written secret versions are kept; without it the secrets are read-only. */
+  secretsFile?: string;
+  /** Function name → handler, for Lambda Invoke. */
+  lambdas: Record<string, LocalLambda>;
+  onExecutionEvent?: (e: ExecutionEvent) => void;
+  log?: (line: string) => void;
+  /** The functions' access keys (./lambda/environment.ts), which S3 verifies signatures with. */
+  accessKeys?: AccessKey[];
+  /**
+   * Each principal's policies from the template (./cloudformation/policies.ts). When given,
+   * every call to the local services is authenticated and authorised as AWS does it; a
+   * function signs with its key from `accessKeys` (by its key id), others get derived keys.
+   */
+  iam?: Record<string, PrincipalPolicies>;
+  /** Told of every refused call. */
+  onDenial?: (d: Denial) => void;
+}
+
+export interface LocalAws {
+  /** AWS_* variables that point the SDK at the local services. */
+  env: Record<string, string>;
+  stateMachineArn: string;
+  bucket: string;
+  table: string;
+  /** Creates the bucket and table when missing (startLocalAws already did). */
+  createResources(): Promise<void>;
+  /** Closes every server; executions still running are reported as interrupted on the next start. */
+  stop(): Promise<void>;
+  /** Present when the services enforce IAM. */
+  iam?: LocalIam;
+  executions: {
+    /** Newest first. */
+    list(): ExecutionRecord[];
+    get(executionArn: string): ExecutionRecord | undefined;
+    /** Resolves with the record once the execution has ended. */
+    whenDone(executionArn: string): Promise<ExecutionRecord>;
+    /** Executions found running at start-up, now FAILED with error Local.Interrupted. */
+    interrupted: ExecutionRecord[];
+  };
+}
+
+export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
+  const log = opts.log ?? (() => undefined);
+  const onEvent = opts.onExecutionEvent ?? (() => undefined);
+  const store = new ExecutionStore(join(opts.dataDir, 'executions.json'));
+  // Before the endpoint exists, so no new execution can be taken for an interrupted one.
+  const interrupted = store.load();
+  const tokens = new TaskTokens();
+  const sfn = new LocalStepFunctions({
+    definition: opts.definition,
+    taskHandlers: opts.taskHandlers,
+    stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+    store,
+    tokens,
+    onEvent,
+    log,
+  });
+  const services: LocalService[] = [];
+  try {
+    const { urls, iam } = await startServers(opts, stepFunctionsApi(sfn, tokens), services, log);
+    const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
+    await createResources();
+    for (const rec of interrupted) {
+      const { executionArn, name, error, cause } = rec;
+      onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
+    }
+    const stop = async () => {
+      await sfn.shutdown();
+      tokens.closeAll();
+      await closeAll(services);
+    };
+    const executions = {
+      list: () => sfn.list(),
+      get: (arn: string) => store.get(arn),
+      whenDone: (arn: string) => sfn.whenDone(arn),
+      interrupted,
+    };
+    return {
+      env: localEnv(urls),
+      iam,
+      stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+      bucket: LOCAL_BUCKET,
+      table: LOCAL_TABLE,
+      createResources,
+      stop,
+      executions,
+    };
+  } catch (err) {
+    await closeAll(services);
+    throw err;
+  }
+}
+
+/** S3, DynamoDB and the endpoint, and IAM in front of them when policies are given; where handlers reach them. */
+async function startServers(
+  opts: LocalAwsOptions,
+  stepFunctions: ReturnType<typeof stepFunctionsApi>,
+  services: LocalService[],
+  log: (line: string) => void,
+): Promise<{ urls: { s3: string; dynamodb: string; endpoint: string }; iam?: LocalIam }> {
+  const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
+  const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
+  const endpoint = await startEndpoint({
+    stepFunctions,
+    secretsManager: secretsManagerApi(new SecretStore(opts.secrets, opts.secretsFile), LOCAL_REGION),
+    lambdas: opts.lambdas,
+    log,
+  }).then(keep(services));
+  if (!opts.iam) return { urls: { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url } };
+  return enforceIam({
+    policies: opts.iam,
+    dataDir: opts.dataDir,
+    operator: CREDENTIALS,
+    upstream: { s3, dynamodb: dynamodb.url, endpoint: endpoint.url },
+    keep: keep(services),
+    log,
+    onDenial: opts.onDenial,
+    given: opts.accessKeys,
+  });
+}
+
+function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Record<string, string> {
+  return {
+    AWS_REGION: LOCAL_REGION,
+    AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+    AWS_ENDPOINT_URL_S3: urls.s3,
+    AWS_ENDPOINT_URL_DYNAMODB: urls.dynamodb,
+    AWS_ENDPOINT_URL_SFN: urls.endpoint,
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: urls.endpoint,
+    AWS_ENDPOINT_URL_LAMBDA: urls.endpoint,
+    // s3rver stores the aws-chunked framing of streamed uploads that carry default checksums.
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+  };
+}
+
+async function createAll(s3Url: string, dynamodbUrl: string, table: TableDefinition): Promise<void> {
+  const common = { region: LOCAL_REGION, credentials: CREDENTIALS };
+  const s3 = new S3Client({ ...common, endpoint: s3Url, forcePathStyle: true });
+  const dynamodb = new DynamoDBClient({ ...common, endpoint: dynamodbUrl });
+  try {
+    await createBucket(s3, LOCAL_BUCKET);
+    await createTable(dynamodb, LOCAL_TABLE, table);
+  } finally {
+    s3.destroy();
+    dynamodb.destroy();
+  }
+}
+
+const keep =
+  (services: LocalService[]) =>
+  <S extends LocalService>(service: S): S => {
+    services.push(service);
+    return service;
+  };
+
+async function closeAll(services: LocalService[]): Promise<void> {
+  await Promise.all(
+    services
+      .splice(0)
+      .reverse()
+      .map((s) => s.close()),
+  );
+}

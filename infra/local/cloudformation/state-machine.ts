@@ -1,0 +1,137 @@
+/**
+ * The state machine definition as plain ASL, for local mode: the very definition CDK deploys,
+ * read from the synthesized template (./synthesize.ts) with every CloudFormation reference
+ * resolved to a local name (../names.ts).
+ *
+ * Synchronous. Local mode runs `asl` with aws-local-stepfunctions and overrides each Task state
+ * by name, using `taskHandlers`, what each Task state calls:
+ * - `{ kind: 'lambda', handler, integration: 'direct' }`: the state's effective input (its
+ *   Parameters) is the Lambda event and the handler's return value is the task's result.
+ * - `{ kind: 'lambda', handler, integration: 'waitForTaskToken' }`: the state's input is what
+ *   Step Functions gives `lambda:invoke`, `{ FunctionName, Payload }`; the event is `Payload`
+ *   (see `lambdaEvent` in ../lambda/task.ts), it carries the task token, and the task's result is what
+ *   SendTaskSuccess sends.
+ * - `{ kind: <a service integration> }`: a state that calls another service (CodeBuild,
+ *   SageMaker, ECR), told apart by the table of integrations (../stepfunctions/integrations.ts),
+ *   whose stand-in answers as the service would.
+ */
+import type { Config } from '#shared/config';
+import { ENV } from '#shared/env';
+import type { HandlerName } from '../../constructs/function.ts';
+import { LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_MIRROR_PROJECT, LOCAL_REGION, lambdaArn, localRepositoryName, roleArn } from '../names.ts';
+import { integrationOf, type TaskTarget } from '../stepfunctions/integrations.ts';
+import { synthesize, type Synthesized } from './synthesize.ts';
+
+export interface SynthesizedDefinition {
+  /** The ASL document (JSONPath, no CloudFormation references left). */
+  asl: { StartAt: string; States: Record<string, AslState> } & Record<string, unknown>;
+  /** Every state name, in definition order. */
+  stateNames: string[];
+  /** What each Task state runs, by state name. */
+  taskHandlers: Record<string, TaskTarget>;
+  /** The stack's SageMaker job-name prefix, when a sagemaker trainer is configured. */
+  sagemakerJobPrefix?: string;
+  /** The prepare step's SAGEMAKER_MIRRORS (each trainer's mirror repository), resolved to local names. */
+  sagemakerMirrors?: string;
+  /**
+   * The functions EventBridge rules invoke with the state machine's "Execution Status Change"
+   * events, and the statuses each rule matches: local mode sends them the same events.
+   */
+  executionStatusTargets: { handler: HandlerName; statuses: string[] }[];
+}
+
+export interface AslState {
+  Type: string;
+  Resource?: string;
+  Parameters?: Record<string, unknown>;
+  [field: string]: unknown;
+}
+
+const PSEUDO: Record<string, string> = {
+  'AWS::Partition': 'aws',
+  'AWS::Region': LOCAL_REGION,
+  'AWS::AccountId': LOCAL_ACCOUNT,
+  'AWS::URLSuffix': 'amazonaws.com',
+};
+
+export function synthesizeDefinition(config: Config): SynthesizedDefinition {
+  return definitionOf(synthesize(config));
+}
+
+/** The state machine of a synthesized template, its references resolved to local values. */
+export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>): SynthesizedDefinition {
+  const { template } = synth;
+  const values = new Map<string, string>(synth.functions.map((fn) => [fn.logicalId, lambdaArn(fn.name)]));
+  for (const [id, r] of Object.entries(template.Resources)) {
+    if (r.Type === 'AWS::CodeBuild::Project') values.set(id, JSON.stringify(r.Properties?.Source).includes('mirror-image.mjs') ? LOCAL_MIRROR_PROJECT : LOCAL_BUILD_PROJECT);
+    // Roles a task passes on (a SageMaker job's).
+    if (r.Type === 'AWS::IAM::Role') values.set(id, roleArn(id));
+    // The definition names a mirror by reference (RepositoryName), never by ARN.
+    if (r.Type === 'AWS::ECR::Repository') values.set(id, localRepositoryName(id));
+  }
+  const machines = Object.values(template.Resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
+  if (machines.length !== 1) throw new Error(`the template has ${machines.length} state machines; local mode runs one`);
+  const definition = resolveReferences(machines[0]!.Properties!.DefinitionString, values);
+  if (typeof definition !== 'string') throw new Error('the state machine definition did not resolve to a string');
+  const asl = JSON.parse(definition) as SynthesizedDefinition['asl'];
+
+  const handlersByArn = new Map(synth.functions.map((fn) => [lambdaArn(fn.name), fn.name]));
+  const taskHandlers: Record<string, TaskTarget> = {};
+  for (const [name, state] of Object.entries(asl.States)) {
+    if (state.Type === 'Task') taskHandlers[name] = taskTarget(name, state, handlersByArn);
+  }
+  const prepare = synth.functions.find((fn) => fn.name === 'prepare-training-job');
+  const variables = prepare && template.Resources[prepare.logicalId]!.Properties?.Environment?.Variables;
+  const sagemakerJobPrefix = variables?.[ENV.jobPrefix];
+  const sagemakerMirrors = variables?.[ENV.trainerMirrors] === undefined ? undefined : String(resolveReferences(variables[ENV.trainerMirrors], values));
+  return { asl, stateNames: Object.keys(asl.States), taskHandlers, sagemakerJobPrefix, sagemakerMirrors, executionStatusTargets: executionStatusTargets(synth) };
+}
+
+/** The rules on the state machine's "Execution Status Change" events, and the functions they invoke. */
+function executionStatusTargets(synth: Pick<Synthesized, 'template' | 'functions'>): SynthesizedDefinition['executionStatusTargets'] {
+  const byLogicalId = new Map(synth.functions.map((fn) => [fn.logicalId, fn.name]));
+  const out: SynthesizedDefinition['executionStatusTargets'] = [];
+  for (const rule of Object.values(synth.template.Resources).filter((r) => r.Type === 'AWS::Events::Rule')) {
+    const pattern = rule.Properties?.EventPattern as { source?: string[]; 'detail-type'?: string[]; detail?: { status?: string[] } } | undefined;
+    if (!pattern?.source?.includes('aws.states') || !pattern['detail-type']?.includes('Step Functions Execution Status Change')) continue;
+    for (const target of (rule.Properties?.Targets ?? []) as { Arn: { 'Fn::GetAtt'?: [string, string] } }[]) {
+      const handler = byLogicalId.get(target.Arn['Fn::GetAtt']?.[0] ?? '');
+      if (handler) out.push({ handler, statuses: pattern.detail?.status ?? [] });
+    }
+  }
+  return out;
+}
+
+function resolveReferences(value: unknown, values: Map<string, string>): unknown {
+  if (typeof value === 'string' || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => resolveReferences(v, values));
+  const node = value as Record<string, unknown>;
+  if ('Fn::Join' in node) {
+    const [separator, parts] = node['Fn::Join'] as [string, unknown[]];
+    return parts.map((p) => resolveReferences(p, values)).join(separator);
+  }
+  if ('Ref' in node) return lookup(String(node.Ref), PSEUDO[String(node.Ref)], values);
+  if ('Fn::GetAtt' in node) {
+    const [id, attribute] = node['Fn::GetAtt'] as [string, string];
+    if (attribute !== 'Arn') throw new Error(`cannot resolve ${id}.${attribute} locally`);
+    return lookup(id, undefined, values);
+  }
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, resolveReferences(v, values)]));
+}
+
+function lookup(id: string, pseudo: string | undefined, values: Map<string, string>): string {
+  const value = pseudo ?? values.get(id);
+  if (value === undefined) throw new Error(`cannot resolve a reference to ${id} locally`);
+  return value;
+}
+
+function taskTarget(name: string, state: AslState, handlers: Map<string, HandlerName>): TaskTarget {
+  const service = integrationOf(state);
+  if (service) return { kind: service.kind };
+  const resource = state.Resource ?? '';
+  const integration = resource === 'arn:aws:states:::lambda:invoke.waitForTaskToken' ? 'waitForTaskToken' : 'direct';
+  const arn = integration === 'direct' ? resource : String(state.Parameters?.FunctionName ?? '');
+  const handler = handlers.get(arn);
+  if (!handler) throw new Error(`Task state "${name}" runs ${resource}, which local mode cannot run`);
+  return { kind: 'lambda', handler, integration };
+}

@@ -1,0 +1,56 @@
+/**
+ * The deployment as local mode sees it: the CloudFormation template CDK synthesizes (in-process,
+ * no bundling, no network). Its readers beside this file take from it what local mode runs: the
+ * state machine (./state-machine.ts), the REST API (./rest-api.ts), the table (./table.ts) and
+ * each role's policies (./policies.ts).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, type CfnElement } from 'aws-cdk-lib';
+import type { Config } from '#shared/config';
+import { HouseFunction, type HandlerName } from '../../constructs/function.ts';
+import { DreamboothStack } from '../../stack.ts';
+
+export interface CfnResource {
+  Type: string;
+  // biome-ignore lint/suspicious/noExplicitAny: a synthesized resource's properties, as CloudFormation has them
+  Properties?: Record<string, any>;
+}
+export interface CfnTemplate {
+  Resources: Record<string, CfnResource>;
+}
+
+/** One house function of the template. */
+export interface SynthesizedFunction {
+  name: HandlerName;
+  /** Logical ids of the function and of its execution role (its policies name the role). */
+  logicalId: string;
+  roleLogicalId: string;
+}
+
+export interface Synthesized {
+  template: CfnTemplate;
+  functions: SynthesizedFunction[];
+  /** The stack object, for what only the construct tree knows (e.g. the function declarations). */
+  stack: DreamboothStack;
+}
+
+/** Synthesizes the stack as `cdk synth` does, into a temporary directory removed afterwards. */
+export function synthesize(config: Config): Synthesized {
+  const outdir = mkdtempSync(join(tmpdir(), 'dreambooth-synth-'));
+  try {
+    // An empty bundling-stacks list makes NodejsFunction skip esbuild entirely.
+    const app = new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] } });
+    const stack = new DreamboothStack(app, 'Dreambooth', { config });
+    const template = app.synth().getStackByName(stack.stackName).template as CfnTemplate;
+    const functions = HouseFunction.all(stack).map((fn) => ({
+      name: fn.handlerName,
+      logicalId: stack.getLogicalId(fn.node.defaultChild as CfnElement),
+      roleLogicalId: stack.getLogicalId(fn.role!.node.defaultChild as CfnElement),
+    }));
+    return { template, functions, stack };
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
