@@ -50,7 +50,7 @@ export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
  * configured) and bin/app.ts passes it as the stack's `env`; with `env.account`, the account is
  * literal too. An acknowledgement must hold in any of them.
  */
-const PARTITION = String.raw`(?:<AWS::Partition>|aws(?:-[a-z]+)*)`;
+const PARTITION = '(?:<AWS::Partition>|aws(?:-[a-z]+)*)';
 const REGION = String.raw`(?:<AWS::Region>|[a-z]{2}(?:-[a-z]+)+-\d+)`;
 const ACCOUNT = String.raw`(?:<AWS::AccountId>|\d{12})`;
 

@@ -4,9 +4,7 @@
  * serving template made at start, a server per demo trainer slot — and the build strategy it
  * can run.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { mergeConfig, parseConfig, type Config } from '#shared/config';
 import { loadConfiguration } from '../configuration.ts';
 import { OciLayout } from '#shared/oci/layout';
@@ -19,7 +17,6 @@ import type { BuildStrategy } from './codebuild/build-model.ts';
 import { dockerReachable } from './docker.ts';
 import { registryInstalled, startRegistry } from './ecr.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 export interface ConfigurationOptions {

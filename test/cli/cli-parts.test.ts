@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import yauzl from 'yauzl';
 import { describe, expect, it } from 'vitest';
-import { parseInputs } from '../../cli/commands/train.ts';
-import { listImages, uploadName, zipFolder } from '../../cli/images.ts';
-import { Out } from '../../cli/output.ts';
-import { TtyReporter } from '../../cli/progress.ts';
-import { resolveSettings, saveLogin } from '../../cli/settings.ts';
-import { parseSteps } from '../../cli/steps.ts';
-import { writeLocalAddress } from '../../infra/local/address.ts';
-import { photoFolder } from '../helpers/photos.ts';
+import { parseInputs } from '#cli/commands/train';
+import { listImages, uploadName, zipFolder } from '#cli/images';
+import { Out } from '#cli/output';
+import { TtyReporter } from '#cli/progress';
+import { resolveSettings, saveLogin } from '#cli/settings';
+import { parseSteps } from '#cli/steps';
+import { writeLocalAddress } from '#infra/local/address';
+import { photoFolder } from '#test-helpers/photos';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'dreambooth-cli-parts-'));
 

@@ -4,8 +4,8 @@
  * /invocations answered as serving/sagemaker_adapter.py answers them).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoTemplateServer } from '../../lambdas/demo-template/server.ts';
-import { decodePng, pngOfDataUri } from '../helpers/png.ts';
+import { startDemoTemplateServer } from '#lambdas/demo-template/server';
+import { decodePng, pngOfDataUri } from '#test-helpers/png';
 
 type Server = Awaited<ReturnType<typeof startDemoTemplateServer>>;
 const VERSION_WEIGHTS = 'sha256:' + '1f'.repeat(32);

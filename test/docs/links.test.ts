@@ -6,10 +6,9 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** A document's text without fenced code blocks, so a `[x](y)` inside code is not a link. */
 function withoutFences(text: string): string[] {

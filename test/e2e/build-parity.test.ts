@@ -10,8 +10,8 @@ import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
-import { runLocalBuild, type BuildStrategy } from '../../infra/local/codebuild/build-model.ts';
-import { requireDocker, requireRegistry } from '../helpers/capabilities.ts';
+import { runLocalBuild, type BuildStrategy } from '#infra/local/codebuild/build-model';
+import { requireDocker, requireRegistry } from '#test-helpers/capabilities';
 import { NOTES, startBuildFixture, TRAINING_ID, WEIGHTS, type BuildFixture } from '../oci/build-fixture.ts';
 
 const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });

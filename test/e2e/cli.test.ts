@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yazl from 'yazl';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { localModeImages } from '../helpers/capabilities.ts';
-import { startLocal, waitFor, type Local } from '../helpers/local-mode.ts';
-import { photoFolder } from '../helpers/photos.ts';
+import { localModeImages } from '#test-helpers/capabilities';
+import { startLocal, waitFor, type Local } from '#test-helpers/local-mode';
+import { photoFolder } from '#test-helpers/photos';
 
 const BIN = resolve('bin/dreambooth.mjs');
 // 20 steps a second, a log line every 20 steps: 100 steps take five seconds.

@@ -6,10 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
-import { startUploadRelay } from '../../relay/server.ts';
-import { startFakeCog, type FakeCog } from '../helpers/fake-cog.ts';
-import { inspectImage } from '../helpers/images.ts';
-import { startLocal, waitFor, type Local } from '../helpers/local-mode.ts';
+import { startUploadRelay } from '#relay/server';
+import { startFakeCog, type FakeCog } from '#test-helpers/fake-cog';
+import { inspectImage } from '#test-helpers/images';
+import { startLocal, waitFor, type Local } from '#test-helpers/local-mode';
 
 const INPUT = { instance_prompt: 'a photo of a cjw person', class_prompt: 'a photo of a person', max_train_steps: 20 };
 const UPLOAD_TOKEN = `upl_${randomBytes(24).toString('hex')}`;

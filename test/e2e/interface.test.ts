@@ -7,10 +7,10 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { REGISTRY_BIN } from '../../infra/local/ecr.ts';
-import { inspectImage } from '../helpers/images.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
+import { instanceDataZip } from '#infra/local/demo';
+import { REGISTRY_BIN } from '#infra/local/ecr';
+import { inspectImage } from '#test-helpers/images';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
 
 const INPUT = { instance_prompt: 'a photo of a cjw person', class_prompt: 'a photo of a person', max_train_steps: 10 };
 const FAST = { trainers: { demo: { backend: 'demo', steps_per_second: 50 } } };

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendLayer } from '#shared/oci/append';
 import { tarEntries } from '#shared/oci/tar';
 import { verify } from '#shared/webhook-signing';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { localModeImages, requireDocker, requireLocalModeRegistry } from '../helpers/capabilities.ts';
-import { deleteBlob, inspectImage, openImage, openRepository } from '../helpers/images.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
+import { instanceDataZip } from '#infra/local/demo';
+import { localModeImages, requireDocker, requireLocalModeRegistry } from '#test-helpers/capabilities';
+import { deleteBlob, inspectImage, openImage, openRepository } from '#test-helpers/images';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
 
 // The path local mode takes on this machine: a registry when one is there, else the OCI layout.
 const images = localModeImages();

@@ -5,9 +5,9 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { webhookHeaders } from '#shared/webhook-signing';
-import { startFakeReplicate, type FakePrediction, type FakeReplicate } from '../helpers/fake-replicate.ts';
-import { inspectImage } from '../helpers/images.ts';
-import { startLocal, waitFor, type Local } from '../helpers/local-mode.ts';
+import { startFakeReplicate, type FakePrediction, type FakeReplicate } from '#test-helpers/fake-replicate';
+import { inspectImage } from '#test-helpers/images';
+import { startLocal, waitFor, type Local } from '#test-helpers/local-mode';
 
 const VERSION = 'cd3f925f7ab21afaef7d45224790eedbb837eeac40d22e8fefe015489ab644aa';
 const TOKEN_SECRET = 'replicate/api-token';

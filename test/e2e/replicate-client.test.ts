@@ -8,9 +8,9 @@ import { randomBytes } from 'node:crypto';
 import Replicate, { validateWebhook } from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '#shared/ids';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { LOCAL_SECRET_IDS } from '../../infra/local/names.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
+import { instanceDataZip } from '#infra/local/demo';
+import { LOCAL_SECRET_IDS } from '#infra/local/names';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
 
 let local: Local;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;

@@ -11,9 +11,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
-import { zip } from '../helpers/zips.ts';
+import { instanceDataZip } from '#infra/local/demo';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
+import { zip } from '#test-helpers/zips';
 
 /** `docker version` answers; `docker run` puts the archive in the job's model folder and counts the run. */
 function containerStandIn(archive: Buffer): { bin: string; runs: () => number } {

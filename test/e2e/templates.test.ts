@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendLayer } from '#shared/oci/append';
 import { tarEntries } from '#shared/oci/tar';
 import { sha256, type ImageStore } from '#shared/oci/types';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { requireLocalModeRegistry } from '../helpers/capabilities.ts';
-import { inspectImage, openRepository } from '../helpers/images.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
+import { instanceDataZip } from '#infra/local/demo';
+import { requireLocalModeRegistry } from '#test-helpers/capabilities';
+import { inspectImage, openRepository } from '#test-helpers/images';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
 
 let local: Local;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;

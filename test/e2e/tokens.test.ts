@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, expect, it } from 'vitest';
-import { startLocal, type Local } from '../helpers/local-mode.ts';
+import { startLocal, type Local } from '#test-helpers/local-mode';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'dreambooth-tokens-'));
 const token = `local-${Math.random().toString(36).slice(2)}`;

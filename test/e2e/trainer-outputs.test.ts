@@ -8,13 +8,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { instanceDataZip } from '../../infra/local/demo.ts';
+import { instanceDataZip } from '#infra/local/demo';
 import { startFaultyTrainer, type Fault } from '../faults/trainer.ts';
-import { inspectImage } from '../helpers/images.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
-import { registryAvailable } from '../helpers/registry.ts';
-import { tarball } from '../helpers/tars.ts';
-import { zip } from '../helpers/zips.ts';
+import { inspectImage } from '#test-helpers/images';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
+import { registryAvailable } from '#test-helpers/registry';
+import { tarball } from '#test-helpers/tars';
+import { zip } from '#test-helpers/zips';
 
 function dockerReachable(): boolean {
   try {

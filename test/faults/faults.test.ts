@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { SFNClient, StopExecutionCommand } from '@aws-sdk/client-sfn';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackSecret, sha256Hex } from '#shared/ids';
-import { instanceDataZip } from '../../infra/local/demo.ts';
-import { startLocal, startReceiver, waitFor, type Local } from '../helpers/local-mode.ts';
-import { tarball } from '../helpers/tars.ts';
-import { zip } from '../helpers/zips.ts';
+import { instanceDataZip } from '#infra/local/demo';
+import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
+import { tarball } from '#test-helpers/tars';
+import { zip } from '#test-helpers/zips';
 import { startFaultyTrainer, type Fault } from './trainer.ts';
 
 const table: [string, string, string][] = [];

@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { outputZip } from '../../lambdas/demo-trainer/trainer.ts';
+import { outputZip } from '#lambdas/demo-trainer/trainer';
 
 /** `zip:<key>` serves zips[key] as output.zip; `file:<key>` serves zips[key] under the name <key>. */
 export type Fault = 'ok' | 'silent' | 'fail' | 'output-404' | 'truncated' | 'slow-output' | `zip:${string}` | `file:${string}`;

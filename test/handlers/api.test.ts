@@ -12,15 +12,15 @@ import { logger, setLogSink } from '#shared/log';
 import { getWebhookSigningMaster } from '#shared/secrets';
 import type { TrainingRecord } from '#shared/training';
 import { memberOf, TrainerQueue } from '#shared/trainer-queue/index';
-import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
-import { LOCAL_SECRET_IDS, newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
-import { pollUntil } from '../../infra/local/aws.ts';
-import { liveRegistry } from '../../lambdas/api/templates.ts';
+import { route, type ApiDeps, type ApiRequest } from '#lambdas/api/routing';
+import { LOCAL_SECRET_IDS, newTraining, startFixture, type Fixture } from '#test-helpers/aws-local';
+import { pollUntil } from '#infra/local/aws';
+import { liveRegistry } from '#lambdas/api/templates';
 import { InputSchemas, SCHEMA_TTL_MS } from '#shared/input-schema';
-import { sendJson, startServer, type TestServer } from '../helpers/aws-local.ts';
-import { startFakeReplicate } from '../helpers/fake-replicate.ts';
+import { sendJson, startServer, type TestServer } from '#test-helpers/aws-local';
+import { startFakeReplicate } from '#test-helpers/fake-replicate';
 import { matchPath, ROUTES } from '#shared/routes';
-import { openApiDocument } from '../../infra/openapi.ts';
+import { openApiDocument } from '#infra/openapi';
 
 function resourceOf(path: string): { resource: string; params: Record<string, string> } {
   const m = matchPath(ROUTES.map((r) => r.path), path);

@@ -2,9 +2,9 @@
 import type { APIGatewayTokenAuthorizerEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '#shared/ids';
-import { authorize, tokenFromHeader, TokensSecret } from '../../lambdas/authorizer/core.ts';
-import { handler } from '../../lambdas/authorizer/handler.ts';
-import { startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { authorize, tokenFromHeader, TokensSecret } from '#lambdas/authorizer/core';
+import { handler } from '#lambdas/authorizer/handler';
+import { startFixture, type Fixture } from '#test-helpers/aws-local';
 
 const alice = 'r8_alice_0123456789abcdef';
 const ops = 'r8_ops_fedcba9876543210';

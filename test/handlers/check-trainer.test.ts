@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { callbackUrl } from '#shared/callback';
 import type { TrainingRecord } from '#shared/training';
-import { checkTrainer } from '../../lambdas/check-trainer/core.ts';
-import { newTraining, sendJson, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { checkTrainer } from '#lambdas/check-trainer/core';
+import { newTraining, sendJson, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 let cog: TestServer;

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lambda } from '#shared/aws';
 import { lambdaEmitter } from '#shared/events';
-import { pollUntil } from '../../infra/local/aws.ts';
-import { executionEnded, type QueueDeps } from '../../lambdas/trainer-queue/core.ts';
-import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { pollUntil } from '#infra/local/aws';
+import { executionEnded, type QueueDeps } from '#lambdas/trainer-queue/core';
+import { newTraining, startFixture, type Fixture } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 let d: QueueDeps;

@@ -11,8 +11,8 @@ import * as aws from '#shared/aws';
 import { errorResponse } from '#shared/errors';
 import { logger } from '#shared/log';
 import { IDEMPOTENCY } from '#shared/store';
-import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
-import { startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { route, type ApiDeps, type ApiRequest } from '#lambdas/api/routing';
+import { startFixture, type Fixture } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 let d: ApiDeps;

@@ -7,8 +7,8 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logKey, recordedLog } from '#shared/run-logs';
 import type { TrainingRecord } from '#shared/training';
-import { handler } from '../../lambdas/upload/handler.ts';
-import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { handler } from '#lambdas/upload/handler';
+import { newTraining, startFixture, type Fixture } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 beforeAll(async () => {

@@ -8,9 +8,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { resetRuntimeConfig } from '#shared/runtime-config';
 import { seedView, trainingsView, type TrainingRecord } from '#shared/training';
 import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
-import { notify } from '../../lambdas/notify/core.ts';
-import { handler } from '../../lambdas/notify/handler.ts';
-import { newTraining, PUBLIC_URL, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { notify } from '#lambdas/notify/core';
+import { handler } from '#lambdas/notify/handler';
+import { newTraining, PUBLIC_URL, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 let receiver: TestServer;

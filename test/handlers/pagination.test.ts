@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { matchPath, ROUTES } from '#shared/routes';
-import { route, type ApiDeps, type ApiRequest } from '../../lambdas/api/routing.ts';
-import { newTraining, startFixture, TEMPLATE_DIGEST, type Fixture } from '../helpers/aws-local.ts';
+import { route, type ApiDeps, type ApiRequest } from '#lambdas/api/routing';
+import { newTraining, startFixture, TEMPLATE_DIGEST, type Fixture } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 let d: ApiDeps;

@@ -7,11 +7,11 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-s
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { prepareTrainingJob } from '../../lambdas/prepare-training-job/core.ts';
-import { createUpload } from '../../lambdas/upload/core.ts';
-import { stageWeights } from '../../lambdas/stage-weights/core.ts';
+import { prepareTrainingJob } from '#lambdas/prepare-training-job/core';
+import { createUpload } from '#lambdas/upload/core';
+import { stageWeights } from '#lambdas/stage-weights/core';
 import { CAPACITY_ATTEMPTS, jobKeys } from '#shared/trainers/sagemaker/training-jobs';
-import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 const IMAGE = `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}`;
 const GPU = { backend: 'sagemaker', image: IMAGE, spot: true, max_runtime_seconds: 3600, max_wait_seconds: 7200, mode: 'train' };

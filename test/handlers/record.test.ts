@@ -2,11 +2,11 @@
 import { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainingRecord } from '#shared/training';
-import { record, type RecordDeps } from '../../lambdas/record/core.ts';
+import { record, type RecordDeps } from '#lambdas/record/core';
 import { lambda } from '#shared/aws';
 import { lambdaEmitter } from '#shared/events';
-import { pollUntil } from '../../infra/local/aws.ts';
-import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { pollUntil } from '#infra/local/aws';
+import { newTraining, startFixture, type Fixture } from '#test-helpers/aws-local';
 
 const DIGEST = 'c'.repeat(64);
 let fx: Fixture;

@@ -6,9 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
-import { stageWeights } from '../../lambdas/stage-weights/core.ts';
-import { tarball } from '../helpers/tars.ts';
-import { newTraining, startFixture, startServer, TEMPLATE_DIGEST, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { stageWeights } from '#lambdas/stage-weights/core';
+import { tarball } from '#test-helpers/tars';
+import { newTraining, startFixture, startServer, TEMPLATE_DIGEST, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 const REGISTRY_HOST = '000000000000.dkr.ecr.us-east-1.amazonaws.com';
 const env = { registryHost: REGISTRY_HOST };

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { callbackSecret } from '#shared/ids';
-import { startTrainer } from '../../lambdas/start-trainer/core.ts';
-import { createUpload } from '../../lambdas/upload/core.ts';
-import { newTraining, PUBLIC_URL, sendJson, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { startTrainer } from '#lambdas/start-trainer/core';
+import { createUpload } from '#lambdas/upload/core';
+import { newTraining, PUBLIC_URL, sendJson, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 let cog: TestServer;

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { callbackSecret } from '#shared/ids';
 import { ERROR_MAX_BYTES, LOG_TAIL_BYTES, logKey } from '#shared/run-logs';
 import type { TrainingRecord } from '#shared/training';
-import { trainerCallback } from '../../lambdas/trainer-callback/core.ts';
-import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { trainerCallback } from '#lambdas/trainer-callback/core';
+import { newTraining, startFixture, type Fixture } from '#test-helpers/aws-local';
 
 const COG_TOKEN_SECRET = 'local/cog-webhook-token';
 const cogToken = randomBytes(16).toString('hex');

@@ -10,13 +10,13 @@ import { join } from 'node:path';
 import { StopExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pollUntil, startLocalAws, type LocalAws } from '../../infra/local/aws.ts';
+import { pollUntil, startLocalAws, type LocalAws } from '#infra/local/aws';
 import * as aws from '#shared/aws';
 import { newTrainingId } from '#shared/ids';
 import { serviceOrder, TrainerQueue, type QueueMember, type SlotGrant, type Slots, type Waiter } from '#shared/trainer-queue/index';
 import { Store } from '#shared/store';
-import { testConfig } from '../helpers/aws-local.ts';
-import { testTable } from '../helpers/table.ts';
+import { testConfig } from '#test-helpers/aws-local';
+import { testTable } from '#test-helpers/table';
 
 const callback = (next: string | null) => ({
   Type: 'Task',

@@ -5,11 +5,11 @@
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkUploaded } from '../../lambdas/api/uploads.ts';
-import { createUpload } from '../../lambdas/upload/core.ts';
-import { handler } from '../../lambdas/upload/handler.ts';
+import { checkUploaded } from '#lambdas/api/uploads';
+import { createUpload } from '#lambdas/upload/core';
+import { handler } from '#lambdas/upload/handler';
 import type { ApiError } from '#shared/errors';
-import { startFixture, startServer, type Fixture } from '../helpers/aws-local.ts';
+import { startFixture, startServer, type Fixture } from '#test-helpers/aws-local';
 
 let fx: Fixture;
 beforeAll(async () => {

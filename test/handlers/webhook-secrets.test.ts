@@ -10,12 +10,12 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getWebhookSigningMaster } from '#shared/secrets';
 import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
-import { authorize, type TokensSecret } from '../../lambdas/authorizer/core.ts';
-import { handler } from '../../lambdas/api/handler.ts';
-import { notify } from '../../lambdas/notify/core.ts';
-import { LOCAL_SECRET_IDS, newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { authorize, type TokensSecret } from '#lambdas/authorizer/core';
+import { handler } from '#lambdas/api/handler';
+import { notify } from '#lambdas/notify/core';
+import { LOCAL_SECRET_IDS, newTraining, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 import { sha256Hex } from '#shared/ids';
-import { MODEL_MAX } from '../../lambdas/api/schemas.ts';
+import { MODEL_MAX } from '#lambdas/api/schemas';
 
 const TOKENS = { alice: 'r8_alice', bob: 'r8_bob', both: 'r8_both', any: 'r8_any' } as const;
 const OWNERS: Record<keyof typeof TOKENS, string[]> = { alice: ['alice'], bob: ['bob'], both: ['alice', 'bob'], any: ['*'] };

@@ -7,8 +7,8 @@ import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobKeys } from '#shared/trainers/sagemaker/training-jobs';
 import type { TrainingRecord } from '#shared/training';
-import { handler } from '../../lambdas/upload/handler.ts';
-import { newTraining, startFixture, type Fixture } from '../helpers/aws-local.ts';
+import { handler } from '#lambdas/upload/handler';
+import { newTraining, startFixture, type Fixture } from '#test-helpers/aws-local';
 
 const IMAGE = `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}`;
 const GPU = { backend: 'sagemaker', image: IMAGE, max_runtime_seconds: 3600 };

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { REGISTRY_BIN } from '../../infra/local/ecr.ts';
+import { REGISTRY_BIN } from '#infra/local/ecr';
 
 export type Capability<T> = { skip: false; value: T } | { skip: true; reason: string };
 

@@ -7,11 +7,10 @@
  * template another file of the run has already claimed is that file's to lint.
  */
 import { relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { StageSynthesisOptions } from 'aws-cdk-lib';
 import { afterAll, expect } from 'vitest';
+import { ROOT } from './paths.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const file = relative(ROOT, expect.getState().testPath ?? '');
 
 // Other files load nothing here: most never touch CDK.

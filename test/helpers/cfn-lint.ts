@@ -14,9 +14,9 @@ import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 import type { TestProject } from 'vitest/node';
+import { ROOT } from './paths.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -42,7 +42,6 @@ export function claimTemplate(body: string, region: string): boolean {
   }
 }
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CFN_LINT_CONFIG = join(ROOT, '.cfnlintrc');
 
 export interface CfnLintFinding {

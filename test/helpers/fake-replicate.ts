@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { webhookHeaders } from '#shared/webhook-signing';
-import { outputZip } from '../../lambdas/demo-trainer/trainer.ts';
+import { outputZip } from '#lambdas/demo-trainer/trainer';
 
 /** What the next predictions do; read when a prediction is created. */
 export interface FakeBehaviour {

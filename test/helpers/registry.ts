@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, REGISTRY_BIN } from '../../infra/local/ecr.ts';
+import { freePort, REGISTRY_BIN } from '#infra/local/ecr';
 import { requireRegistry } from './capabilities.ts';
 
 export { REGISTRY_BIN };

@@ -1,7 +1,7 @@
 /** The trainings table's definition from the storage construct, as local mode reads it. */
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '#shared/config';
-import { trainingsTable, type TableDefinition } from '../../infra/local/cloudformation/table.ts';
+import { trainingsTable, type TableDefinition } from '#infra/local/cloudformation/table';
 
 let cached: TableDefinition | undefined;
 export function testTable(): TableDefinition {

@@ -6,10 +6,9 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8'));
 const SECTIONS = { limits: {}, egress: {}, retention: {}, webhooks: {}, timeouts: {} };
 

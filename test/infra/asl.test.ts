@@ -2,14 +2,14 @@
  * The resolved state machine definition, state by state, and run by the local executor.
  */
 import { readFileSync } from 'node:fs';
-import '../../infra/local/stepfunctions/polyfill.ts';
+import '#infra/local/stepfunctions/polyfill';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import type { ExecutionInput } from '#shared/execution';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
-import { type AslState, synthesizeDefinition, type SynthesizedDefinition } from '../../infra/local/cloudformation/state-machine.ts';
-import { lambdaEvent } from '../../infra/local/lambda/task.ts';
+import { type AslState, synthesizeDefinition, type SynthesizedDefinition } from '#infra/local/cloudformation/state-machine';
+import { lambdaEvent } from '#infra/local/lambda/task';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 function config(overrides: unknown): Config {

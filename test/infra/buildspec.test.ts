@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tarball } from '../helpers/tars.ts';
+import { tarball } from '#test-helpers/tars';
 
 const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
 const commands = (phase: string): string[] => spec.phases[phase].commands;

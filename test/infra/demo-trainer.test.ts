@@ -4,7 +4,7 @@ import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
-import { DreamboothStack } from '../../infra/stack.ts';
+import { DreamboothStack } from '#infra/stack';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 

@@ -17,17 +17,16 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
-import { LAMBDA_COMPUTE_REGIONS } from '../../infra/constructs/build.ts';
-import { DreamboothStack } from '../../infra/stack.ts';
-import { requireCfnLint } from '../helpers/capabilities.ts';
-import { cfnLint, problems } from '../helpers/cfn-lint.ts';
+import { LAMBDA_COMPUTE_REGIONS } from '#infra/constructs/build';
+import { DreamboothStack } from '#infra/stack';
+import { requireCfnLint } from '#test-helpers/capabilities';
+import { cfnLint, problems } from '#test-helpers/cfn-lint';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CDK = join(ROOT, 'node_modules', '.bin', 'cdk');
 const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8'));
 

@@ -7,14 +7,13 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { App } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
 import { ConfigSchema, mergeConfig, parseConfig } from '#shared/config';
-import { DreamboothStack } from '../../infra/stack.ts';
+import { DreamboothStack } from '#infra/stack';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const cdkJson = JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8'));
 
 /** What the documents must show, each at least once. */

@@ -16,7 +16,7 @@ import {
   worstCaseHistory,
 } from '#shared/history';
 import { CAPACITY_ATTEMPTS } from '#shared/trainers/sagemaker/training-jobs';
-import { type AslState, synthesizeDefinition } from '../../infra/local/cloudformation/state-machine.ts';
+import { type AslState, synthesizeDefinition } from '#infra/local/cloudformation/state-machine';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const IMAGE = `r8.im/replicate/dreambooth@sha256:${'c'.repeat(64)}`;

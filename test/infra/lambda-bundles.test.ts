@@ -13,8 +13,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '#shared/env';
 import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
-import { bundleLambda, HANDLER_NAMES, type HandlerName } from '../../infra/constructs/function.ts';
-import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '../helpers/aws-local.ts';
+import { bundleLambda, HANDLER_NAMES, type HandlerName } from '#infra/constructs/function';
+import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 const run = promisify(execFile);
 // The handlers log to stdout, so the outcome goes to a file.

@@ -5,7 +5,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LOG_MESSAGES } from '#shared/log-messages';
 import { parseConfig } from '#shared/config';
-import { DreamboothStack } from '../../infra/stack.ts';
+import { DreamboothStack } from '#infra/stack';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 let stack: DreamboothStack;

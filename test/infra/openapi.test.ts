@@ -7,9 +7,9 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '#shared/config';
 import { ROUTES, type Route } from '#shared/routes';
-import { openApiDocument } from '../../infra/openapi.ts';
-import { bakedEnv } from '../../infra/constructs/function.ts';
-import { openApiDocument as servedDocument } from '../../lambdas/api/openapi.ts';
+import { openApiDocument } from '#infra/openapi';
+import { bakedEnv } from '#infra/constructs/function';
+import { openApiDocument as servedDocument } from '#lambdas/api/openapi';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const config = parseConfig(cdkJson.context.dreambooth);

@@ -7,8 +7,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '#shared/config';
 import { matchPath, ROUTES, type Route } from '#shared/routes';
-import { restApiOf, type LocalApi } from '../../infra/local/cloudformation/rest-api.ts';
-import { synthesize, type Synthesized } from '../../infra/local/cloudformation/synthesize.ts';
+import { restApiOf, type LocalApi } from '#infra/local/cloudformation/rest-api';
+import { synthesize, type Synthesized } from '#infra/local/cloudformation/synthesize';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 // The README and the pages of docs/, read as one text: a route may be documented on any page.

@@ -9,8 +9,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
-import { localPolicies } from '../../infra/local/cloudformation/policies.ts';
-import { DreamboothStack } from '../../infra/stack.ts';
+import { localPolicies } from '#infra/local/cloudformation/policies';
+import { DreamboothStack } from '#infra/stack';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const key = (n: number, region = 'us-east-1') => `arn:aws:kms:${region}:123456789012:key/0000000${n}-1111-2222-3333-444444444444`;

@@ -9,8 +9,8 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
-import { RESOURCELESS_ACTIONS } from '../../infra/nag.ts';
-import { DreamboothStack } from '../../infra/stack.ts';
+import { RESOURCELESS_ACTIONS } from '#infra/nag';
+import { DreamboothStack } from '#infra/stack';
 
 type Resources = Record<string, { Type: string; Properties: Record<string, any>; DeletionPolicy?: string }>;
 

@@ -6,16 +6,16 @@
 import { readFileSync } from 'node:fs';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import '../../infra/local/stepfunctions/polyfill.ts';
+import '#infra/local/stepfunctions/polyfill';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import { jobFailureMessage } from '#shared/trainers/sagemaker/training-jobs';
-import { synthesizeDefinition, type SynthesizedDefinition } from '../../infra/local/cloudformation/state-machine.ts';
-import { lambdaEvent } from '../../infra/local/lambda/task.ts';
-import { localRepositoryName } from '../../infra/local/names.ts';
-import { DreamboothStack } from '../../infra/stack.ts';
+import { synthesizeDefinition, type SynthesizedDefinition } from '#infra/local/cloudformation/state-machine';
+import { lambdaEvent } from '#infra/local/lambda/task';
+import { localRepositoryName } from '#infra/local/names';
+import { DreamboothStack } from '#infra/stack';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const IMAGE = `r8.im/replicate/dreambooth@sha256:${'c'.repeat(64)}`;

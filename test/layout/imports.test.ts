@@ -9,11 +9,10 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SKIPPED_DIRS = new Set(['node_modules', 'cdk.out', '.git', '.dreambooth', 'coverage']);
 const SOURCE = /\.(ts|mts|cts|mjs|cjs)$/;
 

@@ -8,11 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAX_FILE_LINES = 300;
 const MAX_FUNCTION_LINES = 60;
 const SOURCE = /\.(ts|mts|cts|mjs|cjs|js|py)$/;

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { expect, it, vi } from 'vitest';
 import { DynamoDBClient, GetItemCommand, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { waitingMachine } from '../helpers/waiting-machine.ts';
-import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws } from '../../infra/local/aws.ts';
-import { testTable } from '../helpers/table.ts';
+import { waitingMachine } from '#test-helpers/waiting-machine';
+import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws } from '#infra/local/aws';
+import { testTable } from '#test-helpers/table';
 
 const definition = waitingMachine('Wait for callback', 'starter');
 

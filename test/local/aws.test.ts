@@ -9,9 +9,9 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { ConditionalCheckFailedException, DescribeTableCommand, DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { waitingMachine } from '../helpers/waiting-machine.ts';
-import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '../../infra/local/aws.ts';
-import { testTable } from '../helpers/table.ts';
+import { waitingMachine } from '#test-helpers/waiting-machine';
+import { pollUntil, startLocalAws, type LocalAws, type LocalAwsOptions } from '#infra/local/aws';
+import { testTable } from '#test-helpers/table';
 
 const definition = waitingMachine('Wait for callback', 'starter');
 

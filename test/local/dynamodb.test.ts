@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CreateTableCommand, DescribeTableCommand, DynamoDBClient, PutItemCommand, QueryCommand, UpdateItemCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
-import { createTable, startDynamoDb } from '../../infra/local/dynamodb/index.ts';
-import { testTable } from '../helpers/table.ts';
+import { createTable, startDynamoDb } from '#infra/local/dynamodb/index';
+import { testTable } from '#test-helpers/table';
 
 const dir = mkdtempSync(join(tmpdir(), 'table-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -12,9 +12,9 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
-import { runLocalBuild } from '../../infra/local/codebuild/build-model.ts';
-import { bundleBuildImage } from '../../infra/constructs/build.ts';
-import { requireRegistry } from '../helpers/capabilities.ts';
+import { runLocalBuild } from '#infra/local/codebuild/build-model';
+import { bundleBuildImage } from '#infra/constructs/build';
+import { requireRegistry } from '#test-helpers/capabilities';
 import { NOTES, startBuildFixture, TRAINING_ID, type BuildFixture } from './build-fixture.ts';
 
 const spec = parse(await readFile(new URL('../../buildspecs/append-model.yml', import.meta.url), 'utf8'));

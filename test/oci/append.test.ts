@@ -8,8 +8,8 @@ import { RegistryClient } from '#shared/oci/registry';
 import { tarDirectory } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
 import { MediaTypes } from '#shared/oci/types';
-import { requireRegistry } from '../helpers/capabilities.ts';
-import { listTar, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '#test-helpers/capabilities';
+import { listTar, startRegistry, type TestRegistry } from '#test-helpers/registry';
 
 const TEMPLATE = 'templates/vanilla-template';
 

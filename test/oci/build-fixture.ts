@@ -7,11 +7,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { createBucket, startS3 } from '../../infra/local/s3.ts';
+import { createBucket, startS3 } from '#infra/local/s3';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { zip } from '../helpers/zips.ts';
+import { startRegistry, type TestRegistry } from '#test-helpers/registry';
+import { zip } from '#test-helpers/zips';
 
 export const TRAINING_ID = 'parity0123456789abcd';
 /** Stage-weights hands them over in S3; both builds label the image with them byte for byte. */

@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendWorkers } from '../../infra/local/codebuild/append.ts';
+import { appendWorkers } from '#infra/local/codebuild/append';
 
 const limits = { maxEntries: 10, maxBytes: 10 ** 6 };
 const env = {

@@ -9,8 +9,8 @@ import { appendLayer } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
-import { requireDocker, requireRegistry } from '../helpers/capabilities.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireDocker, requireRegistry } from '#test-helpers/capabilities';
+import { startRegistry, type TestRegistry } from '#test-helpers/registry';
 
 const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 

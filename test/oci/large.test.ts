@@ -5,8 +5,8 @@ import { appendLayer, readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
 import { createLargeTemplate } from '#shared/oci/template';
-import { requireRegistry } from '../helpers/capabilities.ts';
-import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '#test-helpers/capabilities';
+import { startRegistry, type TestRegistry } from '#test-helpers/registry';
 
 const MB = 1024 * 1024;
 

@@ -8,8 +8,8 @@ import { OciLayout, REF_NAME } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import { tarDirectory } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
-import { requireRegistry } from '../helpers/capabilities.ts';
-import { listTar, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '#test-helpers/capabilities';
+import { listTar, startRegistry, type TestRegistry } from '#test-helpers/registry';
 
 /** What a layout reader checks: the marker file, index.json, and every blob named by its own sha256. */
 async function expectValidLayout(dir: string) {

@@ -5,7 +5,7 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { CODEBUILD_VARIABLE_MAX_CHARS, runLocalBuild } from '../../infra/local/codebuild/build-model.ts';
+import { CODEBUILD_VARIABLE_MAX_CHARS, runLocalBuild } from '#infra/local/codebuild/build-model';
 
 const build = (vars: Record<string, string>) =>
   runLocalBuild(

@@ -9,10 +9,10 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OciLayout } from '#shared/oci/layout';
 import { createDemoTemplate } from '#shared/oci/template';
-import { createBucket, startS3, type LocalS3 } from '../../infra/local/s3.ts';
-import { appendWorkers } from '../../infra/local/codebuild/append.ts';
-import { BuildFailed, runLocalBuild } from '../../infra/local/codebuild/build-model.ts';
-import { zip } from '../helpers/zips.ts';
+import { createBucket, startS3, type LocalS3 } from '#infra/local/s3';
+import { appendWorkers } from '#infra/local/codebuild/append';
+import { BuildFailed, runLocalBuild } from '#infra/local/codebuild/build-model';
+import { zip } from '#test-helpers/zips';
 
 const BUCKET = 'dreambooth-local';
 const KEY = 'staged/names0123456789abcdef/output.zip';

@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate } from '#shared/oci/template';
-import { mirrorImage, type RegistryFor } from '../../codebuild/mirror-image/core.ts';
-import { describeLocalImages } from '../../infra/local/ecr.ts';
-import { opensslAvailable, registryAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { mirrorImage, type RegistryFor } from '#codebuild/mirror-image/core';
+import { describeLocalImages } from '#infra/local/ecr';
+import { opensslAvailable, registryAvailable, startRegistry, type TestRegistry } from '#test-helpers/registry';
 
 const auth = { username: 'trainer-reader', password: `pw-${Math.random().toString(36).slice(2)}` };
 

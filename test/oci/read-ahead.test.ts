@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { RandomAccessSource } from '#shared/archive';
-import { readAhead } from '../../codebuild/build-image/read-ahead.ts';
+import { readAhead } from '#codebuild/build-image/read-ahead';
 
 const DATA = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) % 256));
 

@@ -6,9 +6,9 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '#shared/oci/registry';
 import { BuildImageEnv } from '#shared/build-env';
-import { buildImage } from '../../codebuild/build-image/core.ts';
-import { freePort } from '../../infra/local/ecr.ts';
-import { requireRegistry } from '../helpers/capabilities.ts';
+import { buildImage } from '#codebuild/build-image/core';
+import { freePort } from '#infra/local/ecr';
+import { requireRegistry } from '#test-helpers/capabilities';
 import { startBuildFixture, type BuildFixture } from './build-fixture.ts';
 
 const available = !requireRegistry('the append build while its registry is down').skip;

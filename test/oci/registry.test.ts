@@ -6,8 +6,8 @@ import { RegistryClient, RegistryError } from '#shared/oci/registry';
 import { tarEntries } from '#shared/oci/tar';
 import { createDemoTemplate } from '#shared/oci/template';
 import { readLimited } from '#shared/oci/types';
-import { requireRegistry } from '../helpers/capabilities.ts';
-import { opensslAvailable, startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { requireRegistry } from '#test-helpers/capabilities';
+import { opensslAvailable, startRegistry, type TestRegistry } from '#test-helpers/registry';
 
 const digestOf = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 /** Bytes that differ from chunk to chunk, so a misplaced chunk changes the digest. */

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import yazl from 'yazl';
 import { fileSource } from '#shared/archive';
 import { tarDirectory, tarEntries, tarFromZip } from '#shared/oci/tar';
-import { listTar } from '../helpers/registry.ts';
+import { listTar } from '#test-helpers/registry';
 
 const digest = async (s: Readable) => {
   const h = createHash('sha256');

@@ -11,11 +11,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import yauzl from 'yauzl';
+import { ROOT } from '#test-helpers/paths';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RUNNER = join(ROOT, 'runner', 'dreambooth_runner.py');
 const INPUT = { instance_prompt: 'a photo of a cjw person', class_prompt: 'a photo of a person', steps: 3 };
 

@@ -17,7 +17,7 @@ import {
   type ArchiveLimits,
   type RandomAccessSource,
 } from '#shared/archive';
-import { zip, type Item } from '../helpers/zips.ts';
+import { zip, type Item } from '#test-helpers/zips';
 
 // s3rver ships no type declarations; this is the part the test uses.
 type S3rverServer = { run(): Promise<{ port: number }>; close(): Promise<void> };

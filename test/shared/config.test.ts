@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig, TRAINER_NAME_MAX } from '#shared/config';
 import { ECR_REPOSITORY_NAME, ecrRepositoryNameProblem } from '#shared/ids';
-import { synthesizeDefinition } from '../../infra/local/cloudformation/state-machine.ts';
+import { synthesizeDefinition } from '#infra/local/cloudformation/state-machine';
 
 const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
 const shipped = cdkJson.context.dreambooth;

@@ -1,14 +1,14 @@
 /** Each principal's policies as local mode reads them from the synthesized stack. */
 import { describe, expect, it } from 'vitest';
-import { evaluate } from '../../../infra/local/iam/policy.ts';
+import { evaluate } from '#infra/local/iam/policy';
 
 const BUCKET_ARN = 'arn:aws:s3:::dreambooth-local';
 
 describe('policies from the synthesized template', () => {
   it('resolves every resource of the services local mode serves to a local ARN', async () => {
-    const { synthesize } = await import('../../../infra/local/cloudformation/synthesize.ts');
-    const { localPolicies } = await import('../../../infra/local/cloudformation/policies.ts');
-    const { testConfig } = await import('../../helpers/aws-local.ts');
+    const { synthesize } = await import('#infra/local/cloudformation/synthesize');
+    const { localPolicies } = await import('#infra/local/cloudformation/policies');
+    const { testConfig } = await import('#test-helpers/aws-local');
     const policies = localPolicies(synthesize(testConfig()).stack);
     expect(Object.keys(policies)).toEqual(expect.arrayContaining(['api', 'stage-weights', 'start-trainer', 'state-machine', 'build']));
     const served = /^(s3|dynamodb|states|secretsmanager|lambda|codebuild):/;
@@ -24,9 +24,9 @@ describe('policies from the synthesized template', () => {
   });
 
   it("lets only the preparation, the stage and build steps and the weights route read a SageMaker job's output, and no function but the preparation its request channel", async () => {
-    const { synthesize } = await import('../../../infra/local/cloudformation/synthesize.ts');
-    const { localPolicies } = await import('../../../infra/local/cloudformation/policies.ts');
-    const { testConfig } = await import('../../helpers/aws-local.ts');
+    const { synthesize } = await import('#infra/local/cloudformation/synthesize');
+    const { localPolicies } = await import('#infra/local/cloudformation/policies');
+    const { testConfig } = await import('#test-helpers/aws-local');
     const gpu = { backend: 'sagemaker', image: `127.0.0.1:5000/trainers/dreambooth@sha256:${'b'.repeat(64)}` };
     const policies = localPolicies(synthesize(testConfig({ trainers: { gpu } })).stack);
     const readers = (key: string) =>

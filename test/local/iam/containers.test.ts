@@ -4,7 +4,7 @@
  * first one's stopped ones (the shared clients are memoised per container).
  */
 import { describe, expect, it } from 'vitest';
-import { newTraining, startFixture } from '../../helpers/aws-local.ts';
+import { newTraining, startFixture } from '#test-helpers/aws-local';
 
 describe('handler fixtures in one process', () => {
   it('give each fixture clients of its own servers', async () => {

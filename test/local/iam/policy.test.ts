@@ -1,6 +1,6 @@
 /** Local IAM's policy evaluator on its own. */
 import { describe, expect, it } from 'vitest';
-import { evaluate, type Statement } from '../../../infra/local/iam/policy.ts';
+import { evaluate, type Statement } from '#infra/local/iam/policy';
 
 describe('policy evaluation', () => {
   const allow = (over: Partial<Statement>): Statement => ({ Effect: 'Allow', Action: '*', Resource: '*', ...over });

@@ -20,10 +20,10 @@ import { DynamoDBClient, GetItemCommand, QueryCommand } from '@aws-sdk/client-dy
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { startLocalAws, type LocalAws } from '../../../infra/local/aws.ts';
-import type { Statement } from '../../../infra/local/iam/policy.ts';
-import { testTable } from '../../helpers/table.ts';
-import { waitingMachine } from '../../helpers/waiting-machine.ts';
+import { startLocalAws, type LocalAws } from '#infra/local/aws';
+import type { Statement } from '#infra/local/iam/policy';
+import { testTable } from '#test-helpers/table';
+import { waitingMachine } from '#test-helpers/waiting-machine';
 
 const BUCKET_ARN = 'arn:aws:s3:::dreambooth-local';
 const TABLE_ARN = 'arn:aws:dynamodb:us-east-1:000000000000:table/dreambooth-trainings';

@@ -16,11 +16,11 @@ import {
   UpdateSecretVersionStageCommand,
 } from '@aws-sdk/client-secrets-manager';
 import { sha256Hex } from '#shared/ids';
-import { addToken, editTokens, revokeToken, type TokenEntry } from '../../../lambdas/authorizer/token-list.ts';
-import { authorize } from '../../../lambdas/authorizer/core.ts';
-import { startEndpoint } from '../../../infra/local/endpoint.ts';
-import { SecretStore } from '../../../infra/local/secretsmanager/store.ts';
-import { secretsManagerApi } from '../../../infra/local/secretsmanager/api.ts';
+import { addToken, editTokens, revokeToken, type TokenEntry } from '#lambdas/authorizer/token-list';
+import { authorize } from '#lambdas/authorizer/core';
+import { startEndpoint } from '#infra/local/endpoint';
+import { SecretStore } from '#infra/local/secretsmanager/store';
+import { secretsManagerApi } from '#infra/local/secretsmanager/api';
 
 const ID = 'local/api-tokens';
 const seed = JSON.stringify({ tokens: [{ name: 'local', sha256: sha256Hex('r8_local'), owners: ['*'] }] });

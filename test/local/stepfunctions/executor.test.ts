@@ -12,8 +12,8 @@ import {
   StartExecutionCommand,
   StopExecutionCommand,
 } from '@aws-sdk/client-sfn';
-import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws, type TaskContext } from '../../../infra/local/aws.ts';
-import { testTable } from '../../helpers/table.ts';
+import { pollUntil, startLocalAws, type ExecutionEvent, type LocalAws, type TaskContext } from '#infra/local/aws';
+import { testTable } from '#test-helpers/table';
 
 const callbackTask = (heartbeatSeconds: number) => ({
   Type: 'Task',

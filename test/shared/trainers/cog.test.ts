@@ -6,7 +6,7 @@ import type http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CogTrainer } from '#shared/trainers/cog/trainer';
 import type { Run } from '#shared/trainers/index';
-import { sendJson, startServer, type SeenRequest, type TestServer } from '../../helpers/aws-local.ts';
+import { sendJson, startServer, type SeenRequest, type TestServer } from '#test-helpers/aws-local';
 
 /** What the fake Cog server does; each test sets the parts it needs. */
 interface CogBehaviour {

@@ -11,10 +11,10 @@ import { inspectArchive } from '#shared/archive';
 import { request } from '#shared/http';
 import { DemoLambdaTrainer } from '#shared/trainers/demo/lambda-trainer';
 import { TrainerFailedError } from '#shared/trainers/types';
-import { handler } from '../../../lambdas/demo-trainer/handler.ts';
-import { instanceDataZip } from '../../../infra/local/demo.ts';
-import { startFixture, startServer, type Fixture, type TestServer } from '../../helpers/aws-local.ts';
-import { waitFor } from '../../helpers/local-mode.ts';
+import { handler } from '#lambdas/demo-trainer/handler';
+import { instanceDataZip } from '#infra/local/demo';
+import { startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
+import { waitFor } from '#test-helpers/local-mode';
 
 let fx: Fixture;
 let receiver: TestServer;

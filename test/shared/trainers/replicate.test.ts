@@ -20,8 +20,8 @@ import { DynamoPredictionLedger } from '#shared/trainers/replicate/ledger';
 import { outputUrl } from '#shared/trainers/replicate/prediction';
 import { ReplicateTrainer } from '#shared/trainers/replicate/trainer';
 import { sign, webhookHeaders } from '#shared/webhook-signing';
-import { startFakeReplicate, type FakeReplicate } from '../../helpers/fake-replicate.ts';
-import { newTraining, startFixture, startServer, testConfig, type Fixture } from '../../helpers/aws-local.ts';
+import { startFakeReplicate, type FakeReplicate } from '#test-helpers/fake-replicate';
+import { newTraining, startFixture, startServer, testConfig, type Fixture } from '#test-helpers/aws-local';
 
 const VERSION = 'c'.repeat(64);
 const TOKEN_SECRET = 'local/replicate-token';
