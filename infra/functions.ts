@@ -2,7 +2,7 @@
  * What each function needs, declared once: its limits, and its needs — each need is one kind
  * of infra/needs.ts, which sets its environment variables and makes its grant. CDK wires every
  * function from this (infra/constructs/wiring.ts); local mode gives each function exactly these
- * variables, its own (infra/local/functions.ts); so does the handler-test fixture
+ * variables, its own (infra/local/lambda/environment.ts); so does the handler-test fixture
  * (test/helpers/aws-local.ts).
  */
 import type { Config } from '#shared/config';

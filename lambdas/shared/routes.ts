@@ -2,7 +2,7 @@
  * Every route of the public API, declared once. CDK builds the API Gateway resources and methods
  * from this table (infra/constructs/api.ts); each handler dispatches on API Gateway's
  * `event.resource`, which is a `path` of this table; local mode serves the methods CDK
- * synthesized from it (infra/local/server.ts); the OpenAPI document lists it (infra/openapi.ts).
+ * synthesized from it (infra/local/apigateway.ts); the OpenAPI document lists it (infra/openapi.ts).
  */
 
 /**
