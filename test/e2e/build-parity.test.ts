@@ -12,7 +12,7 @@ import { readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
 import { runLocalBuild, type BuildStrategy } from '#infra/local/codebuild/build-model';
 import { requireDocker, requireRegistry } from '#test-helpers/capabilities';
-import { NOTES, startBuildFixture, TRAINING_ID, WEIGHTS, type BuildFixture } from '../oci/build-fixture.ts';
+import { NOTES, startBuildFixture, TRAINING_ID, WEIGHTS, type BuildFixture } from '#test-helpers/build-fixture';
 
 const docker = (...args: string[]) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 

@@ -153,7 +153,7 @@ describe('the cog backend through local mode', () => {
 
   it('refuses at submit what the trainer would refuse, naming each field', async () => {
     // Once failed at the trainer's start; now the Cog server's own schema refuses it at create
-    // (the trainer's run-time refusal is covered in test/handlers/cog.test.ts).
+    // (the trainer's run-time refusal is covered in test/lambdas/shared/trainers/cog.test.ts).
     const { class_prompt: _omitted, ...rest } = INPUT;
     const created = await local.api('POST', '/v1/trainings', { input: { ...rest, max_train_steps: 'many' }, trainer_version: 'mycog', model: 'acme/mycog' });
     expect(created.status).toBe(422);

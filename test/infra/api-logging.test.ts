@@ -4,15 +4,15 @@
  * setting alone (and its stage still logs through the role already set); either way cdk-nag
  * stays clean, with the IAM4 acknowledgement only where the role is.
  */
-import { readFileSync } from 'node:fs';
 import { App, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
 import { DreamboothStack } from '#infra/stack';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 
 function synth(api?: Record<string, unknown>) {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });

@@ -1,7 +1,6 @@
 /**
  * The resolved state machine definition, state by state, and run by the local executor.
  */
-import { readFileSync } from 'node:fs';
 import '#infra/local/stepfunctions/polyfill';
 import { StateMachine } from 'aws-local-stepfunctions';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -10,8 +9,9 @@ import type { ExecutionInput } from '#shared/execution';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import { type AslState, synthesizeDefinition, type SynthesizedDefinition } from '#infra/local/cloudformation/state-machine';
 import { lambdaEvent } from '#infra/local/lambda/task';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 function config(overrides: unknown): Config {
   const sections = { limits: {}, egress: {}, retention: {}, webhooks: {}, timeouts: {} };
   return parseConfig(mergeConfig(mergeConfig(cdkJson.context.dreambooth, sections), overrides));

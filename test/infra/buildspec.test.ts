@@ -10,8 +10,9 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tarball } from '#test-helpers/tars';
+import { repoFile } from '#test-helpers/paths';
 
-const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
+const spec = parse(readFileSync(repoFile('buildspecs/build-model.yml'), 'utf8'));
 const commands = (phase: string): string[] => spec.phases[phase].commands;
 const allCommands = () => Object.keys(spec.phases).flatMap(commands);
 

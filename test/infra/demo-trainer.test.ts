@@ -1,12 +1,12 @@
 /** The demo trainer is deployed with the stack when a `demo` trainer has no url. */
-import { readFileSync } from 'node:fs';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
 import { DreamboothStack } from '#infra/stack';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 
 function synth(trainers: unknown) {
   const config = parseConfig({ ...(cdkJson.context.dreambooth as object), trainers });

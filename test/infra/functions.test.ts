@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '#shared/config';
 import { HANDLER_NAMES } from '#infra/constructs/function';
@@ -18,8 +17,9 @@ import { startLocalFunctions, type LocalFunctions } from '#infra/local/lambda/fu
 import { synthesize, type CfnResource, type Synthesized } from '#infra/local/cloudformation/synthesize';
 import { tableOf } from '#infra/local/cloudformation/table';
 import { waitingMachine } from '#test-helpers/waiting-machine';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const config = parseConfig(cdkJson.context.dreambooth);
 
 let synth: Synthesized;

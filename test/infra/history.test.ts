@@ -3,7 +3,6 @@
  * uses (lambdas/shared/history.ts) are derived again here from the synthesized definition, and
  * the schema refuses timeouts whose wait loops could pass the limit.
  */
-import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
 import {
@@ -17,8 +16,9 @@ import {
 } from '#shared/history';
 import { CAPACITY_ATTEMPTS } from '#shared/trainers/sagemaker/training-jobs';
 import { type AslState, synthesizeDefinition } from '#infra/local/cloudformation/state-machine';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const IMAGE = `r8.im/replicate/dreambooth@sha256:${'c'.repeat(64)}`;
 const withConfig = (over: unknown): Config => parseConfig(mergeConfig(cdkJson.context.dreambooth, over));
 

@@ -6,8 +6,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { LOG_MESSAGES } from '#shared/log-messages';
 import { parseConfig } from '#shared/config';
 import { DreamboothStack } from '#infra/stack';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 let stack: DreamboothStack;
 let resources: Record<string, any>;
 

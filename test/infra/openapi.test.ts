@@ -2,7 +2,6 @@
  * The OpenAPI document: valid OpenAPI 3.1 by the specification's own JSON schema, listing every
  * route of the table with the request schemas the api validates with, and served as baked.
  */
-import { readFileSync } from 'node:fs';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '#shared/config';
@@ -10,8 +9,9 @@ import { ROUTES, type Route } from '#shared/routes';
 import { openApiDocument } from '#infra/openapi';
 import { bakedEnv } from '#infra/constructs/function';
 import { openApiDocument as servedDocument } from '#lambdas/api/openapi';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const config = parseConfig(cdkJson.context.dreambooth);
 const doc = openApiDocument(config) as { openapi: string; paths: Record<string, Record<string, any>> };
 

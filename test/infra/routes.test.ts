@@ -9,12 +9,13 @@ import { parseConfig } from '#shared/config';
 import { matchPath, ROUTES, type Route } from '#shared/routes';
 import { restApiOf, type LocalApi } from '#infra/local/cloudformation/rest-api';
 import { synthesize, type Synthesized } from '#infra/local/cloudformation/synthesize';
+import { readCdkJson, repoFile } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 // The README and the pages of docs/, read as one text: a route may be documented on any page.
-const docsDir = new URL('../../docs/', import.meta.url);
+const docsDir = repoFile('docs/');
 const documents = [
-  readFileSync(new URL('../../README.md', import.meta.url), 'utf8'),
+  readFileSync(repoFile('README.md'), 'utf8'),
   ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => readFileSync(new URL(f, docsDir), 'utf8')),
 ].join('\n');
 

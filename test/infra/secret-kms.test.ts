@@ -3,7 +3,6 @@
  * read such a secret may decrypt with its key, through Secrets Manager only, and no one else;
  * the configuration refuses keys it cannot use; local mode reads the template as before.
  */
-import { readFileSync } from 'node:fs';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -11,8 +10,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
 import { localPolicies } from '#infra/local/cloudformation/policies';
 import { DreamboothStack } from '#infra/stack';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const key = (n: number, region = 'us-east-1') => `arn:aws:kms:${region}:123456789012:key/0000000${n}-1111-2222-3333-444444444444`;
 const REPLICATE_TOKEN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:replicate-token-AbCdEf';
 const KEYS: Record<string, string> = {

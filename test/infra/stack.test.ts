@@ -11,11 +11,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig } from '#shared/config';
 import { RESOURCELESS_ACTIONS } from '#infra/nag';
 import { DreamboothStack } from '#infra/stack';
+import { readCdkJson, repoFile } from '#test-helpers/paths';
 
 type Resources = Record<string, { Type: string; Properties: Record<string, any>; DeletionPolicy?: string }>;
 
 // Prepare: the repository's cdk.json configuration with non-default values where the template shows them.
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const OVERRIDES = {
   limits: {},
   egress: {},
@@ -203,7 +204,7 @@ describe('synthesized template', () => {
   it('builds with append by default: no privileged mode, Lambda compute and EC2 compute', () => {
     const projects = ofType(resources, 'AWS::CodeBuild::Project').map(([, p]) => p.Properties);
     expect(projects).toHaveLength(2);
-    const spec = parse(readFileSync(new URL('../../buildspecs/append-model.yml', import.meta.url), 'utf8'));
+    const spec = parse(readFileSync(repoFile('buildspecs/append-model.yml'), 'utf8'));
     for (const p of projects) {
       expect(p.Environment.PrivilegedMode).toBe(false);
       expect(parse(p.Source.BuildSpec)).toEqual(spec);
@@ -231,7 +232,7 @@ describe('synthesized template', () => {
     expect(project.Properties.Environment).toMatchObject({ Image: 'aws/codebuild/standard:7.0', PrivilegedMode: true });
     expect(project.Properties.TimeoutInMinutes).toBe(42);
     expect(project.Properties.QueuedTimeoutInMinutes).toBe(17);
-    const spec = parse(readFileSync(new URL('../../buildspecs/build-model.yml', import.meta.url), 'utf8'));
+    const spec = parse(readFileSync(repoFile('buildspecs/build-model.yml'), 'utf8'));
     expect(parse(project.Properties.Source.BuildSpec)).toEqual(spec);
     const env = Object.fromEntries(
       (project.Properties.Environment.EnvironmentVariables as Array<{ Name: string; Value: unknown }>).map((v) => [v.Name, v.Value]),

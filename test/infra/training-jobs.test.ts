@@ -3,7 +3,6 @@
  * IAM (state machine and job role), cdk-nag, and the resolved definition run by the local
  * executor through the capacity retry and the failure path.
  */
-import { readFileSync } from 'node:fs';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import '#infra/local/stepfunctions/polyfill';
@@ -16,8 +15,9 @@ import { synthesizeDefinition, type SynthesizedDefinition } from '#infra/local/c
 import { lambdaEvent } from '#infra/local/lambda/task';
 import { localRepositoryName } from '#infra/local/names';
 import { DreamboothStack } from '#infra/stack';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const IMAGE = `r8.im/replicate/dreambooth@sha256:${'c'.repeat(64)}`;
 const GPU = { backend: 'sagemaker', image: IMAGE, instance_type: 'ml.g5.2xlarge', max_runtime_seconds: 7200, spot: true, max_wait_seconds: 10_800 };
 function config(trainer: Record<string, unknown> = GPU): Config {

@@ -10,7 +10,7 @@
  * distribution accepts any layer type in a schema2 manifest (it only checks the blobs exist),
  * containerd maps that type to "no compression", docker's classic puller sniffs compression
  * from the bytes, and skopeo/containers-image emit it for uncompressed Docker layers.
- * Checked with docker 28.2 (test/oci/docker.test.ts): it pulls and unpacks both families.
+ * Checked with docker 28.2 (test/lambdas/shared/oci/docker.test.ts): it pulls and unpacks both families.
  * The manifest keeps the template's family so a Docker-only consumer still gets Docker types.
  */
 import type { Readable } from 'node:stream';

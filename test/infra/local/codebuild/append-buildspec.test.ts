@@ -15,9 +15,10 @@ import { RegistryClient } from '#shared/oci/registry';
 import { runLocalBuild } from '#infra/local/codebuild/build-model';
 import { bundleBuildImage } from '#infra/constructs/build';
 import { requireRegistry } from '#test-helpers/capabilities';
-import { NOTES, startBuildFixture, TRAINING_ID, type BuildFixture } from './build-fixture.ts';
+import { NOTES, startBuildFixture, TRAINING_ID, type BuildFixture } from '#test-helpers/build-fixture';
+import { repoFile } from '#test-helpers/paths';
 
-const spec = parse(await readFile(new URL('../../buildspecs/append-model.yml', import.meta.url), 'utf8'));
+const spec = parse(await readFile(repoFile('buildspecs/append-model.yml'), 'utf8'));
 const run = promisify(execFile);
 
 /** The build phase's commands in one sh, then the exported variables, as CodeBuild reads them. */

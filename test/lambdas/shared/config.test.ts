@@ -2,13 +2,13 @@
  * The configuration schema refuses, with the key named, what AWS would refuse at deploy or at
  * the first training: names outside ECR's repository-name pattern, spot with a warm pool.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig, TRAINER_NAME_MAX } from '#shared/config';
 import { ECR_REPOSITORY_NAME, ecrRepositoryNameProblem } from '#shared/ids';
 import { synthesizeDefinition } from '#infra/local/cloudformation/state-machine';
+import { readCdkJson } from '#test-helpers/paths';
 
-const cdkJson = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'));
+const cdkJson = readCdkJson();
 const shipped = cdkJson.context.dreambooth;
 const IMAGE = `r8.im/replicate/dreambooth@sha256:${'c'.repeat(64)}`;
 const GPU = { backend: 'sagemaker', image: IMAGE };

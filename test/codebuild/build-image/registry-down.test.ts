@@ -9,7 +9,7 @@ import { BuildImageEnv } from '#shared/build-env';
 import { buildImage } from '#codebuild/build-image/core';
 import { freePort } from '#infra/local/ecr';
 import { requireRegistry } from '#test-helpers/capabilities';
-import { startBuildFixture, type BuildFixture } from './build-fixture.ts';
+import { startBuildFixture, type BuildFixture } from '#test-helpers/build-fixture';
 
 const available = !requireRegistry('the append build while its registry is down').skip;
 let fx: BuildFixture;

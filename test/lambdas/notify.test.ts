@@ -43,7 +43,7 @@ const finished = (over: Partial<TrainingRecord> = {}) =>
     ...over,
   });
 const send = (t: TrainingRecord) => notify(fx.deps, fx.webhookSecret, t.id, 'completed');
-/** The key `GET /v1/webhooks/default/secret` answers alice, whose trainings these are (test/handlers/webhook-secrets.test.ts). */
+/** The key `GET /v1/webhooks/default/secret` answers alice, whose trainings these are (test/lambdas/api/webhook-secrets.test.ts). */
 const aliceKey = () => ownerWebhookSecret(fx.webhookSecret, 'alice');
 const errorOf = (p: Promise<unknown>) => p.then(() => new Error('no error'), (e: Error) => e);
 const headersOf = (r: TestServer['requests'][number]) => r.headers as Record<string, string>;
