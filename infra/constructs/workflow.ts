@@ -62,7 +62,7 @@ export class TrainingWorkflow extends Construct {
   /** Present when a sagemaker trainer is configured. */
   sagemaker?: SageMakerTraining;
   /** Slots and queue per trainer, in front of the train step. */
-  readonly capacity: TrainerQueue;
+  readonly queue: TrainerQueue;
 
   private readonly config: Config;
 
@@ -72,7 +72,7 @@ export class TrainingWorkflow extends Construct {
     this.functions = this.createFunctions(props.config);
     // 'Capacity' is the id deployed stacks' resources carry: a new one would replace the
     // function and delete its log group.
-    this.capacity = new TrainerQueue(this, 'Capacity', { config: props.config });
+    this.queue = new TrainerQueue(this, 'Capacity', { config: props.config });
     this.logGroup = new LogGroup(this, 'Logs', {
       // The prefix lets Step Functions write without growing the log group's resource policy.
       logGroupName: `/aws/vendedlogs/states/dreambooth-${this.node.addr}`,
@@ -86,7 +86,7 @@ export class TrainingWorkflow extends Construct {
       logs: { destination: this.logGroup, level: LogLevel.ALL, includeExecutionData: false },
     });
     this.sagemaker?.grantRun(this.stateMachine);
-    this.capacity.watch(this.stateMachine);
+    this.queue.watch(this.stateMachine);
   }
 
   /** A slot on the trainer, the trainer's run, the weights staged, the image built, the version recorded. */
@@ -95,8 +95,8 @@ export class TrainingWorkflow extends Construct {
     const succeeded = new Succeed(this, 'Training succeeded');
     const waitForTrainer = this.trainerWait();
     const askTrainer = this.trainerCheck(trainerFailure, waitForTrainer);
-    const waitForSlot = this.capacity.waitForSlot(TRANSIENT_RETRY, trainerFailure);
-    const freeSlot = this.capacity.freeSlot('Free the trainer slot', TRANSIENT_RETRY, trainerFailure);
+    const waitForSlot = this.queue.waitForSlot(TRANSIENT_RETRY, trainerFailure);
+    const freeSlot = this.queue.freeSlot('Free the trainer slot', TRANSIENT_RETRY, trainerFailure);
     const stage = guarded(
       this.invoke(this.functions.stageWeights, 'Stage the weights in S3', {
         training_id: trainingId,
@@ -134,7 +134,7 @@ export class TrainingWorkflow extends Construct {
     );
     recordFailure.next(sendFailureWebhook);
     sendFailureWebhook.next(failed);
-    const trainerFailure = this.capacity.freeSlot('Free the trainer slot after a failure', TRANSIENT_RETRY, recordFailure, '$.release_error');
+    const trainerFailure = this.queue.freeSlot('Free the trainer slot after a failure', TRANSIENT_RETRY, recordFailure, '$.release_error');
     trainerFailure.next(recordFailure);
     return { recordFailure, trainerFailure };
   }

@@ -285,7 +285,7 @@ describe('synthesized template', () => {
   });
 
   it('frees a trainer slot on every end of an execution, with the least rights the queue needs', () => {
-    const fn = stack.getLogicalId(stack.workflow.capacity.fn.node.defaultChild as never);
+    const fn = stack.getLogicalId(stack.workflow.queue.fn.node.defaultChild as never);
     const machine = stack.getLogicalId(stack.workflow.stateMachine.node.defaultChild as never);
     template.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
@@ -295,7 +295,7 @@ describe('synthesized template', () => {
       },
       Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fn, 'Arn'] }, RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 8 }) })],
     });
-    const role = stack.getLogicalId(stack.workflow.capacity.fn.role!.node.defaultChild as never);
+    const role = stack.getLogicalId(stack.workflow.queue.fn.role!.node.defaultChild as never);
     const statements = ofType(resources, 'AWS::IAM::Policy')
       .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === role))
       .flatMap(([, p]) => p.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Resource: unknown }>);
