@@ -9,5 +9,4 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const repoFile = (path: string): string => join(ROOT, path);
 
 /** cdk.json as shipped (its `context.dreambooth` is the shipped configuration). */
-// biome-ignore lint/suspicious/noExplicitAny: tests index into the parsed JSON freely
 export const readCdkJson = (): any => JSON.parse(readFileSync(repoFile('cdk.json'), 'utf8'));
