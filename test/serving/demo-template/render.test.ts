@@ -3,9 +3,9 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodePng } from '#lambdas/demo-template/png';
-import { type RenderRequest, renderPicture } from '#lambdas/demo-template/render';
-import { weightsDigest } from '#lambdas/demo-template/weights';
+import { encodePng } from '#serving/demo-template/png';
+import { type RenderRequest, renderPicture } from '#serving/demo-template/render';
+import { weightsDigest } from '#serving/demo-template/weights';
 import { colours, decodePng } from '#test-helpers/png';
 
 const REQUEST: RenderRequest = { weights: 'sha256:' + 'ab'.repeat(32), prompt: 'a photo of cjw person on the moon', index: 0, width: 128, height: 128 };

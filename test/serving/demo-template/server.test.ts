@@ -4,7 +4,7 @@
  * /invocations answered as serving/sagemaker_adapter.py answers them).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDemoTemplateServer } from '#lambdas/demo-template/server';
+import { startDemoTemplateServer } from '#serving/demo-template/server';
 import { decodePng, pngOfDataUri } from '#test-helpers/png';
 
 type Server = Awaited<ReturnType<typeof startDemoTemplateServer>>;
