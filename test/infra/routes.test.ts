@@ -9,6 +9,7 @@ import { parseConfig } from '#shared/config';
 import { matchPath, ROUTES, type Route } from '#shared/routes';
 import { restApiOf, type LocalApi } from '#infra/local/cloudformation/rest-api';
 import { synthesize, type Synthesized } from '#infra/local/cloudformation/synthesize';
+import { join } from 'node:path';
 import { readCdkJson, repoFile } from '#test-helpers/paths';
 
 const cdkJson = readCdkJson();
@@ -16,7 +17,7 @@ const cdkJson = readCdkJson();
 const docsDir = repoFile('docs/');
 const documents = [
   readFileSync(repoFile('README.md'), 'utf8'),
-  ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => readFileSync(new URL(f, docsDir), 'utf8')),
+  ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => readFileSync(join(docsDir, f), 'utf8')),
 ].join('\n');
 
 let synth: Synthesized;
