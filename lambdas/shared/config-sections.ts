@@ -30,6 +30,8 @@ export const TemplateSchema = z
      * load) or `any` (whatever the trainer returns: a LoRA .safetensors, a tar of files, …).
      */
     weights: TemplateWeights.default('diffusers'),
+    /** How this template's versions are served, over the `serving` section's defaults. */
+    serving: z.lazy(() => TemplateServingSchema).optional(),
   })
   .strict();
 
@@ -170,6 +172,8 @@ export const EgressSchema = z
 export const RetentionSchema = z
   .object({
     staged_archive_days: z.number().int().positive().default(7),
+    /** Days a prediction's input, outputs and record are kept: a customer's prompts and pictures are theirs. */
+    prediction_days: z.number().int().positive().default(1),
   })
   .strict()
   .prefault({});
@@ -205,6 +209,34 @@ export const ApiSchema = z
      * set. `false` when the account already has one (another stack or the operator set it).
      */
     set_account_logging_role: z.boolean().default(true),
+  })
+  .strict()
+  .prefault({});
+
+/** What a template may set of how its versions are served (SageMaker asynchronous inference). */
+export const TemplateServingSchema = z
+  .object({
+    /** The endpoint's instance type; new accounts have a quota of 0 "for endpoint usage" for GPU types. */
+    instance_type: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'must be a SageMaker instance type, e.g. ml.g5.xlarge').optional(),
+    /** Most instances an endpoint scales out to. */
+    max_instances: z.number().int().min(1).max(100).optional(),
+    /** Minutes without a queued request before an endpoint scales in to zero instances. */
+    idle_minutes: z.number().int().min(1).max(1440).optional(),
+  })
+  .strict();
+
+/** The `serving` section: each version's endpoint, made on the first prediction. */
+export const ServingSchema = z
+  .object({
+    instance_type: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'must be a SageMaker instance type, e.g. ml.g5.xlarge').default('ml.g5.xlarge'),
+    max_instances: z.number().int().min(1).max(100).default(1),
+    idle_minutes: z.number().int().min(1).max(1440).default(15),
+    /** Days without a prediction after which a version's endpoint is deleted (its next prediction makes it again). */
+    delete_idle_days: z.number().int().min(1).max(365).default(7),
+    /** Seconds one prediction may take on the endpoint (asynchronous inference allows up to 3600). */
+    invocation_timeout_seconds: z.number().int().min(1).max(3600).default(3600),
+    /** Requests one instance works on at once; Cog predicts one at a time. */
+    max_concurrent_invocations_per_instance: z.number().int().min(1).max(1000).default(1),
   })
   .strict()
   .prefault({});

@@ -15,6 +15,12 @@ export interface VersionRecord {
   training_id: string;
   template: { name: string; repository: string; digest: string };
   created_at: string;
+  /**
+   * The version's SageMaker variant (`repository@sha256:…`): its image plus one layer with the
+   * serving adapter (serving/sagemaker_adapter.py) and its entrypoint. Absent on versions built
+   * before serving existed: their first prediction fails and says to re-template.
+   */
+  serving_image?: string;
 }
 
 export interface Page<T> {
@@ -106,7 +112,7 @@ export class Store {
     const sources: Source[] = owners.includes('*')
       ? [{ index: 'list', key: 'listpk', value: 'TRAININGS' }]
       : [...new Set(owners)].map((o) => ({ index: 'owner', key: 'owner', value: o }));
-    return this.page<TrainingRecord>(sources, limit, cursor);
+    return this.pageOf<TrainingRecord>(sources, limit, cursor);
   }
 
   /**
@@ -184,7 +190,7 @@ export class Store {
   }
 
   async listVersions(model: string, limit: number, cursor?: string): Promise<Page<VersionRecord>> {
-    return this.page<VersionRecord>([{ index: 'list', key: 'listpk', value: `VERSIONS#${model}` }], limit, cursor);
+    return this.pageOf<VersionRecord>([{ index: 'list', key: 'listpk', value: `VERSIONS#${model}` }], limit, cursor);
   }
 
   /**
@@ -192,7 +198,7 @@ export class Store {
    * pages stay stable while new items arrive and one cursor serves several partitions: each
    * gives at most limit + 1 items past it, and the first limit + 1 of their union decide.
    */
-  private async page<T>(sources: Source[], limit: number, cursor?: string): Promise<Page<T>> {
+  async pageOf<T = Record<string, unknown>>(sources: readonly Source[], limit: number, cursor?: string): Promise<Page<T>> {
     const c = decodeCursor(cursor);
     const back = c?.dir === 'prev';
     const parts = await Promise.all(sources.map((src) => this.query(src, limit + 1, c, back)));
@@ -229,8 +235,8 @@ export class Store {
 }
 
 /** One index partition a list reads. */
-interface Source {
-  index: 'list' | 'owner';
-  key: 'listpk' | 'owner';
+export interface Source {
+  index: string;
+  key: string;
   value: string;
 }
