@@ -43,6 +43,7 @@ export interface EnvironmentValues {
   table: string;
   bucket: string;
   stateMachineArn: string;
+  predictionStateMachineArn: string;
   publicUrl: string;
   registryHost: string;
   /** The stack's SageMaker job-name prefix and the registry host of its trainer image mirror (ECR). */
@@ -60,6 +61,7 @@ export interface Grantables {
   readonly storage: Pick<Storage, 'grantItemRead' | 'grantTableReadWrite' | 'grantObjects'>;
   readonly secrets: Readonly<Record<ServiceSecret, ISecret>> & { readonly trainerSecrets: Readonly<Record<TrainerSecrets, readonly ISecret[]>> };
   readonly stateMachine: StateMachine;
+  readonly predictionStateMachine?: StateMachine;
   readonly buildLogs: ILogGroup;
   /** Present when a sagemaker trainer is configured. */
   readonly sagemaker?: { grantReadOutputs(grantee: IGrantable): void };
@@ -104,6 +106,17 @@ export const NEED_KINDS = {
       const execution = need.actions.filter((a) => a !== 'states:StartExecution');
       if (need.actions.includes('states:StartExecution')) on.stateMachine.grantStartExecution(fn);
       if (execution.length) on.stateMachine.grantExecution(fn, ...execution);
+    },
+  }),
+  /** PREDICTION_STATE_MACHINE_ARN; these actions on it or its executions. */
+  'prediction-state-machine': kind<{ actions: StateMachineAction[] }>({
+    variables: (_, v) => ({ [ENV.predictionStateMachineArn]: v.predictionStateMachineArn }),
+    grant: (fn, need, on) => {
+      const execution = need.actions.filter((a) => a !== 'states:StartExecution');
+      const machine = on.predictionStateMachine;
+      if (!machine) throw new Error('the prediction state machine is not part of this stack');
+      if (need.actions.includes('states:StartExecution')) machine.grantStartExecution(fn);
+      if (execution.length) machine.grantExecution(fn, ...execution);
     },
   }),
   /** No variable; SendTaskSuccess/Failure/Heartbeat, or only `actions`. */

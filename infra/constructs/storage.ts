@@ -10,13 +10,15 @@ import type { Config } from '#shared/config';
 import { LOGS_PREFIX } from '#shared/run-logs';
 import { SAGEMAKER_PREFIX } from '#shared/trainers/sagemaker/training-jobs';
 import { IDEMPOTENCY } from '#shared/store';
+import { PREDICTIONS_PREFIX } from '#shared/predictions/record';
+import { PREDICTION_OWNER_INDEX } from '#shared/predictions/store';
 
 export interface StorageProps {
   readonly config: Config;
 }
 
 /** Key prefixes of the bucket; IAM grants are scoped to them. */
-export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX, logs: LOGS_PREFIX } as const;
+export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX, logs: LOGS_PREFIX, predictions: PREDICTIONS_PREFIX } as const;
 /** Newest-first listing of every training (tokens for all owners) and of a model's versions. */
 export const LIST_INDEX = 'list';
 /** Newest-first listing of one owner's trainings, so each tenant's page is full. */
@@ -67,6 +69,8 @@ export class Storage extends Construct {
         { prefix: PREFIX.sagemaker, expiration: Duration.days(props.config.retention.staged_archive_days) },
         // Trainer logs longer than the record keeps (lambdas/shared/run-logs.ts).
         { prefix: PREFIX.logs, expiration: Duration.days(props.config.retention.staged_archive_days) },
+        // A prediction's request, response and files: a customer's prompts and pictures are theirs.
+        { prefix: PREFIX.predictions, expiration: Duration.days(props.config.retention.prediction_days) },
         { abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,
@@ -77,7 +81,7 @@ export class Storage extends Construct {
       billingMode: BillingMode.PAY_PER_REQUEST,
       encryption: TableEncryption.AWS_MANAGED,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      // Idempotency-Key records expire (24 h); no other item carries the attribute.
+      // Idempotency-Key records (24 h) and predictions (retention.prediction_days) expire.
       timeToLiveAttribute: IDEMPOTENCY.expiryAttribute,
       removalPolicy: RemovalPolicy.RETAIN,
     });
@@ -94,11 +98,18 @@ export class Storage extends Construct {
       sortKey: { name: 'listsk', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
+    // One owner's predictions, newest first (lambdas/shared/predictions/store.ts).
+    this.table.addGlobalSecondaryIndex({
+      indexName: PREDICTION_OWNER_INDEX,
+      partitionKey: { name: 'prediction_owner', type: AttributeType.STRING },
+      sortKey: { name: 'listsk', type: AttributeType.STRING },
+      projectionType: ProjectionType.ALL,
+    });
   }
 
   /** Item reads and writes on the table and its index; no Scan, no table management. */
   grantTableReadWrite(grantee: IGrantable): Grant {
-    const indexes = [LIST_INDEX, OWNER_INDEX].map((i) => `${this.table.tableArn}/index/${i}`);
+    const indexes = [LIST_INDEX, OWNER_INDEX, PREDICTION_OWNER_INDEX].map((i) => `${this.table.tableArn}/index/${i}`);
     return Grant.addToPrincipal({ grantee, actions: TABLE_ACTIONS, resourceArns: [this.table.tableArn, ...indexes] });
   }
 

@@ -24,6 +24,7 @@ export function wireFunctions(d: Deployment): void {
       table: d.storage.table.tableName,
       bucket: d.storage.bucket.bucketName,
       stateMachineArn: d.stateMachine.stateMachineArn,
+      predictionStateMachineArn: d.predictionStateMachine?.stateMachineArn ?? '',
       publicUrl: d.publicUrl,
       registryHost: d.registryHost,
       sagemakerJobPrefix: d.sagemakerJobPrefix,

@@ -11,6 +11,7 @@ export const LOCAL_ACCOUNT = '000000000000';
 export const LOCAL_BUCKET = 'dreambooth-local';
 export const LOCAL_TABLE = 'dreambooth-trainings';
 export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:dreambooth-training`;
+export const LOCAL_PREDICTION_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:dreambooth-prediction`;
 /** The build project's name in the resolved definition. */
 export const LOCAL_BUILD_PROJECT = 'build-model';
 /** The trainer image mirror's project name in the resolved definition. */

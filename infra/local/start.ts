@@ -28,7 +28,7 @@ import { statusChangeDelivery } from './eventbridge.ts';
 import { localEnvironment, localPrincipals, type LocalPrincipal } from './lambda/environment.ts';
 import { startLocalFunctions, type LocalFunctions } from './lambda/functions.ts';
 import type { InvokeFunction } from './lambda/invoke.ts';
-import { LOCAL_IAM_DENIED, LOCAL_SECRET_IDS } from './names.ts';
+import { LOCAL_IAM_DENIED, LOCAL_PREDICTION_STATE_MACHINE_ARN, LOCAL_SECRET_IDS } from './names.ts';
 import { ensureTokens, loadLocalSecrets, localSecretValues, SECRETS_FILE, type LocalSecrets } from './secretsmanager/local-secrets.ts';
 import { taskHandlersOf } from './stepfunctions/integrations.ts';
 import type { LocalServices, StandInContext } from './stepfunctions/stand-in.ts';
@@ -239,6 +239,7 @@ function startFunctions(s: Start, d: Deployment, aws: LocalAws, publicUrl: strin
     table: aws.table,
     bucket: aws.bucket,
     stateMachineArn: aws.stateMachineArn,
+    predictionStateMachineArn: LOCAL_PREDICTION_STATE_MACHINE_ARN,
     publicUrl,
     registryHost,
     sagemakerJobPrefix: d.definition.sagemakerJobPrefix ?? '',

@@ -9,6 +9,8 @@ export const ENV = {
   bucket: 'BUCKET_NAME',
   /** ARN of the training state machine. */
   stateMachineArn: 'STATE_MACHINE_ARN',
+  /** ARN of the prediction state machine. */
+  predictionStateMachineArn: 'PREDICTION_STATE_MACHINE_ARN',
   /** Public base URL of the API (no trailing slash); callback and upload URLs are built on it. */
   publicUrl: 'PUBLIC_URL',
   /** Secrets Manager secret ids. */

@@ -33,6 +33,7 @@ import { resetRuntimeConfig } from '#shared/runtime-config';
 import type { HandlerName } from '#infra/constructs/function';
 import type { EnvironmentValues } from '#infra/functions';
 import { synthesize } from '#infra/local/cloudformation/synthesize';
+import { LOCAL_PREDICTION_STATE_MACHINE_ARN } from '#infra/local/names';
 import { localEnvironment, localPrincipals } from '#infra/local/lambda/environment';
 import { LOCAL_SECRET_IDS } from '#infra/local/names';
 import { newTrainingId, sha256Hex } from '#shared/ids';
@@ -133,6 +134,7 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
     table: local.table,
     bucket: local.bucket,
     stateMachineArn: local.stateMachineArn,
+    predictionStateMachineArn: LOCAL_PREDICTION_STATE_MACHINE_ARN,
     publicUrl: PUBLIC_URL,
     registryHost: '',
     sagemakerJobPrefix: '',

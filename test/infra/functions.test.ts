@@ -45,6 +45,7 @@ describe('the synthesized functions', () => {
       table: 't',
       bucket: 'b',
       stateMachineArn: 's',
+      predictionStateMachineArn: 'p',
       publicUrl: 'u',
       registryHost: 'r',
       sagemakerJobPrefix: '',
@@ -122,6 +123,7 @@ describe('a function in local mode', () => {
       table: local.table,
       bucket: local.bucket,
       stateMachineArn: local.stateMachineArn,
+      predictionStateMachineArn: 'p',
       publicUrl: 'http://127.0.0.1:9',
       registryHost: '',
       sagemakerJobPrefix: '',
@@ -148,7 +150,7 @@ describe('a function in local mode', () => {
     const [upload] = principals().filter((p) => p.fn === 'upload');
     const env = localEnvironment('upload', {
       config,
-      values: { table: 't', bucket: 'b', stateMachineArn: 's', publicUrl: 'u', registryHost: '', sagemakerJobPrefix: '', trainerImageHost: '', sagemakerMirrors: '{}', secretId: (s) => s, functionName: () => 'f' },
+      values: { table: 't', bucket: 'b', stateMachineArn: 's', predictionStateMachineArn: 'p', publicUrl: 'u', registryHost: '', sagemakerJobPrefix: '', trainerImageHost: '', sagemakerMirrors: '{}', secretId: (s) => s, functionName: () => 'f' },
       awsEnv: local.env,
       principal: upload!,
     });
