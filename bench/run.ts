@@ -2,7 +2,7 @@
  * `npm run bench` (not part of `npm test`): build, staging, API and bundle measurements on this
  * machine, in one run on the same data; prints a table and writes bench/results.json.
  *   --reps N    repetitions of each timed step (default 3); medians are reported
- *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue
+ *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue, predict
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -15,11 +15,12 @@ import { measureBuilds, type BuildResults } from './build.ts';
 import { measureBundles, type BundleRow } from './bundles.ts';
 import { startDocker } from './docker.ts';
 import { fmt, median } from './lib.ts';
+import { measurePredictions, type PredictResults } from './predict.ts';
 import { measureQueue, type QueueResults } from './queue.ts';
 import { measureSageMakerPostTraining, type SageMakerResults } from './sagemaker.ts';
 import { measureStaging, type StageResults } from './stage.ts';
 
-const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue'] as const;
+const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue', 'predict'] as const;
 type Part = (typeof PARTS)[number];
 
 /** The issue's targets: `max` means the value must not exceed it, `min` not fall below. */
@@ -35,6 +36,8 @@ const TARGETS = {
   queue_utilisation: { min: 0.9 },
   queue_fifo_inversions: { max: 0 },
   queue_other_owner_wait_runs: { max: 2 },
+  predict_overhead_s: { max: 0.5 },
+  predict_burst_utilisation: { min: 0.9 },
 } as const;
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -55,7 +58,8 @@ async function main(): Promise<void> {
     const api = only.has('api') ? await measureApi(log) : null;
     const sagemaker = only.has('sagemaker') ? await measureSageMakerPostTraining(work, reps, log) : null;
     const queue = only.has('queue') ? await measureQueue(log) : null;
-    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue }, (Date.now() - started) / 1000);
+    const predict = only.has('predict') ? await measurePredictions(log) : null;
+    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue, predict }, (Date.now() - started) / 1000);
     await writeFile(join(REPO_ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
     print(results, bundles);
   } finally {
@@ -72,6 +76,7 @@ interface Measured {
   bundles: BundleRow[] | null;
   sagemaker: SageMakerResults | null;
   queue: QueueResults | null;
+  predict: PredictResults | null;
 }
 
 /** The median, NaN for a part not run. */
@@ -92,7 +97,7 @@ function summarize(reps: number, measured: Measured, seconds: number) {
 }
 
 /** The numbers the targets and the docs' table read. */
-function headline({ build, stage, api, bundles, sagemaker, queue }: Measured) {
+function headline({ build, stage, api, bundles, sagemaker, queue, predict }: Measured) {
   const script = bundles?.find((b) => b.kind === 'script');
   const lambdas = bundles?.filter((b) => b.kind === 'lambda');
   return {
@@ -116,6 +121,8 @@ function headline({ build, stage, api, bundles, sagemaker, queue }: Measured) {
     queue_utilisation: queue?.utilisation ?? NaN,
     queue_fifo_inversions: queue?.fifo_inversions ?? NaN,
     queue_other_owner_wait_runs: queue?.other_owner_wait_runs ?? NaN,
+    predict_overhead_s: predict?.overhead_s ?? NaN,
+    predict_burst_utilisation: predict?.utilisation ?? NaN,
   };
 }
 
@@ -131,7 +138,7 @@ function targetsMet(values: ReturnType<typeof headline>) {
 }
 
 /** Each part's medians and its runs. */
-function details({ build, stage, api, bundles, sagemaker, queue }: Measured) {
+function details({ build, stage, api, bundles, sagemaker, queue, predict }: Measured) {
   return {
     build: build && {
       template_mib: build.templateMiB,
@@ -156,6 +163,7 @@ function details({ build, stage, api, bundles, sagemaker, queue }: Measured) {
       runs: { floor: sagemaker.floor.map(round), post_training: sagemaker.post.map(round) },
     },
     queue: queue && { ...queue, run_s: round(queue.run_s), makespan_s: round(queue.makespan_s) },
+    predict: predict && { ...predict, run_s: round(predict.run_s), overhead_s: round(predict.overhead_s), overheads: predict.overheads.map(round), makespan_s: round(predict.makespan_s) },
     bundles: bundles?.map((b) => ({ name: b.name, kb: round(b.kb), import_ms: round(b.importMs) })) ?? null,
   };
 }
@@ -184,6 +192,11 @@ function print(r: ReturnType<typeof summarize>, bundles: BundleRow[] | null): vo
   if (r.queue) {
     const q = r.queue;
     rows.push([`queue: ${q.trainings} at once, demo trainer, concurrency 2`, `${q.succeeded} succeeded, makespan ${fmt(q.makespan_s ?? NaN)} s, one run alone ${fmt(q.run_s ?? NaN)} s, ${q.fifo_ties} pairs created in the same ms`]);
+  }
+  if (r.predict) {
+    const p = r.predict;
+    rows.push([`predict: ${p.sequential} sequential, warm endpoint`, `overhead median ${fmt(p.overhead_s ?? NaN)} s over a ${fmt(p.run_s ?? NaN)} s model`]);
+    rows.push([`predict: ${p.burst} at once, ${p.instances} instances`, `${p.burst_succeeded} succeeded, makespan ${fmt(p.makespan_s ?? NaN)} s`]);
   }
   for (const b of bundles ?? []) rows.push([`bundle ${b.name}`, `${fmt(b.kb, 0)} KB, cold import ${fmt(b.importMs, 0)} ms`]);
   if (bundles) rows.push(['(cold imports: medians of 11, round-robin)', '']);
