@@ -75,7 +75,12 @@ export class Storage extends Construct {
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.table = new Table(this, 'Table', {
+    this.table = this.createTable();
+  }
+
+  /** Trainings, versions, predictions and idempotency keys; the indexes that list them newest first. */
+  private createTable(): Table {
+    const table = new Table(this, 'Table', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       sortKey: { name: 'sk', type: AttributeType.STRING },
       billingMode: BillingMode.PAY_PER_REQUEST,
@@ -85,26 +90,27 @@ export class Storage extends Construct {
       timeToLiveAttribute: IDEMPOTENCY.expiryAttribute,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.table.addGlobalSecondaryIndex({
+    table.addGlobalSecondaryIndex({
       indexName: LIST_INDEX,
       partitionKey: { name: 'listpk', type: AttributeType.STRING },
       sortKey: { name: 'listsk', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
     // Keyed by the training's own `owner` attribute: only trainings carry it.
-    this.table.addGlobalSecondaryIndex({
+    table.addGlobalSecondaryIndex({
       indexName: OWNER_INDEX,
       partitionKey: { name: 'owner', type: AttributeType.STRING },
       sortKey: { name: 'listsk', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
     // One owner's predictions, newest first (lambdas/shared/predictions/store.ts).
-    this.table.addGlobalSecondaryIndex({
+    table.addGlobalSecondaryIndex({
       indexName: PREDICTION_OWNER_INDEX,
       partitionKey: { name: 'prediction_owner', type: AttributeType.STRING },
       sortKey: { name: 'listsk', type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
+    return table;
   }
 
   /** Item reads and writes on the table and its index; no Scan, no table management. */

@@ -24,6 +24,7 @@ import { tableOf } from './cloudformation/table.ts';
 import type { BuildStrategy } from './codebuild/build-model.ts';
 import { localConfiguration, type LocalConfiguration } from './configuration.ts';
 import { listenApiGateway } from './apigateway.ts';
+import { startLocalExpiry } from './expiry.ts';
 import { statusChangeDelivery } from './eventbridge.ts';
 import { localEnvironment, localPrincipals, type LocalPrincipal } from './lambda/environment.ts';
 import { startLocalFunctions, type LocalFunctions } from './lambda/functions.ts';
@@ -133,6 +134,7 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   const storage = { s3: started.s3As('trainer-uploads'), reader: started.s3As('stage-weights'), bucket: aws.bucket };
   gateway.serve({ api: restApiOf(deployment.synth), invoke, storage });
   terminal.attachStore(operatorStore(aws));
+  s.stops.push(startLocalExpiry(aws, deployment.synth.template, (line) => terminal.note(line)));
   await settleLastStop(aws, deployment.definition, invoke, terminal);
   // Written last: a client that finds the file finds a server that answers.
   const forget = writeLocalAddress(dataDir, {
