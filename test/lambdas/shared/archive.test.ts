@@ -245,8 +245,9 @@ describe('s3Source', () => {
     const stream = source.stream!(100, 3 * MiB);
     const first = await new Promise<Buffer>((resolve) => stream.once('data', resolve));
     stream.pause();
-    await new Promise((r) => setTimeout(r, 100));
-    // While the first window is being read, the second has been asked for; no further.
+    // While the first window is being read, the second has been asked for (waited for, not
+    // timed: a loaded machine sends it later); no further.
+    await until(() => ranges.length >= 2);
     expect(ranges).toEqual([`bytes=100-${100 + MiB - 1}`, `bytes=${100 + MiB}-${100 + 2 * MiB - 1}`]);
     const rest: Buffer[] = [first];
     for await (const c of stream) rest.push(c as Buffer);
@@ -317,7 +318,8 @@ describe('s3Source streams against a server that breaks bodies off', () => {
     const stream = s3Source(client, 'b', 'k', data.length, { window: 12 * MiB }).stream!(0, data.length);
     await new Promise((resolve) => stream.once('data', resolve));
     stream.destroy();
-    await new Promise((r) => setTimeout(r, 300));
+    // Each response's close event is waited for, not a fixed time.
+    await until(() => open === 0);
     expect(open).toBe(0);
     client.destroy();
   });
@@ -351,4 +353,13 @@ function recording(endpoint: string) {
     { step: 'finalizeRequest' },
   );
   return { client, ranges };
+}
+
+/** Resolves once `condition` holds; fails after `timeoutMs` (an event that never comes is a failure, not a hang). */
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('the awaited condition did not hold in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
