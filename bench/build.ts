@@ -18,7 +18,7 @@ import { imageLabels, weightsLayer } from '../codebuild/build-image/core.ts';
 import { readAhead } from '../codebuild/build-image/read-ahead.ts';
 import { startRegistry } from '../infra/local/ecr.ts';
 import type { DockerEngine } from './docker.ts';
-import { MiB, repeat, seconds, writeWeightsZip } from './lib.ts';
+import { MiB, seconds, writeWeightsZip } from './lib.ts';
 
 export interface BuildResults {
   templateMiB: number;
@@ -44,11 +44,8 @@ export async function measureBuilds(workDir: string, reps: number, docker: Docke
     await writeWeightsZip(zip, files);
     const weightsBytes = Object.values(files).reduce((a, b) => a + b, 0);
 
-    log(`floor: the weights file as one blob, ${reps}×`);
-    const floor = await repeat(reps, () => client.uploadBlob('bench/floor', createReadStream(zip)));
     const source = await fileSource(zip);
-    log(`append build+push, ${reps}×`);
-    const append = await repeat(reps, (i) =>
+    const appendBuild = (i: number) =>
       appendLayer({
         source: client,
         sourceRepo: 'bench/template',
@@ -61,9 +58,18 @@ export async function measureBuilds(workDir: string, reps: number, docker: Docke
         layer: () => weightsLayer(readAhead(source), { maxEntries: 100, maxBytes: 2 * weightsBytes }),
         labels: imageLabels('bench', TRAINING_ID),
         created: new Date(0),
-      }),
-    );
-    const dockerTimes = docker ? await dockerBuilds(docker, workDir, zip, `${registry.host}/bench/template@${template}`, registry.host, reps, log) : null;
+      });
+    const dockerBuild = docker && dockerBuilder(docker, workDir, zip, `${registry.host}/bench/template@${template}`, registry.host);
+    // Alternated, run by run, so a drift in the machine's load hits each kind alike.
+    const floor: number[] = [];
+    const append: number[] = [];
+    const dockerTimes: number[] | null = dockerBuild ? [] : null;
+    for (let i = 0; i < reps; i++) {
+      log(`build run ${i + 1} of ${reps}: the floor, the append build+push${dockerBuild ? ', the docker build+push' : ''}`);
+      floor.push(await seconds(() => client.uploadBlob('bench/floor', createReadStream(zip))));
+      append.push(await seconds(() => appendBuild(i)));
+      if (dockerBuild) dockerTimes!.push(await seconds(() => dockerBuild(i)));
+    }
     return { templateMiB: templateBytes / MiB, weightsMiB: weightsBytes / MiB, floor, append, docker: dockerTimes, templateSeconds };
   } finally {
     await registry.stop();
@@ -71,10 +77,9 @@ export async function measureBuilds(workDir: string, reps: number, docker: Docke
 }
 
 /** What buildspecs/build-model.yml does after its download: unzip, docker build, docker push. */
-async function dockerBuilds(engine: DockerEngine, workDir: string, zip: string, templateImage: string, host: string, reps: number, log: (l: string) => void) {
+function dockerBuilder(engine: DockerEngine, workDir: string, zip: string, templateImage: string, host: string) {
   const ctx = join(workDir, 'docker-context');
-  log(`docker build+push, ${reps}×`);
-  return repeat(reps, async (i) => {
+  return async (i: number) => {
     const image = `${host}/bench/docker-${Date.now()}-${i}:${TRAINING_ID}`;
     // A fresh CodeBuild machine has no image cache: neither has this engine.
     await engine.docker('image', 'rm', '-f', templateImage).catch(() => undefined);
@@ -89,7 +94,7 @@ async function dockerBuilds(engine: DockerEngine, workDir: string, zip: string, 
     } finally {
       await engine.docker('image', 'rm', '-f', image).catch(() => undefined);
     }
-  });
+  };
 }
 
 const runUnzip = (zip: string, dir: string) => promisify(execFile)('unzip', ['-q', zip, '-d', dir]);

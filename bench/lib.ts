@@ -21,11 +21,18 @@ export async function seconds(step: () => Promise<unknown>): Promise<number> {
   return (performance.now() - started) / 1000;
 }
 
-/** Runs `step` `reps` times and returns each duration in seconds. */
-export async function repeat(reps: number, step: (i: number) => Promise<unknown>): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < reps; i++) out.push(await seconds(() => step(i)));
-  return out;
+/** The spread of a row measured run by run: its least, median and greatest value. */
+export interface Spread {
+  min: number;
+  median: number;
+  max: number;
+}
+
+/** Each run's ratio (runs alternated, so run i of each kind saw the same load), and their spread. */
+export function ratioSpread(numerators: readonly number[] | null | undefined, denominators: readonly number[] | null | undefined): Spread {
+  const n = Math.min(numerators?.length ?? 0, denominators?.length ?? 0);
+  const ratios = Array.from({ length: n }, (_, i) => numerators![i]! / denominators![i]!);
+  return n ? { min: Math.min(...ratios), median: median(ratios), max: Math.max(...ratios) } : { min: NaN, median: NaN, max: NaN };
 }
 
 /** Bytes no compressor can shrink (weights are close to that), made on the fly. */

@@ -1,7 +1,8 @@
 /**
  * `npm run bench` (not part of `npm test`): build, staging, API and bundle measurements on this
  * machine, in one run on the same data; prints a table and writes bench/results.json.
- *   --reps N    repetitions of each timed step (default 3); medians are reported
+ *   --reps N    alternated repetitions of each timed step (default 5); a ratio row reports the
+ *               min, median and max of its runs' ratios, and its target holds on the median
  *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue, predict
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { measureApi, type ApiResults } from './api.ts';
 import { measureBuilds, type BuildResults } from './build.ts';
 import { measureBundles, type BundleRow } from './bundles.ts';
 import { startDocker } from './docker.ts';
-import { fmt, median } from './lib.ts';
+import { fmt, median, ratioSpread, type Spread } from './lib.ts';
 import { measurePredictions, type PredictResults } from './predict.ts';
 import { measureQueue, type QueueResults } from './queue.ts';
 import { measureSageMakerPostTraining, type SageMakerResults } from './sagemaker.ts';
@@ -43,7 +44,7 @@ const TARGETS = {
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { reps: { type: 'string', default: '3' }, only: { type: 'string', default: PARTS.join(',') } } });
+  const { values } = parseArgs({ options: { reps: { type: 'string', default: '5' }, only: { type: 'string', default: PARTS.join(',') } } });
   const reps = Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1 || reps > 20) throw new Error('--reps must be 1 to 20');
   const only = new Set(values.only!.split(',') as Part[]);
@@ -92,18 +93,30 @@ function summarize(reps: number, measured: Measured, seconds: number) {
     seconds: round(seconds),
     ...(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, round(v)])) as Record<keyof typeof values, number | null>),
     ...details(measured),
-    targets: targetsMet(values),
+    targets: targetsMet(values, spreads(measured)),
   };
 }
 
-/** The numbers the targets and the docs' table read. */
-function headline({ build, stage, api, bundles, sagemaker, queue, predict }: Measured) {
+/** The rows measured run by run (alternated): each run's ratio, and their spread. */
+function spreads({ build, stage, sagemaker }: Measured): Record<string, Spread> {
+  return {
+    append_over_floor: ratioSpread(build?.append, build?.floor),
+    docker_over_append: ratioSpread(build?.docker, build?.append),
+    stage_over_upload: ratioSpread(stage?.stage.map((r) => r.seconds), stage?.plain.map((r) => r.seconds)),
+    sagemaker_post_training_over_floor: ratioSpread(sagemaker?.post, sagemaker?.floor),
+  };
+}
+
+/** The numbers the targets and the docs' table read; a ratio row's is its median. */
+function headline(measured: Measured) {
+  const { stage, api, bundles, queue, predict } = measured;
+  const ratio = spreads(measured);
   const script = bundles?.find((b) => b.kind === 'script');
   const lambdas = bundles?.filter((b) => b.kind === 'lambda');
   return {
-    append_over_floor: medianOf(build?.append) / medianOf(build?.floor),
-    docker_over_append: medianOf(build?.docker) / medianOf(build?.append),
-    stage_over_upload: medianOf(stage?.stage.map((r) => r.seconds)) / medianOf(stage?.plain.map((r) => r.seconds)),
+    append_over_floor: ratio.append_over_floor!.median,
+    docker_over_append: ratio.docker_over_append!.median,
+    stage_over_upload: ratio.stage_over_upload!.median,
     stage_peak_rss_mb: Math.max(...(stage?.stage.map((r) => r.peak_rss_mb) ?? [NaN])),
     api_get_p50_ms: api?.get.p50 ?? NaN,
     api_get_p99_ms: api?.get.p99 ?? NaN,
@@ -116,7 +129,7 @@ function headline({ build, stage, api, bundles, sagemaker, queue, predict }: Mea
     build_script_kb: script?.kb ?? NaN,
     build_script_import_ms: script?.importMs ?? NaN,
     // Against its own floor runs, alternated with it on the same file.
-    sagemaker_post_training_over_floor: medianOf(sagemaker?.post) / medianOf(sagemaker?.floor),
+    sagemaker_post_training_over_floor: ratio.sagemaker_post_training_over_floor!.median,
     queue_all_succeeded: queue ? Number(queue.succeeded === queue.trainings) : NaN,
     queue_utilisation: queue?.utilisation ?? NaN,
     queue_fifo_inversions: queue?.fifo_inversions ?? NaN,
@@ -127,12 +140,13 @@ function headline({ build, stage, api, bundles, sagemaker, queue, predict }: Mea
 }
 
 /** Each target with its value, and whether it is met (null when its part was not run). */
-function targetsMet(values: ReturnType<typeof headline>) {
+function targetsMet(values: ReturnType<typeof headline>, spread: Record<string, Spread>) {
   return Object.fromEntries(
     Object.entries(TARGETS).map(([k, t]) => {
       const v = values[k as keyof typeof values];
       const met = Number.isFinite(v) ? ('max' in t ? v <= t.max : v >= t.min) : null;
-      return [k, { ...t, value: round(v), met }];
+      const s = spread[k];
+      return [k, { ...t, value: round(v), met, ...(s && { runs_min: round(s.min), runs_max: round(s.max) }) }];
     }),
   );
 }
@@ -202,7 +216,8 @@ function print(r: ReturnType<typeof summarize>, bundles: BundleRow[] | null): vo
   if (bundles) rows.push(['(cold imports: medians of 11, round-robin)', '']);
   for (const [k, t] of Object.entries(r.targets)) {
     const bound = 'max' in t ? `≤ ${t.max}` : `≥ ${(t as { min: number }).min}`;
-    rows.push([`${k} (target ${bound})`, `${t.value ?? 'n/a'} ${t.met === null ? '' : t.met ? 'met' : 'NOT met'}`]);
+    const spread = 'runs_min' in t && t.runs_min !== null ? ` (runs ${t.runs_min}–${t.runs_max})` : '';
+    rows.push([`${k} (target ${bound})`, `${t.value ?? 'n/a'}${spread} ${t.met === null ? '' : t.met ? 'met' : 'NOT met'}`]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\n${rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n')}\n\nmedians of ${r.reps} runs; ${r.seconds} s in all; bench/results.json written\n`);
