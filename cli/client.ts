@@ -54,25 +54,30 @@ export class Client {
   }
 
   // biome-ignore lint/suspicious/noExplicitAny: a caller that names no type reads the JSON as it comes
-  post<T = any>(path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
-    return this.request<T>('POST', path, body, headers);
+  post<T = any>(path: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs?: number): Promise<T> {
+    return this.request<T>('POST', path, body, headers, timeoutMs);
+  }
+
+  /** The header that authenticates a request to this API (files it serves need it too). */
+  authorization(): Record<string, string> {
+    return { authorization: `Bearer ${this.opts.token}` };
   }
 
   /** `next` links are absolute URLs, followed as given. */
-  async request<T>(method: string, pathOrUrl: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  async request<T>(method: string, pathOrUrl: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs?: number): Promise<T> {
     const url = /^https?:\/\//.test(pathOrUrl) ? pathOrUrl : this.baseUrl + pathOrUrl;
     let res: Response;
     try {
       res = await fetch(url, {
         method,
         headers: {
-          authorization: `Bearer ${this.opts.token}`,
+          ...this.authorization(),
           accept: 'application/json',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
           ...headers,
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000),
+        signal: AbortSignal.timeout(timeoutMs ?? this.opts.timeoutMs ?? 30_000),
       });
     } catch (e) {
       throw new NetworkError(printable(url), e);

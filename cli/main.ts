@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { action } from './commands/common.ts';
 import { login, logout } from './commands/login.ts';
 import { cancel, get, list, logs, templates, trainers, versions } from './commands/read.ts';
+import { run } from './commands/run.ts';
 import { retemplate, train } from './commands/train.ts';
 
 const collect = (v: string, all: string[]) => [...all, v];
@@ -17,7 +18,7 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 
 const program = new Command('dreambooth')
   .version(version)
-  .description('Train DreamBooth models against a dreambooth-api deployment (local mode or AWS).')
+  .description('Train DreamBooth models and run them against a dreambooth-api deployment (local mode or AWS).')
   .option('--api <url>', 'the API base URL (default: DREAMBOOTH_API_URL, `dreambooth login`, or a running local mode)')
   .option('--token <token>', 'the API token (default: DREAMBOOTH_API_TOKEN, `dreambooth login`, or local mode’s)')
   .showHelpAfterError()
@@ -25,7 +26,8 @@ const program = new Command('dreambooth')
     'after',
     `
 Example:
-  dreambooth train ./photos --model acme/cjw -i instance_prompt="a photo of a cjw person" -i class_prompt="a photo of a person"`,
+  dreambooth train ./photos --model acme/cjw -i instance_prompt="a photo of a cjw person" -i class_prompt="a photo of a person"
+  dreambooth run acme/cjw -i prompt="a photo of a cjw person on the moon"`,
   );
 
 program
@@ -43,6 +45,14 @@ program
   .addOption(json())
   .action(action(train));
 
+program
+  .command('run')
+  .description("run a prediction on a model's version (the latest without :version), save its files and print their paths")
+  .argument('<owner/name[:version]>', 'the model, and a version of it')
+  .option('-i, --input <key=value>', 'an input; repeat for each (numbers and true/false are sent as such; key=@file sends a file)', collect, [])
+  .option('-o, --output <dir>', 'where the files go (default: the current directory)')
+  .addOption(json())
+  .action(action(run));
 program.command('list').description('recent trainings, newest first').option('--limit <n>', 'at most this many', '20').addOption(json()).action(action(list));
 program.command('get').description('one training').argument('<id>').addOption(json()).action(action(get));
 program

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { s3Source, type RandomAccessSource } from '#shared/archive';
 import { appendLayer } from '#shared/oci/append';
+import { pushServingVariant } from '#shared/oci/serving-variant';
 import { tarFromFile, tarFromTar, tarFromZip, type ZipLimits } from '#shared/oci/tar';
 import type { BuildImageEnv } from '#shared/build-env';
 import type { WeightsFormat } from '#shared/weights-format';
@@ -19,6 +20,8 @@ export interface BuildImageDeps {
   /** The store holding `repository` (`host/path`) and the path inside it. */
   storeFor(repository: string): { store: ImageStore; repo: string };
   log(line: string): void;
+  /** serving/sagemaker_adapter.py's bytes: the build's script finds them beside itself. */
+  servingAdapter: Buffer;
   /** Waits between tries while a registry cannot be reached. @default REGISTRY_RETRY_MS */
   retryDelaysMs?: number[];
 }
@@ -50,10 +53,14 @@ function registryDown(e: unknown): boolean {
   return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE'].includes(err.code ?? '');
 }
 
-/** What the buildspec exports: the manifest digest (the model version) and a pullable reference. */
+/**
+ * What the buildspec exports (lambdas/shared/build-env.ts BUILD_EXPORTS): the manifest digest
+ * (the model version), a pullable reference, and the version's SageMaker variant.
+ */
 export interface BuildImageResult {
   IMAGE_DIGEST: string;
   IMAGE_URI: string;
+  IMAGE_SERVING_URI: string;
 }
 
 /** The labels the docker build sets (`--label`), so both strategies make the same image. */
@@ -125,7 +132,11 @@ export async function buildImage(env: BuildImageEnv, d: BuildImageDeps): Promise
   }));
   const seconds = (Date.now() - started) / 1000;
   d.log(`pushed ${out.image}: weights layer of ${out.bytes} bytes in ${seconds.toFixed(1)} s`);
-  return { IMAGE_DIGEST: out.digest, IMAGE_URI: out.image };
+  const serving = await whileRegistryDown(d.log, d.retryDelaysMs ?? REGISTRY_RETRY_MS, () =>
+    pushServingVariant(target.store, target.repo, out.manifestDigest, d.servingAdapter),
+  );
+  d.log(`pushed ${serving.image}: the SageMaker variant`);
+  return { IMAGE_DIGEST: out.digest, IMAGE_URI: out.image, IMAGE_SERVING_URI: serving.image };
 }
 
 async function stagedSize(s3: S3Client, bucket: string, key: string, uri: string): Promise<number> {

@@ -2,12 +2,15 @@
  * Entry of the `append` build inside CodeBuild (bundled to build-image.mjs with esbuild at synth
  * time; see infra/constructs/build.ts): `node build-image.mjs <out dir>` reads the build's
  * environment (lambdas/shared/build-env.ts, as the docker buildspec does), builds and pushes,
- * and writes IMAGE_DIGEST and IMAGE_URI as files into <out dir> for the buildspec to export. Exits non-zero with one readable line.
+ * and writes IMAGE_DIGEST, IMAGE_URI and IMAGE_SERVING_URI as files into <out dir> for the
+ * buildspec to export. Exits non-zero with one readable line. The serving adapter sits beside
+ * the bundle in the project's source (infra/constructs/build.ts bundleBuildImage).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { BuildImageEnv, ProjectEnv } from '#shared/build-env';
+import { SERVING_ADAPTER } from '#shared/oci/serving-variant';
 import { buildImage } from './core.ts';
 import { ECRClient, ensureEcrRepository, registryCredentials, registryStores, splitRepository } from './registry.ts';
 
@@ -27,6 +30,7 @@ async function main(outDir: string): Promise<void> {
     s3: new S3Client({ forcePathStyle: true }),
     storeFor: registryStores(credentials),
     log,
+    servingAdapter: readFileSync(new URL(`./${SERVING_ADAPTER}`, import.meta.url)),
   });
   mkdirSync(outDir, { recursive: true });
   for (const [name, value] of Object.entries(out)) writeFileSync(join(outDir, name), value);

@@ -6,9 +6,11 @@
  *   streamed from S3 into one new layer. Two projects: Lambda compute (starts in seconds, no
  *   queue, at most 15 minutes) for archives up to `build.lambda_compute_max_bytes`, and EC2
  *   compute beyond; the state machine chooses on the staged size.
- * - `docker`: buildspecs/build-model.yml (docker build + docker push) in a privileged project.
+ * - `docker`: buildspecs/build-model.yml (docker build + docker push) in a privileged project,
+ *   whose source is the serving adapter.
+ * Both then push the version's SageMaker variant (lambdas/shared/oci/serving-variant.ts).
  */
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Annotations, AssetHashType, Aws, DockerImage, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import {
@@ -30,6 +32,7 @@ import { buildSync } from 'esbuild';
 import { parse } from 'yaml';
 import type { AppendLimitsEnv, ProjectEnv } from '#shared/build-env';
 import type { Config } from '#shared/config';
+import { SERVING_ADAPTER } from '#shared/oci/serving-variant';
 import { REPO_ROOT } from './function.ts';
 import { configuredSecret } from './secrets.ts';
 import { PREFIX, type Storage } from './storage.ts';
@@ -79,10 +82,12 @@ export function loadBuildSpec(name: 'build-model' | 'append-model' | 'mirror-ima
 /**
  * Bundles codebuild/build-image into `<outDir>/build-image.mjs`: one file, every dependency (the
  * SDK clients too) inside, since CodeBuild images carry no node_modules. Node 18 is the oldest
- * Node of the images it runs on.
+ * Node of the images it runs on. The serving adapter goes beside it: the build appends it to
+ * every version as its SageMaker variant.
  */
 export function bundleBuildImage(outDir: string, entry = 'codebuild/build-image/main.ts', name = BUILD_IMAGE_SCRIPT): string {
   const outfile = join(outDir, name);
+  copyServingAdapter(outDir);
   buildSync({
     entryPoints: [`${REPO_ROOT}${entry}`],
     absWorkingDir: REPO_ROOT,
@@ -100,21 +105,21 @@ export function bundleBuildImage(outDir: string, entry = 'codebuild/build-image/
   return outfile;
 }
 
+/** serving/sagemaker_adapter.py into `outDir`, where both builds find it (the docker build's context too). */
+export function copyServingAdapter(outDir: string): string {
+  mkdirSync(outDir, { recursive: true });
+  const to = join(outDir, SERVING_ADAPTER);
+  copyFileSync(`${REPO_ROOT}serving/${SERVING_ADAPTER}`, to);
+  return to;
+}
+
 /**
  * Regions where CodeBuild offers Lambda compute (CodeBuild User Guide, "Lambda compute":
  * N. Virginia, Ohio, Oregon, Mumbai, Singapore, Sydney, Tokyo, Frankfurt, Ireland, São Paulo).
  */
 export const LAMBDA_COMPUTE_REGIONS: readonly string[] = [
-  'us-east-1',
-  'us-east-2',
-  'us-west-2',
-  'ap-south-1',
-  'ap-southeast-1',
-  'ap-southeast-2',
-  'ap-northeast-1',
-  'eu-central-1',
-  'eu-west-1',
-  'sa-east-1',
+  ...['us-east-1', 'us-east-2', 'us-west-2', 'ap-south-1', 'ap-southeast-1', 'ap-southeast-2'],
+  ...['ap-northeast-1', 'eu-central-1', 'eu-west-1', 'sa-east-1'],
 ];
 
 /**
@@ -200,8 +205,11 @@ export class ModelBuild extends Construct {
   }
 
   private dockerProject(config: Config): Project {
+    const adapter = this.sourceAsset('Adapter', (outDir) => Boolean(copyServingAdapter(outDir)));
     return new Project(this, 'Project', {
       description: 'dreambooth-api: bakes trained weights into a template image and pushes the model version (docker).',
+      // The serving adapter, which the buildspec appends to the version as its SageMaker variant.
+      source: Source.s3({ bucket: adapter.bucket, path: adapter.s3ObjectKey }),
       buildSpec: BuildSpec.fromObjectToYaml(loadBuildSpec('build-model')),
       environment: {
         buildImage: LinuxBuildImage.STANDARD_7_0,
@@ -233,14 +241,19 @@ export class ModelBuild extends Construct {
 
   /** codebuild/build-image bundled at synth time (skipped, like the functions', when a stack is not bundled). */
   private scriptAsset(): Asset {
-    return new Asset(this, 'Script', {
+    return this.sourceAsset('Script', (outDir) => Boolean(bundleBuildImage(outDir)));
+  }
+
+  /** A project's source, made at synth time by `make` into its output folder. */
+  private sourceAsset(id: string, make: (outDir: string) => boolean): Asset {
+    return new Asset(this, id, {
       path: `${REPO_ROOT}codebuild/build-image`,
-      // The bundle also holds lambdas/shared: hash what is shipped, not the entry folder.
+      // The bundle also holds lambdas/shared and serving/: hash what is shipped, not the entry folder.
       assetHashType: AssetHashType.OUTPUT,
       bundling: {
         // Never used: the local esbuild always bundles (Docker is not needed to deploy).
         image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:20-slim'),
-        local: { tryBundle: (outDir) => Boolean(bundleBuildImage(outDir)) },
+        local: { tryBundle: make },
       },
     });
   }

@@ -278,6 +278,7 @@ export class TrainingWorkflow extends Construct {
         'id.$': '$.Build.Id',
         'digest.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_DIGEST')].Value",
         'image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_URI')].Value",
+        'serving_image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_SERVING_URI')].Value",
       },
       resultPath: '$.build',
       // The build and its wait in CodeBuild's queue (infra/constructs/build.ts).

@@ -1,15 +1,16 @@
 /**
  * Local mode's configuration: cdk.json's, `--config` merged over it, completed with what local
- * mode starts for it — the image store (a registry, or an OCI layout on disk), a small Cog
- * serving template made at start, a server per demo trainer slot — and the build strategy it
- * can run.
+ * mode starts for it — the image store (a registry, or an OCI layout on disk), two small Cog
+ * templates made at start (the demo template and a stand-in for vanilla-template), a server per
+ * demo trainer slot — and the build strategy it can run.
  */
 import { join } from 'node:path';
 import { mergeConfig, parseConfig, type Config } from '#shared/config';
 import { loadConfiguration } from '../configuration.ts';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
-import { createDemoTemplate } from '#shared/oci/template';
+import { createDemoTemplate, createServedDemoTemplate, type ImageFormat } from '#shared/oci/template';
+import type { ImageStore as Store } from '#shared/oci/types';
 import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { startDemoTrainerServer } from '../../lambdas/demo-trainer/server.ts';
 import { appendWorkers } from './codebuild/append.ts';
@@ -54,7 +55,7 @@ export async function localConfiguration(o: ConfigurationOptions): Promise<Local
     appendWorkers.ready().catch((e: Error) => o.note(`the build worker did not start: ${e.message}`));
     o.onStop(() => appendWorkers.stop());
   }
-  const templates = await createLocalTemplate(images, localDefaultTemplate(o.configOverride));
+  const templates = await createLocalTemplates(images, localDefaultTemplate(o.configOverride));
   const trainers = { ...(await startDemoTrainers(base, o)), ...(await unavailableSageMakerTrainers(base, o.note)) };
   const config = parseConfig(mergeConfig(base, { trainers, registry: registryConfig(images), templates }), 'local configuration');
   return { config, buildStrategy, images };
@@ -82,19 +83,32 @@ const registryConfig = (images: ImageStore) =>
     : { type: 'layout', dir: images.layoutDir };
 
 /**
- * The local stand-in for vanilla-template: a tiny Cog-style image made at start; the catalog entry
- * for it, and the default template unless `--config` names another (offline, the images of the
- * deployed catalog are out of reach).
+ * The templates local mode makes at start, each a tiny Cog-style image: `demo-template`, which
+ * local mode serves in-process (so a demo version runs a prediction with Node alone), and a
+ * stand-in for vanilla-template. The demo template is the default unless `--config` names
+ * another (offline, the images of the deployed catalog are out of reach).
  */
-async function createLocalTemplate(images: ImageStore, configuredDefault: string | undefined) {
-  const { registryHost } = images;
-  const repository =
-    images.registryHost === null
-      ? `oci:${join(images.layoutDir, 'templates', 'vanilla-template')}`
-      : `${registryHost}/templates/vanilla-template`;
-  const store = registryHost ? new RegistryClient({ baseUrl: `http://${registryHost}` }) : new OciLayout(repository.slice(4));
-  const digest = (await createDemoTemplate(store, registryHost ? 'templates/vanilla-template' : '', 'latest')).replace(/^sha256:/, '');
-  return { default: configuredDefault ?? 'vanilla-template', catalog: { 'vanilla-template': { repository, digests: [digest] } } };
+async function createLocalTemplates(images: ImageStore, configuredDefault: string | undefined) {
+  const make = async (name: string, create: (store: Store, repo: string, tag: string, format?: ImageFormat) => Promise<string>) => {
+    const { registryHost } = images;
+    const repository = registryHost === null ? `oci:${join(images.layoutDir, 'templates', name)}` : `${registryHost}/templates/${name}`;
+    const store = registryHost ? new RegistryClient({ baseUrl: `http://${registryHost}` }) : new OciLayout(repository.slice(4));
+    const digest = (await create(store, registryHost ? `templates/${name}` : '', 'latest')).replace(/^sha256:/, '');
+    return { repository, digests: [digest] };
+  };
+  return {
+    default: configuredDefault ?? 'demo-template',
+    catalog: {
+      'demo-template': {
+        ...(await make('demo-template', createServedDemoTemplate)),
+        // What the demo trainer returns: a diffusers folder (its weights only feed the picture).
+        weights: 'diffusers',
+        description: "Local mode's demo: served in-process, it renders a small PNG from the prompt, the seed and the version's weights, in well under a second, without a GPU or docker.",
+        inputs: 'prompt, seed, num_outputs, width, height',
+      },
+      'vanilla-template': await make('vanilla-template', createDemoTemplate),
+    },
+  };
 }
 
 const localDefaultTemplate = (override: unknown): string | undefined =>

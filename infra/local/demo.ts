@@ -1,11 +1,14 @@
 /**
  * `npm start -- --demo`: one demo training end to end against this very server, with a real
- * webhook receiver on loopback that verifies the signature. Prints the timeline and the image.
+ * webhook receiver on loopback that verifies the signature, then one prediction on the version
+ * it made. Prints the timeline, the image and the path of the picture it wrote.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import yazl from 'yazl';
 import { verify } from '#shared/webhook-signing';
+import { fileUrls, saveFiles } from '../../cli/files.ts';
 
 /** A 1×1 PNG: the demo trainer only checks that instance_data holds images. */
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
@@ -25,14 +28,18 @@ interface Received {
   url: string;
 }
 
-type Api = (method: string, path: string, body?: unknown) => Promise<{ status: number; json: Record<string, unknown> }>;
+type Api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; json: Record<string, unknown> }>;
 
-export async function runDemo(url: string, token: string, print: (line: string) => void): Promise<boolean> {
+/** The demo's prompt: the instance prompt's subject, somewhere it has never been. */
+export const DEMO_PROMPT = 'a photo of a cjw person on the moon';
+
+/** `dataDir`: where the prediction's picture is written. */
+export async function runDemo(url: string, token: string, print: (line: string) => void, dataDir: string): Promise<boolean> {
   const receiver = await startReceiver(await instanceDataZip());
-  const api: Api = async (method, path, body) => {
+  const api: Api = async (method, path, body, headers = {}) => {
     const res = await fetch(url + path, {
       method,
-      headers: { authorization: `Token ${token}`, 'content-type': 'application/json' },
+      headers: { authorization: `Token ${token}`, 'content-type': 'application/json', ...headers },
       body: body ? JSON.stringify(body) : undefined,
     });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
@@ -58,7 +65,13 @@ export async function runDemo(url: string, token: string, print: (line: string) 
     const { training, timeline } = await follow(api, created.json, t0);
     const deadline = Date.now() + 30_000;
     while (receiver.received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    return await report(api, { created: created.json, training, timeline, hook: receiver.received[0] }, print);
+    const trained = await report(api, { created: created.json, training, timeline, hook: receiver.received[0] }, print);
+    if (training.status !== 'succeeded') return false;
+    const predicted = await predict(api, `${String(training.model)}:${String(training.version)}`, print);
+    // The token goes to the API's own file URLs only: a presigned URL refuses a second authority.
+    const headersFor = (u: string): Record<string, string> => (new URL(u).origin === new URL(url).origin ? { authorization: `Token ${token}` } : {});
+    const written = predicted ? await writePredictionImage(predicted, dataDir, headersFor, print) : null;
+    return trained && written !== null;
   } finally {
     await receiver.close();
   }
@@ -123,4 +136,46 @@ async function report(
   print(`  version ${String(training.version)}`);
   print(`  image   ${String(version.json.image)}`);
   return signed;
+}
+
+/** One prediction on the version, waited for: the prediction when it succeeded, else null (said why). */
+async function predict(api: Api, version: string, print: (line: string) => void): Promise<Record<string, unknown> | null> {
+  const t0 = Date.now();
+  const created = await api('POST', '/v1/predictions', { version, input: { prompt: DEMO_PROMPT } }, { prefer: 'wait' });
+  print('');
+  if (created.status !== 201 && created.status !== 200) {
+    print(`demo prediction: create answered ${created.status}: ${JSON.stringify(created.json)}`);
+    return null;
+  }
+  let p = created.json;
+  while (!['succeeded', 'failed', 'canceled'].includes(String(p.status))) {
+    if (Date.now() - t0 > 300_000) throw new Error('the demo prediction did not finish within 5 minutes');
+    await new Promise((r) => setTimeout(r, 250));
+    p = (await api('GET', `/v1/predictions/${String(created.json.id)}`)).json;
+  }
+  print(`demo prediction ${String(p.id)}: "${DEMO_PROMPT}"`);
+  print(`  ${String(p.status)} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (p.status === 'succeeded') return p;
+  print(`  error: ${String(p.error)}`);
+  return null;
+}
+
+/**
+ * Writes the prediction's first file output into `dataDir` (never over a file already there) and
+ * prints its path; null, said why, when the prediction has no file output.
+ */
+export async function writePredictionImage(
+  prediction: Record<string, unknown>,
+  dataDir: string,
+  headersFor: (url: string) => Record<string, string>,
+  print: (line: string) => void,
+): Promise<string | null> {
+  const [url] = fileUrls(prediction.output);
+  if (!url) {
+    print(`  no image in its output: ${JSON.stringify(prediction.output)}`);
+    return null;
+  }
+  const [path] = await saveFiles([url], resolve(dataDir), { stem: `demo-${String(prediction.id)}`, headersFor });
+  print(`  picture ${path}`);
+  return path!;
 }

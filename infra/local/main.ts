@@ -36,9 +36,10 @@ async function main(): Promise<number> {
   if (!['auto', 'docker', 'append'].includes(values.build!)) throw new ConfigError('--build must be docker, append or auto');
   const configOverride = values.config ? JSON.parse(readFileSync(values.config, 'utf8')) : undefined;
   const secrets = values.secrets ? (JSON.parse(readFileSync(values.secrets, 'utf8')) as Record<string, string>) : undefined;
+  const dataDir = process.env.DREAMBOOTH_DATA_DIR || '.dreambooth';
   const local = await startLocalMode({
     port: Number(process.env.PORT ?? 8787),
-    dataDir: process.env.DREAMBOOTH_DATA_DIR || '.dreambooth',
+    dataDir,
     token: process.env.DREAMBOOTH_API_TOKEN,
     configOverride,
     secrets,
@@ -68,7 +69,7 @@ async function main(): Promise<number> {
   process.on('SIGTERM', () => void shutdown(143));
 
   if (values.demo) {
-    const ok = await runDemo(local.url, local.token, say);
+    const ok = await runDemo(local.url, local.token, say, dataDir);
     await shutdown(ok ? 0 : 1);
   }
   return -1;

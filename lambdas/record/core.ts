@@ -26,10 +26,13 @@ export async function record(d: RecordDeps, ev: RecordEvent): Promise<{ status: 
   }
 }
 
-async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string; digest: string[]; image: string[] }) {
+async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string; digest: string[]; image: string[]; serving_image?: string[] }) {
   const digest = build.digest[0]!.replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(digest)) throw new StepError(StepErrors.TrainerFailed, `the build exported no valid IMAGE_DIGEST (${digest.slice(0, 80)})`);
   const image = build.image[0] ?? null;
+  // The SageMaker variant (contract: lambdas/shared/build-env.ts BUILD_EXPORTS); a version without
+  // one is still a version, whose predictions say to re-template it.
+  const servingImage = build.serving_image?.[0];
   const now = d.now().toISOString();
   await d.store.putVersion({
     id: digest,
@@ -39,6 +42,7 @@ async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string
     training_id: t.id,
     template: t.template,
     created_at: now,
+    ...(servingImage ? { serving_image: servingImage } : {}),
   });
   const updated = await d.store.updateTraining(
     t.id,

@@ -62,8 +62,12 @@ export const AppendLimitsEnv = z.object({
 export const BuildImageEnv = z.extend(BuildOverrides, AppendLimitsEnv.shape);
 export type BuildImageEnv = z.output<typeof BuildImageEnv>;
 
-/** What a build exports (its buildspec's `exported-variables`; the state machine selects them). */
-export const BUILD_EXPORTS = ['IMAGE_DIGEST', 'IMAGE_URI'] as const;
+/**
+ * What a build exports (its buildspec's `exported-variables`; the state machine selects them):
+ * the version's digest (64 hex), its image (`repo@sha256:…`) and its SageMaker variant
+ * (`repo@sha256:…`, tag `<digest>-sagemaker`: lambdas/shared/oci/serving-variant.ts).
+ */
+export const BUILD_EXPORTS = ['IMAGE_DIGEST', 'IMAGE_URI', 'IMAGE_SERVING_URI'] as const;
 
 /** Each buildspec's environment: the overrides and what its projects set. */
 export const BUILDSPEC_ENV: Record<'build-model' | 'append-model', readonly string[]> = {

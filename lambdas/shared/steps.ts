@@ -24,6 +24,8 @@ export const RecordEvent = z.discriminatedUnion('action', [
       id: z.string(),
       digest: z.array(z.string()).check(z.minLength(1)),
       image: z._default(z.array(z.string()), []),
+      /** The IMAGE_SERVING_URI exported variable: the version's SageMaker variant. */
+      serving_image: z.optional(z.array(z.string())),
     }),
   }),
   z.object({ action: z.literal('failure'), training_id: TrainingId, error: CaughtError }),

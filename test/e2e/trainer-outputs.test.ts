@@ -99,7 +99,7 @@ describe.skipIf(!registryAvailable()).each(strategies)('trainer outputs, %s buil
   it('a single file for a diffusers template (the default) fails at staging, saying why', async () => {
     const done = await train('file:lora.safetensors', 'acme/out-refused');
     expect(done.status).toBe('failed');
-    expect(done.error).toMatch(/single file \(lora\.safetensors\), but template vanilla-template loads a diffusers pipeline/);
+    expect(done.error).toMatch(/single file \(lora\.safetensors\), but template demo-template loads a diffusers pipeline/);
     expect(done.version).toBeNull();
   }, 180_000);
 

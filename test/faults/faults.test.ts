@@ -181,7 +181,7 @@ describe('trainer faults', () => {
     ['file:slip.tar', /"\.\.\/out2\/x" has a "\.\." segment/, 'tar slip entry ../out2/x'],
     ['file:bomb.tar.gz', /expands \d+-fold/, 'gzip tar bomb (20 MiB of zeros)'],
     ['file:fake.tar', /named fake\.tar but is not a readable archive/, 'a .tar that is no tar'],
-    ['file:lora.safetensors', /single file \(lora\.safetensors\), but template vanilla-template loads a diffusers pipeline/, 'single file for a diffusers template'],
+    ['file:lora.safetensors', /single file \(lora\.safetensors\), but template demo-template loads a diffusers pipeline/, 'single file for a diffusers template'],
   ] as [Fault, RegExp, string][])('%s', async (fault, error, name) => {
     const id = await create(fault);
     const t = await finished(id);

@@ -213,6 +213,7 @@ describe('the resolved definition', () => {
       'id.$': '$.Build.Id',
       'digest.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_DIGEST')].Value",
       'image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_URI')].Value",
+      'serving_image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_SERVING_URI')].Value",
     });
     expect(build.ResultPath).toBe('$.build');
   });
@@ -291,6 +292,7 @@ describe('the definition run by the local executor', () => {
       ExportedEnvironmentVariables: [
         { Name: 'IMAGE_DIGEST', Value: DIGEST },
         { Name: 'IMAGE_URI', Value: `r@sha256:${DIGEST}` },
+        { Name: 'IMAGE_SERVING_URI', Value: `r@sha256:${'e'.repeat(64)}` },
       ],
     },
   });
@@ -315,7 +317,7 @@ describe('the definition run by the local executor', () => {
     expect(event(VERSION)).toEqual({
       action: 'version',
       training_id: TRAINING,
-      build: { id: 'build:1', digest: [DIGEST], image: [`r@sha256:${DIGEST}`] },
+      build: { id: 'build:1', digest: [DIGEST], image: [`r@sha256:${DIGEST}`], serving_image: [`r@sha256:${'e'.repeat(64)}`] },
     });
     expect(event(WEBHOOK)).toEqual({ training_id: TRAINING, event: 'completed' });
   });

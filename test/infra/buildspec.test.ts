@@ -3,7 +3,7 @@
  * stand-ins for aws, docker and unzip.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -17,6 +17,8 @@ const commands = (phase: string): string[] => spec.phases[phase].commands;
 const allCommands = () => Object.keys(spec.phases).flatMap(commands);
 
 const DIGEST = '3f'.repeat(32);
+const SERVING_DIGEST = '5e'.repeat(32);
+const WEIGHTS_LAYER = `sha256:${'b'.repeat(64)}`;
 const REPOSITORY = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dreambooth/alice/my-model';
 const NOTES = `It's "quoted" $HOME \`uname\` $(id)\nsecond line; rm -rf /\n`;
 
@@ -31,7 +33,11 @@ case "$(basename "$0") $1" in
   "aws ecr") [ "$2" = get-login-password ] && printf 'ecr-password' ; [ "$2" = describe-repositories ] && exit "\${DESCRIBE_EXIT:-0}" ;;
   "aws s3") if [ "$4" = - ]; then cat "$S3_FIXTURE"; elif [ "$4" = notes.txt ]; then cat "$NOTES_FIXTURE" > notes.txt || exit 1; else printf 'zip' > "$4"; fi ;;
   "unzip "*) mkdir -p weights && touch weights/model_index.json ;;
-  "docker inspect") printf '%s\\n' "other.example/x@sha256:${'0'.repeat(64)}" "$REPO_FOR_INSPECT@sha256:$DIGEST_FOR_INSPECT" "" ;;
+  "docker inspect") case "\${@: -1}" in
+      *-sagemaker) printf '%s\\n' "$REPO_FOR_INSPECT@sha256:\${SERVING_DIGEST}" "" ;;
+      *) printf '%s\\n' "other.example/x@sha256:${'0'.repeat(64)}" "$REPO_FOR_INSPECT@sha256:$DIGEST_FOR_INSPECT" "" ;;
+    esac ;;
+  "docker image") printf '%s\\n' "sha256:${'a'.repeat(64)}" "${WEIGHTS_LAYER}" "" ;;
 esac
 exit 0
 `;
@@ -39,7 +45,7 @@ exit 0
 describe('the buildspec', () => {
   it('exports the digest and image, and logs in only through stdin', () => {
     expect(spec.version).toBe(0.2);
-    expect(spec.env['exported-variables']).toEqual(['IMAGE_DIGEST', 'IMAGE_URI']);
+    expect(spec.env['exported-variables']).toEqual(['IMAGE_DIGEST', 'IMAGE_URI', 'IMAGE_SERVING_URI']);
     const logins = allCommands().filter((c) => c.includes('docker login'));
     expect(logins.length).toBeGreaterThanOrEqual(2);
     for (const c of logins) {
@@ -61,7 +67,7 @@ describe('the buildspec', () => {
 
     /** Runs phases the way local mode does; returns the stand-ins' calls and the exported variables. */
     async function runPhases(phases: string[], env: Record<string, string>) {
-      const script = ['set -eo pipefail', ...phases.flatMap(commands), 'printf "%s\\n%s" "$IMAGE_DIGEST" "$IMAGE_URI" > exported'].join('\n');
+      const script = ['set -eo pipefail', ...phases.flatMap(commands), 'printf "%s\\n%s\\n%s" "$IMAGE_DIGEST" "$IMAGE_URI" "$IMAGE_SERVING_URI" > exported'].join('\n');
       const work = join(dir, 'work');
       await promisify(execFile)('bash', ['-c', `mkdir -p "${work}" && cd "${work}" && ${'eval "$SCRIPT"'}`], {
         env: { PATH: `${dir}:/usr/bin:/bin`, STUB_LOG: join(dir, 'calls'), SCRIPT: script, ...env },
@@ -70,8 +76,8 @@ describe('the buildspec', () => {
         .split('\x1e')
         .filter(Boolean)
         .map((record) => record.split('\0').slice(0, -1));
-      const [digest, uri] = readFileSync(join(work, 'exported'), 'utf8').split('\n');
-      return { calls, work, exported: { digest, uri } };
+      const [digest, uri, serving] = readFileSync(join(work, 'exported'), 'utf8').split('\n');
+      return { calls, work, exported: { digest, uri, ...(serving ? { serving } : {}) } };
     }
 
     const buildEnv = {
@@ -199,14 +205,37 @@ describe('the buildspec', () => {
       expect(readFileSync(join(dir, 'calls.stdin'), 'utf8')).toBe('ecr-password');
     });
 
+    /** The project's source: the serving adapter, in the build's folder. */
+    const withAdapter = () => {
+      mkdirSync(join(dir, 'work'));
+      writeFileSync(join(dir, 'work', 'sagemaker_adapter.py'), '# adapter\n');
+    };
+    const pushed = { CODEBUILD_BUILD_SUCCEEDING: '1', REPO_FOR_INSPECT: REPOSITORY, DIGEST_FOR_INSPECT: DIGEST, SERVING_DIGEST, WEIGHTS_LAYER };
+
     it('exports the pushed digest of this repository after a successful build', async () => {
-      const { exported } = await runPhases(['post_build'], {
-        ...buildEnv,
-        CODEBUILD_BUILD_SUCCEEDING: '1',
-        REPO_FOR_INSPECT: REPOSITORY,
-        DIGEST_FOR_INSPECT: DIGEST,
-      });
-      expect(exported).toEqual({ digest: DIGEST, uri: `${REPOSITORY}@sha256:${DIGEST}` });
+      withAdapter();
+      const { exported } = await runPhases(['post_build'], { ...buildEnv, ...pushed });
+      expect(exported).toEqual({ digest: DIGEST, uri: `${REPOSITORY}@sha256:${DIGEST}`, serving: `${REPOSITORY}@sha256:${SERVING_DIGEST}` });
+    });
+
+    it('builds and pushes the SageMaker variant from the version, in a context of the adapter alone', async () => {
+      withAdapter();
+      const { calls, work } = await runPhases(['post_build'], { ...buildEnv, ...pushed });
+      expect(readFileSync(join(work, 'serving', 'Dockerfile'), 'utf8')).toBe(
+        `FROM ${REPOSITORY}:${buildEnv.IMAGE_TAG}\nCOPY sagemaker_adapter.py /opt/dreambooth/sagemaker_adapter.py\n` +
+          'ENTRYPOINT ["python3", "/opt/dreambooth/sagemaker_adapter.py"]\nCMD ["serve"]\n',
+      );
+      expect(readdirSync(join(work, 'serving')).sort()).toEqual(['Dockerfile', 'sagemaker_adapter.py']);
+      const tag = `${REPOSITORY}:${DIGEST}-sagemaker`;
+      expect(calls.filter((c) => c[1] === 'build' || c[1] === 'push')).toEqual([
+        ['docker', 'build', '--label', `ai.dreambooth.weights-digest=${WEIGHTS_LAYER}`, '-t', tag, 'serving'],
+        ['docker', 'push', tag],
+      ]);
+    });
+
+    it('fails the build when the variant has no digest in this repository', async () => {
+      withAdapter();
+      await expect(runPhases(['post_build'], { ...buildEnv, ...pushed, SERVING_DIGEST: 'none' })).rejects.toThrow();
     });
 
     it('fails the build when the pushed digest cannot be found', async () => {

@@ -234,6 +234,8 @@ describe('synthesized template', () => {
     expect(project.Properties.QueuedTimeoutInMinutes).toBe(17);
     const spec = parse(readFileSync(repoFile('buildspecs/build-model.yml'), 'utf8'));
     expect(parse(project.Properties.Source.BuildSpec)).toEqual(spec);
+    // The source is the serving adapter, which the buildspec appends as the SageMaker variant.
+    expect(project.Properties.Source).toMatchObject({ Type: 'S3', Location: expect.anything() });
     const env = Object.fromEntries(
       (project.Properties.Environment.EnvironmentVariables as Array<{ Name: string; Value: unknown }>).map((v) => [v.Name, v.Value]),
     );

@@ -25,7 +25,8 @@ afterAll(async () => {
 });
 
 const reread = async (t: TrainingRecord) => (await d.store.getTraining(t.id))!;
-const build = { id: 'build:1', digest: [`sha256:${DIGEST}`], image: [`registry.local/alice/portrait@sha256:${DIGEST}`] };
+const SERVING = `registry.local/alice/portrait@sha256:${'e'.repeat(64)}`;
+const build = { id: 'build:1', digest: [`sha256:${DIGEST}`], image: [`registry.local/alice/portrait@sha256:${DIGEST}`], serving_image: [SERVING] };
 const codeBuildCause = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({
     Build: {
@@ -61,7 +62,16 @@ describe('version', () => {
       notes: 'first try',
       training_id: t.id,
       template: t.template,
+      serving_image: SERVING,
     });
+  });
+
+  it('records a version without a SageMaker variant when the build exported none', async () => {
+    const t = await newTraining(d, { model: 'alice/unserved', status: 'pushing' });
+    await record(d, { action: 'version', training_id: t.id, build: { ...build, serving_image: [] } });
+    const version = await d.store.getVersion('alice/unserved', DIGEST);
+    expect(version).not.toBeNull();
+    expect(version).not.toHaveProperty('serving_image');
   });
 
   it('refuses a build that exported no digest', async () => {

@@ -3,10 +3,12 @@
  * runs (codebuild/build-image), with its S3 client made here from plain settings. Messages: in, one `AppendJob`; out, `log` lines, then `done` with
  * the exported variables or `error` with the message.
  */
+import { readFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
+import { SERVING_ADAPTER } from '#shared/oci/serving-variant';
 import type { ImageStore } from '#shared/oci/types';
 import { BuildImageEnv } from '#shared/build-env';
 import { buildImage } from '../../../codebuild/build-image/core.ts';
@@ -33,7 +35,9 @@ export async function appendBuild(job: AppendJob, log: (line: string) => void): 
   const env = BuildImageEnv.parse({ ...job.env, ARCHIVE_MAX_ENTRIES: job.limits.maxEntries, ARCHIVE_MAX_UNCOMPRESSED_BYTES: job.limits.maxBytes });
   const s3 = new S3Client(job.s3);
   try {
-    return { ...(await buildImage(env, { s3, storeFor: (r) => store(r, job.registryHost), log })) };
+    // Beside the bundled worker, as beside CodeBuild's script (bundleBuildImage puts it there).
+    const servingAdapter = readFileSync(new URL(`./${SERVING_ADAPTER}`, import.meta.url));
+    return { ...(await buildImage(env, { s3, storeFor: (r) => store(r, job.registryHost), log, servingAdapter })) };
   } finally {
     s3.destroy();
   }

@@ -1,6 +1,7 @@
 /**
  * The docker path of the build-model project: the phases of buildspecs/build-model.yml run with
- * bash as CodeBuild runs them, with an `aws` shim (./bin/aws) for `aws s3 cp` on the PATH.
+ * bash as CodeBuild runs them, in a folder holding the project's source (the serving adapter),
+ * with an `aws` shim (./bin/aws) for `aws s3 cp` on the PATH.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { copyServingAdapter } from '../../constructs/build.ts';
 
 export interface DockerBuildOptions {
   /** `127.0.0.1:<port>` of the local registry. */
@@ -36,6 +38,8 @@ export async function dockerBuild(
   const exported = spec.env?.['exported-variables'] ?? [];
   const dir = await mkdtemp(join(tmpdir(), 'dreambooth-build-'));
   await writeFile(join(dir, '.buildspec.sh'), script(spec, exported));
+  // The project's source on AWS: the adapter the build appends as the SageMaker variant.
+  copyServingAdapter(dir);
   const tail: string[] = [];
   const collect = (chunk: Buffer) => {
     for (const line of chunk.toString('utf8').split('\n')) {

@@ -35,7 +35,10 @@ export interface AppendOptions {
   tag: string;
   /** Produces the new layer, an uncompressed tar (called once). */
   layer: () => Readable;
-  labels: Record<string, string>;
+  /** Labels added to the template's; a function reads them off the template's config. */
+  labels: Record<string, string> | ((template: ImageConfig) => Record<string, string>);
+  /** Replaces the template's entrypoint and command (both, as a Dockerfile's ENTRYPOINT resets CMD). */
+  run?: { Entrypoint: string[]; Cmd: string[] };
   /** `created_by` of the new history entry. */
   history?: string;
   /** Creation time written in the config; pass a fixed one to make retries produce the same digest. */
@@ -52,6 +55,8 @@ export interface AppendResult {
   image: string;
   /** Size of the new layer. */
   bytes: number;
+  /** Digest of the new layer, uncompressed: also its diff_id. */
+  layerDigest: string;
 }
 
 const MAX_CONFIG = 8 * 1024 * 1024;
@@ -64,7 +69,8 @@ export async function appendLayer(o: AppendOptions): Promise<AppendResult> {
   const layer = await o.target.uploadBlob(o.targetRepo, o.layer());
   const created = (o.created ?? new Date()).toISOString();
   const docker = mediaType === MediaTypes.dockerManifest;
-  const newConfig = extendConfig(config, layer.digest, o.labels, created, o.history ?? 'COPY weights /src/weights');
+  const labels = typeof o.labels === 'function' ? o.labels(config) : o.labels;
+  const newConfig = extendConfig(config, layer.digest, labels, created, o.history ?? 'COPY weights /src/weights', o.run);
   const configBody = Buffer.from(JSON.stringify(newConfig));
   const configBlob = await o.target.uploadBlob(o.targetRepo, configBody, sha256(configBody));
 
@@ -85,6 +91,7 @@ export async function appendLayer(o: AppendOptions): Promise<AppendResult> {
     manifestDigest,
     image: o.target.reference(o.targetRepo, o.tag, manifestDigest),
     bytes: layer.size,
+    layerDigest: layer.digest,
   };
 }
 
@@ -100,10 +107,17 @@ export async function readImageConfig(store: ImageStore, repo: string, ref: stri
   return { config, manifest, digest, mediaType };
 }
 
-function extendConfig(config: ImageConfig, diffId: string, labels: Record<string, string>, created: string, createdBy: string): ImageConfig {
+function extendConfig(
+  config: ImageConfig,
+  diffId: string,
+  labels: Record<string, string>,
+  created: string,
+  createdBy: string,
+  run: AppendOptions['run'],
+): ImageConfig {
   const next: ImageConfig = structuredClone(config);
   next.created = created;
-  next.config = { ...next.config, Labels: { ...next.config?.Labels, ...labels } };
+  next.config = { ...next.config, ...run, Labels: { ...next.config?.Labels, ...labels } };
   next.rootfs = { ...next.rootfs, diff_ids: [...next.rootfs.diff_ids, diffId] };
   // History entries must line up with layers; a template without history gets none rather than a partial one.
   if (next.history) next.history = [...next.history, { created, created_by: createdBy, comment: 'dreambooth-api' }];

@@ -1,11 +1,13 @@
 /**
  * Cog-style template images built from nothing (no base image, no docker): the stand-in for
- * `vanilla-template` in local mode, and a large one for the build benchmark. Their content is
- * fixed (creation time included), so the same call always yields the same digest.
+ * `vanilla-template` in local mode, the catalog's `demo-template` (served in-process by local
+ * mode), and a large one for the build benchmark. Their content is fixed (creation time
+ * included), so the same call always yields the same digest.
  */
 import { createCipheriv } from 'node:crypto';
 import { Readable } from 'node:stream';
 import YAML from 'yaml';
+import { DEMO_TEMPLATE_OPENAPI } from '../serving/demo-template-schema.ts';
 import { tarEntries, type TarEntry } from './tar.ts';
 import { MediaTypes, sha256, type ImageConfig, type ImageStore } from './types.ts';
 
@@ -55,6 +57,20 @@ export function createDemoTemplate(store: ImageStore, repo: string, tag: string,
   return pushImage(store, repo, tag, format, [cogLayer]);
 }
 
+/**
+ * The label by which local mode's stand-in for SageMaker hosting serves a version in-process
+ * (serving/demo-template) instead of running its image: versions built on the `demo-template`.
+ */
+export const DEMO_TEMPLATE_LABEL = 'ai.dreambooth.demo-template';
+
+/**
+ * The catalog's `demo-template` (returns its manifest digest): the tiny Cog template, described
+ * by the demo template's own schema and labelled for local mode to serve in-process.
+ */
+export function createServedDemoTemplate(store: ImageStore, repo: string, tag: string, format: ImageFormat = 'oci'): Promise<string> {
+  return pushImage(store, repo, tag, format, [cogLayer], { openapi: DEMO_TEMPLATE_OPENAPI, labels: { [DEMO_TEMPLATE_LABEL]: '1' } });
+}
+
 /** The demo template plus one incompressible layer of `bytes` bytes, streamed (for the build benchmark). */
 export function createLargeTemplate(store: ImageStore, repo: string, tag: string, bytes: number, format: ImageFormat = 'oci'): Promise<string> {
   const filler = () => tarEntries([{ path: 'filler.bin', size: bytes, stream: () => incompressible(bytes) }], 'opt/');
@@ -77,7 +93,20 @@ function incompressible(bytes: number): Readable {
   );
 }
 
-async function pushImage(store: ImageStore, repo: string, tag: string, format: ImageFormat, layers: (() => Readable)[]): Promise<string> {
+interface Described {
+  /** The Cog OpenAPI document of the label `run.cog.openapi_schema`. */
+  openapi: unknown;
+  labels?: Record<string, string>;
+}
+
+async function pushImage(
+  store: ImageStore,
+  repo: string,
+  tag: string,
+  format: ImageFormat,
+  layers: (() => Readable)[],
+  described: Described = { openapi: openapiSchema },
+): Promise<string> {
   const docker = format === 'docker';
   const pushed = [];
   for (const layer of layers) pushed.push(await store.uploadBlob(repo, layer()));
@@ -94,7 +123,8 @@ async function pushImage(store: ImageStore, repo: string, tag: string, format: I
       Labels: {
         'run.cog.version': COG_VERSION,
         'run.cog.config': JSON.stringify(cogYaml),
-        'run.cog.openapi_schema': JSON.stringify(openapiSchema),
+        'run.cog.openapi_schema': JSON.stringify(described.openapi),
+        ...described.labels,
       },
     },
     rootfs: { type: 'layers', diff_ids: pushed.map((l) => l.digest) },

@@ -33,6 +33,8 @@ function front(port: number, target: number) {
   };
 }
 
+const servingAdapter = Buffer.from('# the adapter\n');
+
 const storeFor = (repository: string) => {
   const slash = repository.indexOf('/');
   return { store: new RegistryClient({ baseUrl: `http://${repository.slice(0, slash)}`, timeoutMs: 5000 }), repo: repository.slice(slash + 1) };
@@ -52,7 +54,7 @@ describe.runIf(available)('the append build while the registry is down', () => {
       if (line.startsWith('registry unavailable')) opened ??= proxy.open();
     };
     try {
-      const out = await buildImage(env, { s3: fx.s3, storeFor, log: record, retryDelaysMs: [400, 800, 1600, 3200] });
+      const out = await buildImage(env, { s3: fx.s3, storeFor, log: record, retryDelaysMs: [400, 800, 1600, 3200], servingAdapter });
       expect(out.IMAGE_DIGEST).toMatch(/^[0-9a-f]{64}$/);
       expect(log.some((l) => l.startsWith('registry unavailable'))).toBe(true);
       // The one version: what the registry holds under the tag is what the build reported.
@@ -67,7 +69,7 @@ describe.runIf(available)('the append build while the registry is down', () => {
     const port = await freePort();
     const env = BuildImageEnv.parse({ ...fx.buildEnv('acme/never'), IMAGE_REPOSITORY: `127.0.0.1:${port}/acme/never` });
     const log: string[] = [];
-    const err = await buildImage(env, { s3: fx.s3, storeFor, log: (l) => log.push(l), retryDelaysMs: [100, 200] }).then(
+    const err = await buildImage(env, { s3: fx.s3, storeFor, log: (l) => log.push(l), retryDelaysMs: [100, 200], servingAdapter }).then(
       () => null,
       (e: Error) => e,
     );

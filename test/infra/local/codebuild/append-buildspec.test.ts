@@ -67,6 +67,15 @@ describe.skipIf(requireRegistry('the append buildspec test (it pushes to a regis
     expect(config.config?.Labels).toMatchObject({ 'org.opencontainers.image.description': NOTES, 'ai.dreambooth.training-id': TRAINING_ID });
     expect(config.config?.WorkingDir).toBe('/src');
     expect(manifest.layers).toHaveLength(2);
+
+    // The SageMaker variant, pushed beside the version, the same from both ways.
+    const serving = await readImageConfig(client, 'acme/codebuild', `${exported.IMAGE_DIGEST}-sagemaker`);
+    expect(exported.IMAGE_SERVING_URI).toBe(`${fx.registry.host}/acme/codebuild@${serving.digest}`);
+    expect(serving.manifest.layers.slice(0, 2)).toEqual(manifest.layers);
+    expect(serving.config.config?.Entrypoint).toEqual(['python3', '/opt/dreambooth/sagemaker_adapter.py']);
+    expect(serving.config.config?.Labels?.['ai.dreambooth.weights-digest']).toBe(manifest.layers[1]!.digest);
+    const localServing = local.Build.ExportedEnvironmentVariables.find((v) => v.Name === 'IMAGE_SERVING_URI')!.Value;
+    expect(localServing.split('@')[1]).toBe(serving.digest);
   });
 
   it('fails with one readable line when the staged archive is missing', async () => {
