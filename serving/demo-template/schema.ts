@@ -6,9 +6,9 @@
  * @cfworker/json-schema applies it (as the API does at submit).
  */
 import { Validator } from '@cfworker/json-schema';
-import { DEFAULT_SIZE, demoTemplateOpenApi, WEIGHTS_INPUT } from '#shared/serving/demo-template-schema';
+import { DEFAULT_SIZE, DEFAULT_STEPS, demoTemplateOpenApi, WEIGHTS_INPUT } from '#shared/serving/demo-template-schema';
 
-export { DEFAULT_SIZE, DEMO_TEMPLATE_OPENAPI, demoTemplateOpenApi, MAX_OUTPUTS, WEIGHTS_INPUT } from '#shared/serving/demo-template-schema';
+export { DEFAULT_SIZE, DEMO_TEMPLATE_OPENAPI, demoTemplateOpenApi, MAX_OUTPUTS, STEP_MS, WEIGHTS_INPUT } from '#shared/serving/demo-template-schema';
 
 export interface Problem {
   loc: (string | number)[];
@@ -22,6 +22,7 @@ export interface DemoInput {
   num_outputs: number;
   width: number;
   height: number;
+  num_inference_steps: number;
   replicate_weights?: string;
 }
 
@@ -46,5 +47,5 @@ export function checkInput(input: unknown, perRequestWeights: boolean): { input:
     problems.push({ loc: ['body', 'input', WEIGHTS_INPUT], msg: 'this server takes no per-request weights', type: 'value_error' });
   }
   if (problems.length) return { problems };
-  return { input: { num_outputs: 1, width: DEFAULT_SIZE, height: DEFAULT_SIZE, ...given } as DemoInput };
+  return { input: { num_outputs: 1, width: DEFAULT_SIZE, height: DEFAULT_SIZE, num_inference_steps: DEFAULT_STEPS, ...given } as DemoInput };
 }

@@ -7,6 +7,9 @@
 
 export const MAX_OUTPUTS = 4;
 export const DEFAULT_SIZE = 128;
+export const DEFAULT_STEPS = 1;
+/** What one denoising step of the demo template takes: a prediction lasts about steps × this. */
+export const STEP_MS = 10;
 const MIN_SIZE = 16;
 const MAX_SIZE = 512;
 
@@ -30,6 +33,15 @@ const INPUT = {
     num_outputs: { type: 'integer', title: 'Num Outputs', minimum: 1, maximum: MAX_OUTPUTS, default: 1, description: 'How many pictures', 'x-order': 2 },
     width: size('Width', 3),
     height: size('Height', 4),
+    num_inference_steps: {
+      type: 'integer',
+      title: 'Num Inference Steps',
+      minimum: 1,
+      maximum: 500,
+      default: DEFAULT_STEPS,
+      description: `Denoising steps; each takes ${STEP_MS} ms, as a GPU's would take its time`,
+      'x-order': 5,
+    },
   },
 };
 
@@ -40,7 +52,7 @@ const WEIGHTS_PROPERTY = {
   format: 'uri',
   title: 'Replicate Weights',
   description: "Weights to use instead of the version's own (a URL)",
-  'x-order': 5,
+  'x-order': 6,
 };
 
 /** The demo template's OpenAPI document; `perRequestWeights` adds the `replicate_weights` input. */

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoTemplateServer } from '#serving/demo-template/server';
+import { STEP_MS } from '#serving/demo-template/schema';
 import { decodePng, pngOfDataUri } from '#test-helpers/png';
 
 type Server = Awaited<ReturnType<typeof startDemoTemplateServer>>;
@@ -32,7 +33,7 @@ describe('the demo template, as a Cog server', () => {
     expect(status).toBe(200);
     const input = body.components.schemas.Input;
     expect(input.required).toEqual(['prompt']);
-    expect(Object.keys(input.properties)).toEqual(['prompt', 'seed', 'num_outputs', 'width', 'height']);
+    expect(Object.keys(input.properties)).toEqual(['prompt', 'seed', 'num_outputs', 'width', 'height', 'num_inference_steps']);
     expect(input.properties.num_outputs).toMatchObject({ type: 'integer', minimum: 1, maximum: 4, default: 1 });
     expect(body.components.schemas.Output).toEqual({ title: 'Output', type: 'array', items: { type: 'string', format: 'uri' } });
   });
@@ -47,6 +48,14 @@ describe('the demo template, as a Cog server', () => {
     const [a, b] = (body.output as string[]).map((uri) => decodePng(pngOfDataUri(uri)));
     expect([a!.width, a!.height]).toEqual([64, 48]);
     expect(a!.rgb.equals(b!.rgb)).toBe(false);
+  });
+
+  it("spends the model's own time on its steps, and says so in its logs", async () => {
+    const { body } = await call(server, 'POST', '/predictions', { input: { prompt: 'x', num_inference_steps: 20 } });
+    expect(body.logs).toContain('Steps: 20/20');
+    // 20 steps of STEP_MS each: the model's time is at least that (a lower bound holds on any
+    // machine), less the millisecond by which Date and the timer clock may round apart.
+    expect(body.metrics.predict_time).toBeGreaterThanOrEqual((20 * STEP_MS - 1) / 1000);
   });
 
   it('gives the same picture for the same prompt, another for another prompt', async () => {
@@ -67,6 +76,7 @@ describe('the demo template, as a Cog server', () => {
     expect((await detail({ prompt: 'x', num_outputs: 5 }))[0]!.loc).toEqual(['body', 'input', 'num_outputs']);
     expect((await detail({ prompt: 'x', width: 4096 }))[0]!.loc).toEqual(['body', 'input', 'width']);
     expect((await detail({ prompt: 'x', seed: 'lucky' }))[0]!.loc).toEqual(['body', 'input', 'seed']);
+    expect((await detail({ prompt: 'x', num_inference_steps: 0 }))[0]!.loc).toEqual(['body', 'input', 'num_inference_steps']);
     expect((await detail({ prompt: 'x', replicate_weights: 'https://example.test/lora.tar' }))[0]).toEqual({
       loc: ['body', 'input', 'replicate_weights'],
       msg: 'this server takes no per-request weights',
