@@ -68,7 +68,7 @@ export function checkFileInputs(d: ApiDeps, input: Record<string, unknown>): voi
     if (typeof value === 'string') {
       if (/^https?:\/\//i.test(value) && !uploadKeyOf(value, d.bucket)) checkEgress(d, field, value);
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => visit(`${field}.${i}`, v));
+      for (const [i, v] of value.entries()) visit(`${field}.${i}`, v);
     } else if (value && typeof value === 'object') {
       for (const [k, v] of Object.entries(value)) visit(`${field}.${k}`, v);
     }
