@@ -68,6 +68,10 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
       ...backends,
       // Cancel frees the training's trainer slot and wakes the next waiter by its token.
       wakesWaiters,
+      // Predictions: start, cancel (stop) and describe their executions; write the request object
+      // the endpoint reads; sign GETs of file outputs (the URLs act with this role).
+      { kind: 'prediction-state-machine', actions: ['states:StartExecution', 'states:DescribeExecution', 'states:StopExecution'] },
+      objects(PREFIX.predictions, 's3:GetObject', 's3:PutObject'),
     ],
   },
   authorizer: { timeout: () => 10, needs: [secret('apiTokens')] },
@@ -140,7 +144,8 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
     ],
   },
   // The training object it sends carries URLs built on the public URL.
-  notify: { timeout: (config) => config.webhooks.timeout_seconds + 10, needs: [table, secret('webhookSigning'), publicUrl] },
+  // A prediction's webhook carries its file outputs as presigned GETs, signed with this role.
+  notify: { timeout: (config) => config.webhooks.timeout_seconds + 10, needs: [table, secret('webhookSigning'), publicUrl, objects(PREFIX.predictions, 's3:GetObject')] },
   // One invocation is one run: Lambda's limit bounds a demo training.
   'demo-trainer': { timeout: () => 15 * 60, memorySize: 256, needs: [table, objects(PREFIX.trainerOutputs, 's3:PutObject', 's3:GetObject')] },
 };

@@ -8,7 +8,7 @@ import { toJSONSchema } from 'zod';
 import type { $ZodType } from 'zod/v4/core';
 import type { Config } from '#shared/config';
 import { pathParameterNames, ROUTES, type Operation, type Route } from '#shared/routes';
-import { retemplateSchema, seedRequestSchema, trainingsRequestSchema } from '../lambdas/api/schemas.ts';
+import { predictionRequestSchema, retemplateSchema, seedRequestSchema, trainingsRequestSchema } from '../lambdas/api/schemas.ts';
 
 type Schema = Record<string, unknown>;
 
@@ -17,12 +17,49 @@ const REQUEST_BODIES: Partial<Record<Operation<'api'>, (notesMax: number) => $Zo
   createSeedTraining: seedRequestSchema,
   createTrainingsTraining: trainingsRequestSchema,
   retemplate: retemplateSchema,
+  createPrediction: () => predictionRequestSchema(true),
+  createModelPrediction: () => predictionRequestSchema(false),
 };
 
 /** Operations that answer a page and take its `cursor`. */
-const PAGED = new Set<string>(['listTrainings', 'listVersions']);
+const PAGED = new Set<string>(['listTrainings', 'listVersions', 'listPredictions']);
 
-const CREATED = new Set<string>(['createSeedTraining', 'createTrainingsTraining', 'retemplate']);
+const CREATED = new Set<string>(['createSeedTraining', 'createTrainingsTraining', 'retemplate', 'createPrediction', 'createModelPrediction']);
+
+/** Replicate's prediction object (lambdas/shared/predictions/record.ts, predictionView). */
+const PREDICTION: Schema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    model: { type: 'string', description: 'owner/name' },
+    version: { type: 'string', description: 'The version id (64 hex)' },
+    input: { type: 'object', description: 'As submitted; long data URIs shortened to their header and size' },
+    output: { description: 'The model\'s output once succeeded; file outputs are short-lived URLs' },
+    logs: { type: 'string' },
+    error: { type: ['string', 'null'] },
+    status: { type: 'string', enum: ['starting', 'processing', 'succeeded', 'failed', 'canceled'] },
+    created_at: { type: 'string', format: 'date-time' },
+    started_at: { type: ['string', 'null'], format: 'date-time' },
+    completed_at: { type: ['string', 'null'], format: 'date-time' },
+    urls: { type: 'object', properties: { get: { type: 'string' }, cancel: { type: 'string' }, web: { type: 'string' } } },
+    metrics: { type: 'object', properties: { predict_time: { type: 'number' } } },
+    webhook: { type: ['string', 'null'] },
+    webhook_events_filter: { type: 'array', items: { type: 'string' } },
+  },
+  required: ['id', 'model', 'version', 'input', 'output', 'status', 'created_at', 'urls'],
+};
+const PREDICTION_PAGE: Schema = {
+  type: 'object',
+  properties: { previous: { type: ['string', 'null'] }, next: { type: ['string', 'null'] }, results: { type: 'array', items: { $ref: '#/components/schemas/Prediction' } } },
+};
+/** The answer's schema where it is more than an object. */
+const RESULTS: Partial<Record<string, Schema>> = {
+  createPrediction: { $ref: '#/components/schemas/Prediction' },
+  createModelPrediction: { $ref: '#/components/schemas/Prediction' },
+  getPrediction: { $ref: '#/components/schemas/Prediction' },
+  cancelPrediction: { $ref: '#/components/schemas/Prediction' },
+  listPredictions: PREDICTION_PAGE,
+};
 
 /** Operations that answer plain text (or a redirect to it). */
 const TEXT = new Set<string>(['getLogs']);
@@ -41,6 +78,16 @@ const ERROR: Schema = {
 function operation(route: Route, config: Config): Schema {
   const parameters: Schema[] = pathParameterNames(route.path).map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
   if (PAGED.has(route.op)) parameters.push({ name: 'cursor', in: 'query', required: false, schema: { type: 'string' }, description: 'From a previous page\'s `next` or `previous`' });
+  if (route.op === 'createPrediction' || route.op === 'createModelPrediction') {
+    parameters.push({
+      name: 'Prefer',
+      in: 'header',
+      required: false,
+      schema: { type: 'string' },
+      description: '`wait` or `wait=n`: answer once the prediction is terminal, or after n seconds (at most 25, below API Gateway\'s 29 s limit) with it unfinished',
+    });
+    parameters.push({ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string' }, description: 'The same key and body answer the same prediction for 24 hours' });
+  }
   if (route.op === 'getWebhookSecret') {
     parameters.push({ name: 'owner', in: 'query', required: false, schema: { type: 'string' }, description: 'The owner whose webhooks the secret signs; required when the token acts for several owners or any' });
   }
@@ -56,7 +103,7 @@ function operation(route: Route, config: Config): Schema {
     ...(parameters.length ? { parameters } : {}),
     ...(body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(body(config.limits.notes_max_chars)) } } } } : {}),
     responses: {
-      [ok]: TEXT.has(route.op) ? { description: 'The text', content: { 'text/plain': { schema: { type: 'string' } } } } : json({ type: 'object' }, 'The result'),
+      [ok]: TEXT.has(route.op) ? { description: 'The text', content: { 'text/plain': { schema: { type: 'string' } } } } : json(RESULTS[route.op] ?? { type: 'object' }, 'The result'),
       '4XX': json({ $ref: '#/components/schemas/Error' }, 'The request is wrong: `detail` says what to fix'),
       '5XX': json({ $ref: '#/components/schemas/Error' }, 'Try again later'),
     },
@@ -80,7 +127,7 @@ export function openApiDocument(config: Config): Schema {
       securitySchemes: {
         token: { type: 'http', scheme: 'bearer', description: 'An API token; the seed\'s `Authorization: Token <token>` works too' },
       },
-      schemas: { Error: ERROR },
+      schemas: { Error: ERROR, Prediction: PREDICTION },
     },
   };
 }

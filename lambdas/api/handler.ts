@@ -9,10 +9,12 @@ import { InputSchemas } from '#shared/input-schema';
 import { getWebhookSigningMaster } from '#shared/secrets';
 import { route, type ApiDeps } from './routing.ts';
 import { openApiDocument } from './openapi.ts';
+import { VersionSchemas } from './prediction-inputs.ts';
 import { liveRegistry } from './templates.ts';
 
 const deps = once((): ApiDeps => {
   const d = { ...baseDeps(), sfn: sfn(), secrets: secretsManager() };
+  const templates = liveRegistry(d.config.egress.allow);
   return {
     ...d,
     lambda: lambda(),
@@ -21,9 +23,19 @@ const deps = once((): ApiDeps => {
     notifyFunction: requireEnv(ENV.notifyFunction),
     webhookSigningMaster: () => getWebhookSigningMaster(d.secrets, requireEnv(ENV.webhookSecret)),
     log: logger('api'),
-    templates: liveRegistry(d.config.egress.allow),
+    templates,
     inputSchemas: new InputSchemas(d.config, d.secrets),
     openApi: once(() => openApiDocument(d.publicUrl)),
+    predictions: {
+      // Empty where the stack has no serving: the predictions routes say so (503).
+      stateMachineArn: process.env[ENV.predictionStateMachineArn] ?? '',
+      s3: once(async () => {
+        const { S3Client } = await import('@aws-sdk/client-s3');
+        // Path-style addressing, as every client of the bucket (lambdas/shared/aws.ts).
+        return new S3Client({ forcePathStyle: true });
+      }),
+      schemas: new VersionSchemas(templates),
+    },
   };
 });
 
@@ -42,6 +54,7 @@ export const handler = async (event: APIGatewayProxyEvent, context?: Context): P
       body,
       owners,
       idempotencyKey: header(event.headers, 'idempotency-key'),
+      prefer: header(event.headers, 'prefer'),
     });
     return json(out.status, out.body);
   } catch (e) {

@@ -1,6 +1,6 @@
 /**
  * `Idempotency-Key` on the create routes, through Powertools' idempotency utility: the key is
- * claimed (in progress) before the training is written; if the create throws (the write
+ * claimed (in progress) before the training (or prediction) is written; if the create throws (the write
  * fails, StartExecution fails), the claim is deleted, so a retry with the same key really
  * retries instead of replaying a failure or waiting forever. A completed key replays the
  * training it created (as it is now) for 24 h; the record carries a DynamoDB TTL attribute,
@@ -54,21 +54,33 @@ export interface IdempotentRequest {
  * Runs `create` at most once per key and body; without a key, just runs it. Answers the
  * training it created, or on a replay the earlier one as it is now.
  */
-export async function idempotently(store: Store, req: IdempotentRequest, create: () => Promise<TrainingRecord>): Promise<TrainingRecord> {
+export function idempotently(store: Store, req: IdempotentRequest, create: () => Promise<TrainingRecord>): Promise<TrainingRecord> {
+  return claimOnce(req, { prefix: 'create-training', field: 'training_id', load: (id) => store.getTraining(id) }, store, create);
+}
+
+/** What one kind of create keeps under its keys: its prefix, the id's field, how to read it again. */
+export interface CreatedKind<T> {
+  prefix: string;
+  field: string;
+  load(id: string): Promise<T | null>;
+}
+
+/** idempotently, for any kind of created item (trainings, predictions). */
+export async function claimOnce<T extends { id: string }>(req: IdempotentRequest, kind: CreatedKind<T>, store: Store, create: () => Promise<T>): Promise<T> {
   const key = req.key?.trim();
   if (!key) return create();
   if (key.length > 255) throw badRequest('Idempotency-Key: at most 255 characters');
   // Keys are scoped to the token's owners; the path and body must match on a replay.
   const claim = { scope: sha256Hex(`${[...req.owners].sort().join(',')}\n${key}`), body: sha256Hex(`${req.path}\n${req.body ?? ''}`) };
-  let created: TrainingRecord | undefined;
+  let created: T | undefined;
   const run = makeIdempotent(
     async (_claim: typeof claim) => {
       created = await create();
-      return { training_id: created.id };
+      return { [kind.field]: created.id };
     },
     {
       persistenceStore: layerFor(store),
-      keyPrefix: 'create-training',
+      keyPrefix: kind.prefix,
       config: new IdempotencyConfig({
         eventKeyJmesPath: 'scope',
         payloadValidationJmesPath: 'body',
@@ -80,9 +92,9 @@ export async function idempotently(store: Store, req: IdempotentRequest, create:
     },
   );
   try {
-    const { training_id } = await run(claim);
-    const t = created ?? (await store.getTraining(training_id));
-    if (!t) throw new Error(`training ${training_id} of a completed Idempotency-Key is missing`);
+    const id = (await run(claim))[kind.field] as string;
+    const t = created ?? (await kind.load(id));
+    if (!t) throw new Error(`${kind.field} ${id} of a completed Idempotency-Key is missing`);
     return t;
   } catch (e) {
     const name = (e as Error).name;

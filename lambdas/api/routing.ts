@@ -1,13 +1,16 @@
 /**
  * The token-authorised API's routing: each operation of the route table (lambdas/shared/routes.ts)
  * and the function that does it. The operations live by what they do: ./create.ts (the three
- * create flows), ./reads.ts, ./trainers.ts, ./cancel.ts, ./idempotency.ts, ./webhooks.ts.
+ * create flows), ./reads.ts, ./trainers.ts, ./cancel.ts, ./idempotency.ts, ./webhooks.ts;
+ * predictions in ./predictions.ts (create) and ./prediction-reads.ts (reads, cancel).
  */
 import { ApiError } from '#shared/errors';
 import { view } from '#shared/training';
 import { operationFor, type Operation } from '#shared/routes';
 import { cancelTraining } from './cancel.ts';
 import { createSeedTraining, createTrainingsTraining, retemplate } from './create.ts';
+import { cancelPrediction, getPrediction, listPredictions } from './prediction-reads.ts';
+import { createModelPrediction, createPrediction } from './predictions.ts';
 import { getModel, getVersion, listTemplates, listTrainings, listVersions, ownedTraining, withQueuePlace } from './reads.ts';
 import { getTrainer, listTrainers } from './trainers.ts';
 import type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';
@@ -28,6 +31,11 @@ const OPERATIONS: Record<Operation<'api'>, OperationHandler> = {
   retemplate: (d, req, p) => retemplate(d, req, p.owner!, p.name!),
   getVersion: (d, req, p) => getVersion(d, req, p.owner!, p.name!, p.version!),
   createTrainingsTraining: (d, req, p) => createTrainingsTraining(d, req, p.owner!, p.name!, p.version!),
+  createPrediction: (d, req) => createPrediction(d, req),
+  listPredictions: (d, req) => listPredictions(d, req),
+  getPrediction: (d, req, p) => getPrediction(d, req, p.id!),
+  cancelPrediction: (d, req, p) => cancelPrediction(d, req, p.id!),
+  createModelPrediction: (d, req, p) => createModelPrediction(d, req, p.owner!, p.name!),
   getWebhookSecret: (d, req) => getWebhookSecret(d, req),
   listTrainers: (d) => listTrainers(d),
   getTrainer: (d, _req, p) => getTrainer(d, p.owner!, p.name!),

@@ -69,3 +69,27 @@ export function retemplateSchema(notesMax: number) {
     webhook: z.nullish(httpUrl),
   });
 }
+
+/**
+ * Replicate's create-prediction body: `POST /v1/predictions` (with `version`: a 64-hex version
+ * id or `owner/name:version`) and `POST /v1/models/{owner}/{name}/predictions` (without: the
+ * model's latest version). `stream` is accepted, as Replicate's clients may send it, and
+ * ignored: outputs are not streamed.
+ */
+export function predictionRequestSchema(withVersion: boolean) {
+  const common = {
+    input: z.record(z.string(), z.unknown(), { error: "is required: a JSON object of the model's inputs" }),
+    webhook: z.nullish(httpUrl),
+    webhook_events_filter: z.optional(
+      z
+        .array(z.enum(EVENTS, { error: `must hold only ${EVENTS.join(', ')}` }), { error: 'must be a list of events' })
+        .check(z.minLength(1, 'must name at least one event')),
+    ),
+    stream: z.optional(z.boolean({ error: 'must be true or false' })),
+  };
+  const version = z
+    .string({ error: 'is required: a version id (64 hex) or owner/name:version' })
+    .check(z.minLength(1), z.maxLength(MODEL_MAX + 66, 'is too long for owner/name:version'));
+  return withVersion ? z.strictObject({ version, ...common }) : z.strictObject(common);
+}
+export type PredictionRequest = { version?: string } & z.infer<ReturnType<typeof predictionRequestSchema>>;

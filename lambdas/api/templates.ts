@@ -31,7 +31,12 @@ export interface TemplateRegistry {
   exists(repository: string, digest: string): Promise<boolean>;
   /** Why the image is not a usable Cog template (or null), and the weights its label declares. */
   inspect(repository: string, digest: string): Promise<{ problem: string | null; weights?: TemplateWeights }>;
+  /** The image's Cog OpenAPI document (its `run.cog.openapi_schema` label), or null without one. */
+  openApi?(repository: string, digest: string): Promise<unknown>;
 }
+
+/** The label in which Cog writes a model's OpenAPI document (inputs and output). */
+export const OPENAPI_LABEL = 'run.cog.openapi_schema';
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -139,6 +144,13 @@ export function liveRegistry(allow: string[]): TemplateRegistry {
         cache.set(key, { problem, weights: problem ? undefined : (image?.Labels?.[WEIGHTS_LABEL] as TemplateWeights | undefined) });
       }
       return cache.get(key)!;
+    },
+    async openApi(repository, digest) {
+      const { store, repo } = await open(repository);
+      const { readImageConfig } = await import('#shared/oci/append');
+      const { config } = await readImageConfig(store, repo, `sha256:${digest}`);
+      const label = (config.config as ImageSettings | undefined)?.Labels?.[OPENAPI_LABEL];
+      return label === undefined ? null : JSON.parse(label);
     },
   };
 }

@@ -1,7 +1,9 @@
 /** What the api's operations receive and answer. */
 import type { LambdaClient } from '@aws-sdk/client-lambda';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Deps } from '#shared/deps';
 import type { SchemaLookup } from '#shared/input-schema';
+import type { VersionRecord } from '#shared/store';
 import type { Logger } from '#shared/log';
 import type { ResolvedTrainer } from '#shared/trainers/index';
 import type { TemplateRegistry } from './templates.ts';
@@ -18,6 +20,20 @@ export interface ApiDeps extends Deps<'sfn' | 'secrets'> {
   inputSchemas: { lookup(trainer: ResolvedTrainer): Promise<SchemaLookup> };
   /** The OpenAPI document (generated at synth, infra/openapi.ts). */
   openApi: () => unknown;
+  predictions: PredictionDeps;
+}
+
+/** What the predictions routes need beyond the rest (lambdas/api/predictions.ts). */
+export interface PredictionDeps {
+  /** The prediction state machine; empty where the stack has none (predictions answer 503). */
+  stateMachineArn: string;
+  /**
+   * The S3 client, made on first use: only predictions write the request object and sign file
+   * outputs, so the other routes' cold start does not load it.
+   */
+  s3: () => Promise<S3Client>;
+  /** A version's input schema (its template's Cog OpenAPI schema; cached by the implementation). */
+  schemas: { lookup(version: VersionRecord): Promise<SchemaLookup> };
 }
 
 export interface ApiRequest {
@@ -32,6 +48,8 @@ export interface ApiRequest {
   owners: string[];
   /** The `Idempotency-Key` header, if sent. */
   idempotencyKey?: string;
+  /** The `Prefer` header, if sent (`wait`, `wait=n`: lambdas/api/prediction-wait.ts). */
+  prefer?: string;
 }
 
 export interface ApiResponse {

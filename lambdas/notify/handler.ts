@@ -1,19 +1,26 @@
 import type { Context } from 'aws-lambda';
-import { secretsManager } from '#shared/aws';
+import { s3, secretsManager } from '#shared/aws';
 import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
 import { LOG_MESSAGES } from '#shared/log-messages';
+import { PredictionNotifyEvent } from '#shared/predictions/events';
 import { getWebhookSigningMaster } from '#shared/secrets';
 import { NotifyEvent } from '#shared/steps';
 import { notify } from './core.ts';
+import { notifyPrediction } from './prediction.ts';
 
+/** `{training_id, event}` from the training workflow and the api; `{prediction_id, event}` from the prediction workflow and cancel. */
 export const handler = async (event: unknown, context?: Context) => {
-  const { training_id, event: kind, seq } = NotifyEvent.parse(event);
+  const isPrediction = !!event && typeof event === 'object' && 'prediction_id' in event;
+  const parsed = isPrediction ? PredictionNotifyEvent.parse(event) : NotifyEvent.parse(event);
+  const { event: kind, seq } = parsed;
   const d = baseDeps();
-  const log = logger('notify', { training_id }, context);
+  const log = logger('notify', 'prediction_id' in parsed ? { prediction_id: parsed.prediction_id } : { training_id: parsed.training_id }, context);
   try {
-    const out = await notify(d, await getWebhookSigningMaster(secretsManager(), requireEnv(ENV.webhookSecret)), training_id, kind, seq);
+    const master = await getWebhookSigningMaster(secretsManager(), requireEnv(ENV.webhookSecret));
+    const out =
+      'prediction_id' in parsed ? await notifyPrediction({ ...d, s3: s3() }, master, parsed.prediction_id, kind, seq) : await notify(d, master, parsed.training_id, kind, seq);
     log.info(LOG_MESSAGES.webhook, { event: kind, ...out });
     return out;
   } catch (e) {

@@ -40,6 +40,12 @@ export const ROUTES = [
   { method: 'GET', path: '/v1/models/{owner}/{name}/versions/{version}', auth: 'token', fn: 'api', op: 'getVersion', summary: 'Get a model version' },
   // Replicate's Trainings API creates trainings under the trainer's version.
   { method: 'POST', path: '/v1/models/{owner}/{name}/versions/{version}/trainings', auth: 'token', fn: 'api', op: 'createTrainingsTraining', summary: "Create a training (Replicate's Trainings API)" },
+  // Replicate's predictions API: a version run on its own endpoint (lambdas/api/predictions.ts).
+  { method: 'POST', path: '/v1/predictions', auth: 'token', fn: 'api', op: 'createPrediction', summary: 'Run a model version (Replicate\'s predictions API)' },
+  { method: 'GET', path: '/v1/predictions', auth: 'token', fn: 'api', op: 'listPredictions', summary: 'List predictions, newest first' },
+  { method: 'GET', path: '/v1/predictions/{id}', auth: 'token', fn: 'api', op: 'getPrediction', summary: 'Get a prediction (file outputs as short-lived URLs)' },
+  { method: 'POST', path: '/v1/predictions/{id}/cancel', auth: 'token', fn: 'api', op: 'cancelPrediction', summary: 'Cancel a prediction' },
+  { method: 'POST', path: '/v1/models/{owner}/{name}/predictions', auth: 'token', fn: 'api', op: 'createModelPrediction', summary: "Run a model's latest version" },
   { method: 'GET', path: '/v1/webhooks/default/secret', auth: 'token', fn: 'api', op: 'getWebhookSecret', summary: "Get the webhook signing secret of the token's owner" },
   { method: 'GET', path: '/v1/trainers', auth: 'token', fn: 'api', op: 'listTrainers', summary: 'List the configured trainers' },
   { method: 'GET', path: '/v1/trainers/{owner}/{name}', auth: 'token', fn: 'api', op: 'getTrainer', summary: 'Get a trainer with its input schema' },

@@ -31,6 +31,8 @@ export interface Page<T> {
 
 const trainingKey = (id: string) => ({ pk: `TRAINING#${id}`, sk: 'TRAINING' });
 const versionKey = (model: string, id: string) => ({ pk: `MODEL#${model}`, sk: `VERSION#${id}` });
+/** A version id's model, so a bare version id finds its version (Replicate's `version` of a prediction). */
+const versionAliasKey = (id: string) => ({ pk: `VERSIONID#${id}`, sk: 'VERSIONID' });
 const KEYS = new Set(['pk', 'sk', 'listpk', 'listsk']);
 
 function strip<T>(item: Record<string, unknown> | undefined): T | null {
@@ -167,21 +169,31 @@ export class Store {
     }
   }
 
-  /** Idempotent: writing the same version twice keeps the first record. */
+  /**
+   * Idempotent: writing the same version twice keeps the first record. Writes its id's alias
+   * beside it (the first model to push an id keeps it); versions written before the alias
+   * existed are found by `owner/name:version` only.
+   */
   async putVersion(v: VersionRecord): Promise<VersionRecord> {
-    try {
-      await this.db.send(
-        new PutCommand({
-          TableName: this.table,
-          Item: { ...versionKey(v.model, v.id), listpk: `VERSIONS#${v.model}`, listsk: `${v.created_at}#${v.id}`, ...v },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-      );
-      return v;
-    } catch (e) {
-      if ((e as Error).name !== 'ConditionalCheckFailedException') throw e;
-      return (await this.getVersion(v.model, v.id))!;
-    }
+    const put = async (Item: Record<string, unknown>) => {
+      try {
+        await this.db.send(new PutCommand({ TableName: this.table, Item, ConditionExpression: 'attribute_not_exists(pk)' }));
+        return true;
+      } catch (e) {
+        if ((e as Error).name !== 'ConditionalCheckFailedException') throw e;
+        return false;
+      }
+    };
+    const created = await put({ ...versionKey(v.model, v.id), listpk: `VERSIONS#${v.model}`, listsk: `${v.created_at}#${v.id}`, ...v });
+    await put({ ...versionAliasKey(v.id), model: v.model });
+    return created ? v : (await this.getVersion(v.model, v.id))!;
+  }
+
+  /** The version of a bare version id, through its alias; null when unknown (or written before aliases). */
+  async findVersion(id: string): Promise<VersionRecord | null> {
+    const alias = await this.db.send(new GetCommand({ TableName: this.table, Key: versionAliasKey(id) }));
+    const model = alias.Item?.model;
+    return typeof model === 'string' ? this.getVersion(model, id) : null;
   }
 
   async getVersion(model: string, id: string): Promise<VersionRecord | null> {

@@ -53,6 +53,8 @@ beforeAll(async () => {
     templates: liveRegistry(fx.deps.config.egress.allow),
     inputSchemas: new InputSchemas(fx.deps.config, fx.deps.secrets),
     openApi: () => openApiDocument(fx.deps.config),
+    // Predictions have their own test (predictions.test.ts).
+    predictions: { stateMachineArn: '', s3: async () => fx.deps.s3, schemas: { lookup: async () => ({ schema: null, reason: 'not checked in this test' }) } },
   };
 });
 afterAll(() => fx?.stop());

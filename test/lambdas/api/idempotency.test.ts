@@ -30,6 +30,7 @@ beforeAll(async () => {
     // Inputs are not this test's concern: no schema, so the trainer would check them.
     inputSchemas: { lookup: async () => ({ schema: null, reason: 'not checked in this test' }) },
     openApi: () => ({}),
+    predictions: { stateMachineArn: '', s3: async () => fx.deps.s3, schemas: { lookup: async () => ({ schema: null, reason: 'not checked in this test' }) } },
   };
 });
 afterAll(() => fx?.stop());
