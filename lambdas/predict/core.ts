@@ -9,17 +9,11 @@ import type { BaseDeps } from '#shared/deps';
 import { requestKey } from '#shared/predictions/record';
 import { PredictionStore } from '#shared/predictions/store';
 import { StepError, StepErrors } from '#shared/steps';
-import { PredictionErrors } from '#shared/serving/steps';
+import { PredictionErrors, REQUEST_TTL_SECONDS } from '#shared/serving/steps';
 
 export interface PredictDeps extends BaseDeps {
   runtime: SageMakerRuntimeClient;
 }
-
-/**
- * How long a request may wait in the endpoint's queue (asynchronous inference allows up to
- * 6 hours): a burst on an endpoint at its maximum instances drains in turn.
- */
-export const REQUEST_TTL_SECONDS = 6 * 3600;
 
 export interface PredictEventInput {
   prediction_id: string;

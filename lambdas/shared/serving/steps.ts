@@ -7,6 +7,13 @@ import * as z from '../zod.ts';
 /** Execution names are at most 80 characters; the api names each execution after its prediction. */
 export const PredictionId = z.string().check(z.regex(/^[A-Za-z0-9_-]{1,80}$/, 'is not a prediction id'));
 
+/**
+ * How long a request may wait in an endpoint's queue (asynchronous inference allows up to
+ * 6 hours): a burst on an endpoint at its maximum instances drains in turn. The wait for the
+ * answer outlasts it (infra/constructs/serving.ts).
+ */
+export const REQUEST_TTL_SECONDS = 6 * 3600;
+
 /** The Catch's error output: { Error, Cause }. */
 const CaughtError = z.looseObject({ Error: z.optional(z.string()), Cause: z.optional(z.string()) });
 
