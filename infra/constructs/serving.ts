@@ -100,7 +100,7 @@ export class Serving extends Construct implements ServingGrantables {
       outputPath: `s3://${props.storage.bucket.bucketName}/${PREDICTIONS_PREFIX}`,
     };
     const fn = (fid: string, name: HandlerName) => new HouseFunction(this, fid, { name, config: props.config });
-    this.functions = { endpoint: fn('Endpoint', 'prediction-endpoint'), predict: fn('Predict', 'predict'), notified: fn('Notified', 'prediction-notified'), record: fn('Record', 'record-prediction') };
+    this.functions = { endpoint: fn('Endpoints', 'prediction-endpoint'), predict: fn('Predict', 'predict'), notified: fn('Notified', 'prediction-notified'), record: fn('Record', 'record-prediction') };
     for (const topic of [this.successTopic, this.errorTopic]) topic.addSubscription(new LambdaSubscription(this.functions.notified));
     this.logGroup = new LogGroup(this, 'Logs', {
       logGroupName: `/aws/vendedlogs/states/dreambooth-${this.node.addr}`,

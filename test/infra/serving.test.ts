@@ -53,7 +53,7 @@ describe('Serving', () => {
     const id = stack.getLogicalId(stack.serving.stateMachine.node.defaultChild as never);
     const machine = resources[id]!;
     expect(machine.Properties.StateMachineType).toBe('STANDARD');
-    const asl = JSON.parse(stack.resolve(machine.Properties.DefinitionString)['Fn::Join'][1].map((p: unknown) => (typeof p === 'string' ? p : '"X"')).join(''));
+    const asl = JSON.parse(stack.resolve(machine.Properties.DefinitionString)['Fn::Join'][1].map((p: unknown) => (typeof p === 'string' ? p : 'X')).join(''));
     expect(asl.QueryLanguage ?? 'JSONPath').toBe('JSONPath');
     expect(asl.StartAt).toBe('Make sure the endpoint is ready');
     const tasks = Object.entries(asl.States as Record<string, { Type: string; TimeoutSeconds?: number; Resource?: string }>).filter(([, s]) => s.Type === 'Task');
@@ -75,7 +75,7 @@ describe('Serving', () => {
     expect(send.TimeoutSeconds).toBeGreaterThan(6 * 3600 + 3600);
     expect(asl.States['Is the endpoint ready?'].Default).toBe('Wait for the endpoint');
     expect(asl.States['Wait for the endpoint'].Next).toBe('Make sure the endpoint is ready');
-    expect(asl.States['Send the completion webhook'].Parameters.Payload).toEqual({ 'prediction_id.$': '$.prediction_id', event: 'completed' });
+    expect(asl.States['Send the completion webhook'].Parameters).toEqual({ 'prediction_id.$': '$.prediction_id', event: 'completed' });
   });
 
   it('has two encrypted, TLS-only topics, each subscribed by prediction-notified', () => {
