@@ -132,7 +132,11 @@ async function whenExists(d: EndpointDeps, t: Target, e: DescribeEndpointCommand
   switch (e.EndpointStatus) {
     case 'Failed': {
       // A failed endpoint serves nothing: deleted, so that a later prediction makes it again.
-      await d.sagemaker.send(new DeleteEndpointCommand({ EndpointName: name })).catch((err) => log.warn('could not delete the failed endpoint', { endpoint: name, error: (err as Error).message }));
+      try {
+        await d.sagemaker.send(new DeleteEndpointCommand({ EndpointName: name }));
+      } catch (err) {
+        log.warn('could not delete the failed endpoint', { endpoint: name, error: (err as Error).message });
+      }
       throw endpointFailure(e.FailureReason ?? 'no reason given', ctx);
     }
     case 'InService':

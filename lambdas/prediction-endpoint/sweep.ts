@@ -42,11 +42,16 @@ async function* ownEndpoints(d: EndpointDeps): AsyncGenerator<EndpointSummary> {
 }
 
 async function deleteEndpoint(d: EndpointDeps, name: string): Promise<void> {
-  const gone = (e: unknown) => {
-    if (!isNotFound(e)) throw e;
+  // Each may be gone already (a sweep stopped half-way, or deleted by hand).
+  const unlessGone = async (call: () => Promise<unknown>) => {
+    try {
+      await call();
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
   };
   await tearDownScaling(d, name);
-  await d.sagemaker.send(new DeleteEndpointCommand({ EndpointName: name })).catch(gone);
-  await d.sagemaker.send(new DeleteEndpointConfigCommand({ EndpointConfigName: name })).catch(gone);
-  await d.sagemaker.send(new DeleteModelCommand({ ModelName: name })).catch(gone);
+  await unlessGone(() => d.sagemaker.send(new DeleteEndpointCommand({ EndpointName: name })));
+  await unlessGone(() => d.sagemaker.send(new DeleteEndpointConfigCommand({ EndpointConfigName: name })));
+  await unlessGone(() => d.sagemaker.send(new DeleteModelCommand({ ModelName: name })));
 }
