@@ -24,8 +24,8 @@ import { logger } from '#shared/log';
 import type { PredictionRecord } from '#shared/predictions/record';
 import { PredictionStore } from '#shared/predictions/store';
 import { EndpointRecords } from '#shared/serving/endpoint-record';
-import { type EndpointDeps, ensureEndpoint } from '../../../lambdas/prediction-endpoint/core.ts';
-import { sweepEndpoints } from '../../../lambdas/prediction-endpoint/sweep.ts';
+import { type EndpointDeps, ensureEndpoint } from '#lambdas/prediction-endpoint/core';
+import { sweepEndpoints } from '#lambdas/prediction-endpoint/sweep';
 import { type Fixture, startFixture } from '#test-helpers/aws-local';
 
 const VERSION = 'b'.repeat(64);
