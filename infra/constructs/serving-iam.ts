@@ -36,16 +36,36 @@ export function createEndpointRole(scope: Construct, props: EndpointRoleProps): 
   for (const topic of props.topics) topic.grantPublish(role);
   const stack = Stack.of(scope);
   if (props.repositoryPrefix !== undefined) {
-    const repositories = stack.formatArn({ service: 'ecr', resource: 'repository', resourceName: props.repositoryPrefix ? `${props.repositoryPrefix}/*` : '*' });
-    role.addToPolicy(new PolicyStatement({ actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'], resources: [repositories] }));
+    const repositories = stack.formatArn({
+      service: 'ecr',
+      resource: 'repository',
+      resourceName: props.repositoryPrefix ? `${props.repositoryPrefix}/*` : '*',
+    });
+    role.addToPolicy(
+      new PolicyStatement({
+        actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
+        resources: [repositories],
+      }),
+    );
     // GetAuthorizationToken is account-wide: it takes no resource.
     role.addToPolicy(new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
   }
-  const logGroups = stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: `${ENDPOINT_LOGS}${props.endpointPrefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+  const logGroups = stack.formatArn({
+    service: 'logs',
+    resource: 'log-group',
+    resourceName: `${ENDPOINT_LOGS}${props.endpointPrefix}*`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
   role.addToPolicy(new PolicyStatement({ actions: ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], resources: [logGroups] }));
-  role.addToPolicy(new PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`${logGroups}:log-stream:*`] }));
   role.addToPolicy(
-    new PolicyStatement({ actions: ['cloudwatch:PutMetricData'], resources: ['*'], conditions: { StringLike: { 'cloudwatch:namespace': '/aws/sagemaker/*' } } }),
+    new PolicyStatement({ actions: ['logs:CreateLogStream', 'logs:PutLogEvents'], resources: [`${logGroups}:log-stream:*`] }),
+  );
+  role.addToPolicy(
+    new PolicyStatement({
+      actions: ['cloudwatch:PutMetricData'],
+      resources: ['*'],
+      conditions: { StringLike: { 'cloudwatch:namespace': '/aws/sagemaker/*' } },
+    }),
   );
   return role;
 }
@@ -83,6 +103,12 @@ export function grantEndpoints(grantee: IGrantable, role: Role, endpointPrefix: 
       conditions: { StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } },
     }),
   );
+  grantScaling(grantee, stack, endpointPrefix);
+}
+
+/** Application Auto Scaling on the endpoints, and their scale-from-zero alarms. */
+function grantScaling(grantee: IGrantable, stack: Stack, endpointPrefix: string): void {
+  const add = (s: PolicyStatement) => grantee.grantPrincipal.addToPrincipalPolicy(s);
   // Scalable targets and policies are named by generated ids, not by the endpoint: no resource to scope to.
   add(
     new PolicyStatement({
@@ -98,7 +124,14 @@ export function grantEndpoints(grantee: IGrantable, role: Role, endpointPrefix: 
   add(
     new PolicyStatement({
       actions: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms'],
-      resources: [stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: `${endpointPrefix}*`, arnFormat: ArnFormat.COLON_RESOURCE_NAME })],
+      resources: [
+        stack.formatArn({
+          service: 'cloudwatch',
+          resource: 'alarm',
+          resourceName: `${endpointPrefix}*`,
+          arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+        }),
+      ],
     }),
   );
   // The first RegisterScalableTarget of an account creates Application Auto Scaling's role for SageMaker endpoints.
@@ -110,7 +143,8 @@ export function grantEndpoints(grantee: IGrantable, role: Role, endpointPrefix: 
           service: 'iam',
           region: '',
           resource: 'role',
-          resourceName: 'aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint',
+          resourceName:
+            'aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint',
         }),
       ],
       conditions: { StringLike: { 'iam:AWSServiceName': 'sagemaker.application-autoscaling.amazonaws.com' } },
