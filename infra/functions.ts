@@ -143,6 +143,16 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
       { kind: 'sagemaker-jobs' },
     ],
   },
+  // The prediction's endpoint: made, scaled and (daily, idle) deleted; the endpoint's last use in
+  // the table. Reads the prediction and its version.
+  'prediction-endpoint': { needs: [table, { kind: 'sagemaker-endpoints' }] },
+  // Marks the prediction processing with its task token, then queues the request (the endpoint
+  // reads the request object with its own role).
+  predict: { needs: [table, { kind: 'endpoint-invoke' }, { kind: 'bucket-name' }] },
+  // Finds the prediction of SageMaker's notification and ends its wait.
+  'prediction-notified': { needs: [{ kind: 'table', readItems: true }, { kind: 'task-tokens', actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'] }] },
+  // Reads the endpoint's response (and a failure's body), writes the file outputs.
+  'record-prediction': { memorySize: 1024, needs: [table, objects(PREFIX.predictions, 's3:GetObject', 's3:PutObject')] },
   // The training object it sends carries URLs built on the public URL.
   // A prediction's webhook carries its file outputs as presigned GETs, signed with this role.
   notify: { timeout: (config) => config.webhooks.timeout_seconds + 10, needs: [table, secret('webhookSigning'), publicUrl, objects(PREFIX.predictions, 's3:GetObject')] },

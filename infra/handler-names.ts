@@ -13,5 +13,9 @@ export const HANDLER_NAMES = [
   'record',
   'notify',
   'demo-trainer',
+  'prediction-endpoint',
+  'predict',
+  'prediction-notified',
+  'record-prediction',
 ] as const;
 export type HandlerName = (typeof HANDLER_NAMES)[number];

@@ -42,6 +42,13 @@ export const RESOURCELESS_ACTIONS: ReadonlySet<string> = new Set([
   'states:SendTaskSuccess',
   'states:SendTaskFailure',
   'states:SendTaskHeartbeat',
+  // The sweep lists the endpoints and keeps to the stack's prefix.
+  'sagemaker:ListEndpoints',
+  // Scalable targets and policies are named by ids Application Auto Scaling generates, not by endpoint.
+  'application-autoscaling:RegisterScalableTarget',
+  'application-autoscaling:DescribeScalableTargets',
+  'application-autoscaling:DeregisterScalableTarget',
+  'application-autoscaling:PutScalingPolicy',
 ]);
 
 /**
@@ -61,13 +68,29 @@ const arn = (service: string, resource: string) => new RegExp(`^arn:${PARTITION}
  * The state machine's name inside an ARN: `<Id.Name>`, or, in a stack with a literal region,
  * the sixth field of its ARN (`{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"Id"}]}]}`).
  */
-const STATE_MACHINE_NAME = String.raw`(?:<Workflow\w+\.Name>|\{"Fn::Select":\[6,\{"Fn::Split":\[":",\{"Ref":"Workflow\w+"\}\]\}\]\})`;
+const STATE_MACHINE_NAME = String.raw`(?:<(?:Workflow|Serving)\w+\.Name>|\{"Fn::Select":\[6,\{"Fn::Split":\[":",\{"Ref":"(?:Workflow|Serving)\w+"\}\]\}\]\})`;
 
 /** Reviewed wildcard shapes, in cdk-nag's flattened notation (`<LogicalId.Attr>`). */
 const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
   {
-    shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs|sagemaker|logs)\/\*$/,
-    reason: 'Object access is scoped to one key prefix of the data bucket; object keys derive from training ids.',
+    shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs|sagemaker|logs|predictions)\/\*$/,
+    reason: 'Object access is scoped to one key prefix of the data bucket; object keys derive from training or prediction ids.',
+  },
+  {
+    shape: /^<Storage\w+\.Arn>\/predictions\/\*(\/request\.json|\.out)$/,
+    reason: "A prediction endpoint's role: each prediction's request object (read), and the responses named after prediction ids (written).",
+  },
+  {
+    shape: arn('sagemaker', String.raw`(model|endpoint-config|endpoint)/db-[0-9a-f]{8}-p-\*`),
+    reason: "Endpoints, their configurations and models are named <stack prefix><version id>: this stack's only.",
+  },
+  {
+    shape: arn('cloudwatch', String.raw`alarm:db-[0-9a-f]{8}-p-\*`),
+    reason: "Each endpoint's scale-from-zero alarm is named after the endpoint: this stack's only.",
+  },
+  {
+    shape: arn('logs', String.raw`log-group:/aws/sagemaker/Endpoints/db-[0-9a-f]{8}-p-\*(:log-stream:\*)?`),
+    reason: "SageMaker's endpoint log groups are named after the endpoint: this stack's endpoints' groups and their streams only.",
   },
   {
     shape: /^<Storage\w+\.Arn>\/sagemaker\/\*\/(request|output|checkpoints)\/\*$/,
@@ -91,7 +114,7 @@ const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
   },
   {
     shape: arn('states', String.raw`execution:${STATE_MACHINE_NAME}:\*`),
-    reason: 'Executions of the training state machine (one per training, named by its id); the state machine is fixed.',
+    reason: 'Executions of the training or prediction state machine (one per training or prediction, named by its id); the state machine is fixed.',
   },
   {
     shape: arn('logs', String.raw`log-group:/aws/codebuild/<(Build|WorkflowSageMakerMirror)\w+>:\*`),

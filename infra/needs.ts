@@ -51,9 +51,29 @@ export interface EnvironmentValues {
   trainerImageHost: string;
   /** JSON: each sagemaker trainer's mirror repository name, by trainer. */
   sagemakerMirrors: string;
+  /** The Serving construct's names (infra/constructs/serving.ts); absent where no function needs them. */
+  serving?: ServingValues;
   secretId(secret: ServiceSecret): string;
   /** The function's name, or undefined when it is not deployed. */
   functionName(fn: HandlerName): string | undefined;
+}
+
+/** What the prediction endpoints are made with: their name prefix, role, topics and response path. */
+export interface ServingValues {
+  endpointPrefix: string;
+  endpointRoleArn: string;
+  successTopicArn: string;
+  errorTopicArn: string;
+  /** `s3://<bucket>/predictions/`. */
+  outputPath: string;
+}
+
+/** The Serving construct's part in the grants. */
+export interface ServingGrantables {
+  /** Creating, describing, scaling and deleting this stack's endpoints (infra/constructs/serving-iam.ts). */
+  grantEndpoints(grantee: IGrantable): void;
+  /** InvokeEndpointAsync on this stack's endpoints. */
+  grantInvoke(grantee: IGrantable): void;
 }
 
 /** What the grants act on: the deployment's resources (CDK constructs). */
@@ -61,7 +81,8 @@ export interface Grantables {
   readonly storage: Pick<Storage, 'grantItemRead' | 'grantTableReadWrite' | 'grantObjects'>;
   readonly secrets: Readonly<Record<ServiceSecret, ISecret>> & { readonly trainerSecrets: Readonly<Record<TrainerSecrets, readonly ISecret[]>> };
   readonly stateMachine: StateMachine;
-  readonly predictionStateMachine?: StateMachine;
+  readonly predictionStateMachine: StateMachine;
+  readonly serving: ServingGrantables;
   readonly buildLogs: ILogGroup;
   /** Present when a sagemaker trainer is configured. */
   readonly sagemaker?: { grantReadOutputs(grantee: IGrantable): void };
@@ -114,7 +135,6 @@ export const NEED_KINDS = {
     grant: (fn, need, on) => {
       const execution = need.actions.filter((a) => a !== 'states:StartExecution');
       const machine = on.predictionStateMachine;
-      if (!machine) throw new Error('the prediction state machine is not part of this stack');
       if (need.actions.includes('states:StartExecution')) machine.grantStartExecution(fn);
       if (execution.length) machine.grantExecution(fn, ...execution);
     },
@@ -160,6 +180,16 @@ export const NEED_KINDS = {
     variables: (_, v) => ({ [ENV.jobPrefix]: v.sagemakerJobPrefix, [ENV.trainerImageHost]: v.trainerImageHost, [ENV.trainerMirrors]: v.sagemakerMirrors }),
   }),
   /**
+   * SAGEMAKER_ENDPOINT_PREFIX, SAGEMAKER_ENDPOINT_ROLE_ARN, the two topics' ARNs and
+   * PREDICTION_OUTPUT_PATH; making, scaling and deleting this stack's endpoints only.
+   */
+  'sagemaker-endpoints': kind({
+    variables: (_, v) => (v.serving ? servingVariables(v.serving) : {}),
+    grant: (fn, _, on) => on.serving.grantEndpoints(fn),
+  }),
+  /** No variable (the step names the endpoint); InvokeEndpointAsync on this stack's endpoints. */
+  'endpoint-invoke': kind({ grant: (fn, _, on) => on.serving.grantInvoke(fn) }),
+  /**
    * BUCKET_NAME; s3:GetObject on SageMaker jobs' outputs only (`sagemaker/<id>/output/…`, not
    * their request channels), where a SageMaker-trained training's archive stays staged. Granted
    * only when a sagemaker trainer is configured.
@@ -169,6 +199,16 @@ export const NEED_KINDS = {
     grant: (fn, _, on) => on.sagemaker?.grantReadOutputs(fn),
   }),
 };
+
+function servingVariables(s: ServingValues): Record<string, string> {
+  return {
+    [ENV.endpointPrefix]: s.endpointPrefix,
+    [ENV.endpointRole]: s.endpointRoleArn,
+    [ENV.predictionSuccessTopic]: s.successTopicArn,
+    [ENV.predictionErrorTopic]: s.errorTopicArn,
+    [ENV.predictionOutputPath]: s.outputPath,
+  };
+}
 
 type Kinds = typeof NEED_KINDS;
 /** A function's need: a kind with what its declaration carries. */

@@ -10,6 +10,7 @@ import { DemoTrainer } from './constructs/demo-trainer.ts';
 import { HouseFunction } from './constructs/function.ts';
 import { Monitoring } from './constructs/monitoring.ts';
 import { Secrets } from './constructs/secrets.ts';
+import { Serving } from './constructs/serving.ts';
 import { Storage } from './constructs/storage.ts';
 import { WebhookDelivery } from './constructs/webhook.ts';
 import { TrainingWorkflow } from './constructs/workflow.ts';
@@ -27,6 +28,7 @@ export class DreamboothStack extends Stack {
   readonly build: ModelBuild;
   readonly webhook: WebhookDelivery;
   readonly workflow: TrainingWorkflow;
+  readonly serving: Serving;
   readonly api: PublicApi;
   readonly monitoring: Monitoring;
 
@@ -39,6 +41,7 @@ export class DreamboothStack extends Stack {
     this.build = new ModelBuild(this, 'Build', { config, storage: this.storage });
     this.webhook = new WebhookDelivery(this, 'Webhook', { config });
     this.workflow = new TrainingWorkflow(this, 'Workflow', { config, storage: this.storage, build: this.build, notify: this.webhook.notify });
+    this.serving = new Serving(this, 'Serving', { config, storage: this.storage, build: this.build, notify: this.webhook.notify });
     this.api = new PublicApi(this, 'Api', { config });
     if (DemoTrainer.wanted(config)) new DemoTrainer(this, 'DemoTrainer', { config });
     // Every function's environment and grants, from its declaration (infra/functions.ts).
@@ -46,6 +49,9 @@ export class DreamboothStack extends Stack {
       storage: this.storage,
       secrets: this.secrets,
       stateMachine: this.workflow.stateMachine,
+      predictionStateMachine: this.serving.stateMachine,
+      serving: this.serving,
+      servingValues: this.serving.values,
       publicUrl: this.api.publicUrl,
       registryHost: this.build.registryHost,
       sagemakerJobPrefix: this.workflow.sagemaker?.jobPrefix ?? '',
@@ -75,6 +81,7 @@ export class DreamboothStack extends Stack {
     const out = (id: string, value: string) => new CfnOutput(this, id, { value });
     out('ApiUrl', this.api.publicUrl);
     out('StateMachineArn', this.workflow.stateMachine.stateMachineArn);
+    out('PredictionStateMachineArn', this.serving.stateMachine.stateMachineArn);
     out('BucketName', this.storage.bucket.bucketName);
     out('TableName', this.storage.table.tableName);
     out('ApiTokensSecretArn', this.secrets.apiTokens.secretArn);

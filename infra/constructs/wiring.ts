@@ -4,7 +4,7 @@
  * nowhere else.
  */
 import { environmentOf, FUNCTIONS } from '../functions.ts';
-import { grantNeed, type Grantables } from '../needs.ts';
+import { grantNeed, type Grantables, type ServingValues } from '../needs.ts';
 import type { HandlerName, HouseFunction } from './function.ts';
 import type { Storage } from './storage.ts';
 
@@ -15,6 +15,7 @@ export interface Deployment extends Grantables {
   readonly sagemakerJobPrefix: string;
   readonly trainerImageHost: string;
   readonly sagemakerMirrors: string;
+  readonly servingValues: ServingValues;
   readonly functions: ReadonlyMap<HandlerName, HouseFunction>;
 }
 
@@ -24,12 +25,13 @@ export function wireFunctions(d: Deployment): void {
       table: d.storage.table.tableName,
       bucket: d.storage.bucket.bucketName,
       stateMachineArn: d.stateMachine.stateMachineArn,
-      predictionStateMachineArn: d.predictionStateMachine?.stateMachineArn ?? '',
+      predictionStateMachineArn: d.predictionStateMachine.stateMachineArn,
       publicUrl: d.publicUrl,
       registryHost: d.registryHost,
       sagemakerJobPrefix: d.sagemakerJobPrefix,
       trainerImageHost: d.trainerImageHost,
       sagemakerMirrors: d.sagemakerMirrors,
+      serving: d.servingValues,
       secretId: (s) => d.secrets[s].secretArn,
       functionName: (name) => d.functions.get(name)?.functionName,
     });

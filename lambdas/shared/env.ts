@@ -29,6 +29,15 @@ export const ENV = {
   trainerImageHost: 'SAGEMAKER_IMAGE_HOST',
   /** JSON: each sagemaker trainer's mirror repository name (CloudFormation names them), by trainer. */
   trainerMirrors: 'SAGEMAKER_MIRRORS',
+  /** Prefix of the stack's SageMaker endpoint, model, endpoint configuration and alarm names (IAM is scoped to it). */
+  endpointPrefix: 'SAGEMAKER_ENDPOINT_PREFIX',
+  /** The role every prediction endpoint runs with. */
+  endpointRole: 'SAGEMAKER_ENDPOINT_ROLE_ARN',
+  /** SNS topics asynchronous inference notifies when a request succeeded or failed. */
+  predictionSuccessTopic: 'PREDICTION_SUCCESS_TOPIC_ARN',
+  predictionErrorTopic: 'PREDICTION_ERROR_TOPIC_ARN',
+  /** `s3://<bucket>/predictions/`: where endpoints write their responses (`<prediction id>.out`). */
+  predictionOutputPath: 'PREDICTION_OUTPUT_PATH',
   /** The SageMaker runner's source, baked into the prepare function's bundle. */
   runnerSource: 'DREAMBOOTH_RUNNER',
 } as const;

@@ -51,6 +51,7 @@ describe('the synthesized functions', () => {
       sagemakerJobPrefix: '',
       trainerImageHost: '',
       sagemakerMirrors: '{}',
+      serving: { endpointPrefix: 'e', endpointRoleArn: 'r', successTopicArn: 's', errorTopicArn: 'f', outputPath: 's3://b/predictions/' },
       secretId: (s) => s,
       functionName: (f) => (deployed.has(f) ? f : undefined),
     };
@@ -77,8 +78,13 @@ describe('the synthesized functions', () => {
       const actions = actionsOf(f.roleLogicalId);
       const declared = FUNCTIONS[f.name].needs;
       expect(actions.includes('states:SendTaskSuccess'), f.name).toBe(declared.some((n) => n.kind === 'task-tokens'));
-      expect(actions.some((a) => a.startsWith('s3:')), f.name).toBe(declared.some((n) => n.kind === 'objects'));
-      expect(actions.includes('lambda:InvokeFunction'), f.name).toBe(declared.some((n) => n.kind === 'function' && n.invoke && synth.functions.some((g) => g.name === n.fn)));
+      expect(
+        actions.some((a) => a.startsWith('s3:')),
+        f.name,
+      ).toBe(declared.some((n) => n.kind === 'objects'));
+      expect(actions.includes('lambda:InvokeFunction'), f.name).toBe(
+        declared.some((n) => n.kind === 'function' && n.invoke && synth.functions.some((g) => g.name === n.fn)),
+      );
     }
   });
 
@@ -90,7 +96,9 @@ describe('the synthesized functions', () => {
         .sort();
     for (const writer of ['trainer-callback', 'start-trainer', 'check-trainer']) expect(onLogs(writer), writer).toEqual(['s3:PutObject']);
     expect(onLogs('upload')).toEqual(['s3:GetObject']);
-    const others = synth.functions.map((f) => f.name).filter((f) => !['trainer-callback', 'start-trainer', 'check-trainer', 'upload'].includes(f));
+    const others = synth.functions
+      .map((f) => f.name)
+      .filter((f) => !['trainer-callback', 'start-trainer', 'check-trainer', 'upload'].includes(f));
     for (const other of others) expect(onLogs(other), other).toEqual([]);
   });
 
@@ -129,6 +137,7 @@ describe('a function in local mode', () => {
       sagemakerJobPrefix: '',
       trainerImageHost: '',
       sagemakerMirrors: '{}',
+      serving: { endpointPrefix: 'e', endpointRoleArn: 'r', successTopicArn: 's', errorTopicArn: 'f', outputPath: 's3://b/predictions/' },
       secretId: (s) => `local/${s}`,
       functionName: () => undefined,
     };
@@ -136,7 +145,8 @@ describe('a function in local mode', () => {
       config,
       names: synth.functions.map((f) => f.name),
       bundleDir: join(dataDir, 'functions'),
-      environment: (name) => localEnvironment(name, { config, values, awsEnv: local.env, principal: principals().find((p) => p.fn === name)! }),
+      environment: (name) =>
+        localEnvironment(name, { config, values, awsEnv: local.env, principal: principals().find((p) => p.fn === name)! }),
       log: () => undefined,
     });
   }, 60_000);
@@ -150,20 +160,38 @@ describe('a function in local mode', () => {
     const [upload] = principals().filter((p) => p.fn === 'upload');
     const env = localEnvironment('upload', {
       config,
-      values: { table: 't', bucket: 'b', stateMachineArn: 's', predictionStateMachineArn: 'p', publicUrl: 'u', registryHost: '', sagemakerJobPrefix: '', trainerImageHost: '', sagemakerMirrors: '{}', secretId: (s) => s, functionName: () => 'f' },
+      values: {
+        table: 't',
+        bucket: 'b',
+        stateMachineArn: 's',
+        predictionStateMachineArn: 'p',
+        publicUrl: 'u',
+        registryHost: '',
+        sagemakerJobPrefix: '',
+        trainerImageHost: '',
+        sagemakerMirrors: '{}',
+        serving: { endpointPrefix: 'e', endpointRoleArn: 'r', successTopicArn: 's', errorTopicArn: 'f', outputPath: 's3://b/predictions/' },
+        secretId: (s) => s,
+        functionName: () => 'f',
+      },
       awsEnv: local.env,
       principal: upload!,
     });
     // The table: it reads a training to answer GET /v1/trainings/{id}/weights.
     expect(env).toMatchObject({ BUCKET_NAME: 'b', TABLE_NAME: 't', AWS_ACCESS_KEY_ID: 'LOCALUPLOAD', AWS_LAMBDA_FUNCTION_NAME: 'upload' });
-    for (const other of ['STATE_MACHINE_ARN', 'API_TOKENS_SECRET', 'WEBHOOK_SECRET', 'DREAMBOOTH_OPENAPI']) expect(env, other).not.toHaveProperty(other);
+    for (const other of ['STATE_MACHINE_ARN', 'API_TOKENS_SECRET', 'WEBHOOK_SECRET', 'DREAMBOOTH_OPENAPI'])
+      expect(env, other).not.toHaveProperty(other);
     expect(accessKeyIdOf('trainer-callback')).toBe('LOCALTRAINERCALLBACK');
     // The keys persist: a URL presigned before a restart still verifies after it.
     expect(principals().map((p) => p.secretAccessKey)).toEqual(principals().map((p) => p.secretAccessKey));
   });
 
   it('runs in its own thread with its own credentials, which S3 knows', async () => {
-    const out = (await functions.invoke('upload', { httpMethod: 'POST', resource: '/v1/upload/{filename}', pathParameters: { filename: 'a.zip' } })) as { statusCode: number; body: string };
+    const out = (await functions.invoke('upload', {
+      httpMethod: 'POST',
+      resource: '/v1/upload/{filename}',
+      pathParameters: { filename: 'a.zip' },
+    })) as { statusCode: number; body: string };
     expect(out.statusCode).toBe(200);
     const { upload_url } = JSON.parse(out.body) as { upload_url: string };
     expect(new URL(upload_url).searchParams.get('X-Amz-Credential')).toMatch(/^LOCALUPLOAD\//);

@@ -245,8 +245,8 @@ describe('synthesized template', () => {
 
   it('runs every function on Node.js 22, arm64, traced, with its own log group and the config baked in', () => {
     const functions = ofType(resources, 'AWS::Lambda::Function');
-    // The eleven handlers, plus the demo trainer of the default configuration.
-    expect(functions).toHaveLength(12);
+    // The eleven training handlers and the four of serving, plus the demo trainer of the default configuration.
+    expect(functions).toHaveLength(16);
     for (const [, fn] of functions) {
       expect(fn.Properties).toMatchObject({
         Runtime: 'nodejs22.x',

@@ -4,26 +4,24 @@
  * mode's stand-in publishes the same message to the same function (infra/local/sagemaker/).
  * Only what the service reads is required; the rest passes through.
  */
-import { z } from 'zod';
+import * as z from '../zod.ts';
 
-export const AsyncInferenceNotification = z
-  .object({
-    invocationStatus: z.string(),
-    inferenceId: z.string(),
-    eventName: z.string().optional(),
-    failureReason: z.string().optional(),
-    requestParameters: z.object({ endpointName: z.string(), inputLocation: z.string() }).passthrough(),
-    responseParameters: z
-      .object({ contentType: z.string().optional(), outputLocation: z.string().optional(), failureLocation: z.string().optional() })
-      .passthrough()
-      .default({}),
-  })
-  .passthrough();
+export const AsyncInferenceNotification = z.looseObject({
+  invocationStatus: z.string(),
+  inferenceId: z.string(),
+  eventName: z.optional(z.string()),
+  failureReason: z.optional(z.string()),
+  requestParameters: z.looseObject({ endpointName: z.string(), inputLocation: z.string() }),
+  responseParameters: z._default(
+    z.looseObject({ contentType: z.optional(z.string()), outputLocation: z.optional(z.string()), failureLocation: z.optional(z.string()) }),
+    {},
+  ),
+});
 export type AsyncInferenceNotification = z.infer<typeof AsyncInferenceNotification>;
 
 /** The Lambda event of an SNS subscription: one record per message. */
 export const SnsEvent = z.object({
-  Records: z.array(z.object({ Sns: z.object({ Message: z.string(), TopicArn: z.string().optional() }).passthrough() }).passthrough()),
+  Records: z.array(z.looseObject({ Sns: z.looseObject({ Message: z.string(), TopicArn: z.optional(z.string()) }) })),
 });
 export type SnsEvent = z.infer<typeof SnsEvent>;
 

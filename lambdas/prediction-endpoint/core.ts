@@ -1,0 +1,171 @@
+/**
+ * "Make sure the endpoint is ready": the version's endpoint, made on its first prediction
+ * (model, endpoint configuration, endpoint: one name), its scaling set up once it is in
+ * service, and woken when it sits at zero instances. Each call looks once and answers; the
+ * state machine waits and asks again while the answer is not ready. Every step is idempotent,
+ * so a stopped execution leaves nothing a later prediction would not finish.
+ */
+import type { ApplicationAutoScalingClient } from '@aws-sdk/client-application-auto-scaling';
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import {
+  CreateEndpointCommand,
+  CreateEndpointConfigCommand,
+  CreateModelCommand,
+  DeleteEndpointCommand,
+  DescribeEndpointCommand,
+  type DescribeEndpointCommandOutput,
+  type SageMakerClient,
+  UpdateEndpointWeightsAndCapacitiesCommand,
+} from '@aws-sdk/client-sagemaker';
+import type { BaseDeps } from '#shared/deps';
+import type { Logger } from '#shared/log';
+import { PredictionStore } from '#shared/predictions/store';
+import type { PredictionRecord } from '#shared/predictions/record';
+import type { ServingEnv } from '#shared/serving/clients';
+import { EndpointRecords } from '#shared/serving/endpoint-record';
+import { endpointNameFor, type EndpointSettings, endpointSettings } from '#shared/serving/endpoints';
+import { endpointFailure, isAlreadyExisting, isNotFound, refusal } from '#shared/serving/sagemaker-errors';
+import { type EnsureResult, PredictionErrors } from '#shared/serving/steps';
+import { StepError } from '#shared/steps';
+import type { VersionRecord } from '#shared/store';
+import { setUpScaling } from './scaling.ts';
+
+export interface EndpointDeps extends BaseDeps {
+  sagemaker: SageMakerClient;
+  autoscaling: ApplicationAutoScalingClient;
+  cloudwatch: CloudWatchClient;
+  serving: ServingEnv;
+}
+
+/** The one production variant of every endpoint. */
+export const VARIANT = 'AllTraffic';
+/** A prediction waits this long for its endpoint (creation, an instance from zero), then fails. */
+export const READY_WITHIN_MINUTES = 60;
+
+interface Target {
+  name: string;
+  version: VersionRecord & { serving_image: string };
+  settings: EndpointSettings;
+}
+
+export async function ensureEndpoint(d: EndpointDeps, predictionId: string, log: Logger): Promise<EnsureResult> {
+  const predictions = new PredictionStore(d.store);
+  const p = await predictions.get(predictionId);
+  if (!p) throw new StepError(PredictionErrors.EndpointFailed, `prediction ${predictionId} does not exist`);
+  const target = await targetOf(d, p);
+  const records = new EndpointRecords(d.store);
+  const record = await records.touch(target.name, p.version, d.now());
+  const described = await describe(d.sagemaker, target.name);
+  const result = described ? await whenExists(d, target, described, record.scaling_ready, log) : await create(d, target, records);
+  const waited = (d.now().getTime() - Date.parse(p.created_at)) / 60_000;
+  if (!result.ready && waited > READY_WITHIN_MINUTES) {
+    throw new StepError(PredictionErrors.EndpointFailed, `the endpoint ${target.name} was not ready after ${READY_WITHIN_MINUTES} minutes (${result.detail})`);
+  }
+  await say(predictions, p, result);
+  return result;
+}
+
+async function targetOf(d: EndpointDeps, p: PredictionRecord): Promise<Target> {
+  const version = await d.store.getVersion(p.model, p.version);
+  if (!version) throw new StepError(PredictionErrors.EndpointFailed, `version ${p.version} of ${p.model} no longer exists`);
+  if (!version.serving_image) {
+    throw new StepError(
+      PredictionErrors.EndpointFailed,
+      `version ${p.version} of ${p.model} was built before serving existed and has no SageMaker image: re-template its training (a new version from the same weights) and run the new version`,
+    );
+  }
+  return { name: endpointNameFor(d.serving.endpointPrefix, p.version), version: version as Target['version'], settings: endpointSettings(d.config, version.template.name) };
+}
+
+async function describe(sagemaker: SageMakerClient, name: string): Promise<DescribeEndpointCommandOutput | null> {
+  try {
+    return await sagemaker.send(new DescribeEndpointCommand({ EndpointName: name }));
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw refusal(e, { instanceType: '', image: '' });
+  }
+}
+
+/** Model, endpoint configuration and endpoint, each skipped when a stopped step made it already. */
+async function create(d: EndpointDeps, t: Target, records: EndpointRecords): Promise<EnsureResult> {
+  const ctx = { instanceType: t.settings.instance_type, image: t.version.serving_image };
+  const tags = [{ Key: 'dreambooth:version', Value: t.version.id }];
+  const once = async (call: () => Promise<unknown>) => {
+    try {
+      await call();
+    } catch (e) {
+      if (!isAlreadyExisting(e)) throw refusal(e, ctx);
+    }
+  };
+  await records.setScalingReady(t.name, false);
+  await once(() =>
+    d.sagemaker.send(
+      new CreateModelCommand({ ModelName: t.name, ExecutionRoleArn: d.serving.endpointRoleArn, PrimaryContainer: { Image: t.version.serving_image }, Tags: tags }),
+    ),
+  );
+  await once(() => d.sagemaker.send(new CreateEndpointConfigCommand(endpointConfig(d.serving, t))));
+  await once(() => d.sagemaker.send(new CreateEndpointCommand({ EndpointName: t.name, EndpointConfigName: t.name, Tags: tags })));
+  return { ready: false, endpoint: t.name, detail: `creating the endpoint ${t.name} (${t.settings.instance_type}): the first prediction of a version waits for an instance and its image, usually several minutes` };
+}
+
+/** Asynchronous inference: requests from S3, responses to the predictions prefix, both topics notified. */
+export function endpointConfig(s: ServingEnv, t: Target) {
+  return {
+    EndpointConfigName: t.name,
+    ProductionVariants: [{ VariantName: VARIANT, ModelName: t.name, InstanceType: t.settings.instance_type as never, InitialInstanceCount: 1 }],
+    AsyncInferenceConfig: {
+      ClientConfig: { MaxConcurrentInvocationsPerInstance: t.settings.max_concurrent_invocations_per_instance },
+      OutputConfig: {
+        // The response lands at `<S3OutputPath><inference id>.out`, the inference id being the prediction id.
+        S3OutputPath: s.outputPath,
+        S3FailurePath: s.outputPath,
+        NotificationConfig: { SuccessTopic: s.successTopicArn, ErrorTopic: s.errorTopicArn, IncludeInferenceResponseIn: ['SUCCESS_NOTIFICATION_TOPIC' as const] },
+      },
+    },
+    Tags: [{ Key: 'dreambooth:version', Value: t.version.id }],
+  };
+}
+
+async function whenExists(d: EndpointDeps, t: Target, e: DescribeEndpointCommandOutput, scalingReady: boolean, log: Logger): Promise<EnsureResult> {
+  const ctx = { instanceType: t.settings.instance_type, image: t.version.serving_image };
+  const name = t.name;
+  switch (e.EndpointStatus) {
+    case 'Failed': {
+      // A failed endpoint serves nothing: deleted, so that a later prediction makes it again.
+      try {
+        await d.sagemaker.send(new DeleteEndpointCommand({ EndpointName: name }));
+      } catch (err) {
+        log.warn('could not delete the failed endpoint', { endpoint: name, error: (err as Error).message });
+      }
+      throw endpointFailure(e.FailureReason ?? 'no reason given', ctx);
+    }
+    case 'InService':
+      break;
+    case 'Deleting':
+      return { ready: false, endpoint: name, detail: `the endpoint ${name} is being deleted (idle): waiting to make it again` };
+    default:
+      return { ready: false, endpoint: name, detail: `the endpoint ${name} is ${String(e.EndpointStatus ?? 'starting').toLowerCase()}: waiting for it to be in service (minutes)` };
+  }
+  if (!scalingReady) {
+    await setUpScaling(d, name, t.settings);
+    await new EndpointRecords(d.store).setScalingReady(name, true);
+  }
+  const variant = e.ProductionVariants?.find((v) => v.VariantName === VARIANT) ?? e.ProductionVariants?.[0];
+  if ((variant?.CurrentInstanceCount ?? 0) > 0) return { ready: true, endpoint: name, detail: `the endpoint ${name} is in service` };
+  // At zero instances: ask for one and wait for it, rather than queue the request where the prediction could not tell.
+  if ((variant?.DesiredInstanceCount ?? 0) === 0) {
+    await d.sagemaker.send(
+      new UpdateEndpointWeightsAndCapacitiesCommand({ EndpointName: name, DesiredWeightsAndCapacities: [{ VariantName: variant?.VariantName ?? VARIANT, DesiredInstanceCount: 1 }] }),
+    );
+  }
+  return { ready: false, endpoint: name, detail: `the endpoint ${name} has scaled to zero while idle: waiting for an instance to start (minutes)` };
+}
+
+/** The prediction's logs say what it waits for, once per change; it stays `starting`. */
+async function say(predictions: PredictionStore, p: PredictionRecord, r: EnsureResult): Promise<void> {
+  const line = `${r.ready ? '' : 'waiting: '}${r.detail}`;
+  const lines = p.logs ? p.logs.split('\n') : [];
+  const fields: Partial<PredictionRecord> = { endpoint: r.endpoint };
+  if (lines.at(-1) !== line && !(r.ready && lines.length === 0)) fields.logs = [...lines, line].join('\n');
+  await predictions.update(p.id, fields, ['starting']);
+}

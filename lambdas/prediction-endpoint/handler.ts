@@ -1,0 +1,23 @@
+import type { Context } from 'aws-lambda';
+import { baseDeps, once } from '#shared/deps';
+import { logger } from '#shared/log';
+import { autoscaling, cloudwatch, sagemaker, servingEnv } from '#shared/serving/clients';
+import { EndpointEvent } from '#shared/serving/steps';
+import { type EndpointDeps, ensureEndpoint } from './core.ts';
+import { sweepEndpoints } from './sweep.ts';
+
+const deps = once((): EndpointDeps => ({ ...baseDeps(), sagemaker: sagemaker(), autoscaling: autoscaling(), cloudwatch: cloudwatch(), serving: servingEnv() }));
+
+export const handler = async (event: unknown, context?: Context) => {
+  const ev = EndpointEvent.parse(event);
+  if (ev.action === 'sweep') {
+    const log = logger('prediction-endpoint', { action: 'sweep' }, context);
+    const out = await sweepEndpoints(deps(), log);
+    log.info('swept idle endpoints', out);
+    return out;
+  }
+  const log = logger('prediction-endpoint', { prediction_id: ev.prediction_id }, context);
+  const out = await ensureEndpoint(deps(), ev.prediction_id, log);
+  log.info(out.ready ? 'the endpoint is ready' : 'waiting for the endpoint', { ...out });
+  return out;
+};
