@@ -155,12 +155,12 @@ export function acknowledgeFindings(stack: ReviewedStack): void {
       'The project produces no artifacts (it pushes an image); CodeBuild encrypts its logs with the AWS-managed key.',
     );
   }
-  for (const project of [...(stack.build.strategy === 'append' ? stack.build.projects : []), ...(mirror ? [mirror] : [])]) {
+  for (const project of [...stack.build.projects, ...(mirror ? [mirror] : [])]) {
     for (const action of ['s3:GetObject*', 's3:GetBucket*', 's3:List*']) {
       ack(
         project,
         `IAM5[Action::${action}]`,
-        "CDK's read grant of the project's source: the bundled build script, one object of the CDK assets bucket.",
+        "CDK's read grant of the project's source: one object of the CDK assets bucket (the bundled build script; for the docker strategy, the serving adapter).",
       );
     }
   }

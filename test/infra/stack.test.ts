@@ -65,7 +65,9 @@ describe('synthesized template', () => {
     const id = stack.getLogicalId(stack.storage.bucket.node.defaultChild as never);
     const bucket = resources[id]!;
     expect(bucket.DeletionPolicy).toBe('Retain');
-    expect(bucket.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('AES256');
+    expect(bucket.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe(
+      'AES256',
+    );
     expect(bucket.Properties.PublicAccessBlockConfiguration).toEqual({
       BlockPublicAcls: true,
       BlockPublicPolicy: true,
@@ -87,9 +89,7 @@ describe('synthesized template', () => {
     template.hasResourceProperties('AWS::S3::BucketPolicy', {
       Bucket: { Ref: id },
       PolicyDocument: {
-        Statement: Match.arrayWith([
-          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
-        ]),
+        Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
       },
     });
   });
@@ -116,6 +116,15 @@ describe('synthesized template', () => {
           IndexName: 'owner',
           KeySchema: [
             { AttributeName: 'owner', KeyType: 'HASH' },
+            { AttributeName: 'listsk', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        }),
+        // One tenant's predictions, newest first (a training's `owner` is not on them).
+        Match.objectLike({
+          IndexName: 'prediction-owner',
+          KeySchema: [
+            { AttributeName: 'prediction_owner', KeyType: 'HASH' },
             { AttributeName: 'listsk', KeyType: 'RANGE' },
           ],
           Projection: { ProjectionType: 'ALL' },
@@ -172,7 +181,8 @@ describe('synthesized template', () => {
     for (const r of trainer) expect(r).toEqual({ route: r.route, auth: 'NONE', authorizer: undefined });
     // The OpenAPI document is public (see the README); every other route needs a token.
     const publicRoutes = ['GET /v1/openapi.json'];
-    for (const r of routes.filter((x) => publicRoutes.includes(x.route))) expect(r).toEqual({ route: r.route, auth: 'NONE', authorizer: undefined });
+    for (const r of routes.filter((x) => publicRoutes.includes(x.route)))
+      expect(r).toEqual({ route: r.route, auth: 'NONE', authorizer: undefined });
     const tokenRoutes = routes.filter((r) => !trainerRoutes.includes(r.route) && !publicRoutes.includes(r.route));
     expect(tokenRoutes.map((r) => r.route)).toEqual(
       expect.arrayContaining([
@@ -210,11 +220,16 @@ describe('synthesized template', () => {
       expect(parse(p.Source.BuildSpec)).toEqual(spec);
       // The source is the bundled script, an asset in the CDK assets bucket.
       expect(p.Source).toMatchObject({ Type: 'S3', Location: expect.anything() });
-      const env = Object.fromEntries((p.Environment.EnvironmentVariables as Array<{ Name: string; Value: unknown }>).map((v) => [v.Name, v.Value]));
+      const env = Object.fromEntries(
+        (p.Environment.EnvironmentVariables as Array<{ Name: string; Value: unknown }>).map((v) => [v.Name, v.Value]),
+      );
       expect(env).toMatchObject({ REGISTRY_TYPE: 'ecr', REPOSITORY_PREFIX: 'dreambooth', ARCHIVE_MAX_ENTRIES: '10000' });
     }
     const lambda = projects.find((p) => p.Environment.Type === 'ARM_LAMBDA_CONTAINER')!;
-    expect(lambda.Environment).toMatchObject({ ComputeType: 'BUILD_LAMBDA_2GB', Image: 'aws/codebuild/amazonlinux-aarch64-lambda-standard:nodejs22' });
+    expect(lambda.Environment).toMatchObject({
+      ComputeType: 'BUILD_LAMBDA_2GB',
+      Image: 'aws/codebuild/amazonlinux-aarch64-lambda-standard:nodejs22',
+    });
     expect(lambda.TimeoutInMinutes).toBeUndefined();
     const ec2 = projects.find((p) => p.Environment.Type === 'LINUX_CONTAINER')!;
     expect(ec2.Environment.Image).toBe('aws/codebuild/standard:7.0');
@@ -259,11 +274,28 @@ describe('synthesized template', () => {
     const api = stack.api.functions.api.node.defaultChild as never;
     const apiEnv = resources[stack.getLogicalId(api)]!.Properties.Environment.Variables;
     // The api's variables, exactly: it reads neither the API tokens (the authorizer does) nor
-    // the callback key (the trainer steps do); BUCKET_NAME only names its serving URLs (no S3 rights).
-    for (const name of ['TABLE_NAME', 'STATE_MACHINE_ARN', 'PUBLIC_URL', 'WEBHOOK_SECRET', 'NOTIFY_FUNCTION']) {
+    // the callback key (the trainer steps do); BUCKET_NAME names its serving URLs and the
+    // predictions' objects (its only S3 rights: below).
+    for (const name of [
+      'TABLE_NAME',
+      'STATE_MACHINE_ARN',
+      'PREDICTION_STATE_MACHINE_ARN',
+      'PUBLIC_URL',
+      'WEBHOOK_SECRET',
+      'NOTIFY_FUNCTION',
+    ]) {
       expect(apiEnv[name], name).toBeDefined();
     }
-    expect(Object.keys(apiEnv).sort()).toEqual(['BUCKET_NAME', 'DEMO_TRAINER_FUNCTION', 'NOTIFY_FUNCTION', 'PUBLIC_URL', 'STATE_MACHINE_ARN', 'TABLE_NAME', 'WEBHOOK_SECRET']);
+    expect(Object.keys(apiEnv).sort()).toEqual([
+      'BUCKET_NAME',
+      'DEMO_TRAINER_FUNCTION',
+      'NOTIFY_FUNCTION',
+      'PREDICTION_STATE_MACHINE_ARN',
+      'PUBLIC_URL',
+      'STATE_MACHINE_ARN',
+      'TABLE_NAME',
+      'WEBHOOK_SECRET',
+    ]);
   });
 
   it('gives S3 object rights on uploads only to the upload helper, on trainer outputs only to the relay, logs only to their writers', () => {
@@ -272,6 +304,14 @@ describe('synthesized template', () => {
       return ofType(resources, 'AWS::IAM::Policy')
         .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === role))
         .flatMap(([, p]) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) => [s.Action].flat()));
+    };
+    const s3ResourcesOf = (fn: { role?: unknown; node: unknown }) => {
+      const role = stack.getLogicalId((fn as typeof stack.api.functions.api).role!.node.defaultChild as never);
+      return ofType(resources, 'AWS::IAM::Policy')
+        .filter(([, p]) => p.Properties.Roles.some((r: { Ref?: string }) => r.Ref === role))
+        .flatMap(([, p]) => p.Properties.PolicyDocument.Statement)
+        .filter((s: { Action: string | string[] }) => [s.Action].flat().some((a) => a.startsWith('s3:')))
+        .flatMap((s: { Resource: unknown }) => [s.Resource].flat().map((r) => JSON.stringify(r)));
     };
     const callback = actionsOf(stack.api.functions.callback);
     const uploads = actionsOf(stack.api.functions.uploads);
@@ -283,7 +323,10 @@ describe('synthesized template', () => {
     expect(actionsOf(stack.api.functions.upload)).toEqual(expect.arrayContaining(['s3:GetObject', 's3:PutObject']));
     // Beside S3, the upload function reads one training (owner, status) for output.weights, and nothing else.
     expect(actionsOf(stack.api.functions.upload).filter((a) => !/^(s3|logs|xray):/.test(a))).toEqual(['dynamodb:GetItem']);
-    expect(actionsOf(stack.api.functions.api).filter((a) => a.startsWith('s3:'))).toEqual([]);
+    // The api's S3 rights: a prediction's request (written at submit) and its files (signed for
+    // GET), under predictions/ only; no upload, staged archive or trainer output.
+    expect(actionsOf(stack.api.functions.api).filter((a) => a.startsWith('s3:'))).toEqual(['s3:GetObject', 's3:PutObject']);
+    expect(s3ResourcesOf(stack.api.functions.api)).toEqual([expect.stringContaining('/predictions/*')]);
   });
 
   it('frees a trainer slot on every end of an execution, with the least rights the queue needs', () => {
@@ -305,7 +348,18 @@ describe('synthesized template', () => {
     // Items of the table, the lease check on this state machine's executions, waking a waiter,
     // and the webhook of a training whose execution ended outside its steps (notify only).
     expect(actions.filter((a) => !/^(logs|xray):/.test(a)).sort()).toEqual(
-      ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'lambda:InvokeFunction', 'states:DescribeExecution', 'states:SendTaskSuccess'].sort(),
+      [
+        'dynamodb:BatchGetItem',
+        'dynamodb:ConditionCheckItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+        'dynamodb:UpdateItem',
+        'lambda:InvokeFunction',
+        'states:DescribeExecution',
+        'states:SendTaskSuccess',
+      ].sort(),
     );
     const notify = stack.getLogicalId(stack.webhook.notify.node.defaultChild as never);
     const invoke = statements.find((s) => [s.Action].flat().includes('lambda:InvokeFunction'))!;
@@ -368,7 +422,10 @@ describe('a region without CodeBuild Lambda compute', () => {
       const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
       const s = new DreamboothStack(app, 'Dreambooth', { config: parseConfig(cdkJson.context.dreambooth), env: { region } });
       const found = Object.values(Template.fromStack(s).findResources('AWS::CodeBuild::Project'));
-      return { types: found.map((p) => p.Properties.Environment.ComputeType).sort(), choice: JSON.stringify(Template.fromStack(s).findResources('AWS::StepFunctions::StateMachine')) };
+      return {
+        types: found.map((p) => p.Properties.Environment.ComputeType).sort(),
+        choice: JSON.stringify(Template.fromStack(s).findResources('AWS::StepFunctions::StateMachine')),
+      };
     };
     const offered = projects('eu-west-1');
     expect(offered.types).toEqual(['BUILD_GENERAL1_SMALL', 'BUILD_LAMBDA_2GB']);
