@@ -41,6 +41,10 @@ export const LOCAL_SECRET_SUFFIX = '-000000';
 /** Principals that are not functions: the state machine's role and the build project's. */
 export const STATE_MACHINE_PRINCIPAL = 'state-machine';
 export const BUILD_PRINCIPAL = 'build';
+/** The principal of a state machine's role: the training machine's is `state-machine`. */
+export function stateMachinePrincipal(stateMachineArn: string): string {
+  return stateMachineArn === LOCAL_STATE_MACHINE_ARN ? STATE_MACHINE_PRINCIPAL : `state-machine-${stateMachineArn.split(':').pop()}`;
+}
 /** The SageMaker job role: the local stand-in lays out and uploads a job's files as it. */
 export const SAGEMAKER_JOB_PRINCIPAL = 'sagemaker-job';
 /** The message of a refused call in service.log (test/helpers/local-mode.ts fails a run that has one). */

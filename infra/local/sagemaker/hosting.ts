@@ -18,9 +18,9 @@ import { invokeEndpointAsync, processRequest, type RuntimeContext } from './runt
 
 const NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
 const Name = (member: string) =>
-  z.string().refine((v) => NAME.test(v), (v) => ({
-    message: `1 validation error detected: Value '${v}' at '${member}' failed to satisfy constraint: Member must satisfy regular expression pattern: ${NAME.source}`,
-  }));
+  z.string().refine((v) => NAME.test(v), {
+    error: (issue) => `Value '${String(issue.input)}' at '${member}' failed to satisfy constraint: Member must satisfy regular expression pattern: ${NAME.source}`,
+  });
 
 const CreateModel = z.object({
   ModelName: Name('modelName'),
