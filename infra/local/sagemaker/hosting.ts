@@ -66,7 +66,7 @@ export interface HostingOptions extends RuntimeContext {
 }
 
 export class LocalHosting {
-  readonly autoScaling = new LocalApplicationAutoScaling((e, v) => this.endpoints.get(e)?.spec.variant.VariantName === v);
+  readonly autoScaling = new LocalApplicationAutoScaling((e, v) => this.endpoint(e)?.spec.variant.VariantName === v);
   readonly cloudWatch = new LocalCloudWatch();
   // Names are case-insensitive in SageMaker: kept by their lower-case form.
   private readonly models = new Map<string, Model>();
