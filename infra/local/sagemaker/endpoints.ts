@@ -9,10 +9,16 @@
  */
 import { EventEmitter } from 'node:events';
 import type { VariantScaling } from '../application-autoscaling.ts';
-import type { AsyncOutputConfig } from './runtime.ts';
 import { InstanceFailed, type Instance } from './instances.ts';
 
 export type EndpointStatus = 'Creating' | 'InService' | 'Failed' | 'Deleting';
+
+/** An endpoint config's AsyncInferenceConfig.OutputConfig. */
+export interface AsyncOutputConfig {
+  S3OutputPath: string;
+  S3FailurePath?: string;
+  NotificationConfig?: { SuccessTopic?: string; ErrorTopic?: string; IncludeInferenceResponseIn?: string[] };
+}
 
 export interface AsyncRequest {
   inferenceId: string;

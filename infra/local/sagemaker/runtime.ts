@@ -22,12 +22,6 @@ const MAX_INVOCATION_TIMEOUT = 3600;
 const DEFAULT_TTL = 6 * 3600;
 const INFERENCE_ID = /^\S{1,64}$/;
 
-export interface AsyncOutputConfig {
-  S3OutputPath: string;
-  S3FailurePath?: string;
-  NotificationConfig?: { SuccessTopic?: string; ErrorTopic?: string; IncludeInferenceResponseIn?: string[] };
-}
-
 /** What processing a request needs from local mode. */
 export interface RuntimeContext {
   /** An S3 client signing as the role (the model's execution role). */

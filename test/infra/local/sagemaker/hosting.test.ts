@@ -62,7 +62,6 @@ let dataDir: string;
 let local: LocalAws;
 let image: string;
 const notifications: AsyncInferenceNotification[] = [];
-const waiters: ((n: AsyncInferenceNotification) => void)[] = [];
 
 const clients = (principal: string) => {
   const common = { region: 'us-east-1', credentials: local.iam!.credentials(principal) };
@@ -97,7 +96,6 @@ beforeAll(async () => {
     lambdas: {
       notified: async (event) => {
         for (const r of SnsEvent.parse(event).Records) notifications.push(AsyncInferenceNotification.parse(JSON.parse(r.Sns.Message)));
-        waiters.splice(0).forEach((w) => w(notifications.at(-1)!));
       },
     },
     subscriptions: { [SUCCESS]: ['notified'], [ERROR]: ['notified'] },
