@@ -13,7 +13,7 @@ import type { RestOperation } from '../endpoint.ts';
 import { AwsError } from '../errors.ts';
 import { sagemakerArn } from '../names.ts';
 import { LocalEndpoint } from './endpoints.ts';
-import { startInstance, imageLabels, InstanceFailed } from './instances.ts';
+import { imageLabels, startInstance, type InstanceFailed } from './instances.ts';
 import { invokeEndpointAsync, processRequest, type RuntimeContext } from './runtime.ts';
 
 const NAME = /^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$/;
