@@ -1,10 +1,11 @@
 /**
  * Local stand-ins for the AWS services the handlers call, together, so local mode runs the
  * deployed code paths with no AWS account: S3 (./s3.ts) and DynamoDB (./dynamodb/), each in a
- * worker thread of its own, and one endpoint (./endpoint.ts) for Step Functions (./stepfunctions/),
- * Secrets Manager (./secretsmanager/) and Lambda Invoke (./lambda/invoke.ts), with IAM (./iam/)
- * in front of all three when policies are given. Handlers find them through the SDK's
- * AWS_ENDPOINT_URL_<SERVICE> variables.
+ * worker thread of its own, and one endpoint (./endpoint.ts) for Step Functions (./stepfunctions/,
+ * every state machine of the template), Secrets Manager (./secretsmanager/), Lambda Invoke
+ * (./lambda/invoke.ts), SageMaker hosting and its runtime (./sagemaker/), Application Auto
+ * Scaling and CloudWatch, with IAM (./iam/) in front of all of them when policies are given.
+ * Handlers find them through the SDK's AWS_ENDPOINT_URL_<SERVICE> variables.
  */
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -18,6 +19,8 @@ import type { Denial } from './iam/proxy.ts';
 import type { LocalLambda } from './lambda/invoke.ts';
 import { LOCAL_BUCKET, LOCAL_REGION, LOCAL_STATE_MACHINE_ARN, LOCAL_TABLE } from './names.ts';
 import { createBucket, startS3, type AccessKey } from './s3.ts';
+import type { LocalHosting } from './sagemaker/hosting.ts';
+import { localHosting } from './sagemaker/index.ts';
 import { secretsManagerApi } from './secretsmanager/api.ts';
 import { SecretStore } from './secretsmanager/store.ts';
 import { stepFunctionsApi } from './stepfunctions/api.ts';
@@ -32,6 +35,7 @@ export type { ExecutionEvent } from './stepfunctions/executor.ts';
 export type { ExecutionRecord, ExecutionStatus } from './stepfunctions/executions.ts';
 export type { LocalLambda } from './lambda/invoke.ts';
 export type { LocalIam } from './iam/index.ts';
+export type { LocalHosting } from './sagemaker/hosting.ts';
 export { INTERRUPTED_ERROR } from './stepfunctions/executions.ts';
 export { pollUntil } from './poll.ts';
 
@@ -43,10 +47,14 @@ export interface LocalAwsOptions {
   dataDir: string;
   /** The trainings table's keys and indexes, as the stack defines them (see ./cloudformation/table.ts). */
   table: TableDefinition;
-  /** The state machine in plain ASL (JSONPath). */
+  /** The (training) state machine in plain ASL (JSONPath), at LOCAL_STATE_MACHINE_ARN. */
   definition: object;
   /** One handler per Task state name; every Task of the definition needs one. */
   taskHandlers: Record<string, TaskHandler>;
+  /** The template's other state machines, each at its own ARN. */
+  machines?: LocalMachine[];
+  /** SNS topic ARN → the functions the template subscribes to it (SageMaker's notifications). */
+  subscriptions?: Record<string, string[]>;
   /** Secret id → SecretString, until a PutSecretValue writes a new version. */
   secrets: Record<string, string>;
   /** Where written secret versions are kept; without it the secrets are read-only. */
@@ -67,10 +75,21 @@ export interface LocalAwsOptions {
   onDenial?: (d: Denial) => void;
 }
 
+export interface LocalMachine {
+  stateMachineArn: string;
+  definition: object;
+  taskHandlers: Record<string, TaskHandler>;
+}
+
 export interface LocalAws {
   /** AWS_* variables that point the SDK at the local services. */
   env: Record<string, string>;
+  /** The training state machine's. */
   stateMachineArn: string;
+  /** Every state machine's, the training one first. */
+  stateMachineArns: string[];
+  /** SageMaker hosting, with Application Auto Scaling and CloudWatch. */
+  hosting: LocalHosting;
   bucket: string;
   table: string;
   /** Creates the bucket and table when missing (startLocalAws already did). */
@@ -80,7 +99,7 @@ export interface LocalAws {
   /** Present when the services enforce IAM. */
   iam?: LocalIam;
   executions: {
-    /** Newest first. */
+    /** Every machine's, newest first. */
     list(): ExecutionRecord[];
     get(executionArn: string): ExecutionRecord | undefined;
     /** Resolves with the record once the execution has ended. */
@@ -97,18 +116,20 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   // Before the endpoint exists, so no new execution can be taken for an interrupted one.
   const interrupted = store.load();
   const tokens = new TaskTokens();
-  const sfn = new LocalStepFunctions({
-    definition: opts.definition,
-    taskHandlers: opts.taskHandlers,
-    stateMachineArn: LOCAL_STATE_MACHINE_ARN,
-    store,
-    tokens,
-    onEvent,
+  const training = { stateMachineArn: LOCAL_STATE_MACHINE_ARN, definition: opts.definition, taskHandlers: opts.taskHandlers };
+  const machines = [training, ...(opts.machines ?? [])].map((m) => new LocalStepFunctions({ ...m, store, tokens, onEvent, log }));
+  const services: LocalService[] = [];
+  let reached: { url: string; iam?: LocalIam } | undefined;
+  const sagemaker = localHosting({
+    s3: () => reached!,
+    lambdas: opts.lambdas,
+    subscriptions: opts.subscriptions ?? {},
+    operator: CREDENTIALS,
     log,
   });
-  const services: LocalService[] = [];
   try {
-    const { urls, iam } = await startServers(opts, stepFunctionsApi(sfn, tokens), services, log);
+    const { urls, iam } = await startServers(opts, { stepFunctions: stepFunctionsApi(machines, tokens), hosting: sagemaker.hosting }, services, log);
+    reached = { url: urls.s3, iam };
     const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
     await createResources();
     for (const rec of interrupted) {
@@ -116,20 +137,25 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
     }
     const stop = async () => {
-      await sfn.shutdown();
+      await Promise.all(machines.map((m) => m.shutdown()));
+      // Before S3 closes: an endpoint's requests read and write it.
+      await sagemaker.close();
       tokens.closeAll();
       await closeAll(services);
     };
+    const runnerOf = (arn: string) => machines.find((m) => m.owns(arn)) ?? machines[0]!;
     const executions = {
-      list: () => sfn.list(),
+      list: () => store.list(),
       get: (arn: string) => store.get(arn),
-      whenDone: (arn: string) => sfn.whenDone(arn),
+      whenDone: (arn: string) => runnerOf(arn).whenDone(arn),
       interrupted,
     };
     return {
       env: localEnv(urls),
       iam,
       stateMachineArn: LOCAL_STATE_MACHINE_ARN,
+      stateMachineArns: machines.map((m) => m.stateMachineArn),
+      hosting: sagemaker.hosting,
       bucket: LOCAL_BUCKET,
       table: LOCAL_TABLE,
       createResources,
@@ -137,6 +163,7 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       executions,
     };
   } catch (err) {
+    await sagemaker.close();
     await closeAll(services);
     throw err;
   }
@@ -145,16 +172,20 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
 /** S3, DynamoDB and the endpoint, and IAM in front of them when policies are given; where handlers reach them. */
 async function startServers(
   opts: LocalAwsOptions,
-  stepFunctions: ReturnType<typeof stepFunctionsApi>,
+  apis: { stepFunctions: ReturnType<typeof stepFunctionsApi>; hosting: LocalHosting },
   services: LocalService[],
   log: (line: string) => void,
 ): Promise<{ urls: { s3: string; dynamodb: string; endpoint: string }; iam?: LocalIam }> {
   const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
   const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
   const endpoint = await startEndpoint({
-    stepFunctions,
+    stepFunctions: apis.stepFunctions,
     secretsManager: secretsManagerApi(new SecretStore(opts.secrets, opts.secretsFile), LOCAL_REGION),
     lambdas: opts.lambdas,
+    sagemaker: apis.hosting.api(),
+    applicationAutoScaling: apis.hosting.autoScaling.api(),
+    cloudWatch: apis.hosting.cloudWatch.api(),
+    invokeEndpointAsync: apis.hosting.runtime(),
     log,
   }).then(keep(services));
   if (!opts.iam) return { urls: { s3: s3.url, dynamodb: dynamodb.url, endpoint: endpoint.url } };
@@ -180,6 +211,10 @@ function localEnv(urls: { s3: string; dynamodb: string; endpoint: string }): Rec
     AWS_ENDPOINT_URL_SFN: urls.endpoint,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: urls.endpoint,
     AWS_ENDPOINT_URL_LAMBDA: urls.endpoint,
+    AWS_ENDPOINT_URL_SAGEMAKER: urls.endpoint,
+    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: urls.endpoint,
+    AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING: urls.endpoint,
+    AWS_ENDPOINT_URL_CLOUDWATCH: urls.endpoint,
     // s3rver stores the aws-chunked framing of streamed uploads that carry default checksums.
     AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED',
     AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',

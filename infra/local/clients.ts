@@ -46,7 +46,7 @@ export function localServices(aws: LocalAws, functions: LocalFunctions): LocalSe
   const clients = new Map<string, S3Client>();
   return {
     invoke: (fn, event) => functions.invoke(fn, event),
-    checkIntegration: (action, resource, errorName) => checkIntegration(iam, action, resource, errorName),
+    checkIntegration: (action, resource, errorName, principal) => checkIntegration(iam, action, resource, errorName, principal),
     s3As(principal) {
       let client = clients.get(principal);
       if (!client) {

@@ -1,7 +1,9 @@
 /**
  * One HTTP server on 127.0.0.1 speaking the wire protocols the SDK clients use for Step
- * Functions (JSON 1.0), Secrets Manager (JSON 1.1) and Lambda Invoke (REST JSON). Request
- * bodies are never logged: they carry task tokens and secrets.
+ * Functions (JSON 1.0), Secrets Manager (JSON 1.1), Lambda Invoke (REST JSON), and for the
+ * stand-ins of SageMaker (JSON 1.1), Application Auto Scaling (JSON 1.1), CloudWatch (JSON 1.0)
+ * and SageMaker Runtime's InvokeEndpointAsync (REST JSON). Request bodies are never logged:
+ * they carry task tokens and secrets.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,18 +13,35 @@ import { invokeLambda, type LocalLambda } from './lambda/invoke.ts';
 
 type Operation = (body: unknown) => unknown;
 
+/** A REST operation: the path's parameters, the headers and the body in; status, headers and body out. */
+export type RestOperation = (
+  params: string[],
+  headers: Record<string, string | string[] | undefined>,
+  body: string,
+) => Promise<{ status: number; headers: Record<string, string>; body: string }>;
+
 export interface EndpointOptions {
   stepFunctions: Record<string, Operation>;
   secretsManager: Record<string, Operation>;
   lambdas: Record<string, LocalLambda>;
+  sagemaker?: Record<string, Operation>;
+  applicationAutoScaling?: Record<string, Operation>;
+  cloudWatch?: Record<string, Operation>;
+  /** SageMaker Runtime's InvokeEndpointAsync (`POST /endpoints/{EndpointName}/async-invocations`). */
+  invokeEndpointAsync?: RestOperation;
   log: (line: string) => void;
 }
 
 const MAX_BODY = 8 * 1024 * 1024;
 const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/;
-const JSON_TARGETS: Record<string, { prefix: string; contentType: string; api: keyof EndpointOptions }> = {
+export const ASYNC_INVOCATIONS_PATH = /^\/endpoints\/([^/]+)\/async-invocations$/;
+type JsonApi = 'stepFunctions' | 'secretsManager' | 'sagemaker' | 'applicationAutoScaling' | 'cloudWatch';
+const JSON_TARGETS: Record<string, { prefix: string; contentType: string; api: JsonApi }> = {
   AWSStepFunctions: { prefix: 'AWSStepFunctions.', contentType: 'application/x-amz-json-1.0', api: 'stepFunctions' },
   secretsmanager: { prefix: 'secretsmanager.', contentType: 'application/x-amz-json-1.1', api: 'secretsManager' },
+  SageMaker: { prefix: 'SageMaker.', contentType: 'application/x-amz-json-1.1', api: 'sagemaker' },
+  AnyScaleFrontendService: { prefix: 'AnyScaleFrontendService.', contentType: 'application/x-amz-json-1.1', api: 'applicationAutoScaling' },
+  GraniteServiceVersion20100801: { prefix: 'GraniteServiceVersion20100801.', contentType: 'application/x-amz-json-1.0', api: 'cloudWatch' },
 };
 
 export async function startEndpoint(opts: EndpointOptions): Promise<{ url: string; close: () => Promise<void> }> {
@@ -50,6 +69,8 @@ async function handle(opts: EndpointOptions, req: IncomingMessage, res: ServerRe
   const path = new URL(req.url ?? '/', 'http://local').pathname;
   const invoke = req.method === 'POST' ? INVOKE_PATH.exec(path) : null;
   if (invoke) return handleInvoke(opts, req, res, decodeURIComponent(invoke[1]!), body);
+  const asyncInvocation = req.method === 'POST' && opts.invokeEndpointAsync ? ASYNC_INVOCATIONS_PATH.exec(path) : null;
+  if (asyncInvocation) return handleRest(opts.invokeEndpointAsync!, [decodeURIComponent(asyncInvocation[1]!)], req, res, body);
 
   const target = String(req.headers['x-amz-target'] ?? '');
   const service = JSON_TARGETS[target.split('.')[0]!];
@@ -57,7 +78,7 @@ async function handle(opts: EndpointOptions, req: IncomingMessage, res: ServerRe
     return send(res, 404, { 'content-type': 'application/json' }, JSON.stringify({ __type: 'UnknownOperationException', message: 'Unknown operation' }));
   }
   const respond = (status: number, payload: unknown) => send(res, status, { 'content-type': service.contentType }, JSON.stringify(payload));
-  const operation = (opts[service.api] as Record<string, Operation>)[target.slice(service.prefix.length)];
+  const operation = opts[service.api]?.[target.slice(service.prefix.length)];
   if (!operation) return respond(400, { __type: 'UnknownOperationException', message: `Unknown operation ${target}` });
   try {
     respond(200, await operation(body ? JSON.parse(body) : {}));
@@ -77,6 +98,16 @@ async function handleInvoke(opts: EndpointOptions, req: IncomingMessage, res: Se
     const e = asAwsError(err);
     const headers = { 'content-type': 'application/json', 'x-amzn-errortype': e.type };
     send(res, e.status, headers, JSON.stringify({ Type: 'User', message: e.message }));
+  }
+}
+
+async function handleRest(operation: RestOperation, params: string[], req: IncomingMessage, res: ServerResponse, body: string) {
+  try {
+    const out = await operation(params, req.headers, body);
+    send(res, out.status, out.headers, out.body);
+  } catch (err) {
+    const e = asAwsError(err);
+    send(res, e.status, { 'content-type': 'application/json', 'x-amzn-errortype': e.type }, JSON.stringify({ message: e.message }));
   }
 }
 

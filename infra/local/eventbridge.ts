@@ -1,10 +1,9 @@
 /**
- * What EventBridge delivers on AWS: each "Step Functions Execution Status Change" of the state
- * machine, to the functions the stack's rules target for that status.
+ * What EventBridge delivers on AWS: each "Step Functions Execution Status Change" of a state
+ * machine, to the functions the stack's rules on that machine target for that status.
  */
 import type { SynthesizedDefinition } from './cloudformation/state-machine.ts';
 import type { InvokeFunction } from './lambda/invoke.ts';
-import { LOCAL_STATE_MACHINE_ARN } from './names.ts';
 
 /** Delivers one status change to every rule's target that matches it; a target's failure is told, not thrown. */
 export function statusChangeDelivery(
@@ -28,6 +27,11 @@ function executionStatusChange(executionArn: string, name: string, status: strin
     source: 'aws.states',
     'detail-type': 'Step Functions Execution Status Change',
     resources: [executionArn],
-    detail: { executionArn, stateMachineArn: LOCAL_STATE_MACHINE_ARN, name, status },
+    detail: { executionArn, stateMachineArn: stateMachineOf(executionArn), name, status },
   };
+}
+
+/** `arn:aws:states:<region>:<account>:execution:<machine>:<name>` → the machine's ARN. */
+export function stateMachineOf(executionArn: string): string {
+  return executionArn.replace(':execution:', ':stateMachine:').split(':').slice(0, 7).join(':');
 }

@@ -12,6 +12,16 @@ export const LOCAL_BUCKET = 'dreambooth-local';
 export const LOCAL_TABLE = 'dreambooth-trainings';
 export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:dreambooth-training`;
 export const LOCAL_PREDICTION_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:dreambooth-prediction`;
+/**
+ * Where local mode runs a state machine of the template, by its construct path: the training
+ * one and the prediction one at the ARNs above, any other at a name derived from its path.
+ */
+export function localStateMachineArn(path: string | undefined, logicalId: string): string {
+  if (path === 'Workflow/StateMachine') return LOCAL_STATE_MACHINE_ARN;
+  if (path === 'Serving/StateMachine') return LOCAL_PREDICTION_STATE_MACHINE_ARN;
+  const name = (path ?? logicalId).replace(/[^A-Za-z0-9_-]+/g, '-').toLowerCase();
+  return `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:dreambooth-${name}`;
+}
 /** The build project's name in the resolved definition. */
 export const LOCAL_BUILD_PROJECT = 'build-model';
 /** The trainer image mirror's project name in the resolved definition. */
@@ -31,6 +41,10 @@ export const LOCAL_SECRET_SUFFIX = '-000000';
 /** Principals that are not functions: the state machine's role and the build project's. */
 export const STATE_MACHINE_PRINCIPAL = 'state-machine';
 export const BUILD_PRINCIPAL = 'build';
+/** The principal of a state machine's role: the training machine's is `state-machine`. */
+export function stateMachinePrincipal(stateMachineArn: string): string {
+  return stateMachineArn === LOCAL_STATE_MACHINE_ARN ? STATE_MACHINE_PRINCIPAL : `state-machine-${stateMachineArn.split(':').pop()}`;
+}
 /** The SageMaker job role: the local stand-in lays out and uploads a job's files as it. */
 export const SAGEMAKER_JOB_PRINCIPAL = 'sagemaker-job';
 /** The message of a refused call in service.log (test/helpers/local-mode.ts fails a run that has one). */
@@ -67,4 +81,14 @@ export function trainingJobArn(name: string): string {
 /** A role the template declares, by its logical id (a SageMaker job's, passed by the state machine). */
 export function roleArn(logicalId: string): string {
   return `arn:aws:iam::${LOCAL_ACCOUNT}:role/${logicalId}`;
+}
+
+/** An SNS topic of the template, by its logical id. */
+export function topicArn(logicalId: string): string {
+  return `arn:aws:sns:${LOCAL_REGION}:${LOCAL_ACCOUNT}:${logicalId}`;
+}
+
+/** A SageMaker hosting resource (`model`, `endpoint-config`, `endpoint`); SageMaker's ARNs hold the name in lower case. */
+export function sagemakerArn(type: 'model' | 'endpoint-config' | 'endpoint', name: string): string {
+  return `arn:aws:sagemaker:${LOCAL_REGION}:${LOCAL_ACCOUNT}:${type}/${name.toLowerCase()}`;
 }

@@ -18,18 +18,21 @@ import { startLocalAws, type LocalAws } from './aws.ts';
 import { localClient, localServices, operatorStore } from './clients.ts';
 import { localPolicies, withDropped } from './cloudformation/policies.ts';
 import { restApiOf } from './cloudformation/rest-api.ts';
-import { definitionOf, type SynthesizedDefinition } from './cloudformation/state-machine.ts';
+import { servingValuesOf } from './cloudformation/serving.ts';
+import { stateMachinesOf, type LocalStateMachine, type SynthesizedDefinition } from './cloudformation/state-machine.ts';
+import { snsSubscriptionsOf } from './cloudformation/subscriptions.ts';
 import { synthesize, type Synthesized } from './cloudformation/synthesize.ts';
 import { tableOf } from './cloudformation/table.ts';
 import type { BuildStrategy } from './codebuild/build-model.ts';
 import { localConfiguration, type LocalConfiguration } from './configuration.ts';
 import { listenApiGateway } from './apigateway.ts';
+import { stateMachineOf, statusChangeDelivery } from './eventbridge.ts';
 import { startLocalExpiry } from './expiry.ts';
-import { statusChangeDelivery } from './eventbridge.ts';
+import { settleLastStop } from './interrupted.ts';
 import { localEnvironment, localPrincipals, type LocalPrincipal } from './lambda/environment.ts';
 import { startLocalFunctions, type LocalFunctions } from './lambda/functions.ts';
 import type { InvokeFunction } from './lambda/invoke.ts';
-import { LOCAL_IAM_DENIED, LOCAL_PREDICTION_STATE_MACHINE_ARN, LOCAL_SECRET_IDS } from './names.ts';
+import { LOCAL_IAM_DENIED, LOCAL_PREDICTION_STATE_MACHINE_ARN, LOCAL_SECRET_IDS, LOCAL_STATE_MACHINE_ARN, stateMachinePrincipal } from './names.ts';
 import { ensureTokens, loadLocalSecrets, localSecretValues, SECRETS_FILE, type LocalSecrets } from './secretsmanager/local-secrets.ts';
 import { taskHandlersOf } from './stepfunctions/integrations.ts';
 import type { LocalServices, StandInContext } from './stepfunctions/stand-in.ts';
@@ -80,7 +83,10 @@ interface Start {
 interface Deployment {
   local: LocalConfiguration;
   synth: Synthesized;
+  /** The training state machine's definition. */
   definition: SynthesizedDefinition;
+  /** Every state machine of the template, the training one among them. */
+  machines: LocalStateMachine[];
   principals: LocalPrincipal[];
   secrets: LocalSecrets;
 }
@@ -135,7 +141,8 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   gateway.serve({ api: restApiOf(deployment.synth), invoke, storage });
   terminal.attachStore(operatorStore(aws));
   s.stops.push(startLocalExpiry(aws, deployment.synth.template, (line) => terminal.note(line)));
-  await settleLastStop(aws, deployment.definition, invoke, terminal);
+  const deployed = new Set<string>(deployment.synth.functions.map((f) => f.name));
+  await settleLastStop(aws, deployment.machines, deployed, invoke, (line) => terminal.note(line));
   // Written last: a client that finds the file finds a server that answers.
   const forget = writeLocalAddress(dataDir, {
     url: gateway.url,
@@ -168,7 +175,10 @@ async function synthesizeLocally(s: Start, publicUrl: string): Promise<Deploymen
     trainerLog: (line) => terminal.trainer(line),
   });
   const synth = synthesize(local.config);
-  return { local, synth, definition: definitionOf(synth), principals: localPrincipals(dataDir, synth.functions), secrets };
+  const machines = stateMachinesOf(synth);
+  const training = machines.find((m) => m.arn === LOCAL_STATE_MACHINE_ARN);
+  if (!training) throw new Error('the template has no state machine at Workflow/StateMachine');
+  return { local, synth, definition: training.definition, machines, principals: localPrincipals(dataDir, synth.functions), secrets };
 }
 
 /** The local AWS services, the state machine's Task states run by the integrations' stand-ins. */
@@ -183,18 +193,25 @@ function startServices(s: Start, d: Deployment, services: Promise<LocalServices>
     stopGraceSeconds: opts.stopGraceSeconds,
     log: { build: (line) => terminal.build(line), trainer: (line) => terminal.trainer(line) },
   };
-  const statusChanged = statusChangeDelivery(d.definition.executionStatusTargets, invoke, (line) => terminal.note(line));
+  const note = (line: string) => terminal.note(line);
+  const deliveries = new Map(d.machines.map((m) => [m.arn, statusChangeDelivery(m.definition.executionStatusTargets, invoke, note)]));
+  // Each machine's Task states run as its own role.
+  const handlersOf = (m: LocalStateMachine) => taskHandlersOf(m.definition.taskHandlers, { ...standIns, principal: stateMachinePrincipal(m.arn) });
   return startLocalAws({
     dataDir,
     table: tableOf(d.synth.template),
     definition: d.definition.asl,
     taskHandlers: taskHandlersOf(d.definition.taskHandlers, standIns),
+    machines: d.machines
+      .filter((m) => m.arn !== LOCAL_STATE_MACHINE_ARN)
+      .map((m) => ({ stateMachineArn: m.arn, definition: m.definition.asl, taskHandlers: handlersOf(m) })),
+    subscriptions: snsSubscriptionsOf(d.synth),
     secrets: localSecretValues(d.secrets, opts.secrets),
     secretsFile: join(dataDir, SECRETS_FILE),
     lambdas: Object.fromEntries(d.synth.functions.map((f) => [f.name, (payload: unknown) => invoke(f.name, payload)])),
     onExecutionEvent: (e) => {
       terminal.execution(e);
-      if (e.status !== 'RUNNING' && e.status !== 'INTERRUPTED') void statusChanged(e.executionArn, e.name, e.status);
+      if (e.status !== 'RUNNING' && e.status !== 'INTERRUPTED') void deliveries.get(stateMachineOf(e.executionArn))?.(e.executionArn, e.name, e.status);
     },
     accessKeys: d.principals,
     // Every call is signed by its principal and allowed by its role's policies in the template.
@@ -246,6 +263,7 @@ function startFunctions(s: Start, d: Deployment, aws: LocalAws, publicUrl: strin
     registryHost,
     sagemakerJobPrefix: d.definition.sagemakerJobPrefix ?? '',
     sagemakerMirrors: d.definition.sagemakerMirrors ?? '{}',
+    serving: servingValuesOf(d.synth),
     // Local mode's registry stands for ECR: the mirror step copies trainer images into it.
     trainerImageHost: registryHost,
     secretId: (secret) => LOCAL_SECRET_IDS[secret],
@@ -264,27 +282,4 @@ function startFunctions(s: Start, d: Deployment, aws: LocalAws, publicUrl: strin
     environment: (fn) => localEnvironment(fn, { config: d.local.config, values, awsEnv: aws.env, principal: principal(fn) }),
     log: (line) => s.terminal.serviceLog(line),
   });
-}
-
-/**
- * Executions that were running when local mode last stopped cannot be resumed (their
- * in-memory state is gone): the training says so truthfully, its webhook is sent, and the
- * rules on the execution's end get its status change (FAILED).
- */
-async function settleLastStop(aws: LocalAws, definition: SynthesizedDefinition, invoke: InvokeFunction, terminal: Terminal): Promise<void> {
-  for (const ex of aws.executions.interrupted) {
-    try {
-      await invoke('record', {
-        action: 'failure',
-        training_id: ex.name,
-        error: { Error: 'Local.Interrupted', Cause: 'local mode stopped while this training ran; start a new training' },
-      });
-      await invoke('notify', { training_id: ex.name, event: 'completed' }).catch(() => undefined);
-      terminal.note(`training ${ex.name} was interrupted by the last stop: marked failed`);
-    } catch (e) {
-      terminal.note(`could not settle interrupted training ${ex.name}: ${(e as Error).message}`);
-    }
-  }
-  const statusChanged = statusChangeDelivery(definition.executionStatusTargets, invoke, (line) => terminal.note(line));
-  for (const ex of aws.executions.interrupted) await statusChanged(ex.executionArn, ex.name, 'FAILED');
 }

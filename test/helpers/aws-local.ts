@@ -34,6 +34,7 @@ import type { HandlerName } from '#infra/constructs/function';
 import type { EnvironmentValues } from '#infra/functions';
 import { synthesize } from '#infra/local/cloudformation/synthesize';
 import { LOCAL_PREDICTION_STATE_MACHINE_ARN } from '#infra/local/names';
+import { servingValuesOf } from '#infra/local/cloudformation/serving';
 import { localEnvironment, localPrincipals } from '#infra/local/lambda/environment';
 import { LOCAL_SECRET_IDS } from '#infra/local/names';
 import { newTrainingId, sha256Hex } from '#shared/ids';
@@ -140,6 +141,7 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
     sagemakerJobPrefix: '',
     trainerImageHost: '',
     sagemakerMirrors: '{}',
+    serving: servingValuesOf(synth),
     secretId: (secret) => LOCAL_SECRET_IDS[secret],
     functionName: (fn) => (opts.lambdas && Object.hasOwn(opts.lambdas, fn) ? fn : undefined),
   };

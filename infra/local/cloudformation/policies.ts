@@ -14,6 +14,7 @@ import type { CfnFunction } from 'aws-cdk-lib/aws-lambda';
 import { CfnLogGroup } from 'aws-cdk-lib/aws-logs';
 import { CfnBucket, CfnBucketPolicy } from 'aws-cdk-lib/aws-s3';
 import type { CfnSecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { CfnTopic } from 'aws-cdk-lib/aws-sns';
 import { CfnStateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { HouseFunction } from '../../constructs/function.ts';
 import type { DreamboothStack } from '../../stack.ts';
@@ -31,8 +32,12 @@ import {
   LOCAL_STATE_MACHINE_ARN,
   LOCAL_TABLE,
   localRepositoryName,
+  localStateMachineArn,
+  roleArn,
   SAGEMAKER_JOB_PRINCIPAL,
   STATE_MACHINE_PRINCIPAL,
+  stateMachinePrincipal,
+  topicArn,
 } from '../names.ts';
 
 export interface LocalNames extends Where {
@@ -76,6 +81,7 @@ export function principalPolicies(stack: DreamboothStack, names: LocalNames): Re
   principals.set(roleOf(stack.build.project.role)!, BUILD_PRINCIPAL);
   const jobRole = roleOf(stack.workflow.sagemaker?.jobRole);
   if (jobRole) principals.set(jobRole, SAGEMAKER_JOB_PRINCIPAL);
+  for (const [role, name] of otherPrincipals(stack, names)) if (!principals.has(role)) principals.set(role, name);
 
   const out: Record<string, PrincipalPolicies> = {};
   for (const [role, name] of principals) out[name] = { role, statements: [] };
@@ -96,6 +102,32 @@ export function principalPolicies(stack: DreamboothStack, names: LocalNames): Re
   const denies = bucketDenies(stack, resolve);
   for (const p of Object.values(out)) p.statements.push(...denies);
   return out;
+}
+
+/**
+ * The template's other state machines' roles (each machine's principal, ../names.ts) and the
+ * roles SageMaker may assume (a hosted model's execution role: the principal is the role's
+ * logical id, which its ARN ends with locally).
+ */
+function otherPrincipals(stack: DreamboothStack, n: LocalNames): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of stack.node.findAll()) {
+    if (c instanceof CfnStateMachine) {
+      const role = (stack.resolve(c.roleArn) as { 'Fn::GetAtt'?: [string, string] })?.['Fn::GetAtt']?.[0];
+      if (role) out.set(role, stateMachinePrincipal(stateMachineArnOf(stack, c, n)));
+    }
+    if (c instanceof CfnRole) {
+      const trust = JSON.stringify(stack.resolve(c.assumeRolePolicyDocument) ?? {});
+      const id = stack.getLogicalId(c);
+      if (trust.includes('sagemaker.amazonaws.com') && !out.has(id)) out.set(id, id);
+    }
+  }
+  return out;
+}
+
+function stateMachineArnOf(stack: DreamboothStack, c: CfnStateMachine, n: LocalNames): string {
+  const path = c.node.path.split('/').slice(1, -1).join('/');
+  return path === 'Workflow/StateMachine' ? n.stateMachineArn : localStateMachineArn(path, stack.getLogicalId(c));
 }
 
 function statementsOf(doc: unknown): Statement[] {
@@ -143,7 +175,11 @@ function localValues(stack: DreamboothStack, n: LocalNames): Map<string, Value> 
     else if (c instanceof CfnBucket) {
       const name = c === data ? n.bucket : `${n.bucket}-${stack.getLogicalId(c).toLowerCase()}`;
       set(c, name, { Arn: `arn:aws:s3:::${name}` });
-    } else if (c instanceof CfnStateMachine) set(c, n.stateMachineArn, { Arn: n.stateMachineArn, Name: n.stateMachineArn.split(':').pop()! });
+    } else if (c instanceof CfnStateMachine) {
+      const machine = stateMachineArnOf(stack, c, n);
+      set(c, machine, { Arn: machine, Name: machine.split(':').pop()! });
+    } else if (c instanceof CfnRole) set(c, stack.getLogicalId(c), { Arn: roleArn(stack.getLogicalId(c)) });
+    else if (c instanceof CfnTopic) set(c, topicArn(stack.getLogicalId(c)), { TopicArn: topicArn(stack.getLogicalId(c)), TopicName: stack.getLogicalId(c) });
     else if (c instanceof CfnLogGroup) {
       const name = `/local/${stack.getLogicalId(c)}`;
       set(c, name, { Arn: arn('logs', `log-group:${name}:*`) });

@@ -15,10 +15,23 @@
  *   SageMaker, ECR), told apart by the table of integrations (../stepfunctions/integrations.ts),
  *   whose stand-in answers as the service would.
  */
+import { CfnResource } from 'aws-cdk-lib';
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
 import type { HandlerName } from '../../constructs/function.ts';
-import { LOCAL_ACCOUNT, LOCAL_BUILD_PROJECT, LOCAL_MIRROR_PROJECT, LOCAL_REGION, lambdaArn, localRepositoryName, roleArn } from '../names.ts';
+import {
+  LOCAL_ACCOUNT,
+  LOCAL_BUCKET,
+  LOCAL_BUILD_PROJECT,
+  LOCAL_MIRROR_PROJECT,
+  LOCAL_REGION,
+  LOCAL_STATE_MACHINE_ARN,
+  lambdaArn,
+  localRepositoryName,
+  localStateMachineArn,
+  roleArn,
+  topicArn,
+} from '../names.ts';
 import { integrationOf, type TaskTarget } from '../stepfunctions/integrations.ts';
 import { synthesize, type Synthesized } from './synthesize.ts';
 
@@ -58,20 +71,71 @@ export function synthesizeDefinition(config: Config): SynthesizedDefinition {
   return definitionOf(synthesize(config));
 }
 
-/** The state machine of a synthesized template, its references resolved to local values. */
-export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>): SynthesizedDefinition {
+/** One state machine of the template: where the stack declares it, the ARN local mode runs it at, and its definition. */
+export interface LocalStateMachine {
+  logicalId: string;
+  /** Its construct path below the stack (`Workflow/StateMachine`), when the template says. */
+  path: string | undefined;
+  arn: string;
+  definition: SynthesizedDefinition;
+}
+
+type Template = Pick<Synthesized, 'template' | 'functions'> & { stack?: Synthesized['stack'] };
+
+/** The training state machine (`Workflow/StateMachine`, or the template's only one), its references resolved to local values. */
+export function definitionOf(synth: Template): SynthesizedDefinition {
+  const machines = stateMachinesOf(synth);
+  const training = machines.find((m) => m.arn === LOCAL_STATE_MACHINE_ARN) ?? (machines.length === 1 ? machines[0] : undefined);
+  if (!training) throw new Error(`the template has ${machines.length} state machines and none at Workflow/StateMachine`);
+  return training.definition;
+}
+
+/** Every state machine of the template, each at its local ARN (../names.ts). */
+export function stateMachinesOf(synth: Template): LocalStateMachine[] {
   const { template } = synth;
+  const ids = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine').map(([id]) => id);
+  const paths = pathsOf(synth);
+  const arns = new Map(ids.map((id) => [id, ids.length === 1 && !paths.get(id) ? LOCAL_STATE_MACHINE_ARN : localStateMachineArn(paths.get(id), id)]));
+  const values = referenceValues(synth, arns);
+  return ids.map((id) => ({ logicalId: id, path: paths.get(id), arn: arns.get(id)!, definition: machineDefinition(synth, id, values) }));
+}
+
+/** The values local mode gives the template's references. */
+export function referenceValues(synth: Template, machines: Map<string, string>): Map<string, string> {
   const values = new Map<string, string>(synth.functions.map((fn) => [fn.logicalId, lambdaArn(fn.name)]));
-  for (const [id, r] of Object.entries(template.Resources)) {
+  for (const [id, arn] of machines) values.set(id, arn);
+  for (const [id, r] of Object.entries(synth.template.Resources)) {
     if (r.Type === 'AWS::CodeBuild::Project') values.set(id, JSON.stringify(r.Properties?.Source).includes('mirror-image.mjs') ? LOCAL_MIRROR_PROJECT : LOCAL_BUILD_PROJECT);
     // Roles a task passes on (a SageMaker job's).
     if (r.Type === 'AWS::IAM::Role') values.set(id, roleArn(id));
     // The definition names a mirror by reference (RepositoryName), never by ARN.
     if (r.Type === 'AWS::ECR::Repository') values.set(id, localRepositoryName(id));
+    if (r.Type === 'AWS::SNS::Topic') values.set(id, topicArn(id));
+    // The data bucket (local mode has no other).
+    if (r.Type === 'AWS::S3::Bucket' && id.startsWith('StorageData')) values.set(id, LOCAL_BUCKET);
   }
-  const machines = Object.values(template.Resources).filter((r) => r.Type === 'AWS::StepFunctions::StateMachine');
-  if (machines.length !== 1) throw new Error(`the template has ${machines.length} state machines; local mode runs one`);
-  const definition = resolveReferences(machines[0]!.Properties!.DefinitionString, values);
+  return values;
+}
+
+/** Construct paths below the stack, by logical id: from the construct tree, else the template's path metadata. */
+function pathsOf(synth: Template): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [id, r] of Object.entries(synth.template.Resources)) {
+    const path = (r as { Metadata?: Record<string, unknown> }).Metadata?.['aws:cdk:path'];
+    if (typeof path === 'string') out.set(id, path.split('/').slice(1, -1).join('/'));
+  }
+  const stack = synth.stack;
+  if (!stack) return out;
+  for (const c of stack.node.findAll()) {
+    if (!(c instanceof CfnResource) || c.cfnResourceType !== 'AWS::StepFunctions::StateMachine') continue;
+    out.set(stack.resolve(stack.getLogicalId(c)) as string, c.node.path.split('/').slice(1, -1).join('/'));
+  }
+  return out;
+}
+
+function machineDefinition(synth: Template, logicalId: string, values: Map<string, string>): SynthesizedDefinition {
+  const { template } = synth;
+  const definition = resolveReferences(template.Resources[logicalId]!.Properties!.DefinitionString, values);
   if (typeof definition !== 'string') throw new Error('the state machine definition did not resolve to a string');
   const asl = JSON.parse(definition) as SynthesizedDefinition['asl'];
 
@@ -84,16 +148,21 @@ export function definitionOf(synth: Pick<Synthesized, 'template' | 'functions'>)
   const variables = prepare && template.Resources[prepare.logicalId]!.Properties?.Environment?.Variables;
   const sagemakerJobPrefix = variables?.[ENV.jobPrefix];
   const sagemakerMirrors = variables?.[ENV.trainerMirrors] === undefined ? undefined : String(resolveReferences(variables[ENV.trainerMirrors], values));
-  return { asl, stateNames: Object.keys(asl.States), taskHandlers, sagemakerJobPrefix, sagemakerMirrors, executionStatusTargets: executionStatusTargets(synth) };
+  const executionStatusTargets = executionStatusTargetsOf(synth, logicalId);
+  return { asl, stateNames: Object.keys(asl.States), taskHandlers, sagemakerJobPrefix, sagemakerMirrors, executionStatusTargets };
 }
 
-/** The rules on the state machine's "Execution Status Change" events, and the functions they invoke. */
-function executionStatusTargets(synth: Pick<Synthesized, 'template' | 'functions'>): SynthesizedDefinition['executionStatusTargets'] {
+/** The rules on one state machine's "Execution Status Change" events (a rule naming no machine matches all), and the functions they invoke. */
+function executionStatusTargetsOf(synth: Template, machine: string): SynthesizedDefinition['executionStatusTargets'] {
   const byLogicalId = new Map(synth.functions.map((fn) => [fn.logicalId, fn.name]));
   const out: SynthesizedDefinition['executionStatusTargets'] = [];
   for (const rule of Object.values(synth.template.Resources).filter((r) => r.Type === 'AWS::Events::Rule')) {
-    const pattern = rule.Properties?.EventPattern as { source?: string[]; 'detail-type'?: string[]; detail?: { status?: string[] } } | undefined;
+    const pattern = rule.Properties?.EventPattern as
+      | { source?: string[]; 'detail-type'?: string[]; detail?: { status?: string[]; stateMachineArn?: { Ref?: string }[] } }
+      | undefined;
     if (!pattern?.source?.includes('aws.states') || !pattern['detail-type']?.includes('Step Functions Execution Status Change')) continue;
+    const named = pattern.detail?.stateMachineArn;
+    if (named && !named.some((m) => m?.Ref === machine)) continue;
     for (const target of (rule.Properties?.Targets ?? []) as { Arn: { 'Fn::GetAtt'?: [string, string] } }[]) {
       const handler = byLogicalId.get(target.Arn['Fn::GetAtt']?.[0] ?? '');
       if (handler) out.push({ handler, statuses: pattern.detail?.status ?? [] });
@@ -102,7 +171,8 @@ function executionStatusTargets(synth: Pick<Synthesized, 'template' | 'functions
   return out;
 }
 
-function resolveReferences(value: unknown, values: Map<string, string>): unknown {
+/** A template value with its references (Ref, Fn::GetAtt Arn, Fn::Join) resolved to local values. */
+export function resolveReferences(value: unknown, values: Map<string, string>): unknown {
   if (typeof value === 'string' || value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => resolveReferences(v, values));
   const node = value as Record<string, unknown>;

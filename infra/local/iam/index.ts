@@ -67,7 +67,7 @@ export async function enforceIam(o: EnforceOptions): Promise<{ urls: { s3: strin
  * Functions does before it calls the service; refused, the task fails with the integration's
  * error name (`Lambda.AWSLambdaException`, `CodeBuild.AWSCodeBuildException`).
  */
-export function checkIntegration(iam: LocalIam | undefined, action: string, resource: string, errorName: string): void {
-  const denied = iam?.check(STATE_MACHINE_PRINCIPAL, action, resource);
+export function checkIntegration(iam: LocalIam | undefined, action: string, resource: string, errorName: string, principal = STATE_MACHINE_PRINCIPAL): void {
+  const denied = iam?.check(principal, action, resource);
   if (denied) throw Object.assign(new Error(denied), { name: errorName });
 }

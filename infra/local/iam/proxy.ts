@@ -13,7 +13,20 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { closeServer } from '../endpoint.ts';
 import { evaluate, type Decision, type Statement } from './policy.ts';
-import { dynamoDbNeeds, lambdaNeeds, s3Needs, secretsManagerNeeds, stepFunctionsNeeds, type Needed, type S3Request, type Where } from './requests.ts';
+import {
+  applicationAutoScalingNeeds,
+  cloudWatchNeeds,
+  dynamoDbNeeds,
+  lambdaNeeds,
+  s3Needs,
+  sagemakerNeeds,
+  sagemakerRuntimeNeeds,
+  secretsManagerNeeds,
+  stepFunctionsNeeds,
+  type Needed,
+  type S3Request,
+  type Where,
+} from './requests.ts';
 import { verifySigV4, type Verified } from './sigv4.ts';
 
 export interface Principal {
@@ -47,8 +60,12 @@ const JSON_SERVICES: Record<string, { signing: string; needs: (op: string, body:
   DynamoDB_20120810: { signing: 'dynamodb', needs: dynamoDbNeeds, type: 'application/x-amz-json-1.0' },
   AWSStepFunctions: { signing: 'states', needs: (op, b) => stepFunctionsNeeds(op, b), type: 'application/x-amz-json-1.0' },
   secretsmanager: { signing: 'secretsmanager', needs: secretsManagerNeeds, type: 'application/x-amz-json-1.1' },
+  SageMaker: { signing: 'sagemaker', needs: sagemakerNeeds, type: 'application/x-amz-json-1.1' },
+  AnyScaleFrontendService: { signing: 'application-autoscaling', needs: applicationAutoScalingNeeds, type: 'application/x-amz-json-1.1' },
+  GraniteServiceVersion20100801: { signing: 'monitoring', needs: cloudWatchNeeds, type: 'application/x-amz-json-1.0' },
 };
 const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/;
+const ASYNC_INVOCATIONS_PATH = /^\/endpoints\/([^/]+)\/async-invocations$/;
 
 /** Local mode's loopback HTTP stands in for TLS (the bucket policy denies anything else). */
 const CONTEXT = { 'aws:SecureTransport': 'true' };
@@ -134,16 +151,17 @@ async function handleJson(auth: Authority, target: URL, req: http.IncomingMessag
   const body = await readAll(req);
   const path = new URL(req.url ?? '/', 'http://local');
   const invoke = req.method === 'POST' ? INVOKE_PATH.exec(path.pathname) : null;
+  const runtime = req.method === 'POST' ? ASYNC_INVOCATIONS_PATH.exec(path.pathname) : null;
   const amzTarget = String(req.headers['x-amz-target'] ?? '');
   const service = JSON_SERVICES[amzTarget.split('.')[0]!];
   const fail = (status: number, type: string, message: string) =>
-    invoke
-      ? send(res, status, { 'content-type': 'application/json', 'x-amzn-errortype': type }, { Type: 'User', Message: message })
+    invoke || runtime
+      ? send(res, status, { 'content-type': 'application/json', 'x-amzn-errortype': type }, { Type: 'User', Message: message, message })
       : send(res, status, { 'content-type': service?.type ?? 'application/x-amz-json-1.0' }, { __type: type, message, Message: message });
 
   const v = await verifySigV4({ method: req.method ?? 'POST', url: req.url ?? '/', headers: req.headers, body }, secretOf(auth));
   if (!v.ok) {
-    const forbidden = invoke ? 403 : 400;
+    const forbidden = invoke || runtime ? 403 : 400;
     if (v.code === 'MissingAuthentication') return fail(forbidden, 'MissingAuthenticationTokenException', 'Missing Authentication Token');
     if (v.code === 'UnknownAccessKey') return fail(forbidden, 'UnrecognizedClientException', 'The security token included in the request is invalid.');
     return fail(forbidden, 'InvalidSignatureException', v.message);
@@ -152,6 +170,8 @@ async function handleJson(auth: Authority, target: URL, req: http.IncomingMessag
   let needs: Needed[];
   if (invoke) {
     needs = await lambdaNeeds(decodeURIComponent(invoke[1]!), path.searchParams.get('Qualifier'), auth);
+  } else if (runtime && v.service === 'sagemaker') {
+    needs = await sagemakerRuntimeNeeds(decodeURIComponent(runtime[1]!), auth);
   } else if (service && v.service === service.signing) {
     needs = await service.needs(amzTarget.slice(amzTarget.indexOf('.') + 1), parseJson(body), auth);
   } else {
@@ -161,7 +181,7 @@ async function handleJson(auth: Authority, target: URL, req: http.IncomingMessag
   const denial = authorize(auth, principal, needs);
   if (denial) {
     const type = amzTarget.startsWith('DynamoDB') ? 'com.amazon.coral.service#AccessDeniedException' : 'AccessDeniedException';
-    return fail(invoke ? 403 : 400, type, deniedMessage(auth, principal, denial));
+    return fail(invoke || runtime ? 403 : 400, type, deniedMessage(auth, principal, denial));
   }
   await forward(target, req, res, body);
 }

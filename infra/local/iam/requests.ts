@@ -124,3 +124,39 @@ export async function lambdaNeeds(functionRef: string, qualifier: string | null,
       });
   return [await need('lambda:InvokeFunction', async () => arn)];
 }
+
+/** SageMaker's hosting control plane (`SageMaker.<Operation>`); its ARNs hold names in lower case. */
+export async function sagemakerNeeds(operation: string, body: Record<string, unknown>, where: Where): Promise<Needed[]> {
+  const arn = (type: string, part: string, name: unknown) => () => arnOf('sagemaker', type, where, { [part]: String(name ?? '*').toLowerCase() });
+  const endpoint = arn('endpoint', 'EndpointName', body.EndpointName);
+  const config = arn('endpoint-config', 'EndpointConfigName', body.EndpointConfigName);
+  const model = arn('model', 'ModelName', body.ModelName);
+  const action = `sagemaker:${operation}`;
+  if (operation === 'CreateModel') {
+    const role = String(body.ExecutionRoleArn ?? '*');
+    return [await need(action, model), await need('iam:PassRole', async () => role, { 'iam:PassedToService': 'sagemaker.amazonaws.com' })];
+  }
+  if (operation === 'CreateEndpoint') return [await need(action, endpoint), await need(action, config)];
+  if (/Endpoint$/.test(operation) || operation === 'UpdateEndpointWeightsAndCapacities') return [await need(action, endpoint)];
+  if (/EndpointConfig$/.test(operation)) return [await need(action, config)];
+  if (/Model$/.test(operation)) return [await need(action, model)];
+  return [await need(action, async () => '*')];
+}
+
+/** SageMaker Runtime: `POST /endpoints/<name>/async-invocations`. */
+export async function sagemakerRuntimeNeeds(endpointName: string, where: Where): Promise<Needed[]> {
+  return [await need('sagemaker:InvokeEndpointAsync', () => arnOf('sagemaker', 'endpoint', where, { EndpointName: endpointName.toLowerCase() }))];
+}
+
+/** Application Auto Scaling (`AnyScaleFrontendService.<Operation>`): a scalable target by its resource id. */
+export async function applicationAutoScalingNeeds(operation: string, body: Record<string, unknown>, where: Where): Promise<Needed[]> {
+  const context = { 'application-autoscaling:scalable-dimension': typeof body.ScalableDimension === 'string' ? body.ScalableDimension : undefined };
+  const target = () => arnOf('application-autoscaling', 'ScalableTarget', where, { ResourceId: String(body.ResourceId ?? '*') });
+  return [await need(`application-autoscaling:${operation}`, target, context)];
+}
+
+/** CloudWatch (`GraniteServiceVersion20100801.<Operation>`): alarms by name. */
+export async function cloudWatchNeeds(operation: string, body: Record<string, unknown>, where: Where): Promise<Needed[]> {
+  const names = typeof body.AlarmName === 'string' ? [body.AlarmName] : Array.isArray(body.AlarmNames) && body.AlarmNames.length ? body.AlarmNames.map(String) : ['*'];
+  return Promise.all(names.map((name) => need(`cloudwatch:${operation}`, () => arnOf('cloudwatch', 'alarm', where, { AlarmName: name }))));
+}

@@ -21,7 +21,7 @@ export function lambdaEvent(target: { kind: string }, input: unknown): unknown {
 export function lambdaTask(target: LambdaTarget, ctx: StandInContext): TaskHandler {
   return async (input) => {
     const services = await ctx.services;
-    services.checkIntegration('lambda:InvokeFunction', lambdaArn(target.handler), 'Lambda.AWSLambdaException');
+    services.checkIntegration('lambda:InvokeFunction', lambdaArn(target.handler), 'Lambda.AWSLambdaException', ctx.principal);
     return services.invoke(target.handler, lambdaEvent(target, input));
   };
 }

@@ -27,14 +27,22 @@ const SendTaskFailure = TaskToken.extend({ error: z.string().optional(), cause: 
 
 type Operation = (body: unknown) => unknown;
 
-export function stepFunctionsApi(sfn: LocalStepFunctions, tokens: TaskTokens): Record<string, Operation> {
+/** The operations over every local state machine (by ARN); task tokens are shared, as on AWS. */
+export function stepFunctionsApi(machines: LocalStepFunctions[], tokens: TaskTokens): Record<string, Operation> {
   const machine = (arn: string) => {
-    if (arn !== sfn.stateMachineArn) throw new AwsError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
+    const sfn = machines.find((m) => m.stateMachineArn === arn);
+    if (!sfn) throw new AwsError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${arn}'`);
+    return sfn;
+  };
+  const runnerOf = (executionArn: string) => {
+    const sfn = machines.find((m) => m.owns(executionArn));
+    if (!sfn) throw new AwsError('ExecutionDoesNotExist', `Execution Does Not Exist: '${executionArn}'`);
+    return sfn;
   };
   return {
     StartExecution: (body) => {
       const req = StartExecution.parse(body);
-      machine(req.stateMachineArn);
+      const sfn = machine(req.stateMachineArn);
       const name = req.name ?? randomUUID();
       if (!NAME.test(name)) throw new AwsError('InvalidName', `Invalid Name: '${name}'`);
       const input = req.input ?? '{}';
@@ -42,15 +50,17 @@ export function stepFunctionsApi(sfn: LocalStepFunctions, tokens: TaskTokens): R
       const rec = sfn.start(name, input);
       return { executionArn: rec.executionArn, startDate: seconds(rec.startDate) };
     },
-    DescribeExecution: (body) => describe(sfn.describe(ExecutionRef.parse(body).executionArn)),
+    DescribeExecution: (body) => {
+      const { executionArn } = ExecutionRef.parse(body);
+      return describe(runnerOf(executionArn).describe(executionArn));
+    },
     StopExecution: (body) => {
       const req = StopExecution.parse(body);
-      return { stopDate: seconds(sfn.stop(req.executionArn, req.error, req.cause).stopDate ?? Date.now()) };
+      return { stopDate: seconds(runnerOf(req.executionArn).stop(req.executionArn, req.error, req.cause).stopDate ?? Date.now()) };
     },
     ListExecutions: (body) => {
       const req = ListExecutions.parse(body);
-      machine(req.stateMachineArn);
-      return listExecutions(sfn, req);
+      return listExecutions(machine(req.stateMachineArn), req);
     },
     SendTaskSuccess: (body) => {
       const req = SendTaskSuccess.parse(body);

@@ -1,6 +1,7 @@
 /**
- * Executions of the one local state machine, run by aws-local-stepfunctions. Everything the
- * Step Functions endpoint answers comes from here.
+ * Executions of one local state machine, run by aws-local-stepfunctions. Each machine of the
+ * template has one; they share the execution store and the task tokens. Everything the Step
+ * Functions endpoint answers comes from here.
  */
 import './polyfill.ts';
 import { randomBytes } from 'node:crypto';
@@ -80,9 +81,14 @@ export class LocalStepFunctions {
     return rec;
   }
 
-  /** Newest first. */
+  /** This machine's executions, newest first. */
   list(): ExecutionRecord[] {
-    return this.opts.store.list();
+    return this.opts.store.list().filter((e) => e.stateMachineArn === this.stateMachineArn);
+  }
+
+  /** Whether the execution is one of this machine's. */
+  owns(executionArn: string): boolean {
+    return executionArn.startsWith(`${this.executionArn('')}`);
   }
 
   /** Resolves when the execution has ended (at once if it is not running). */

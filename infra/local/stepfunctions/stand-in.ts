@@ -12,9 +12,10 @@ export interface LocalServices {
   invoke: InvokeFunction;
   /**
    * Step Functions checks the state machine's role before it calls a service; refused, the task
-   * fails with `errorName` (`CodeBuild.AWSCodeBuildException`, …).
+   * fails with `errorName` (`CodeBuild.AWSCodeBuildException`, …). `principal`: the machine's
+   * role (../names.ts stateMachinePrincipal), the training machine's by default.
    */
-  checkIntegration(action: string, resource: string, errorName: string): void;
+  checkIntegration(action: string, resource: string, errorName: string, principal?: string): void;
   /** An S3 client signing as a principal (a role on AWS: `build`, `sagemaker-job`, a function). */
   s3As(principal: string): S3Client;
   /** The AWS_* variables for a program a stand-in runs (the docker build's `aws` shim), with a principal's keys. */
@@ -36,6 +37,8 @@ export interface StandInContext {
   /** Seconds a stopped SageMaker job's container gets between SIGTERM and SIGKILL. */
   stopGraceSeconds?: number;
   log: { build: (line: string) => void; trainer: (line: string) => void };
+  /** The principal of the state machine whose Task states these are; the training machine's by default. */
+  principal?: string;
 }
 
 /** Makes the handler of every Task state of one integration. */

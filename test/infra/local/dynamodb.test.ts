@@ -27,7 +27,7 @@ it('adds the indexes the construct defines to an older table and keeps its items
 
     await createTable(db, 'trainings', def);
     const { Table } = await db.send(new DescribeTableCommand({ TableName: 'trainings' }));
-    expect(Table!.GlobalSecondaryIndexes!.map((i) => i.IndexName).sort()).toEqual(['list', 'owner', 'prediction-owner']);
+    expect(Table!.GlobalSecondaryIndexes!.map((i) => i.IndexName).sort()).toEqual(def.GlobalSecondaryIndexes!.map((i) => i.IndexName).sort());
     const byOwner = await db.send(
       new QueryCommand({ TableName: 'trainings', IndexName: 'owner', KeyConditionExpression: '#o = :o', ExpressionAttributeNames: { '#o': 'owner' }, ExpressionAttributeValues: { ':o': { S: 'alice' } } }),
     );
