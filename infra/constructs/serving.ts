@@ -54,9 +54,6 @@ export interface ServingProps {
   readonly notify: HouseFunction;
 }
 
-/** Between two looks at an endpoint being made or leaving zero. */
-const ENDPOINT_POLL = Duration.seconds(30);
-
 function guarded<T extends TaskStateBase>(task: T, onError: State, retries: RetryProps[] = [TRANSIENT_RETRY]): T {
   for (const retry of retries) task.addRetry(retry);
   task.addCatch(onError, { errors: [Errors.ALL], resultPath: '$.error' });
@@ -161,7 +158,7 @@ export class Serving extends Construct implements ServingGrantables {
       this.invoke(this.functions.endpoint, 'Make sure the endpoint is ready', { action: 'ensure', prediction_id: predictionId }, '$.endpoint'),
       recordFailure,
     );
-    const wait = new Wait(this, 'Wait for the endpoint', { time: WaitTime.duration(ENDPOINT_POLL) });
+    const wait = new Wait(this, 'Wait for the endpoint', { time: WaitTime.duration(Duration.seconds(this.config.serving.poll_seconds)) });
     wait.next(ensure);
     ensure.next(new Choice(this, 'Is the endpoint ready?').when(Condition.booleanEquals('$.endpoint.ready', true), send).otherwise(wait));
     return ensure;

@@ -61,9 +61,9 @@ export async function localConfiguration(o: ConfigurationOptions): Promise<Local
   return { config, buildStrategy, images };
 }
 
-/** cdk.json's configuration, the override merged over it; egress allows only loopback unless configured. */
+/** cdk.json's configuration, the override merged over it; egress allows only loopback and endpoints are looked at every second unless configured. */
 function loadConfig(override: unknown): Config {
-  return loadConfiguration({ override, defaults: { egress: { allow: LOOPBACK } }, source: 'local configuration' });
+  return loadConfiguration({ override, defaults: { egress: { allow: LOOPBACK }, serving: { poll_seconds: 1 } }, source: 'local configuration' });
 }
 
 /** The image store: a registry (given, or Debian's started here) or an OCI layout on disk. */

@@ -235,6 +235,12 @@ export const ServingSchema = z
     delete_idle_days: z.number().int().min(1).max(365).default(7),
     /** Seconds one prediction may take on the endpoint (asynchronous inference allows up to 3600). */
     invocation_timeout_seconds: z.number().int().min(1).max(3600).default(3600),
+    /**
+     * Seconds between two looks at an endpoint being made or leaving zero (a Wait state of the
+     * prediction state machine; each look is a few transitions). Local mode's endpoints start in
+     * about a second, so it looks every second.
+     */
+    poll_seconds: z.number().int().min(1).max(300).default(30),
     /** Requests one instance works on at once; Cog predicts one at a time. */
     max_concurrent_invocations_per_instance: z.number().int().min(1).max(1000).default(1),
   })
