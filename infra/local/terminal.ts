@@ -48,7 +48,7 @@ export class Terminal {
     } catch {
       return;
     }
-    const id = entry.training_id as string | undefined;
+    const id = (entry.training_id ?? entry.prediction_id) as string | undefined;
     if (entry.message === 'webhook') {
       this.print(`${id}  webhook ${String(entry.event)}: ${entry.delivered ? 'delivered' : 'not delivered'} (${String(entry.detail)})`);
     } else if (entry.message === 'webhook not delivered') {
