@@ -96,7 +96,9 @@ export async function processRequest(ctx: RuntimeContext, endpoint: LocalEndpoin
     ? { ...base, invocationStatus: 'Completed', responseParameters: { contentType: outcome.contentType, outputLocation: req.outputLocation } }
     : { ...base, invocationStatus: 'Failed', failureReason: outcome.reason, responseParameters: { failureLocation: req.failureLocation } };
   ctx.log(`endpoint ${endpoint.spec.name}: ${req.inferenceId} ${outcome.ok ? 'completed' : `failed (${outcome.reason})`} in ${Date.now() - started} ms`);
-  if (topic) await ctx.publish(topic, message).catch((e: Error) => ctx.log(`endpoint ${endpoint.spec.name}: notification of ${req.inferenceId} not delivered: ${e.message}`));
+  // Published without holding the instance's slot: SNS delivers on its own time, as on AWS,
+  // and the instance takes its next request meanwhile.
+  if (topic) void ctx.publish(topic, message).catch((e: Error) => ctx.log(`endpoint ${endpoint.spec.name}: notification of ${req.inferenceId} not delivered: ${e.message}`));
 }
 
 async function invoke(ctx: RuntimeContext, endpoint: LocalEndpoint, instance: Instance, req: AsyncRequest): Promise<{ ok: true; contentType: string } | { ok: false; reason: string }> {
