@@ -74,9 +74,9 @@ describe('alarm actions', () => {
     return { stack: s, template: Template.fromStack(s) };
   };
 
-  it('tells the configured topic when each alarm fires and when it clears', () => {
+  it('tells the configured topic when each alarm fires and when it clears (the failed predictions one too)', () => {
     const alarms = Object.values(synth({ alarm_topic_arn: TOPIC }).template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(4);
     for (const a of alarms) expect(a.Properties).toMatchObject({ AlarmActions: [TOPIC], OKActions: [TOPIC] });
   });
 
