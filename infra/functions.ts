@@ -147,8 +147,8 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
   // the table. Reads the prediction and its version.
   'prediction-endpoint': { needs: [table, { kind: 'sagemaker-endpoints' }] },
   // Marks the prediction processing with its task token, then queues the request (the endpoint
-  // reads the request object with its own role).
-  predict: { needs: [table, { kind: 'endpoint-invoke' }, { kind: 'bucket-name' }] },
+  // reads the request object with its own role); sends the `start` webhook through notify.
+  predict: { needs: [table, { kind: 'endpoint-invoke' }, { kind: 'bucket-name' }, invokes('notify')] },
   // Finds the prediction of SageMaker's notification and ends its wait.
   'prediction-notified': { needs: [{ kind: 'table', readItems: true }, { kind: 'task-tokens', actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'] }] },
   // Reads the endpoint's response (and a failure's body), writes the file outputs.

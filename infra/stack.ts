@@ -65,6 +65,7 @@ export class DreamboothStack extends Stack {
     const fns = this.workflow.functions;
     this.monitoring = new Monitoring(this, 'Monitoring', {
       stateMachine: this.workflow.stateMachine,
+      predictionStateMachine: this.serving.stateMachine,
       steps: { 'start trainer': fns.startTrainer, 'check trainer': fns.checkTrainer, 'stage weights': fns.stageWeights, record: fns.record, webhook: this.webhook.notify },
       notify: this.webhook.notify,
       record: fns.record,

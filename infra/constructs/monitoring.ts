@@ -1,7 +1,7 @@
 /**
- * What an operator watches: a CloudWatch dashboard (executions by status, step durations,
- * webhook deliveries, build minutes) and alarms (failed executions, webhooks given up, a spike
- * of refused callbacks). Webhook and callback numbers come from metric filters on the
+ * What an operator watches: a CloudWatch dashboard (executions by status, trainings' and
+ * predictions', step durations, webhook deliveries, build minutes) and alarms (failed executions,
+ * a run of failed predictions, webhooks given up, a spike of refused callbacks). Webhook and callback numbers come from metric filters on the
  * functions' structured logs, so no handler carries metrics code.
  */
 import { Annotations, Duration } from 'aws-cdk-lib';
@@ -26,9 +26,13 @@ import { LOG_MESSAGES } from '#shared/log-messages';
 import type { HouseFunction } from './function.ts';
 
 export const NAMESPACE = 'Dreambooth';
+/** Failed prediction executions within 5 minutes that raise the alarm. */
+export const FAILED_PREDICTIONS_THRESHOLD = 5;
 
 export interface MonitoringProps {
   readonly stateMachine: StateMachine;
+  /** The prediction state machine (./serving.ts). */
+  readonly predictionStateMachine?: StateMachine;
   /** Steps whose durations are shown, by the name the dashboard gives them. */
   readonly steps: Record<string, HouseFunction>;
   readonly notify: HouseFunction;
@@ -49,14 +53,14 @@ interface LogMetrics {
 
 export class Monitoring extends Construct {
   readonly dashboard: Dashboard;
-  readonly alarms: { failedExecutions: Alarm; webhooksGivenUp: Alarm; callbackRefusals: Alarm };
+  readonly alarms: { failedExecutions: Alarm; webhooksGivenUp: Alarm; callbackRefusals: Alarm; failedPredictions?: Alarm };
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const metrics = this.logMetrics(props);
     this.dashboard = this.createDashboard(props, metrics);
-    this.alarms = this.createAlarms(props.stateMachine, metrics);
-    this.notifyOn(Object.values(this.alarms), props.alarmTopicArn);
+    this.alarms = this.createAlarms(props, metrics);
+    this.notifyOn(Object.values(this.alarms).filter((a) => a !== undefined), props.alarmTopicArn);
   }
 
   /** Counts from the functions' structured logs, by metric filters. */
@@ -81,10 +85,10 @@ export class Monitoring extends Construct {
   }
 
   private createDashboard(props: MonitoringProps, { delivered, failedAttempts, givenUp, refused }: LogMetrics): Dashboard {
-    const sm = props.stateMachine;
-    const executions = (['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut'] as const).map((m) =>
-      sm.metric(m, { statistic: 'Sum', period: Duration.minutes(5), label: m.replace('Executions', '') }),
-    );
+    const executionsOf = (sm: StateMachine) =>
+      (['ExecutionsStarted', 'ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'ExecutionsTimedOut'] as const).map((m) =>
+        sm.metric(m, { statistic: 'Sum', period: Duration.minutes(5), label: m.replace('Executions', '') }),
+      );
     const buildMinutes = props.buildProjects.map(
       (p) =>
         new MathExpression({
@@ -97,10 +101,11 @@ export class Monitoring extends Construct {
 
     const dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.days(1) });
     dashboard.addWidgets(
-      new TextWidget({ markdown: '# dreambooth-api\nTrainings are executions named by their training id: open one in the Step Functions console.', width: 24, height: 2 }),
+      new TextWidget({ markdown: '# dreambooth-api\nTrainings and predictions are executions named by their id: open one in the Step Functions console.', width: 24, height: 2 }),
     );
+    if (props.predictionStateMachine) dashboard.addWidgets(new GraphWidget({ title: 'Predictions by status', left: executionsOf(props.predictionStateMachine), width: 24 }));
     dashboard.addWidgets(
-      new GraphWidget({ title: 'Executions by status', left: executions, width: 12 }),
+      new GraphWidget({ title: 'Executions by status', left: executionsOf(props.stateMachine), width: 12 }),
       new GraphWidget({
         title: 'Step durations (p90, ms)',
         left: Object.entries(props.steps).map(([label, fn]) => fn.metricDuration({ statistic: 'p90', label })),
@@ -115,7 +120,7 @@ export class Monitoring extends Construct {
     return dashboard;
   }
 
-  private createAlarms(sm: StateMachine, { givenUp, refused }: LogMetrics): Monitoring['alarms'] {
+  private createAlarms(props: MonitoringProps, { givenUp, refused }: LogMetrics): Monitoring['alarms'] {
     const alarm = (name: string, metric: Metric | MathExpression, threshold: number, description: string) =>
       new Alarm(this, name, {
         metric,
@@ -125,8 +130,18 @@ export class Monitoring extends Construct {
         treatMissingData: TreatMissingData.NOT_BREACHING,
         alarmDescription: description,
       });
+    const predictions = props.predictionStateMachine;
     return {
-      failedExecutions: alarm('FailedExecutions', sm.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }), 1, 'A training execution failed.'),
+      failedExecutions: alarm('FailedExecutions', props.stateMachine.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }), 1, 'A training execution failed.'),
+      // A model's own error (a bad input) fails its execution too, so one failure is no alarm.
+      ...(predictions && {
+        failedPredictions: alarm(
+          'FailedPredictions',
+          predictions.metricFailed({ statistic: 'Sum', period: Duration.minutes(5) }),
+          FAILED_PREDICTIONS_THRESHOLD,
+          `${FAILED_PREDICTIONS_THRESHOLD} or more predictions failed within 5 minutes: an endpoint that cannot start (quota, capacity, a missing image) or a broken model. Each failed prediction's error says which.`,
+        ),
+      }),
       webhooksGivenUp: alarm('WebhooksGivenUp', givenUp, 1, 'A completion webhook was given up after every retry.'),
       callbackRefusals: alarm('CallbackRefusals', refused, 10, 'Many trainer callbacks refused (4xx) within 5 minutes: a misconfigured trainer or someone probing the route.'),
     };

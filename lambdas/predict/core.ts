@@ -3,16 +3,26 @@
  * becomes `processing` with its task token stored first (SageMaker's notification may come
  * back before InvokeEndpointAsync returns), then the request goes to the endpoint's queue,
  * its body the request object the api wrote. prediction-notified ends the wait.
+ *
+ * Replicate's `start` webhook leaves from here, as an asynchronous invocation of notify: a
+ * state for it would cost every prediction a transition (two with the Choice that skips it),
+ * this costs none.
  */
+import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import { InvokeEndpointAsyncCommand, type SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import type { BaseDeps } from '#shared/deps';
-import { requestKey } from '#shared/predictions/record';
+import { type PredictionRecord, requestKey } from '#shared/predictions/record';
 import { PredictionStore } from '#shared/predictions/store';
 import { StepError, StepErrors } from '#shared/steps';
 import { PredictionErrors, REQUEST_TTL_SECONDS } from '#shared/serving/steps';
 
+/** Sends the prediction's `start` webhook without waiting for the receiver. */
+export type StartWebhook = (p: PredictionRecord) => Promise<void>;
+
 export interface PredictDeps extends BaseDeps {
   runtime: SageMakerRuntimeClient;
+  /** Absent where no notify function is deployed. */
+  startWebhook?: StartWebhook;
 }
 
 export interface PredictEventInput {
@@ -21,7 +31,16 @@ export interface PredictEventInput {
   endpoint: string;
 }
 
-export async function predict(d: PredictDeps, ev: PredictEventInput): Promise<{ inference_id: string; status: string }> {
+export interface PredictResult {
+  inference_id: string;
+  status: 'sent' | 'not sent';
+  /** What became of the `start` webhook: best effort, it never fails the prediction. */
+  start_webhook?: string;
+}
+
+const TRANSIENT = new Set(['ThrottlingException', 'ServiceUnavailable', 'InternalFailure', 'InternalServerError']);
+
+export async function predict(d: PredictDeps, ev: PredictEventInput): Promise<PredictResult> {
   const predictions = new PredictionStore(d.store);
   const now = d.now().toISOString();
   const p = await predictions.update(ev.prediction_id, { status: 'processing', started_at: now, task_token: ev.task_token, endpoint: ev.endpoint }, ['starting', 'processing']);
@@ -40,8 +59,28 @@ export async function predict(d: PredictDeps, ev: PredictEventInput): Promise<{ 
     );
   } catch (e) {
     const err = e as Error;
-    if (err.name === 'ThrottlingException' || err.name === 'ServiceUnavailable' || err.name === 'InternalFailure') throw new StepError(StepErrors.Transient, `SageMaker: ${err.message}`);
+    // Retried by the state machine with a new task token, which replaces this one on the record.
+    if (TRANSIENT.has(err.name)) throw new StepError(StepErrors.Transient, `SageMaker: ${err.message}`);
     throw new StepError(PredictionErrors.InferenceFailed, `SageMaker refused the request on ${ev.endpoint}: ${err.message}`);
   }
-  return { inference_id: ev.prediction_id, status: 'sent' };
+  return { inference_id: ev.prediction_id, status: 'sent', ...(await sendStart(d, p)) };
+}
+
+/** `start` once the request is queued, when the prediction's webhook_events_filter asks for it. */
+async function sendStart(d: PredictDeps, p: PredictionRecord): Promise<Pick<PredictResult, 'start_webhook'>> {
+  if (!p.webhook || !p.webhook_events_filter.includes('start')) return {};
+  if (!d.startWebhook) return { start_webhook: 'no notify function' };
+  try {
+    await d.startWebhook(p);
+    return { start_webhook: 'sent' };
+  } catch (e) {
+    return { start_webhook: `not sent: ${(e as Error).name}: ${(e as Error).message}` };
+  }
+}
+
+/** The `start` webhook as an `Event` invocation of notify (retried by Lambda, not by this step). */
+export function lambdaStartWebhook(lambda: LambdaClient, notifyFunction: string): StartWebhook {
+  return async (p) => {
+    await lambda.send(new InvokeCommand({ FunctionName: notifyFunction, InvocationType: 'Event', Payload: Buffer.from(JSON.stringify({ prediction_id: p.id, event: 'start' })) }));
+  };
 }

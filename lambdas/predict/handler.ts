@@ -1,11 +1,16 @@
 import type { Context } from 'aws-lambda';
+import { lambda } from '#shared/aws';
 import { baseDeps, once } from '#shared/deps';
+import { ENV } from '#shared/env';
 import { logger } from '#shared/log';
 import { sagemakerRuntime } from '#shared/serving/clients';
 import { PredictEvent } from '#shared/serving/steps';
-import { predict } from './core.ts';
+import { lambdaStartWebhook, predict } from './core.ts';
 
-const deps = once(() => ({ ...baseDeps(), runtime: sagemakerRuntime() }));
+const deps = once(() => {
+  const notify = process.env[ENV.notifyFunction];
+  return { ...baseDeps(), runtime: sagemakerRuntime(), ...(notify ? { startWebhook: lambdaStartWebhook(lambda(), notify) } : {}) };
+});
 
 export const handler = async (event: unknown, context?: Context) => {
   const ev = PredictEvent.parse(event);

@@ -119,7 +119,8 @@ export function endpointConfig(s: ServingEnv, t: Target) {
         // The response lands at `<S3OutputPath><inference id>.out`, the inference id being the prediction id.
         S3OutputPath: s.outputPath,
         S3FailurePath: s.outputPath,
-        NotificationConfig: { SuccessTopic: s.successTopicArn, ErrorTopic: s.errorTopicArn, IncludeInferenceResponseIn: ['SUCCESS_NOTIFICATION_TOPIC' as const] },
+        // The response stays in S3 only: record-prediction reads it there, and a picture has no business in SNS.
+        NotificationConfig: { SuccessTopic: s.successTopicArn, ErrorTopic: s.errorTopicArn },
       },
     },
     Tags: [{ Key: 'dreambooth:version', Value: t.version.id }],
@@ -154,9 +155,16 @@ async function whenExists(d: EndpointDeps, t: Target, e: DescribeEndpointCommand
   if ((variant?.CurrentInstanceCount ?? 0) > 0) return { ready: true, endpoint: name, detail: `the endpoint ${name} is in service` };
   // At zero instances: ask for one and wait for it, rather than queue the request where the prediction could not tell.
   if ((variant?.DesiredInstanceCount ?? 0) === 0) {
-    await d.sagemaker.send(
-      new UpdateEndpointWeightsAndCapacitiesCommand({ EndpointName: name, DesiredWeightsAndCapacities: [{ VariantName: variant?.VariantName ?? VARIANT, DesiredInstanceCount: 1 }] }),
-    );
+    try {
+      await d.sagemaker.send(
+        new UpdateEndpointWeightsAndCapacitiesCommand({ EndpointName: name, DesiredWeightsAndCapacities: [{ VariantName: variant?.VariantName ?? VARIANT, DesiredInstanceCount: 1 }] }),
+      );
+    } catch (e) {
+      // AWS documents no manual wake-up of an asynchronous endpoint at zero; its documented path is
+      // the step policy on HasBacklogWithoutCapacity, which a queued request sets off.
+      if ((e as Error).name !== 'ValidationException') throw e;
+      return { ready: true, endpoint: name, detail: `the endpoint ${name} is at zero instances: the request waits in its queue until its scaling starts one (minutes)` };
+    }
   }
   return { ready: false, endpoint: name, detail: `the endpoint ${name} has scaled to zero while idle: waiting for an instance to start (minutes)` };
 }

@@ -8,7 +8,7 @@ import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { BaseDeps } from '#shared/deps';
 import { PREDICTIONS_PREFIX, type PredictionRecord, type PredictionStatus } from '#shared/predictions/record';
 import { PredictionStore } from '#shared/predictions/store';
-import { boundedError } from '#shared/run-logs';
+import { boundedError, logTail } from '#shared/run-logs';
 import { type InferenceFailureCause, PredictionErrors } from '#shared/serving/steps';
 import { StepError } from '#shared/steps';
 import { storeFiles } from './files.ts';
@@ -93,8 +93,9 @@ async function mustGet(predictions: PredictionStore, id: string): Promise<Predic
   return p;
 }
 
+/** The service's lines and the model's, cut to their tail as a training's logs are (the item ends at 400 KB). */
 function joinLogs(own: string, model: string | null | undefined): string {
-  return [own, model ?? ''].filter((s) => s.trim()).join('\n');
+  return logTail([own, model ?? ''].filter((s) => s.trim()).join('\n'));
 }
 
 function parse(s: string | undefined): Record<string, unknown> | null {

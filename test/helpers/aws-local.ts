@@ -35,6 +35,7 @@ import type { EnvironmentValues } from '#infra/functions';
 import { synthesize } from '#infra/local/cloudformation/synthesize';
 import { LOCAL_PREDICTION_STATE_MACHINE_ARN } from '#infra/local/names';
 import { servingValuesOf } from '#infra/local/cloudformation/serving';
+import { snsSubscriptionsOf } from '#infra/local/cloudformation/subscriptions';
 import { localEnvironment, localPrincipals } from '#infra/local/lambda/environment';
 import { LOCAL_SECRET_IDS } from '#infra/local/names';
 import { newTrainingId, sha256Hex } from '#shared/ids';
@@ -89,6 +90,8 @@ export interface Fixture {
   operator: Deps;
   /** Another function's clients, for a test that follows a call into a second function. */
   clientsOf(fn: HandlerName): Deps;
+  /** What the Serving construct tells its functions, resolved to local names. */
+  serving: EnvironmentValues['serving'];
   callbackKey: string;
   webhookSecret: string;
   apiToken: string;
@@ -127,6 +130,8 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
     },
     // Each local Lambda runs as its own function, in its own environment, as local mode runs it.
     lambdas: Object.fromEntries(Object.entries(opts.lambdas ?? {}).map(([name, fn]) => [name, (payload: unknown) => runAs(containerOf(name), () => fn(payload))])),
+    // SageMaker's notifications reach the subscribed functions among `lambdas`, as in local mode.
+    subscriptions: snsSubscriptionsOf(synth),
     accessKeys: principals,
     iam: withDropped(localPolicies(synth.stack)),
   });
@@ -179,6 +184,7 @@ export async function startFixture(opts: FixtureOptions): Promise<Fixture> {
       if (!others.has(fn)) others.set(fn, clientsWith(local, deps, local.iam!.credentials(fn)));
       return others.get(fn)!;
     },
+    serving: values.serving,
     callbackKey,
     webhookSecret,
     apiToken,

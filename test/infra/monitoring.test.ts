@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { LOG_MESSAGES } from '#shared/log-messages';
 import { parseConfig } from '#shared/config';
 import { DreamboothStack } from '#infra/stack';
+import { FAILED_PREDICTIONS_THRESHOLD } from '#infra/constructs/monitoring';
 import { readCdkJson } from '#test-helpers/paths';
 
 const cdkJson = readCdkJson();
@@ -25,7 +26,7 @@ describe('monitoring', () => {
   it('has a dashboard with executions by status, step durations, webhook deliveries and build minutes', () => {
     const [[, dashboard]] = ofType('AWS::CloudWatch::Dashboard') as [[string, any]];
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
-    for (const title of ['Executions by status', 'Step durations', 'Webhook deliveries', 'Build minutes']) expect(body).toContain(title);
+    for (const title of ['Executions by status', 'Predictions by status', 'Step durations', 'Webhook deliveries', 'Build minutes']) expect(body).toContain(title);
     for (const metric of ['ExecutionsSucceeded', 'ExecutionsFailed', 'ExecutionsAborted', 'WebhooksDelivered', 'WebhooksGivenUp']) expect(body).toContain(metric);
   });
 
@@ -58,6 +59,8 @@ describe('monitoring', () => {
     const failed = alarms.find((a) => a.MetricName === 'ExecutionsFailed');
     expect(failed).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', Namespace: 'AWS/States' });
     expect(failed.Dimensions[0].Value).toEqual({ Ref: logicalId(stack.workflow.stateMachine) });
+    const predictions = alarms.find((a) => a.MetricName === 'ExecutionsFailed' && a.Dimensions[0].Value.Ref === logicalId(stack.serving.stateMachine));
+    expect(predictions).toMatchObject({ Threshold: FAILED_PREDICTIONS_THRESHOLD, ComparisonOperator: 'GreaterThanOrEqualToThreshold', Namespace: 'AWS/States' });
     expect(alarms.find((a) => a.MetricName === 'WebhooksGivenUp')).toMatchObject({ Threshold: 1, Namespace: 'Dreambooth' });
     expect(alarms.find((a) => a.MetricName === 'CallbacksRefused')).toMatchObject({ Threshold: 10, Namespace: 'Dreambooth' });
   });
@@ -71,9 +74,9 @@ describe('alarm actions', () => {
     return { stack: s, template: Template.fromStack(s) };
   };
 
-  it('tells the configured topic when each alarm fires and when it clears', () => {
+  it('tells the configured topic when each alarm fires and when it clears (the failed predictions one too)', () => {
     const alarms = Object.values(synth({ alarm_topic_arn: TOPIC }).template.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(4);
     for (const a of alarms) expect(a.Properties).toMatchObject({ AlarmActions: [TOPIC], OKActions: [TOPIC] });
   });
 

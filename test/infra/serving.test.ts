@@ -147,6 +147,20 @@ describe('Serving', () => {
     expect(notified.some((a) => a.startsWith('sagemaker:') || a.startsWith('s3:'))).toBe(false);
   });
 
+  it("lets the state machine invoke only its own functions, and predict invoke only notify (the start webhook)", () => {
+    const sm = stack.serving.stateMachine;
+    const statements = statementsOf(sm);
+    const logicalIdOf = (fn: { node: { defaultChild?: unknown } }) => stack.getLogicalId(fn.node.defaultChild as never);
+    const own = [...Object.values(stack.serving.functions), stack.webhook.notify].map(logicalIdOf);
+    const invoke = statements.filter((s) => actionsOf(s).includes('lambda:InvokeFunction'));
+    expect(invoke.length).toBeGreaterThan(0);
+    const invoked = new Set(invoke.flatMap((s) => [s.Resource].flat()).map((r) => text(r).match(/"Fn::GetAtt":\["([^"]+)"/)?.[1]));
+    expect([...invoked].sort()).toEqual([...new Set(own)].filter((id) => id !== logicalIdOf(stack.serving.functions.notified)).sort());
+    expect(statements.flatMap(actionsOf).filter((a) => !a.startsWith('lambda:') && !a.startsWith('logs:') && !a.startsWith('xray:'))).toEqual([]);
+    const predictInvokes = statementsOf(stack.serving.functions.predict).filter((s) => actionsOf(s).includes('lambda:InvokeFunction'));
+    expect([...new Set(predictInvokes.flatMap((s) => [s.Resource].flat()).map((r) => text(r).match(/"Fn::GetAtt":\["([^"]+)"/)?.[1]))]).toEqual([logicalIdOf(stack.webhook.notify)]);
+  });
+
   it('gives the serving functions their variables', () => {
     const env = (fn: { node: { defaultChild?: unknown } }) => resources[stack.getLogicalId(fn.node.defaultChild as never)]!.Properties.Environment.Variables;
     const vars = env(stack.serving.functions.endpoint);

@@ -144,6 +144,16 @@ describe('ensure', () => {
     expect(sm.commandCalls(UpdateEndpointWeightsAndCapacitiesCommand)[0]!.args[0].input.DesiredWeightsAndCapacities).toEqual([{ VariantName: 'AllTraffic', DesiredInstanceCount: 1 }]);
   });
 
+  it('queues the request for the scaling policy when SageMaker refuses to wake the endpoint by hand', async () => {
+    const p = await prediction();
+    await new EndpointRecords(f.operator.store).setScalingReady(ENDPOINT, true);
+    sm.on(DescribeEndpointCommand).resolves({ EndpointStatus: 'InService', ProductionVariants: [{ VariantName: 'AllTraffic', CurrentInstanceCount: 0, DesiredInstanceCount: 0 }] } as never);
+    sm.on(UpdateEndpointWeightsAndCapacitiesCommand).rejects(Object.assign(new Error('The endpoint cannot be updated'), { name: 'ValidationException' }));
+    const out = await ensureEndpoint(d, p.id, log);
+    expect(out).toMatchObject({ ready: true, endpoint: ENDPOINT });
+    expect(out.detail).toMatch(/waits in its queue until its scaling starts one/);
+  });
+
   it('fails a version without a serving image, saying to re-template it', async () => {
     const p = await prediction({ serving_image: null, version: 'e'.repeat(64) });
     await expect(ensureEndpoint(d, p.id, log)).rejects.toThrow(/re-template/);
