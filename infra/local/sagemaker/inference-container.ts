@@ -38,7 +38,7 @@ export function freeLoopbackPort(): Promise<number> {
 }
 
 /** Starts the container and answers where it serves; throws with the endpoint's FailureReason when it cannot. */
-export async function startContainerInstance(endpoint: string, image: string, opts: ContainerInstanceOptions): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startContainerInstance(endpoint: string, image: string, opts: ContainerInstanceOptions): Promise<{ url: string; stop(): Promise<void>; ended: Promise<string> }> {
   const name = `sagemaker-${endpoint}-${randomBytes(4).toString('hex')}`.toLowerCase();
   const port = await freeLoopbackPort();
   const env: Record<string, string> = { ...opts.environment, DREAMBOOTH_SERVE_PORT: String(port), DREAMBOOTH_SERVE_HOST: '127.0.0.1' };
@@ -53,7 +53,9 @@ export async function startContainerInstance(endpoint: string, image: string, op
     await run('docker', ['rm', '-f', name]).catch(() => undefined);
     throw new Error(`The container for '${image}' did not start: ${lastLine((e as { stderr?: string }).stderr ?? (e as Error).message)}`);
   }
+  let stopping = false;
   const stop = async () => {
+    stopping = true;
     await run('docker', ['stop', '--time', String(opts.stopGraceSeconds ?? 30), name]).catch(() => undefined);
     await run('docker', ['rm', '-f', name]).catch(() => undefined);
   };
@@ -61,7 +63,15 @@ export async function startContainerInstance(endpoint: string, image: string, op
   try {
     await untilPinged(name, url, opts.startSeconds);
     opts.log(`endpoint ${endpoint}: container ${name} serves ${image} on ${url}`);
-    return { url, stop };
+    // A container that ends by itself (its adapter exits when the model server dies) is told, as
+    // SageMaker's health check finds a dead instance; one this side stopped is not.
+    const ended = new Promise<string>((resolve) => {
+      void run('docker', ['wait', name]).then(
+        ({ stdout }) => !stopping && resolve(`the container ${name} exited with status ${stdout.trim()}`),
+        () => !stopping && resolve(`the container ${name} is gone`),
+      );
+    });
+    return { url, stop, ended };
   } catch (e) {
     const logs = await run('docker', ['logs', '--tail', '20', name]).then((o) => `${o.stdout}${o.stderr}`, () => '');
     await stop();

@@ -21,6 +21,8 @@ export interface Instance {
   /** Where `/ping` and `/invocations` answer. */
   url: string;
   stop(): Promise<void>;
+  /** Resolves with the reason if the instance ends by itself (a container whose model server died); never after stop(). */
+  ended?: Promise<string>;
 }
 
 /** An endpoint that cannot start: its FailureReason. */

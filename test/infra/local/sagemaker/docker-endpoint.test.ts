@@ -53,8 +53,8 @@ const skipped = 'serving a SageMaker variant in a container (it builds and runs 
 const runs = !requireDocker(skipped).skip && !requireRegistry(skipped).skip;
 
 /** The endpoint's containers, by the name prefix instances.ts gives them. */
-const containersOf = (endpoint: string) =>
-  execFileSync('docker', ['ps', '-aq', '--filter', `name=^sagemaker-${endpoint.toLowerCase()}-`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+const containersOf = (endpoint: string, all = true) =>
+  execFileSync('docker', ['ps', ...(all ? ['-a'] : []), '-q', '--filter', `name=^sagemaker-${endpoint.toLowerCase()}-`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
 
 describe.skipIf(!runs)('an endpoint whose instance is a container on the docker engine', () => {
   let dataDir: string;
@@ -133,7 +133,7 @@ describe.skipIf(!runs)('an endpoint whose instance is a container on the docker 
     return JSON.parse(await (await s3.send(new GetObjectCommand({ Bucket, Key }))).Body!.transformToString());
   }
 
-  it('serves asynchronous requests from S3 to S3: a prediction, the model\'s own failure, a refused input', async () => {
+  it("serves asynchronous requests from S3 to S3: a prediction, the model's own failure, a refused input, a crash", async () => {
     await endpointFor('Cog-1');
     const endpoint = await settled('Cog-1');
     expect(endpoint.FailureReason).toBeUndefined();
@@ -163,6 +163,23 @@ describe.skipIf(!runs)('an endpoint whose instance is a container on the docker 
     expect(n.responseParameters.failureLocation).toBe(`s3://${LOCAL_BUCKET}/predictions/p-refused-error.out`);
     expect(refused.InferenceId).toBe('p-refused');
     expect((await read(n.responseParameters.failureLocation!)).detail[0].loc).toEqual(['body', 'input', 'prompt']);
+
+    // The model server dies mid-request: the request fails, and the instance is replaced, as
+    // SageMaker replaces an unhealthy instance.
+    const [first] = containersOf('Cog-1', false);
+    await invoke('Cog-1', 'p-crash', { prompt: 'x', exit_with: 137 });
+    const crashed = await notified('p-crash');
+    expect(crashed.invocationStatus).toBe('Failed');
+    expect(crashed.failureReason).toMatch(/\(502\)/);
+    expect((await read(crashed.responseParameters.failureLocation!)).detail).toMatch(/exited with status 137 during the prediction/);
+    const [second] = await pollUntil(() => {
+      const running = containersOf('Cog-1', false);
+      return running.length === 1 && running[0] !== first ? running : undefined;
+    }, { what: 'a new container for Cog-1', timeoutMs: 60_000, intervalMs: 250 });
+    expect(second).not.toBe(first);
+    const after = await invoke('Cog-1', 'p-after', { prompt: 'after the crash' });
+    expect((await notified('p-after')).invocationStatus).toBe('Completed');
+    expect(await read(after.OutputLocation!)).toMatchObject({ status: 'succeeded' });
 
     await sagemaker.send(new DeleteEndpointCommand({ EndpointName: 'Cog-1' }));
     await pollUntil(() => (containersOf('Cog-1').length === 0 ? true : undefined), { what: 'the container of Cog-1 removed', timeoutMs: 60_000, intervalMs: 250 });
