@@ -9,7 +9,8 @@ layer is this file and the entrypoint that runs it:
 1. starts the image's own Cog server ($DREAMBOOTH_COG_COMMAND, default `python -m cog.server.http`)
    on a free port, given as env PORT (the only way Cog's server takes its port), and talks to
    it over loopback;
-2. listens on 0.0.0.0:8080 ($DREAMBOOTH_SERVE_PORT overrides it, for tests);
+2. listens on 0.0.0.0:8080 ($DREAMBOOTH_SERVE_HOST and $DREAMBOOTH_SERVE_PORT override them, for
+   local mode's containers, which share the host's network, and tests; SageMaker sets neither);
 3. `GET /ping`: 200 once Cog's `/health-check` has said READY (BUSY too: a prediction is
    running), 503 with a JSON `detail` before; SETUP_FAILED or DEFUNCT: 503 with the setup's
    logs as `detail` for a few seconds, then exits 1 (the endpoint fails now rather than when
@@ -39,6 +40,7 @@ import urllib.error
 import urllib.request
 
 COG_COMMAND = os.environ.get("DREAMBOOTH_COG_COMMAND", "python -m cog.server.http")
+SERVE_HOST = os.environ.get("DREAMBOOTH_SERVE_HOST") or "0.0.0.0"
 SERVE_PORT = int(os.environ.get("DREAMBOOTH_SERVE_PORT") or 8080)
 # SageMaker's ping times out after 2 s: /ping answers from what the watcher last saw.
 WATCH_EVERY_SECONDS = 0.25
@@ -268,10 +270,10 @@ def main(args):
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     cog = Cog()
     # Listening first: SageMaker expects the port to accept connections soon after the start.
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", SERVE_PORT), handler_for(cog))
+    server = http.server.ThreadingHTTPServer((SERVE_HOST, SERVE_PORT), handler_for(cog))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    log("serving /ping and /invocations on port %d" % SERVE_PORT)
+    log("serving /ping and /invocations on %s:%d" % (SERVE_HOST, SERVE_PORT))
     try:
         cog.start(shlex.split(COG_COMMAND))
         log("Cog server pid %d on port %d" % (cog.process.pid, cog.port))

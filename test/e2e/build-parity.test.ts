@@ -1,15 +1,21 @@
 /**
  * Parity of the two build strategies: from the same staged zip, local mode's docker build
  * (buildspecs/build-model.yml: docker build + push) and its append build give images that run
- * the same: entrypoint, command, workdir, env, labels, and the same files under /src/weights.
+ * the same: entrypoint, command, workdir, env, labels, and the same files under /src/weights;
+ * and each pushes the version's SageMaker variant (IMAGE_SERVING_URI) the same way: the version's
+ * layers plus one adapter layer, the adapter's entrypoint and `serve`, the version's labels plus
+ * the digest of its weights layer.
  * Needs a docker engine and a registry: skipped with the reason outside CI, a failure in CI.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { extract } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageConfig } from '#shared/oci/append';
 import { RegistryClient } from '#shared/oci/registry';
+import { SERVING_ADAPTER_PATH, SERVING_CMD, SERVING_ENTRYPOINT, servingTag, WEIGHTS_DIGEST_LABEL } from '#shared/oci/serving-variant';
+import { repoFile } from '#test-helpers/paths';
 import { runLocalBuild, type BuildStrategy } from '#infra/local/codebuild/build-model';
 import { requireDocker, requireRegistry } from '#test-helpers/capabilities';
 import { NOTES, startBuildFixture, TRAINING_ID, WEIGHTS, type BuildFixture } from '#test-helpers/build-fixture';
@@ -19,8 +25,8 @@ const docker = (...args: string[]) => execFileSync('docker', args, { encoding: '
 const skipped = 'build parity (it builds with docker and pulls both images)';
 const runs = !requireDocker(skipped).skip && !requireRegistry(skipped).skip;
 
-/** sha256 of every regular file under src/weights/ of a pulled image's filesystem. */
-async function weightsOf(image: string): Promise<Record<string, string>> {
+/** sha256 of every regular file under `prefix` of a pulled image's filesystem, by its path below it. */
+async function filesOf(image: string, prefix: string): Promise<Record<string, string>> {
   docker('pull', '-q', image);
   const id = docker('create', image).trim();
   try {
@@ -32,7 +38,7 @@ async function weightsOf(image: string): Promise<Record<string, string>> {
       const hash = createHash('sha256');
       for await (const chunk of entry) hash.update(chunk as Buffer);
       const name = entry.header.name.replace(/^\.?\//, '');
-      if (entry.header.type === 'file' && name.startsWith('src/weights/')) files[name.slice('src/weights/'.length)] = hash.digest('hex');
+      if (entry.header.type === 'file' && name.startsWith(prefix)) files[name.slice(prefix.length)] = hash.digest('hex');
     }
     return files;
   } finally {
@@ -40,9 +46,14 @@ async function weightsOf(image: string): Promise<Record<string, string>> {
   }
 }
 
+const weightsOf = (image: string) => filesOf(image, 'src/weights/');
+/** sha256 of the file at `path` (absolute) in a pulled image. */
+const fileOf = async (image: string, path: string) => (await filesOf(image, path.slice(1)))[''];
+
 describe.skipIf(!runs)('docker and append builds from one staged zip', () => {
   let fx: BuildFixture;
   const images: Partial<Record<BuildStrategy, string>> = {};
+  const variants: Partial<Record<BuildStrategy, string>> = {};
 
   beforeAll(async () => {
     fx = await startBuildFixture();
@@ -59,11 +70,13 @@ describe.skipIf(!runs)('docker and append builds from one staged zip', () => {
         },
         new AbortController().signal,
       );
-      images[strategy] = out.Build.ExportedEnvironmentVariables.find((v) => v.Name === 'IMAGE_URI')!.Value;
+      const exported = (name: string) => out.Build.ExportedEnvironmentVariables.find((v) => v.Name === name)?.Value;
+      images[strategy] = exported('IMAGE_URI');
+      variants[strategy] = exported('IMAGE_SERVING_URI');
     }
   }, 300_000);
   afterAll(async () => {
-    for (const image of Object.values(images)) {
+    for (const image of [...Object.values(images), ...Object.values(variants)]) {
       try {
         docker('rmi', image!);
       } catch {
@@ -90,6 +103,40 @@ describe.skipIf(!runs)('docker and append builds from one staged zip', () => {
     expect(built.Labels).toMatchObject({ 'org.opencontainers.image.description': NOTES, 'ai.dreambooth.training-id': TRAINING_ID });
     expect(built.WorkingDir).toBe('/src');
   });
+
+  it('pushes the SageMaker variant of the version on both paths, alike', async () => {
+    const registry = new RegistryClient({ baseUrl: fx.registry.url });
+    const read = async (image: string) => {
+      const [repo, digest] = image.slice(fx.registry.host.length + 1).split('@');
+      return readImageConfig(registry, repo!, digest!);
+    };
+    const seen: Record<string, unknown>[] = [];
+    for (const strategy of ['docker', 'append'] as const) {
+      const version = images[strategy]!;
+      const variant = variants[strategy];
+      expect(variant, `${strategy}: IMAGE_SERVING_URI`).toMatch(new RegExp(`^${fx.registry.host}/acme/${strategy}@sha256:[0-9a-f]{64}$`));
+      // Tagged beside the version, as the docs promise.
+      const tag = servingTag(version.split('@')[1]!);
+      expect((await registry.headManifest(`acme/${strategy}`, tag))?.digest).toBe(variant!.split('@')[1]);
+      const [v, s] = [await read(version), await read(variant!)];
+      // Every layer of the version shared, plus one small layer holding the adapter.
+      expect(s.config.rootfs.diff_ids.slice(0, -1)).toEqual(v.config.rootfs.diff_ids);
+      expect(s.manifest.layers.slice(0, -1)).toEqual(v.manifest.layers);
+      expect(s.manifest.layers.at(-1)!.size).toBeLessThan(64 * 1024);
+      const labels = (s.config.config?.Labels ?? {}) as Record<string, string>;
+      expect(labels).toEqual({ ...(v.config.config?.Labels as Record<string, string>), [WEIGHTS_DIGEST_LABEL]: v.config.rootfs.diff_ids.at(-1) });
+      expect(s.config.config?.Entrypoint).toEqual(SERVING_ENTRYPOINT);
+      expect(s.config.config?.Cmd).toEqual(SERVING_CMD);
+      const { [WEIGHTS_DIGEST_LABEL]: _weights, ...rest } = labels;
+      seen.push({ ...s.config.config, Labels: rest });
+    }
+    // The rest of the run config as on the version's parity: the same on both paths.
+    const pick = (c: Record<string, unknown>) => ({ Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, Env: c.Env, Labels: c.Labels, ExposedPorts: c.ExposedPorts });
+    expect(pick(seen[0]!)).toEqual(pick(seen[1]!));
+    // The adapter in the variant is the repository's, byte for byte, at its path.
+    const expected = createHash('sha256').update(readFileSync(repoFile('serving/sagemaker_adapter.py'))).digest('hex');
+    for (const strategy of ['docker', 'append'] as const) expect(await fileOf(variants[strategy]!, SERVING_ADAPTER_PATH)).toBe(expected);
+  }, 120_000);
 
   it('puts the same weights at /src/weights', async () => {
     const expected = Object.fromEntries(

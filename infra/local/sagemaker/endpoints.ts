@@ -5,7 +5,8 @@
  * follows the variant's scalable target (../application-autoscaling.ts), as on AWS: at zero
  * with a backlog it starts one (the step policy's path), it grows toward the maximum while the
  * backlog per instance exceeds the target, and goes back to the minimum once idle for the
- * scale-in cooldown. Without a target the count stays at the initial one.
+ * scale-in cooldown. Without a target the count stays at the initial one. An instance that ends
+ * by itself (its container exited) is replaced, as SageMaker replaces an unhealthy one.
  */
 import { EventEmitter } from 'node:events';
 import type { VariantScaling } from '../application-autoscaling.ts';
@@ -134,8 +135,10 @@ export class LocalEndpoint extends EventEmitter {
     try {
       const instance = await this.deps.startInstance();
       if (this.status === 'Deleting') return void (await instance.stop());
-      this.running.push({ instance, busy: 0 });
+      const slot = { instance, busy: 0 };
+      this.running.push(slot);
       this.emit('instances', this.running.length);
+      void instance.ended?.then((why) => this.replace(slot, why));
     } catch (e) {
       if (initial) throw e;
       this.deps.log(`endpoint ${this.spec.name}: an instance did not start: ${(e as Error).message}`);
@@ -144,6 +147,17 @@ export class LocalEndpoint extends EventEmitter {
       this.starting--;
     }
     this.pump();
+  }
+
+  /** An instance that ended by itself leaves and another takes its place, as SageMaker replaces an unhealthy instance. */
+  private replace(slot: Running, why: string): void {
+    const at = this.running.indexOf(slot);
+    if (at < 0 || this.status === 'Deleting') return;
+    this.running.splice(at, 1);
+    this.deps.log(`endpoint ${this.spec.name}: an instance ended (${why}); starting another`);
+    this.emit('instances', this.running.length);
+    void slot.instance.stop().catch(() => undefined);
+    void this.launch();
   }
 
   private failBacklog(reason: string): void {

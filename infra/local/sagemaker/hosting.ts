@@ -184,7 +184,8 @@ export class LocalHosting {
         slotsPerInstance: config.AsyncInferenceConfig.ClientConfig?.MaxConcurrentInvocationsPerInstance ?? 1,
       },
       {
-        startInstance: () => startInstance(req.EndpointName, model.PrimaryContainer.Image, { log: this.opts.log, startSeconds: this.opts.startSeconds }),
+        startInstance: () =>
+          startInstance(req.EndpointName, model.PrimaryContainer.Image, { log: this.opts.log, startSeconds: this.opts.startSeconds, environment: model.PrimaryContainer.Environment }),
         process: (instance, r, failure) => processRequest(this.opts, endpoint, instance, r, failure),
         scaling: () => this.autoScaling.scalingOf(req.EndpointName, variant.VariantName),
         log: this.opts.log,

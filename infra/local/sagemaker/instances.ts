@@ -3,20 +3,16 @@
  * `POST /invocations` for a model's image —
  * - the demo template in-process (serving/demo-template/), when the image's config has the label
  *   `ai.dreambooth.demo-template` = "1"; its weights are the label `ai.dreambooth.weights-digest`;
- * - else the image as a container on the local docker engine (`docker run <image> serve`, port
- *   8080 published on loopback), as SageMaker hosting runs it; without an engine the endpoint
- *   cannot serve it, and says so.
+ * - else the image as a container on the local docker engine (./inference-container.ts), as
+ *   SageMaker hosting runs it; without an engine the endpoint cannot serve it, and says so.
  * The image's config is read from the local registry or OCI layout the image reference names.
  */
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { readImageConfig } from '#shared/oci/append';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import { startDemoTemplateServer } from '#serving/demo-template/server';
 import { dockerReachable } from '../docker.ts';
-import { pollUntil } from '../poll.ts';
+import { startContainerInstance } from './inference-container.ts';
 
 export const DEMO_TEMPLATE_LABEL = 'ai.dreambooth.demo-template';
 export const WEIGHTS_DIGEST_LABEL = 'ai.dreambooth.weights-digest';
@@ -25,12 +21,12 @@ export interface Instance {
   /** Where `/ping` and `/invocations` answer. */
   url: string;
   stop(): Promise<void>;
+  /** Resolves with the reason if the instance ends by itself (a container whose model server died); never after stop(). */
+  ended?: Promise<string>;
 }
 
 /** An endpoint that cannot start: its FailureReason. */
 export class InstanceFailed extends Error {}
-
-const run = promisify(execFile);
 
 /** The labels of an image's config; InstanceFailed when the image cannot be read. */
 export async function imageLabels(image: string): Promise<Record<string, string>> {
@@ -63,6 +59,8 @@ export interface InstanceOptions {
   log: (line: string) => void;
   /** How long a container may take to answer `/ping`. @default 600 s */
   startSeconds?: number;
+  /** The model's PrimaryContainer.Environment, the container's environment. */
+  environment?: Record<string, string>;
 }
 
 /** Starts one instance for the model's image; InstanceFailed with the reason when it cannot. */
@@ -78,38 +76,9 @@ export async function startInstance(endpoint: string, image: string, opts: Insta
   if (!(await dockerReachable())) {
     throw new InstanceFailed(`local mode needs a docker engine to serve the image '${image}' (set DOCKER_HOST or start dockerd); only demo-template images are served without one`);
   }
-  return startContainer(endpoint, image, opts);
-}
-
-async function startContainer(endpoint: string, image: string, opts: InstanceOptions): Promise<Instance> {
-  const name = `sagemaker-${endpoint}-${randomBytes(4).toString('hex')}`.toLowerCase();
   try {
-    await run('docker', ['run', '-d', '--rm', '--name', name, '-p', '127.0.0.1::8080', image, 'serve'], { timeout: 600_000 });
+    return await startContainerInstance(endpoint, image, { log: opts.log, startSeconds: opts.startSeconds ?? 600, environment: opts.environment });
   } catch (e) {
-    throw new InstanceFailed(`The container for '${image}' did not start: ${lastLine((e as { stderr?: string }).stderr ?? (e as Error).message)}`);
-  }
-  const stop = async () => {
-    await run('docker', ['rm', '-f', name]).catch(() => undefined);
-  };
-  try {
-    const { stdout } = await run('docker', ['port', name, '8080/tcp']);
-    const port = /:(\d+)\s*$/m.exec(stdout.split('\n')[0] ?? '')?.[1];
-    if (!port) throw new InstanceFailed(`docker published no port for the container of '${image}'`);
-    const url = `http://127.0.0.1:${port}`;
-    await pollUntil(() => fetch(`${url}/ping`).then((r) => (r.ok ? true : undefined), () => undefined), {
-      timeoutMs: (opts.startSeconds ?? 600) * 1000,
-      intervalMs: 250,
-      what: `the container of ${image} to answer /ping`,
-    }).catch(async (e: Error) => {
-      const logs = await run('docker', ['logs', '--tail', '5', name]).then((o) => o.stdout + o.stderr, () => '');
-      throw new InstanceFailed(`The primary container for production variant did not pass the ping health check (${e.message}) ${lastLine(logs)}`.trim());
-    });
-    opts.log(`endpoint ${endpoint}: container ${name} serves ${image}`);
-    return { url, stop };
-  } catch (e) {
-    await stop();
-    throw e;
+    throw new InstanceFailed((e as Error).message);
   }
 }
-
-const lastLine = (text: string) => text.trim().split('\n').pop() ?? '';
