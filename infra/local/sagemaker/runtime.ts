@@ -69,14 +69,30 @@ export function invokeEndpointAsync(endpointOf: (name: string) => LocalEndpoint 
   };
 }
 
-/** One request on one instance, start to notification; never throws (a failure is notified). */
+/**
+ * One request on one instance; never throws (a failure is notified). Resolves once the model
+ * has answered, which frees the instance's slot: the response is then written and the
+ * notification sent on their own time, in that order, as SageMaker's side of an instance does
+ * while the model takes its next request.
+ */
 export async function processRequest(ctx: RuntimeContext, endpoint: LocalEndpoint, instance: Instance | null, req: AsyncRequest, failure?: string): Promise<void> {
   const started = Date.now();
-  let outcome: { ok: true; contentType: string } | { ok: false; reason: string };
+  let answer: Answer | { ok: false; reason: string };
   try {
     if (failure) throw new Error(failure);
     if (Date.now() - req.received > req.ttlSeconds * 1000) throw new Error('Request expired before it was processed (RequestTTLSeconds).');
-    outcome = await invoke(ctx, endpoint, instance!, req);
+    answer = await invoke(ctx, endpoint, instance!, req);
+  } catch (e) {
+    answer = { ok: false, reason: (e as Error).message };
+  }
+  void finish(ctx, endpoint, req, answer, started);
+}
+
+/** Writes the model's answer where the request said, then notifies. */
+async function finish(ctx: RuntimeContext, endpoint: LocalEndpoint, req: AsyncRequest, answer: Answer | { ok: false; reason: string }, started: number): Promise<void> {
+  let outcome: { ok: true; contentType: string } | { ok: false; reason: string };
+  try {
+    outcome = await written(ctx, endpoint, req, answer);
   } catch (e) {
     outcome = { ok: false, reason: (e as Error).message };
   }
@@ -96,12 +112,10 @@ export async function processRequest(ctx: RuntimeContext, endpoint: LocalEndpoin
     ? { ...base, invocationStatus: 'Completed', responseParameters: { contentType: outcome.contentType, outputLocation: req.outputLocation } }
     : { ...base, invocationStatus: 'Failed', failureReason: outcome.reason, responseParameters: { failureLocation: req.failureLocation } };
   ctx.log(`endpoint ${endpoint.spec.name}: ${req.inferenceId} ${outcome.ok ? 'completed' : `failed (${outcome.reason})`} in ${Date.now() - started} ms`);
-  // Published without holding the instance's slot: SNS delivers on its own time, as on AWS,
-  // and the instance takes its next request meanwhile.
-  if (topic) void ctx.publish(topic, message).catch((e: Error) => ctx.log(`endpoint ${endpoint.spec.name}: notification of ${req.inferenceId} not delivered: ${e.message}`));
+  if (topic) await ctx.publish(topic, message).catch((e: Error) => ctx.log(`endpoint ${endpoint.spec.name}: notification of ${req.inferenceId} not delivered: ${e.message}`));
 }
 
-async function invoke(ctx: RuntimeContext, endpoint: LocalEndpoint, instance: Instance, req: AsyncRequest): Promise<{ ok: true; contentType: string } | { ok: false; reason: string }> {
+async function invoke(ctx: RuntimeContext, endpoint: LocalEndpoint, instance: Instance, req: AsyncRequest): Promise<Answer> {
   const s3 = ctx.s3AsRole(endpoint.spec.roleArn);
   const input = await read(s3, req.inputLocation).catch((e: Error) => {
     throw new Error(`ClientError: Failed to download the input from ${req.inputLocation}: ${e.message}`);
@@ -120,13 +134,27 @@ async function invoke(ctx: RuntimeContext, endpoint: LocalEndpoint, instance: In
     throw new Error(`ModelError: the model container did not answer: ${(e as Error).message}`);
   }
   const body = Buffer.from(await res.arrayBuffer());
-  const contentType = res.headers.get('content-type') ?? 'application/octet-stream';
-  if (!res.ok) {
-    if (req.failureLocation) await write(s3, req.failureLocation, body, contentType);
-    return { ok: false, reason: `ClientError: Received server error (${res.status}) from model. See the SageMaker Endpoint logs in your account for more information.` };
+  return { ok: res.ok, status: res.status, body, contentType: res.headers.get('content-type') ?? 'application/octet-stream' };
+}
+
+/** The model's answer: its HTTP status and body. */
+interface Answer {
+  ok: boolean;
+  status: number;
+  body: Buffer;
+  contentType: string;
+}
+
+/** The answer written to the output (or the failure) location, as the model's role. */
+async function written(ctx: RuntimeContext, endpoint: LocalEndpoint, req: AsyncRequest, answer: Answer | { ok: false; reason: string }) {
+  if (!('body' in answer)) return answer;
+  const s3 = ctx.s3AsRole(endpoint.spec.roleArn);
+  if (!answer.ok) {
+    if (req.failureLocation) await write(s3, req.failureLocation, answer.body, answer.contentType);
+    return { ok: false as const, reason: `ClientError: Received server error (${answer.status}) from model. See the SageMaker Endpoint logs in your account for more information.` };
   }
-  await write(s3, req.outputLocation, body, contentType);
-  return { ok: true, contentType };
+  await write(s3, req.outputLocation, answer.body, answer.contentType);
+  return { ok: true as const, contentType: answer.contentType };
 }
 
 const withSlash = (uri: string) => (uri.endsWith('/') ? uri : `${uri}/`);
