@@ -148,27 +148,11 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       await closeAll(services);
     };
     const runnerOf = (arn: string) => machines.find((m) => m.owns(arn)) ?? machines[0]!;
-    const resume = () => {
-      const resumed: ExecutionRecord[] = [];
-      for (const rec of found.splice(0)) {
-        const runner = machines.find((m) => m.owns(rec.executionArn));
-        if (runner?.resume(rec)) {
-          resumed.push(rec);
-          continue;
-        }
-        // A machine the template no longer has cannot run it.
-        if (!runner) store.close(rec.executionArn, { status: 'FAILED', error: INTERRUPTED_ERROR, cause: 'local mode could not resume this execution: its state machine is no longer in the template' });
-        interrupted.push(rec);
-        const { executionArn, name, error, cause } = rec;
-        onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
-      }
-      return { resumed, interrupted };
-    };
     const executions = {
       list: () => store.list(),
       get: (arn: string) => store.get(arn),
       whenDone: (arn: string) => runnerOf(arn).whenDone(arn),
-      resume,
+      resume: () => resumeAll(found, machines, store, interrupted, onEvent),
       suspend: async () => {
         await Promise.all(machines.map((m) => m.shutdown()));
       },
@@ -191,6 +175,35 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
     await closeAll(services);
     throw err;
   }
+}
+
+/**
+ * Resumes each execution found running, on its machine; one that cannot resume (its state or its
+ * machine is gone) is closed as interrupted and reported.
+ */
+function resumeAll(
+  found: ExecutionRecord[],
+  machines: LocalStepFunctions[],
+  store: ExecutionStore,
+  interrupted: ExecutionRecord[],
+  onEvent: (e: ExecutionEvent) => void,
+): { resumed: ExecutionRecord[]; interrupted: ExecutionRecord[] } {
+  const resumed: ExecutionRecord[] = [];
+  for (const rec of found.splice(0)) {
+    const runner = machines.find((m) => m.owns(rec.executionArn));
+    if (runner?.resume(rec)) {
+      resumed.push(rec);
+      continue;
+    }
+    if (!runner) {
+      const cause = 'local mode could not resume this execution: its state machine is no longer in the template';
+      store.close(rec.executionArn, { status: 'FAILED', error: INTERRUPTED_ERROR, cause });
+    }
+    interrupted.push(rec);
+    const { executionArn, name, error, cause } = rec;
+    onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
+  }
+  return { resumed, interrupted };
 }
 
 /** S3, DynamoDB and the endpoint, and IAM in front of them when policies are given; where handlers reach them. */
