@@ -147,7 +147,8 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   terminal.attachStore(operatorStore(aws));
   s.stops.push(startLocalExpiry(aws, deployment.synth.template, (line) => terminal.note(line)));
   const deployed = new Set<string>(deployment.synth.functions.map((f) => f.name));
-  // Once the functions and the API run: what the last stop left running goes on where it was.
+  // Once the functions can run (else a resumed step's timeout counts the bundling), what the last stop left running goes on.
+  await functions.ready();
   const resumed = aws.executions.resume();
   await settleLastStop(aws, deployment.machines, deployed, invoke, (line) => terminal.note(line));
   // Written last: a client that finds the file finds a server that answers.
