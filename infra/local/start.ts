@@ -152,11 +152,8 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   const resumed = aws.executions.resume();
   await settleLastStop(aws, deployment.machines, deployed, invoke, (line) => terminal.note(line));
   // Written last: a client that finds the file finds a server that answers.
-  const forget = writeLocalAddress(dataDir, {
-    url: gateway.url,
-    pid: process.pid,
-    token: secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN',
-  });
+  const token = secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN';
+  const forget = writeLocalAddress(dataDir, { url: gateway.url, pid: process.pid, token });
   s.stops.push(async () => forget());
   // The first to stop: no new requests, then every execution held where it is (kept on disk).
   s.stops.push(() => aws.executions.suspend());
