@@ -83,7 +83,9 @@ describe.each(['SIGKILL', 'SIGTERM'] as const)('a burst of trainings across a %s
 
     const second = await startLocal({ config: CONFIG, dataDir, token: first.token, registry: process.env.DREAMBOOTH_TEST_REGISTRY });
     try {
-      expect(second.output()).toMatch(/resumed: +\d+ executions \(\d+ trainings, 0 predictions\)/);
+      // The start banner's lines may reach us after its first (the one startLocal waits for).
+      const banner = await waitFor('the resumed line', async () => second.output().match(/resumed: +\d+ executions \(\d+ trainings, 0 predictions\)/), 10_000);
+      expect(banner).toBeTruthy();
       const after = await waitFor(
         'every training to end',
         async () => {
