@@ -42,3 +42,22 @@ export function readLocalToken(dataDir: string): string | null {
     return null;
   }
 }
+
+const PORT_FILE = 'local-port';
+
+/**
+ * The port to listen on: the one asked for, or with `0` (any) the one the last run on this data
+ * directory had, so the callback URLs trainers hold from before a restart still reach it.
+ */
+export function portFor(dataDir: string, asked: number): number {
+  if (asked) return asked;
+  try {
+    return Number(readFileSync(join(dataDir, PORT_FILE), 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function rememberPort(dataDir: string, port: number): void {
+  writeFileSync(join(dataDir, PORT_FILE), `${port}\n`);
+}

@@ -24,7 +24,7 @@ import { localHosting } from './sagemaker/index.ts';
 import { secretsManagerApi } from './secretsmanager/api.ts';
 import { SecretStore } from './secretsmanager/store.ts';
 import { stepFunctionsApi } from './stepfunctions/api.ts';
-import { ExecutionStore, type ExecutionRecord } from './stepfunctions/executions.ts';
+import { ExecutionStore, INTERRUPTED_ERROR, type ExecutionRecord } from './stepfunctions/executions.ts';
 import { LocalStepFunctions, type ExecutionEvent } from './stepfunctions/executor.ts';
 import type { TaskHandler } from './stepfunctions/tasks.ts';
 import { TaskTokens } from './stepfunctions/tokens.ts';
@@ -94,7 +94,7 @@ export interface LocalAws {
   table: string;
   /** Creates the bucket and table when missing (startLocalAws already did). */
   createResources(): Promise<void>;
-  /** Closes every server; executions still running are reported as interrupted on the next start. */
+  /** Closes every server; executions still running stay where they are, and the next start resumes them. */
   stop(): Promise<void>;
   /** Present when the services enforce IAM. */
   iam?: LocalIam;
@@ -104,7 +104,14 @@ export interface LocalAws {
     get(executionArn: string): ExecutionRecord | undefined;
     /** Resolves with the record once the execution has ended. */
     whenDone(executionArn: string): Promise<ExecutionRecord>;
-    /** Executions found running at start-up, now FAILED with error Local.Interrupted. */
+    /**
+     * Resumes the executions found running at start-up, each from the state it was in; once.
+     * Call it when the Task states' handlers can run.
+     */
+    resume(): { resumed: ExecutionRecord[]; interrupted: ExecutionRecord[] };
+    /** Stops every execution where it is, still RUNNING on disk (a graceful stop's first step). */
+    suspend(): Promise<void>;
+    /** Executions found running that could not resume, now FAILED with error Local.Interrupted (filled by resume). */
     interrupted: ExecutionRecord[];
   };
 }
@@ -113,8 +120,9 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   const log = opts.log ?? (() => undefined);
   const onEvent = opts.onExecutionEvent ?? (() => undefined);
   const store = new ExecutionStore(join(opts.dataDir, 'executions.json'));
-  // Before the endpoint exists, so no new execution can be taken for an interrupted one.
-  const interrupted = store.load();
+  // Before the endpoint exists, so no new execution can be taken for one that was running.
+  const found = store.load();
+  const interrupted: ExecutionRecord[] = [];
   const tokens = new TaskTokens();
   const training = { stateMachineArn: LOCAL_STATE_MACHINE_ARN, definition: opts.definition, taskHandlers: opts.taskHandlers };
   const machines = [training, ...(opts.machines ?? [])].map((m) => new LocalStepFunctions({ ...m, store, tokens, onEvent, log }));
@@ -132,10 +140,6 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
     reached = { url: urls.s3, iam };
     const createResources = () => createAll(urls.s3, urls.dynamodb, opts.table);
     await createResources();
-    for (const rec of interrupted) {
-      const { executionArn, name, error, cause } = rec;
-      onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
-    }
     const stop = async () => {
       await Promise.all(machines.map((m) => m.shutdown()));
       // Before S3 closes: an endpoint's requests read and write it.
@@ -148,6 +152,10 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       list: () => store.list(),
       get: (arn: string) => store.get(arn),
       whenDone: (arn: string) => runnerOf(arn).whenDone(arn),
+      resume: () => resumeAll(found, machines, store, interrupted, onEvent),
+      suspend: async () => {
+        await Promise.all(machines.map((m) => m.shutdown()));
+      },
       interrupted,
     };
     return {
@@ -167,6 +175,35 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
     await closeAll(services);
     throw err;
   }
+}
+
+/**
+ * Resumes each execution found running, on its machine; one that cannot resume (its state or its
+ * machine is gone) is closed as interrupted and reported.
+ */
+function resumeAll(
+  found: ExecutionRecord[],
+  machines: LocalStepFunctions[],
+  store: ExecutionStore,
+  interrupted: ExecutionRecord[],
+  onEvent: (e: ExecutionEvent) => void,
+): { resumed: ExecutionRecord[]; interrupted: ExecutionRecord[] } {
+  const resumed: ExecutionRecord[] = [];
+  for (const rec of found.splice(0)) {
+    const runner = machines.find((m) => m.owns(rec.executionArn));
+    if (runner?.resume(rec)) {
+      resumed.push(rec);
+      continue;
+    }
+    if (!runner) {
+      const cause = 'local mode could not resume this execution: its state machine is no longer in the template';
+      store.close(rec.executionArn, { status: 'FAILED', error: INTERRUPTED_ERROR, cause });
+    }
+    interrupted.push(rec);
+    const { executionArn, name, error, cause } = rec;
+    onEvent({ executionArn, name, type: 'ExecutionInterrupted', status: 'INTERRUPTED', error, cause });
+  }
+  return { resumed, interrupted };
 }
 
 /** S3, DynamoDB and the endpoint, and IAM in front of them when policies are given; where handlers reach them. */

@@ -130,6 +130,8 @@ async function startDemoTrainers(base: Config, o: ConfigurationOptions): Promise
         uploadUrl: `${o.publicUrl}/v1/trainer-uploads/`,
         allow: base.egress.allow,
         log: o.trainerLog,
+        // Its port and its run in progress, kept across restarts (lambdas/demo-trainer/server.ts).
+        stateFile: join(o.dataDir, 'demo-trainers', `${name}-${i}.json`),
       });
       o.onStop(() => demo.stop());
       urls.push(demo.url);

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ecrRepositoryNameProblem } from '#shared/ids';
@@ -37,8 +37,11 @@ export async function freePort(): Promise<number> {
 }
 
 export async function startRegistry(dataDir: string): Promise<LocalRegistry> {
-  const port = await freePort();
+  // The last run's port when free: trainings and versions name their images by it.
+  const portFile = join(dataDir, 'port');
+  const port = await lastPort(Number(await readFile(portFile, 'utf8').catch(() => '')) || 0);
   await mkdir(join(dataDir, 'storage'), { recursive: true });
+  await writeFile(portFile, `${port}\n`);
   const configPath = join(dataDir, 'config.yml');
   await writeFile(
     configPath,
@@ -83,6 +86,23 @@ export async function startRegistry(dataDir: string): Promise<LocalRegistry> {
         child.kill('SIGTERM');
       }),
   };
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** The last run's port, given a killed registry two seconds to let it go; else any free one. */
+async function lastPort(last: number): Promise<number> {
+  for (let i = 0; last && i < 20; i++) {
+    if (await portFree(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return freePort();
 }
 
 /**

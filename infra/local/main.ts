@@ -54,6 +54,11 @@ async function main(): Promise<number> {
   say(`  token:    ${local.tokenGenerated ? `${local.token}   (generated; set DREAMBOOTH_API_TOKEN to choose one)` : '(from DREAMBOOTH_API_TOKEN)'}`);
   say(`  images:   ${local.image.registry ? `registry ${local.image.registry}` : `OCI layout ${local.image.layoutDir}`} (build: ${local.buildStrategy})`);
   say(`  trainers: ${Object.keys(local.config.trainers).join(', ')}`);
+  const r = local.resumed;
+  if (r.trainings + r.predictions + r.failed) {
+    const failed = r.failed ? `; ${r.failed} could not resume, marked failed` : '';
+    say(`  resumed:  ${r.trainings + r.predictions} executions (${r.trainings} trainings, ${r.predictions} predictions)${failed}`);
+  }
   if (oldNode) say(`  node:     ${process.version} works, but Node 22 is the baseline (Node 20 reached end of life in April 2026)`);
   const shown = local.tokenGenerated ? local.token : '$DREAMBOOTH_API_TOKEN';
   say(`  try:      curl -s -H "Authorization: Bearer ${shown}" ${local.url}/v1/trainings`);

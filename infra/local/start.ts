@@ -13,7 +13,7 @@ import type { Config } from '#shared/config';
 import { setLogSink } from '#shared/log';
 import type { HandlerName } from '../constructs/function.ts';
 import type { EnvironmentValues } from '../functions.ts';
-import { writeLocalAddress } from './address.ts';
+import { portFor, rememberPort, writeLocalAddress } from './address.ts';
 import { startLocalAws, type LocalAws } from './aws.ts';
 import { localClient, localServices, operatorStore } from './clients.ts';
 import { localPolicies, withDropped } from './cloudformation/policies.ts';
@@ -67,6 +67,8 @@ export interface LocalMode {
   /** Each function's principal: its credentials and its role in the synthesized template. */
   functions: LocalPrincipal[];
   terminal: Terminal;
+  /** The executions the last stop left running, resumed at start, by kind; and those that could not resume. */
+  resumed: { trainings: number; predictions: number; failed: number };
   stop(): Promise<void>;
 }
 
@@ -123,7 +125,10 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
  */
 async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   const { opts, dataDir, terminal } = s;
-  const gateway = await listenApiGateway(opts.port);
+  // The last run's port when free: trainers still hold callback URLs from before a restart.
+  const wanted = portFor(dataDir, opts.port);
+  const gateway = await listenApiGateway(wanted).catch((e) => (wanted && !opts.port ? listenApiGateway(0) : Promise.reject(e)));
+  rememberPort(dataDir, gateway.port);
   s.stops.push(() => gateway.stop());
   const deployment = await synthesizeLocally(s, gateway.url);
   const { local, secrets } = deployment;
@@ -142,15 +147,23 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   terminal.attachStore(operatorStore(aws));
   s.stops.push(startLocalExpiry(aws, deployment.synth.template, (line) => terminal.note(line)));
   const deployed = new Set<string>(deployment.synth.functions.map((f) => f.name));
+  // Once the functions can run (else a resumed step's timeout counts the bundling), what the last stop left running goes on.
+  await functions.ready();
+  const resumed = aws.executions.resume();
   await settleLastStop(aws, deployment.machines, deployed, invoke, (line) => terminal.note(line));
   // Written last: a client that finds the file finds a server that answers.
-  const forget = writeLocalAddress(dataDir, {
-    url: gateway.url,
-    pid: process.pid,
-    token: secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN',
-  });
+  const token = secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN';
+  const forget = writeLocalAddress(dataDir, { url: gateway.url, pid: process.pid, token });
   s.stops.push(async () => forget());
+  // The first to stop: no new requests, then every execution held where it is (kept on disk).
+  s.stops.push(() => aws.executions.suspend());
+  s.stops.push(() => gateway.stop());
   return {
+    resumed: {
+      trainings: resumed.resumed.filter((e) => e.stateMachineArn === LOCAL_STATE_MACHINE_ARN).length,
+      predictions: resumed.resumed.filter((e) => e.stateMachineArn === LOCAL_PREDICTION_STATE_MACHINE_ARN).length,
+      failed: resumed.interrupted.length,
+    },
     url: gateway.url,
     token: secrets.token,
     tokenGenerated: secrets.generated,

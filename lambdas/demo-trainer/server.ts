@@ -1,11 +1,36 @@
-/** Serves the demo trainer's Cog protocol over HTTP on loopback (local mode). */
+/**
+ * Serves the demo trainer's Cog protocol over HTTP on loopback (local mode). With a state file
+ * it is durable as a Cog server on its own machine would be: it listens on the same port after
+ * a restart (the trainings' pinned server stays right), and a run that died with the process is
+ * owed and started again (./trainer.ts).
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
 import { DEMO_OPENAPI } from '#shared/trainers/demo/openapi';
 import { DemoTrainer, type DemoOptions, type Reply } from './trainer.ts';
 
-export async function startDemoTrainerServer(opts: DemoOptions & { port?: number }): Promise<{ url: string; stop(): Promise<void> }> {
-  const trainer = new DemoTrainer(opts);
+interface ServerState {
+  port: number;
+  /** The run in progress, if any. */
+  run: string | null;
+}
+
+export async function startDemoTrainerServer(
+  opts: DemoOptions & { port?: number; stateFile?: string },
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const last = opts.stateFile ? readState(opts.stateFile) : null;
+  let port = 0;
+  // Once stopped, the run's fate is no longer this process's to record: it is owed on the next start.
+  let stopped = false;
+  const trainer = new DemoTrainer({
+    ...opts,
+    owed: last?.run ?? null,
+    onRun: (run) => {
+      if (opts.stateFile && !stopped) writeState(opts.stateFile, { port, run });
+    },
+  });
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -26,10 +51,45 @@ export async function startDemoTrainerServer(opts: DemoOptions & { port?: number
     }
     res.writeHead(reply.status, { 'content-type': 'application/json' }).end(JSON.stringify(reply.body));
   });
-  await new Promise<void>((r) => server.listen(opts.port ?? 0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
+  // The port of the last run when it is free, else any.
+  const wanted = opts.port ?? last?.port ?? 0;
+  await listen(server, wanted).catch(() => listen(server, 0));
+  port = (server.address() as AddressInfo).port;
+  if (opts.stateFile) writeState(opts.stateFile, { port, run: last?.run ?? null });
   return {
     url: `http://127.0.0.1:${port}`,
-    stop: () => new Promise((r) => server.close(() => r())),
+    stop: () =>
+      new Promise((r) => {
+        stopped = true;
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
+}
+
+function listen(server: http.Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const fail = (e: Error) => reject(e);
+    server.once('error', fail);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}
+
+function readState(file: string): ServerState | null {
+  try {
+    const s = JSON.parse(readFileSync(file, 'utf8')) as Partial<ServerState>;
+    return { port: Number(s.port) || 0, run: typeof s.run === 'string' ? s.run : null };
+  } catch {
+    return null;
+  }
+}
+
+function writeState(file: string, state: ServerState): void {
+  mkdirSync(dirname(file), { recursive: true });
+  // Write then rename: a crash never leaves half a file.
+  writeFileSync(`${file}.tmp`, JSON.stringify(state));
+  renameSync(`${file}.tmp`, file);
 }

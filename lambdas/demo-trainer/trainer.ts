@@ -20,6 +20,15 @@ export interface DemoOptions {
   /** Egress allow-list for instance_data and webhooks. */
   allow: string[];
   log?: (line: string) => void;
+  /**
+   * A run this server had when its process died (local mode keeps it on disk): health answers
+   * BUSY for it, so the trainer's check (a PUT of that id, with fresh input and callback)
+   * starts it again, once. Only the training holding this server's slot PUTs here: a PUT of
+   * another id means that training has let the slot go, and the debt with it.
+   */
+  owed?: string | null;
+  /** Told the id of the run that starts (and null when it ends), for keeping it on disk. */
+  onRun?: (id: string | null) => void;
 }
 
 export interface Prediction {
@@ -46,10 +55,14 @@ const IMAGE = /\.(png|jpe?g|webp|gif|bmp)$/i;
 
 export class DemoTrainer {
   private current: Prediction | null = null;
-  constructor(private readonly opts: DemoOptions) {}
+  private owed: string | null;
+
+  constructor(private readonly opts: DemoOptions) {
+    this.owed = opts.owed ?? null;
+  }
 
   health(): Reply {
-    return { status: 200, body: { status: this.current ? 'BUSY' : 'READY', setup: { status: 'succeeded' } } };
+    return { status: 200, body: { status: this.current || this.owed ? 'BUSY' : 'READY', setup: { status: 'succeeded' } } };
   }
 
   put(id: string, body: { input?: Record<string, unknown>; webhook?: string }): Reply {
@@ -65,11 +78,18 @@ export class DemoTrainer {
     if (problems.length) return { status: 422, body: { detail: problems } };
     const p = newPrediction(id, body.input ?? {}, body.webhook ?? null);
     this.current = p;
+    this.owed = null;
+    this.opts.onRun?.(id);
     void this.run(p);
     return { status: 202, body: publicView(p) };
   }
 
   cancel(id: string): Reply {
+    if (this.owed === id) {
+      this.owed = null;
+      this.opts.onRun?.(null);
+      return { status: 200, body: {} };
+    }
     if (!this.current || this.current.id !== id) return { status: 404, body: { detail: 'Prediction not found' } };
     this.current.canceled = true;
     return { status: 200, body: {} };
@@ -84,6 +104,7 @@ export class DemoTrainer {
       isCanceled: () => p.canceled,
     });
     this.current = null;
+    this.opts.onRun?.(null);
   }
 }
 

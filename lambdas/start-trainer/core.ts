@@ -1,6 +1,8 @@
 /**
- * "Start the trainer and wait for its callback". Idempotent: re-entered (after a retry, or by
- * the wait loop) it registers the fresh task token and starts nothing new.
+ * "Start the trainer and wait for its callback". Idempotent: re-entered (after a retry, by the
+ * wait loop, or by a redrive) it registers the fresh task token and starts nothing new; it asks
+ * the trainer about the run, so an end the callback missed completes the wait at once and a
+ * trainer that restarted and owes the run (local mode's demo trainer) takes it up again.
  */
 import { callbackUrl } from '#shared/callback';
 import type { Deps } from '#shared/deps';
@@ -30,7 +32,10 @@ export async function startTrainer(
     await signalTask(d, taskToken, terminalOutcome(t));
     return { started: false };
   }
-  if (t.run.started) return { started: false };
+  if (t.run.started) {
+    await askAgain(d, t, taskToken);
+    return { started: false };
+  }
 
   const backend = await backendFor(d.config, t.trainer, d, pinned);
   const state = await backend.start({
@@ -51,6 +56,23 @@ export async function startTrainer(
   const { outcome } = await recordRunState(d, updated, state);
   if (outcome.kind !== 'running') await signalTask(d, taskToken, outcome);
   return { started: true };
+}
+
+/**
+ * The check request (for Cog, the start's own PUT, which never starts a second run on a real
+ * server). Whatever it cannot tell is left to the wait loop's own check: its errors are not
+ * this step's.
+ */
+async function askAgain(d: Deps<'sfn' | 'secrets' | 's3'>, t: TrainingRecord, taskToken: string): Promise<void> {
+  try {
+    const backend = await backendFor(d.config, t.trainer, d, t.run.server ?? null);
+    const state = await backend.check({ trainingId: t.id, runId: t.run.id, input: await inputForTrainer(d, t.input), callbackUrl: await callbackUrl(d, t.id) });
+    if (state === 'lost') return;
+    const { outcome } = await recordRunState(d, t, state);
+    if (outcome.kind !== 'running') await signalTask(d, taskToken, outcome);
+  } catch {
+    // The callback or the wait loop's check tells.
+  }
 }
 
 export function terminalOutcome(t: TrainingRecord): Outcome {

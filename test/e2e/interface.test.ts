@@ -1,6 +1,6 @@
 /**
  * Local mode's interface: bad input, auth, restart on the same data directory, the OCI-layout
- * path of a machine without a registry, signals, interrupted runs, and `--demo`.
+ * path of a machine without a registry, signals, a run resumed after a kill, and `--demo`.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -131,7 +131,7 @@ describe('restart, signals and the OCI layout', { timeout: 150_000 }, () => {
     }
   });
 
-  it('marks a training failed, truthfully, when local mode was killed during it, and sends its webhook', async () => {
+  it('resumes a training local mode was killed during: its demo run starts again, and it can still be canceled', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'dreambooth-killed-'));
     const first = await startLocal({ config: FAST, dataDir, registry: process.env.DREAMBOOTH_TEST_REGISTRY });
     const created = await first.api('POST', '/v1/trainings', {
@@ -147,11 +147,15 @@ describe('restart, signals and the OCI layout', { timeout: 150_000 }, () => {
     await waitFor('children of the killed process to exit', async () => children.every((pid) => !alive(pid)), 10_000);
     const second = await startLocal({ config: FAST, dataDir, token: first.token, registry: process.env.DREAMBOOTH_TEST_REGISTRY });
     try {
-      const t = (await second.api('GET', `/v1/trainings/${created.json.id}`)).json;
-      expect(t.status).toBe('failed');
-      expect(t.error).toMatch(/local mode stopped while this training ran/);
-      const hook = await waitFor('webhook', async () => receiver.hooks.find((h) => h.json?.id === created.json.id));
-      expect(hook.json.status).toBe('failed');
+      expect(second.output()).toMatch(/resumed: +1 executions \(1 trainings, 0 predictions\)/);
+      // The demo trainer starts the run again: its logs begin anew.
+      await waitFor('the run started again', async () => {
+        const t = (await second.api('GET', `/v1/trainings/${created.json.id}`)).json;
+        return t.status === 'processing' && /Steps: \d+\/100000/.test(t.logs ?? '') && (t.logs.match(/Downloading instance_data/g) ?? []).length === 1;
+      });
+      expect((await second.api('POST', `/v1/trainings/${created.json.id}/cancel`)).status).toBe(200);
+      const hook = await waitFor('webhook', async () => receiver.hooks.find((h) => h.json?.id === created.json.id && h.json?.status === 'canceled'));
+      expect(hook.json.status).toBe('canceled');
     } finally {
       await second.stop();
     }

@@ -15,12 +15,15 @@ let fx: Fixture;
 let cog: TestServer;
 /** Prediction ids the fake Cog server has accepted; it is BUSY while it holds one. */
 let running: string | null;
+/** Runs the fake Cog server started (a PUT of the id it runs only answers its state). */
+let starts: number;
 
 beforeAll(async () => {
   cog = await startServer((req, res) => {
     if (req.url === '/health-check') return sendJson(res, 200, { status: running ? 'BUSY' : 'READY' });
     const id = decodeURIComponent(req.url.split('/')[2] ?? '');
     if (running && running !== id) return sendJson(res, 409, { detail: 'Already running a prediction' });
+    if (!running) starts++;
     running = id;
     sendJson(res, 202, { id, status: 'processing', logs: '', output: null });
   });
@@ -32,6 +35,7 @@ afterAll(async () => {
 });
 beforeEach(() => {
   running = null;
+  starts = 0;
   cog.requests.length = 0;
 });
 
@@ -39,7 +43,7 @@ const puts = () => cog.requests.filter((r) => r.method === 'PUT');
 const errorOf = (p: Promise<unknown>) => p.then(() => new Error('no error'), (e: Error) => e);
 
 describe('startTrainer', () => {
-  it('starts the run once; re-entered it only registers the new token', async () => {
+  it('starts the run once; re-entered it registers the new token and only asks about the run', async () => {
     const t = await newTraining(fx.deps);
 
     expect(await startTrainer(fx.deps, t.id, 'token-one')).toEqual({ started: true });
@@ -48,7 +52,9 @@ describe('startTrainer', () => {
     expect(first!.started_at).not.toBeNull();
 
     expect(await startTrainer(fx.deps, t.id, 'token-two')).toEqual({ started: false });
-    expect(puts()).toHaveLength(1);
+    // The re-entry's question is Cog's check: a PUT of the same id, which starts nothing.
+    expect(starts).toBe(1);
+    expect(new Set(puts().map((r) => r.url)).size).toBe(1);
     expect((await fx.deps.store.getTraining(t.id))!.task_token).toBe('token-two');
   });
 

@@ -25,6 +25,11 @@ type HostMessage =
 export interface LocalFunctions {
   /** Lambda Invoke: runs the function's handler with the event in its own environment. */
   invoke(fn: HandlerName, event: unknown): Promise<unknown>;
+  /**
+   * Settles when every bundle is built (or failed to build): until then an invocation waits,
+   * while the Task state that made it counts down its timeout.
+   */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -75,6 +80,7 @@ export function startLocalFunctions(opts: LocalFunctionsOptions): LocalFunctions
         worker.postMessage({ id, event });
       });
     },
+    ready: () => bundled.then(() => undefined, () => undefined),
     async stop() {
       stopped = true;
       const started = await Promise.allSettled(hosts.values());

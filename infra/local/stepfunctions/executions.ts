@@ -1,14 +1,20 @@
 /**
  * Execution records, persisted in `<dataDir>/executions.json` so DescribeExecution and
- * ListExecutions survive a restart. Executions that were running when the process died
- * cannot resume: they are closed as FAILED with error `Local.Interrupted`.
+ * ListExecutions survive a restart, and each running execution's position — the state it
+ * entered last and that state's input, what Step Functions' history holds for a redrive — so a
+ * restart resumes it. Positions change at every transition: they are appended to
+ * `executions.journal` (one line each) rather than rewriting the file, and folded into it
+ * whenever the file is written.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 
 export const STATUSES = ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
 export type ExecutionStatus = (typeof STATUSES)[number];
+
+const Position = z.object({ state: z.string(), input: z.string() });
+export type Position = z.infer<typeof Position>;
 
 const ExecutionRecord = z.object({
   executionArn: z.string(),
@@ -22,34 +28,30 @@ const ExecutionRecord = z.object({
   output: z.string().optional(),
   error: z.string().optional(),
   cause: z.string().optional(),
+  /** While RUNNING: the state entered last and its input (JSON); absent before the first state. */
+  position: Position.optional(),
 });
 export type ExecutionRecord = z.infer<typeof ExecutionRecord>;
 const StoreFile = z.object({ executions: z.array(ExecutionRecord) });
+const JournalLine = z.object({ arn: z.string(), state: z.string(), input: z.string() });
 
 export const INTERRUPTED_ERROR = 'Local.Interrupted';
 
 export class ExecutionStore {
   private readonly byArn = new Map<string, ExecutionRecord>();
+  private readonly journal: string;
 
-  constructor(private readonly file: string) {}
+  constructor(private readonly file: string) {
+    this.journal = file.replace(/\.json$/, '') + '.journal';
+  }
 
-  /** Loads the file; returns the executions that were running, now closed as interrupted. */
+  /** Loads the file and the journal; returns the executions that were running (to resume). */
   load(): ExecutionRecord[] {
-    const interrupted: ExecutionRecord[] = [];
-    for (const rec of readStore(this.file)) {
-      if (rec.status === 'RUNNING') {
-        Object.assign(rec, {
-          status: 'FAILED',
-          stopDate: Date.now(),
-          error: INTERRUPTED_ERROR,
-          cause: 'The local server stopped while this execution was running.',
-        });
-        interrupted.push(rec);
-      }
-      this.byArn.set(rec.executionArn, rec);
-    }
-    if (interrupted.length) this.save();
-    return interrupted;
+    for (const rec of readStore(this.file)) this.byArn.set(rec.executionArn, rec);
+    const replayed = this.replayJournal();
+    const running = [...this.byArn.values()].filter((r) => r.status === 'RUNNING');
+    if (replayed) this.save();
+    return running;
   }
 
   get(executionArn: string): ExecutionRecord | undefined {
@@ -66,21 +68,56 @@ export class ExecutionStore {
     this.save();
   }
 
+  /** Records where a running execution is: one journal line, no rewrite. */
+  move(executionArn: string, position: Position): void {
+    const rec = this.byArn.get(executionArn);
+    if (rec?.status !== 'RUNNING') return;
+    rec.position = position;
+    mkdirSync(dirname(this.file), { recursive: true });
+    appendFileSync(this.journal, `${JSON.stringify({ arn: executionArn, ...position })}\n`);
+  }
+
   /** Closes a running execution; false when it had already ended. */
   close(executionArn: string, patch: Omit<Partial<ExecutionRecord>, 'executionArn'>): boolean {
     const rec = this.byArn.get(executionArn);
     if (rec?.status !== 'RUNNING') return false;
     Object.assign(rec, { stopDate: Date.now(), ...patch });
+    delete rec.position;
     this.save();
     return true;
   }
 
   private save(): void {
     mkdirSync(dirname(this.file), { recursive: true });
-    // Write then rename, so a crash never leaves a half-written file.
+    // Write then rename, so a crash never leaves a half-written file. The journal is emptied
+    // after: a crash in between replays lines the file already holds, which changes nothing.
     const tmp = `${this.file}.tmp`;
     writeFileSync(tmp, JSON.stringify({ executions: [...this.byArn.values()] }, null, 1));
     renameSync(tmp, this.file);
+    writeFileSync(this.journal, '');
+  }
+
+  /** Applies the journal's positions; whether it had any. A torn last line (a crash mid-write) is skipped. */
+  private replayJournal(): boolean {
+    let text: string;
+    try {
+      text = readFileSync(this.journal, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      let parsed: z.infer<typeof JournalLine>;
+      try {
+        parsed = JournalLine.parse(JSON.parse(line));
+      } catch {
+        continue;
+      }
+      const rec = this.byArn.get(parsed.arn);
+      if (rec?.status === 'RUNNING') rec.position = { state: parsed.state, input: parsed.input };
+    }
+    return text.length > 0;
   }
 }
 

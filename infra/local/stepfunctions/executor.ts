@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { ExecutionAbortedError, ExecutionError, ExecutionTimeoutError, StateMachine } from 'aws-local-stepfunctions';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { AwsError } from '../errors.ts';
-import type { ExecutionRecord, ExecutionStatus, ExecutionStore } from './executions.ts';
+import { INTERRUPTED_ERROR, type ExecutionRecord, type ExecutionStatus, type ExecutionStore } from './executions.ts';
+import { redriveOf } from './resume.ts';
 import { findTaskStates, localTaskHandlers, type TaskHandler } from './tasks.ts';
 import type { TaskTokens } from './tokens.ts';
 
@@ -65,8 +66,25 @@ export class LocalStepFunctions {
     }
     const rec: ExecutionRecord = { executionArn, stateMachineArn: this.stateMachineArn, name, input, status: 'RUNNING', startDate: Date.now() };
     this.opts.store.put(rec);
-    this.launch(rec, JSON.parse(input));
+    this.launch(rec, this.machine, JSON.parse(input));
     return rec;
+  }
+
+  /**
+   * Resumes an execution a restart found running, as a redrive does: from the state it was in,
+   * with that state's input. One that cannot resume is closed as FAILED (Local.Interrupted)
+   * with the reason; false then.
+   */
+  resume(rec: ExecutionRecord): boolean {
+    const redrive = redriveOf(this.opts.definition, rec);
+    if ('cannot' in redrive) {
+      this.opts.store.close(rec.executionArn, { status: 'FAILED', error: INTERRUPTED_ERROR, cause: `local mode could not resume this execution: ${redrive.cannot}` });
+      return false;
+    }
+    // The original definition was validated when local mode started.
+    const machine = new StateMachine(redrive.definition as StateMachineDefinition, { validationOptions: { noValidate: true } });
+    this.launch(rec, machine, redrive.input);
+    return true;
   }
 
   stop(executionArn: string, error?: string, cause?: string): ExecutionRecord {
@@ -99,7 +117,7 @@ export class LocalStepFunctions {
 
   /**
    * Stops the executor without closing the records: executions still running stay RUNNING on
-   * disk, so the next start reports them as interrupted.
+   * disk, at the state they were in, and the next start resumes them there.
    */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
@@ -112,9 +130,9 @@ export class LocalStepFunctions {
     return `${this.stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
   }
 
-  private launch(rec: ExecutionRecord, input: unknown): void {
+  private launch(rec: ExecutionRecord, machine: StateMachine, input: unknown): void {
     const scope = new AbortController();
-    const run = this.machine.run(input as never, {
+    const run = machine.run(input as never, {
       overrides: {
         taskResourceLocalHandlers: localTaskHandlers(this.tasks, this.opts.taskHandlers, this.opts.tokens, {
           executionArn: rec.executionArn,
@@ -154,6 +172,10 @@ export class LocalStepFunctions {
   private async forwardEvents(rec: ExecutionRecord, events: Run['eventLogs']): Promise<void> {
     for await (const e of events) {
       if (this.shuttingDown) return;
+      // Top-level states only: a Parallel or Map state resumes as a whole.
+      if (e.type === 'StateEntered' && !('parentState' in e && e.parentState)) {
+        this.opts.store.move(rec.executionArn, { state: e.state.name, input: JSON.stringify(e.state.input ?? null) });
+      }
       if (e.type === 'StateEntered') this.emit(rec, { type: e.type, status: 'RUNNING', state: e.state.name });
       if (e.type === 'StateFailed') {
         this.emit(rec, { type: e.type, status: 'RUNNING', state: e.state.name, error: e.Error, cause: String(e.Cause) });

@@ -39,7 +39,7 @@ const servers = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPS
 const pendingTimers = (spy: { mock: { results: { value: unknown }[] } }) =>
   spy.mock.results.map((r) => r.value as NodeJS.Timeout & { _destroyed?: boolean }).filter((t) => t.hasRef() && !t._destroyed);
 
-it('keeps DynamoDB data, reports executions that were running as interrupted, and leaves no handles', async () => {
+it('keeps DynamoDB data, resumes executions that were running, and leaves no handles', async () => {
   const serversBefore = servers();
   const timers = vi.spyOn(globalThis, 'setTimeout');
   const dir = mkdtempSync(join(tmpdir(), 'local-aws-restart-'));
@@ -62,9 +62,14 @@ it('keeps DynamoDB data, reports executions that were running as interrupted, an
   try {
     const got = await two.dynamodb.send(new GetItemCommand({ TableName: second.table, Key: { pk: item.pk, sk: item.sk } }));
     expect(got.Item).toEqual(item);
-    expect(events).toMatchObject([{ executionArn, name: 'cut-short', status: 'INTERRUPTED', error: 'Local.Interrupted' }]);
+    expect(second.executions.resume()).toMatchObject({ resumed: [{ executionArn, name: 'cut-short' }], interrupted: [] });
+    // Resumed at its wait: the task runs again, and the execution is still running.
+    await pollUntil(() => (startedTasks.length === 2 ? true : undefined), { what: 'the resumed task' });
+    expect(startedTasks).toEqual(['cut-short', 'cut-short']);
+    await pollUntil(() => (events.length ? true : undefined), { what: 'the resumed state entered' });
+    expect(events).toMatchObject([{ executionArn, name: 'cut-short', type: 'StateEntered', status: 'RUNNING', state: 'Wait for callback' }]);
     const described = await two.sfn.send(new DescribeExecutionCommand({ executionArn }));
-    expect(described).toMatchObject({ status: 'FAILED', error: 'Local.Interrupted' });
+    expect(described).toMatchObject({ status: 'RUNNING' });
   } finally {
     two.dynamodb.destroy();
     two.sfn.destroy();

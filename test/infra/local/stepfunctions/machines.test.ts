@@ -117,10 +117,20 @@ describe('two state machines on the local endpoint', () => {
     sfn.destroy();
   });
 
-  it('keeps every machine\'s executions across a restart, the running ones interrupted', async () => {
+  it('keeps every machine\'s executions across a restart, and resumes the running one on its own machine', async () => {
     await local.stop();
+    tokens.clear();
     local = await start();
-    expect(local.executions.interrupted.map((e) => [e.stateMachineArn, e.name])).toEqual([[LOCAL_STATE_MACHINE_ARN, 'same-name']]);
+    const { resumed, interrupted } = local.executions.resume();
+    expect(resumed.map((e) => [e.stateMachineArn, e.name])).toEqual([[LOCAL_STATE_MACHINE_ARN, 'same-name']]);
+    expect(interrupted).toEqual([]);
+    const arn = resumed[0]!.executionArn;
+    // Re-entered, its wait task got a new token; answering it ends the execution.
+    const token = await pollUntil(() => tokens.get(arn), { what: 'the resumed task token' });
+    const sfnAgain = client();
+    await sfnAgain.send(new SendTaskSuccessCommand({ taskToken: token, output: '{"after":"restart"}' }));
+    expect(await local.executions.whenDone(arn)).toMatchObject({ status: 'SUCCEEDED', output: '{"after":"restart"}' });
+    sfnAgain.destroy();
     const sfn = client();
     const all = await sfn.send(new ListExecutionsCommand({ stateMachineArn: LOCAL_PREDICTION_STATE_MACHINE_ARN }));
     expect(all.executions!.map((e) => e.status).sort()).toEqual(['ABORTED', 'SUCCEEDED']);

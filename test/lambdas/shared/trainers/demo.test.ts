@@ -3,6 +3,9 @@
  * the local Lambda endpoint), it reports by Cog-shaped webhooks, hands over output.zip by a
  * presigned S3 URL, keeps its state for status checks, runs once per id and honours cancel.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as aws from '#shared/aws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoTrainerFunction } from '#shared/deps';
@@ -12,6 +15,8 @@ import { request } from '#shared/http';
 import { DemoLambdaTrainer } from '#shared/trainers/demo/lambda-trainer';
 import { TrainerFailedError } from '#shared/trainers/types';
 import { handler } from '#lambdas/demo-trainer/handler';
+import { startDemoTrainerServer } from '#lambdas/demo-trainer/server';
+import { CogTrainer } from '#shared/trainers/cog/trainer';
 import { instanceDataZip } from '#infra/local/demo';
 import { startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 import { waitFor } from '#test-helpers/local-mode';
@@ -80,5 +85,55 @@ describe('the demo trainer Lambda', () => {
     expect(err).toBeInstanceOf(TrainerFailedError);
     expect(err!.message).toMatch(/class_prompt: field required/);
     expect(await trainer.check(run)).toEqual({ status: 'starting' });
+  });
+});
+
+describe("local mode's demo trainer server across a restart", () => {
+  it('listens on the same port and starts the run that died with it again, once, when asked about it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'demo-server-'));
+    const stateFile = join(dir, 'demo-0.json');
+    const opts = { stepsPerSecond: 200, uploadUrl: `${receiver.url}/uploads/`, allow: ['127.0.0.0/8'], stateFile };
+    const first = await startDemoTrainerServer(opts);
+    const run = { trainingId: 'x', runId: 'db-demo-restart', input: input(100_000), callbackUrl: `${receiver.url}/callback` };
+    try {
+      expect(await new CogTrainer({ url: first.url, allow: ['127.0.0.0/8'] }).start(run)).toMatchObject({ status: 'processing' });
+    } finally {
+      // As a kill leaves it: the run's process is gone, its record on disk.
+      await first.stop();
+    }
+    const second = await startDemoTrainerServer(opts);
+    try {
+      expect(second.url).toBe(first.url);
+      const cog = new CogTrainer({ url: second.url, allow: ['127.0.0.0/8'] });
+      // Owed, it is not lost: the check (the start's own PUT) starts it again.
+      expect(await cog.check({ ...run, input: input(20) })).toMatchObject({ status: 'processing' });
+      const [done] = await waitFor('the restarted run to end', async () => (terminal(run.runId).length ? terminal(run.runId) : null), 30_000);
+      expect(done.status).toBe('succeeded');
+      expect(done.logs).toContain('Steps: 20/20');
+      // Once: over now, the server is free, and a later question finds the run gone.
+      expect(await cog.check(run)).toBe('lost');
+    } finally {
+      await second.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('lets the debt go when another run is put to it (its slot moved on)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'demo-server-'));
+    const opts = { stepsPerSecond: 200, uploadUrl: `${receiver.url}/uploads/`, allow: ['127.0.0.0/8'], stateFile: join(dir, 'demo-0.json') };
+    const first = await startDemoTrainerServer(opts);
+    await new CogTrainer({ url: first.url, allow: ['127.0.0.0/8'] }).start({ trainingId: 'x', runId: 'db-demo-gone', input: input(100_000), callbackUrl: `${receiver.url}/callback` });
+    await first.stop();
+    const second = await startDemoTrainerServer(opts);
+    try {
+      const cog = new CogTrainer({ url: second.url, allow: ['127.0.0.0/8'] });
+      const next = { trainingId: 'y', runId: 'db-demo-next', input: input(20), callbackUrl: `${receiver.url}/callback` };
+      expect(await cog.start(next)).toMatchObject({ status: 'processing' });
+      const [done] = await waitFor('the next run to end', async () => (terminal(next.runId).length ? terminal(next.runId) : null), 30_000);
+      expect(done.status).toBe('succeeded');
+    } finally {
+      await second.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
