@@ -90,8 +90,8 @@ export async function bundleLambda(name: HandlerName, outfile: string, config: C
  * `<outdir>/<name>.cjs`, names kept so that stack traces read. The baked values of all of them
  * are defined for each: a bundle only holds the ones its code reads.
  */
-export async function bundleLambdas(names: readonly HandlerName[], outdir: string, config: Config): Promise<void> {
-  await build({
+export async function bundleLambdas(names: readonly HandlerName[], outdir: string, config: Config): Promise<Metafile> {
+  const { metafile } = await build({
     entryPoints: names.map((name) => ({ in: `${REPO_ROOT}lambdas/${name}/handler.ts`, out: name })),
     absWorkingDir: REPO_ROOT,
     outdir,
@@ -105,7 +105,9 @@ export async function bundleLambdas(names: readonly HandlerName[], outdir: strin
     define: Object.assign({}, ...names.map((name) => lambdaDefine(config, name))),
     minify: false,
     keepNames: true,
+    metafile: true,
   });
+  return metafile;
 }
 
 /** Lambda's hard limit; longer configured step timeouts are capped to it. */

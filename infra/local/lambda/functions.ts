@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '#shared/config';
-import { bundleLambdas, type HandlerName } from '../../constructs/function.ts';
+import type { HandlerName } from '../../constructs/function.ts';
+import { ensureBundles } from './bundles.ts';
 
 /** What a function's thread says (./function-host.cjs). */
 type HostMessage =
@@ -60,8 +61,8 @@ export function startLocalFunctions(opts: LocalFunctionsOptions): LocalFunctions
   const hosts = new Map<HandlerName, Promise<Host>>();
   let seq = 0;
   let stopped = false;
-  // Every bundle in one esbuild run, begun at once; a cold start waits for it.
-  const bundled = bundleLambdas(opts.names, opts.bundleDir, opts.config);
+  // Every bundle in one esbuild run, begun at once (unless the last start's are still good); a cold start waits for it.
+  const bundled = ensureBundles(opts.names, opts.bundleDir, opts.config);
   bundled.catch(() => undefined);
   return {
     async invoke(fn, event) {
