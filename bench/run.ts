@@ -3,7 +3,7 @@
  * machine, in one run on the same data; prints a table and writes bench/results.json.
  *   --reps N    alternated repetitions of each timed step (default 5); a ratio row reports the
  *               min, median and max of its runs' ratios, and its target holds on the median
- *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue, predict
+ *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue, predict, local
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -16,12 +16,13 @@ import { measureBuilds, type BuildResults } from './build.ts';
 import { measureBundles, type BundleRow } from './bundles.ts';
 import { startDocker } from './docker.ts';
 import { fmt, median, ratioSpread, type Spread } from './lib.ts';
+import { measureLocal, type LocalResults } from './local.ts';
 import { measurePredictions, type PredictResults } from './predict.ts';
 import { measureQueue, type QueueResults } from './queue.ts';
 import { measureSageMakerPostTraining, type SageMakerResults } from './sagemaker.ts';
 import { measureStaging, type StageResults } from './stage.ts';
 
-const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue', 'predict'] as const;
+const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue', 'predict', 'local'] as const;
 type Part = (typeof PARTS)[number];
 
 /** The issue's targets: `max` means the value must not exceed it, `min` not fall below. */
@@ -39,6 +40,9 @@ const TARGETS = {
   queue_other_owner_wait_runs: { max: 2 },
   predict_overhead_s: { max: 0.5 },
   predict_burst_utilisation: { min: 0.9 },
+  local_start_s: { max: 5 },
+  local_resume_s: { max: 10 },
+  local_idle_rss_mb: { max: 500 },
 } as const;
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -60,7 +64,8 @@ async function main(): Promise<void> {
     const sagemaker = only.has('sagemaker') ? await measureSageMakerPostTraining(work, reps, log) : null;
     const queue = only.has('queue') ? await measureQueue(log) : null;
     const predict = only.has('predict') ? await measurePredictions(log) : null;
-    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue, predict }, (Date.now() - started) / 1000);
+    const local = only.has('local') ? await measureLocal(log) : null;
+    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue, predict, local }, (Date.now() - started) / 1000);
     await writeFile(join(REPO_ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
     print(results, bundles);
   } finally {
@@ -78,6 +83,7 @@ interface Measured {
   sagemaker: SageMakerResults | null;
   queue: QueueResults | null;
   predict: PredictResults | null;
+  local: LocalResults | null;
 }
 
 /** The median, NaN for a part not run. */
@@ -109,7 +115,7 @@ function spreads({ build, stage, sagemaker }: Measured): Record<string, Spread> 
 
 /** The numbers the targets and the docs' table read; a ratio row's is its median. */
 function headline(measured: Measured) {
-  const { stage, api, bundles, queue, predict } = measured;
+  const { stage, api, bundles, queue, predict, local } = measured;
   const ratio = spreads(measured);
   const script = bundles?.find((b) => b.kind === 'script');
   const lambdas = bundles?.filter((b) => b.kind === 'lambda');
@@ -136,6 +142,9 @@ function headline(measured: Measured) {
     queue_other_owner_wait_runs: queue?.other_owner_wait_runs ?? NaN,
     predict_overhead_s: predict?.overhead_s ?? NaN,
     predict_burst_utilisation: predict?.utilisation ?? NaN,
+    local_start_s: local?.start_s ?? NaN,
+    local_resume_s: local?.resume_s ?? NaN,
+    local_idle_rss_mb: local?.idle_rss_mb ?? NaN,
   };
 }
 
@@ -152,7 +161,7 @@ function targetsMet(values: ReturnType<typeof headline>, spread: Record<string, 
 }
 
 /** Each part's medians and its runs. */
-function details({ build, stage, api, bundles, sagemaker, queue, predict }: Measured) {
+function details({ build, stage, api, bundles, sagemaker, queue, predict, local }: Measured) {
   return {
     build: build && {
       template_mib: build.templateMiB,
@@ -178,6 +187,7 @@ function details({ build, stage, api, bundles, sagemaker, queue, predict }: Meas
     },
     queue: queue && { ...queue, run_s: round(queue.run_s), makespan_s: round(queue.makespan_s) },
     predict: predict && { ...predict, run_s: round(predict.run_s), overhead_s: round(predict.overhead_s), overheads: predict.overheads.map(round), makespan_s: round(predict.makespan_s) },
+    local,
     bundles: bundles?.map((b) => ({ name: b.name, kb: round(b.kb), import_ms: round(b.importMs) })) ?? null,
   };
 }
@@ -212,6 +222,7 @@ function print(r: ReturnType<typeof summarize>, bundles: BundleRow[] | null): vo
     rows.push([`predict: ${p.sequential} sequential, warm endpoint`, `overhead median ${fmt(p.overhead_s ?? NaN)} s over a ${fmt(p.run_s ?? NaN)} s model`]);
     rows.push([`predict: ${p.burst} at once, ${p.instances} instances`, `${p.burst_succeeded} succeeded, makespan ${fmt(p.makespan_s ?? NaN)} s`]);
   }
+  if (r.local) rows.push(['local: second start; with executions to resume', `${fmt(r.local.start_s)} s; ${fmt(r.local.resume_s)} s resuming ${r.local.resumed}`]);
   for (const b of bundles ?? []) rows.push([`bundle ${b.name}`, `${fmt(b.kb, 0)} KB, cold import ${fmt(b.importMs, 0)} ms`]);
   if (bundles) rows.push(['(cold imports: medians of 11, round-robin)', '']);
   for (const [k, t] of Object.entries(r.targets)) {
