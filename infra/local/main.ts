@@ -48,7 +48,10 @@ async function main(): Promise<number> {
     build: values.build as 'auto' | 'docker' | 'append',
     quiet: values.quiet,
   });
-  const say = (l: string) => process.stdout.write(l + '\n');
+  // The banner in one write (under the pipe's atomic size): whoever reads "listening on" has
+  // every line about the start, what it resumed included, in the same chunk.
+  const banner: string[] = [];
+  const say = (l: string) => banner.push(l);
   say(`dreambooth-api local mode listening on ${local.url}`);
   // A token the user chose is theirs already: it is not echoed.
   say(`  token:    ${local.tokenGenerated ? `${local.token}   (generated; set DREAMBOOTH_API_TOKEN to choose one)` : '(from DREAMBOOTH_API_TOKEN)'}`);
@@ -62,6 +65,7 @@ async function main(): Promise<number> {
   if (oldNode) say(`  node:     ${process.version} works, but Node 22 is the baseline (Node 20 reached end of life in April 2026)`);
   const shown = local.tokenGenerated ? local.token : '$DREAMBOOTH_API_TOKEN';
   say(`  try:      curl -s -H "Authorization: Bearer ${shown}" ${local.url}/v1/trainings`);
+  process.stdout.write(`${banner.join('\n')}\n`);
 
   let stopping = false;
   const shutdown = async (code: number) => {
@@ -74,7 +78,7 @@ async function main(): Promise<number> {
   process.on('SIGTERM', () => void shutdown(143));
 
   if (values.demo) {
-    const ok = await runDemo(local.url, local.token, say, dataDir);
+    const ok = await runDemo(local.url, local.token, (l) => process.stdout.write(`${l}\n`), dataDir);
     await shutdown(ok ? 0 : 1);
   }
   return -1;
