@@ -2,7 +2,7 @@
  * Files in and out of a prediction: a local file sent as a data URI (as Replicate's client sends
  * a file input), and the file outputs (URLs, or data URIs) written to a folder.
  */
-import { open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 
 const MIME: Record<string, string> = {
@@ -49,6 +49,8 @@ export interface SaveOptions {
 /** Downloads each file into `dir`, never over an existing file; answers the paths, in order. */
 export async function saveFiles(urls: string[], dir: string, o: SaveOptions = {}): Promise<string[]> {
   const paths: string[] = [];
+  // `-o pictures/` names a folder that need not exist yet.
+  if (urls.length) await mkdir(dir, { recursive: true });
   for (const [i, url] of urls.entries()) {
     const { body, type } = await download(url, o);
     paths.push(await writeNew(dir, fileName(url, type, `${o.stem ?? 'output'}-${i}`), body));

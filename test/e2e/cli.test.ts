@@ -139,6 +139,22 @@ describe('dreambooth train', { timeout: 150_000 }, () => {
     expect(JSON.parse(versions.stdout)[0]).toMatchObject({ id: version, notes: 'again' });
   });
 
+  it('run saves the version\'s pictures to files and prints their paths; a refused input exits 1 naming the field', async () => {
+    const out = join(work, 'pictures');
+    const run = await cli(['run', `acme/cjw:${trained!.version}`, '-i', 'prompt=a photo of a cjw person on the moon', '-i', 'num_outputs=2', '-o', out]);
+    expect(run.stderr).not.toMatch(/error/i);
+    expect(run.code).toBe(0);
+    const paths = run.stdout.trim().split('\n');
+    expect(paths).toHaveLength(2);
+    for (const path of paths) {
+      expect(path.startsWith(out)).toBe(true);
+      expect(readFileSync(path).subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    }
+    const refused = await cli(['run', `acme/cjw:${trained!.version}`, '-i', 'prompt=x', '-i', 'num_outputs=99']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('num_outputs');
+  });
+
   it('refuses a folder holding a .txt before any upload, naming the file', async () => {
     const photos = photoFolder(join(work, 'with-notes'), 2, { 'notes.txt': 'not a photo' });
     const before = uploads();
