@@ -138,10 +138,14 @@ describe('a sagemaker trainer in the stack', () => {
     expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'sagemaker.amazonaws.com' } });
     expect(JSON.stringify(pass.Resource)).toContain('JobRole');
     expect(text).toContain('rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule');
-    expect(statements.filter((s) => [s.Action].flat().some((a: string) => a.startsWith('sagemaker:')))).toHaveLength(1);
-    // The presence check reads the mirror's repository, and nothing else in ECR.
+    // The training state machine's SageMaker rights are that one statement (predictions' endpoints
+    // are other functions' rights: test/infra/serving.test.ts).
     const machineRole = stack.resolve((stack.workflow.stateMachine.role.node.defaultChild as any).ref);
     const machine = Object.values(policies).filter((p: any) => JSON.stringify(p.Properties.Roles) === JSON.stringify([machineRole]));
+    const machineStatements = machine.flatMap((p: any) => stack.resolve(p.Properties.PolicyDocument.Statement) as any[]);
+    expect(machineStatements.filter((s) => [s.Action].flat().some((a: string) => a.startsWith('sagemaker:')))).toHaveLength(1);
+    expect(statements.filter((s) => [s.Action].flat().some((a: string) => /^sagemaker:.*TrainingJob/.test(a)))).toHaveLength(1);
+    // The presence check reads the mirror's repository, and nothing else in ECR.
     const ecr = machine.flatMap((p: any) => stack.resolve(p.Properties.PolicyDocument.Statement) as any[]).filter((s) => [s.Action].flat().some((a: string) => a.startsWith('ecr:')));
     expect(ecr).toHaveLength(1);
     expect(ecr[0].Action).toBe('ecr:DescribeImages');
@@ -239,7 +243,17 @@ describe('the sagemaker path, run by the local executor', () => {
     format: 'zip',
     build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.zip', WEIGHTS_FORMAT: 'zip', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES_S3_URI: '' },
   });
-  const built = () => ({ Build: { Id: 'b', ExportedEnvironmentVariables: [{ Name: 'IMAGE_DIGEST', Value: 'd'.repeat(64) }, { Name: 'IMAGE_URI', Value: 'r@sha256:d' }] } });
+  // What the build exports (lambdas/shared/build-env.ts): the version and its SageMaker variant.
+  const built = () => ({
+    Build: {
+      Id: 'b',
+      ExportedEnvironmentVariables: [
+        { Name: 'IMAGE_DIGEST', Value: 'd'.repeat(64) },
+        { Name: 'IMAGE_URI', Value: 'r@sha256:d' },
+        { Name: 'IMAGE_SERVING_URI', Value: 'r@sha256:e' },
+      ],
+    },
+  });
 
   it('retries a job that found no capacity as a new job after a wait, then stages its output', async () => {
     let jobs = 0;
