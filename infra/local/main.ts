@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '#shared/config';
 import { runDemo } from './demo.ts';
-import { startLocalMode } from './start.ts';
+import { type LocalMode, startLocalMode } from './start.ts';
 
 // Node 22 is the baseline; Node 20 still runs local mode (see ./stepfunctions/polyfill.ts). There the SDK
 // would print an eight-line warning on every start: one banner line says it instead. (A
@@ -48,24 +48,7 @@ async function main(): Promise<number> {
     build: values.build as 'auto' | 'docker' | 'append',
     quiet: values.quiet,
   });
-  // The banner in one write (under the pipe's atomic size): whoever reads "listening on" has
-  // every line about the start, what it resumed included, in the same chunk.
-  const banner: string[] = [];
-  const say = (l: string) => banner.push(l);
-  say(`dreambooth-api local mode listening on ${local.url}`);
-  // A token the user chose is theirs already: it is not echoed.
-  say(`  token:    ${local.tokenGenerated ? `${local.token}   (generated; set DREAMBOOTH_API_TOKEN to choose one)` : '(from DREAMBOOTH_API_TOKEN)'}`);
-  say(`  images:   ${local.image.registry ? `registry ${local.image.registry}` : `OCI layout ${local.image.layoutDir}`} (build: ${local.buildStrategy})`);
-  say(`  trainers: ${Object.keys(local.config.trainers).join(', ')}`);
-  const r = local.resumed;
-  if (r.trainings + r.predictions + r.failed) {
-    const failed = r.failed ? `; ${r.failed} could not resume, marked failed` : '';
-    say(`  resumed:  ${r.trainings + r.predictions} executions (${r.trainings} trainings, ${r.predictions} predictions)${failed}`);
-  }
-  if (oldNode) say(`  node:     ${process.version} works, but Node 22 is the baseline (Node 20 reached end of life in April 2026)`);
-  const shown = local.tokenGenerated ? local.token : '$DREAMBOOTH_API_TOKEN';
-  say(`  try:      curl -s -H "Authorization: Bearer ${shown}" ${local.url}/v1/trainings`);
-  process.stdout.write(`${banner.join('\n')}\n`);
+  process.stdout.write(banner(local));
 
   let stopping = false;
   const shutdown = async (code: number) => {
@@ -82,6 +65,28 @@ async function main(): Promise<number> {
     await shutdown(ok ? 0 : 1);
   }
   return -1;
+}
+
+/**
+ * What local mode says once it answers, as one string written at once (under the pipe's atomic
+ * size): whoever reads "listening on" has every line about the start, what it resumed included.
+ */
+function banner(local: LocalMode): string {
+  const lines = [`dreambooth-api local mode listening on ${local.url}`];
+  const say = (l: string) => lines.push(l);
+  // A token the user chose is theirs already: it is not echoed.
+  say(`  token:    ${local.tokenGenerated ? `${local.token}   (generated; set DREAMBOOTH_API_TOKEN to choose one)` : '(from DREAMBOOTH_API_TOKEN)'}`);
+  say(`  images:   ${local.image.registry ? `registry ${local.image.registry}` : `OCI layout ${local.image.layoutDir}`} (build: ${local.buildStrategy})`);
+  say(`  trainers: ${Object.keys(local.config.trainers).join(', ')}`);
+  const r = local.resumed;
+  if (r.trainings + r.predictions + r.failed) {
+    const failed = r.failed ? `; ${r.failed} could not resume, marked failed` : '';
+    say(`  resumed:  ${r.trainings + r.predictions} executions (${r.trainings} trainings, ${r.predictions} predictions)${failed}`);
+  }
+  if (oldNode) say(`  node:     ${process.version} works, but Node 22 is the baseline (Node 20 reached end of life in April 2026)`);
+  const shown = local.tokenGenerated ? local.token : '$DREAMBOOTH_API_TOKEN';
+  say(`  try:      curl -s -H "Authorization: Bearer ${shown}" ${local.url}/v1/trainings`);
+  return `${lines.join('\n')}\n`;
 }
 
 main().then(
