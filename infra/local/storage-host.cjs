@@ -7,6 +7,8 @@ const { open } = require('node:fs/promises');
 const { parentPort, workerData } = require('node:worker_threads');
 
 let gated = false;
+// Called once the service has closed without error (dynalite: clears its crash marker).
+let closedCleanly = () => undefined;
 let asked = 0;
 const decisions = new Map();
 
@@ -72,8 +74,15 @@ async function start() {
     // DynamoDB's own count of an item's size (UTF-8), where dynalite checks its 400 KB limit
     // (PutItem, UpdateItem, BatchWriteItem) through this export.
     require('dynalite/db').itemSize = require('./dynamodb/item-size.cjs').itemSize;
+    // The store dynalite makes, for crash recovery (./dynamodb/recover.cjs) before it serves.
+    const dynaliteDb = require('dynalite/db');
+    const create = dynaliteDb.create;
+    let store;
+    dynaliteDb.create = (options) => (store = create(options));
     // No artificial CREATING delay: local start-up should not wait for it.
     const server = dynalite({ path: workerData.path, createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+    dynaliteDb.create = create;
+    closedCleanly = await require('./dynamodb/recover.cjs').recoverIfUnclean(store, workerData.path);
     await new Promise((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
     return server;
   }
@@ -132,7 +141,10 @@ start().then(
         return parentPort.postMessage({ type: 'keys-added' });
       }
       if (m !== 'close') return;
-      server.close(() => parentPort.postMessage({ type: 'closed' }));
+      server.close((err) => {
+        if (!err) closedCleanly();
+        parentPort.postMessage({ type: 'closed' });
+      });
       // SDK clients keep idle sockets open; without this, close() waits for them to time out.
       server.closeAllConnections();
     });
