@@ -13,14 +13,29 @@ export interface VersionRecord {
   image: string;
   notes: string | null;
   training_id: string;
-  template: { name: string; repository: string; digest: string };
+  template: { name: string; repository: string; digest: string; weights_input?: string };
   created_at: string;
+  /**
+   * A weights version (no image of its own): the template loads these weights through its input
+   * `input` at run time. `key` is content-addressed in the data bucket (`weights/<sha256>`) and
+   * kept as long as the version. Absent on image versions (the weights baked into `image`).
+   */
+  weights?: VersionWeights;
   /**
    * The version's SageMaker variant (`repository@sha256:…`): its image plus one layer with the
    * serving adapter (serving/sagemaker_adapter.py) and its entrypoint. Absent on versions built
    * before serving existed: their first prediction fails and says to re-template.
    */
   serving_image?: string;
+}
+
+export interface VersionWeights {
+  key: string;
+  size: number;
+  /** Hex sha256 of the weights file. */
+  sha256: string;
+  /** The template's input that takes the weights' URL (set by the service, hidden from users). */
+  input: string;
 }
 
 export interface Page<T> {
