@@ -85,9 +85,9 @@ export async function predict(d: PredictDeps, ev: PredictEventInput): Promise<Pr
 
 /** The key of the request the endpoint reads: the api's, or for a weights version the one with its weights URL. */
 async function requestWithWeights(d: PredictDeps, p: PredictionRecord): Promise<string> {
+  // The endpoint step found the version; one deleted since serves its request as it is.
   const v = await d.store.getVersion(p.model, p.version);
-  if (!v) throw new StepError(PredictionErrors.InferenceFailed, `version ${p.version} of ${p.model} no longer exists`);
-  if (!v.weights) return requestKey(p.id);
+  if (!v?.weights) return requestKey(p.id);
   const { key, input } = v.weights;
   if (!key.startsWith(WEIGHTS_PREFIX)) throw new StepError(PredictionErrors.InferenceFailed, `version ${v.id} of ${v.model} names weights outside ${WEIGHTS_PREFIX}`);
   const got = await d.s3.send(new GetObjectCommand({ Bucket: d.bucket, Key: requestKey(p.id) }));
