@@ -147,8 +147,12 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
   // the table. Reads the prediction and its version.
   'prediction-endpoint': { needs: [table, { kind: 'sagemaker-endpoints' }] },
   // Marks the prediction processing with its task token, then queues the request (the endpoint
-  // reads the request object with its own role); sends the `start` webhook through notify.
-  predict: { needs: [table, { kind: 'endpoint-invoke' }, { kind: 'bucket-name' }, invokes('notify')] },
+  // reads the request object with its own role); sends the `start` webhook through notify. For a
+  // weights version it rewrites the request with a presigned GET of the weights, signed with this
+  // role (the endpoint role reads no weights).
+  predict: {
+    needs: [table, { kind: 'endpoint-invoke' }, objects(PREFIX.predictions, 's3:GetObject', 's3:PutObject'), objects(PREFIX.weights, 's3:GetObject'), invokes('notify')],
+  },
   // Finds the prediction of SageMaker's notification and ends its wait.
   'prediction-notified': { needs: [{ kind: 'table', readItems: true }, { kind: 'task-tokens', actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'] }] },
   // Reads the endpoint's response (and a failure's body), writes the file outputs.

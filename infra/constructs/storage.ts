@@ -18,7 +18,7 @@ export interface StorageProps {
 }
 
 /** Key prefixes of the bucket; IAM grants are scoped to them. */
-export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX, logs: LOGS_PREFIX, predictions: PREDICTIONS_PREFIX } as const;
+export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX, logs: LOGS_PREFIX, predictions: PREDICTIONS_PREFIX, weights: 'weights/' } as const;
 /** Newest-first listing of every training (tokens for all owners) and of a model's versions. */
 export const LIST_INDEX = 'list';
 /** Newest-first listing of one owner's trainings, so each tenant's page is full. */

@@ -18,7 +18,8 @@ import type { BuildStrategy } from './codebuild/build-model.ts';
 import { dockerReachable } from './docker.ts';
 import { registryInstalled, startRegistry } from './ecr.ts';
 
-const LOOPBACK = ['127.0.0.0/8', '::1/128'];
+/** Local mode's egress: loopback only, unless configured. */
+export const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 
 export interface ConfigurationOptions {
   dataDir: string;

@@ -10,7 +10,7 @@
  * kept for the container's life; a failed read is tried again after SCHEMA_RETRY_MS.
  */
 import { ApiError } from '#shared/errors';
-import { inputProblems, inputSchemaOf, SCHEMA_RETRY_MS, type SchemaLookup } from '#shared/input-schema';
+import { inputProblems, inputSchemaOf, type JsonSchema, SCHEMA_RETRY_MS, type SchemaLookup } from '#shared/input-schema';
 import type { VersionRecord } from '#shared/store';
 import { uploadKeyOf } from '#shared/uploads';
 import { checkEgress } from './requests.ts';
@@ -50,13 +50,33 @@ export class VersionSchemas {
  * itself checks (its failure is the prediction's error); the reason is logged.
  */
 export async function checkPredictionInput(d: ApiDeps, v: VersionRecord, input: Record<string, unknown>): Promise<void> {
+  const hidden = v.weights?.input;
   const found = await d.predictions.schemas.lookup(v);
   if (!found.schema) {
     d.log.warn('version input schema unavailable; inputs are left to the model', { model: v.model, version: v.id, reason: found.reason });
     return;
   }
-  const problems = await inputProblems(found.schema, input);
+  const problems = await inputProblems(hidden === undefined ? found.schema : withoutInput(found.schema, hidden), input);
   if (problems.length > 0) throw new ApiError(422, `${problems.join('; ')} (the input schema of ${v.model}:${v.id})`);
+}
+
+/** A weights version's weights input is the service's to set (a URL of that version's weights only): 422 naming it. */
+export function refuseWeightsInput(v: VersionRecord, input: Record<string, unknown>): void {
+  const hidden = v.weights?.input;
+  if (hidden !== undefined && Object.hasOwn(input, hidden)) {
+    throw new ApiError(422, `input.${hidden}: set by the service to this version's weights; leave it out (the input schema of ${v.model}:${v.id} has no ${hidden})`);
+  }
+}
+
+/**
+ * A version's schema as users see it: a weights version's weights input (which the service sets)
+ * is neither offered nor required.
+ */
+export function withoutInput(schema: JsonSchema, name: string): JsonSchema {
+  const properties = { ...((schema.properties as Record<string, unknown> | undefined) ?? {}) };
+  delete properties[name];
+  const required = Array.isArray(schema.required) ? (schema.required as string[]).filter((r) => r !== name) : schema.required;
+  return { ...schema, properties, ...(required === undefined ? {} : { required }) };
 }
 
 /**

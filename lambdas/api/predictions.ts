@@ -14,7 +14,7 @@ import { fillPath } from '#shared/routes';
 import type { VersionRecord } from '#shared/store';
 import type { WebhookEvent } from '#shared/training';
 import { claimOnce } from './idempotency.ts';
-import { checkFileInputs, checkPredictionInput, shortenedInput } from './prediction-inputs.ts';
+import { checkFileInputs, checkPredictionInput, refuseWeightsInput, shortenedInput } from './prediction-inputs.ts';
 import { predictionBody } from './prediction-reads.ts';
 import { waitForTerminal, waitSeconds } from './prediction-wait.ts';
 import { canUse, checkEgress, parseObject } from './requests.ts';
@@ -70,6 +70,7 @@ export async function resolveVersion(d: ApiDeps, req: ApiRequest, ref: string): 
 
 async function create(d: ApiDeps, req: ApiRequest, v: VersionRecord, body: Body): Promise<ApiResponse> {
   if (!d.predictions.stateMachineArn) throw new ApiError(503, 'predictions are not part of this deployment: deploy a stack with serving');
+  refuseWeightsInput(v, body.input);
   checkFileInputs(d, body.input);
   await checkPredictionInput(d, v, body.input);
   const now = d.now();

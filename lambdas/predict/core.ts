@@ -4,14 +4,20 @@
  * back before InvokeEndpointAsync returns), then the request goes to the endpoint's queue,
  * its body the request object the api wrote. prediction-notified ends the wait.
  *
+ * A weights version's request gets its weights here, at invoke time: the request object with the
+ * version's weights input set to a presigned GET of the weights (WEIGHTS_URL_SECONDS), written
+ * beside it (invocationKey). The URL is in neither the prediction record nor a log line.
+ *
  * Replicate's `start` webhook leaves from here, as an asynchronous invocation of notify: a
  * state for it would cost every prediction a transition (two with the Choice that skips it),
  * this costs none.
  */
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { InvokeEndpointAsyncCommand, type SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BaseDeps } from '#shared/deps';
-import { type PredictionRecord, requestKey } from '#shared/predictions/record';
+import { invocationKey, type PredictionRecord, requestKey } from '#shared/predictions/record';
 import { PredictionStore } from '#shared/predictions/store';
 import { StepError, StepErrors } from '#shared/steps';
 import { PredictionErrors, REQUEST_TTL_SECONDS } from '#shared/serving/steps';
@@ -19,8 +25,18 @@ import { PredictionErrors, REQUEST_TTL_SECONDS } from '#shared/serving/steps';
 /** Sends the prediction's `start` webhook without waiting for the receiver. */
 export type StartWebhook = (p: PredictionRecord) => Promise<void>;
 
+/**
+ * How long a weights URL lasts. The endpoint is in service when the request is sent (the step
+ * before waits for it), so the request reaches the model within this unless the endpoint's queue
+ * holds it longer; then the model fails to fetch the weights and says so.
+ */
+export const WEIGHTS_URL_SECONDS = 600;
+/** Where weights versions' weights are; nothing else is signed for an endpoint. */
+const WEIGHTS_PREFIX = 'weights/';
+
 export interface PredictDeps extends BaseDeps {
   runtime: SageMakerRuntimeClient;
+  s3: S3Client;
   /** Absent where no notify function is deployed. */
   startWebhook?: StartWebhook;
 }
@@ -46,11 +62,12 @@ export async function predict(d: PredictDeps, ev: PredictEventInput): Promise<Pr
   const p = await predictions.update(ev.prediction_id, { status: 'processing', started_at: now, task_token: ev.task_token, endpoint: ev.endpoint }, ['starting', 'processing']);
   // Canceled meanwhile: the api stopped the execution, nothing to send.
   if (!p) return { inference_id: ev.prediction_id, status: 'not sent' };
+  const request = await requestWithWeights(d, p);
   try {
     await d.runtime.send(
       new InvokeEndpointAsyncCommand({
         EndpointName: ev.endpoint,
-        InputLocation: `s3://${d.bucket}/${requestKey(ev.prediction_id)}`,
+        InputLocation: `s3://${d.bucket}/${request}`,
         InferenceId: ev.prediction_id,
         ContentType: 'application/json',
         InvocationTimeoutSeconds: d.config.serving.invocation_timeout_seconds,
@@ -64,6 +81,21 @@ export async function predict(d: PredictDeps, ev: PredictEventInput): Promise<Pr
     throw new StepError(PredictionErrors.InferenceFailed, `SageMaker refused the request on ${ev.endpoint}: ${err.message}`);
   }
   return { inference_id: ev.prediction_id, status: 'sent', ...(await sendStart(d, p)) };
+}
+
+/** The key of the request the endpoint reads: the api's, or for a weights version the one with its weights URL. */
+async function requestWithWeights(d: PredictDeps, p: PredictionRecord): Promise<string> {
+  // The endpoint step found the version; one deleted since serves its request as it is.
+  const v = await d.store.getVersion(p.model, p.version);
+  if (!v?.weights) return requestKey(p.id);
+  const { key, input } = v.weights;
+  if (!key.startsWith(WEIGHTS_PREFIX)) throw new StepError(PredictionErrors.InferenceFailed, `version ${v.id} of ${v.model} names weights outside ${WEIGHTS_PREFIX}`);
+  const got = await d.s3.send(new GetObjectCommand({ Bucket: d.bucket, Key: requestKey(p.id) }));
+  const body = JSON.parse(await got.Body!.transformToString()) as { input: Record<string, unknown>; id: string };
+  const url = await getSignedUrl(d.s3, new GetObjectCommand({ Bucket: d.bucket, Key: key }), { expiresIn: WEIGHTS_URL_SECONDS });
+  const request = JSON.stringify({ ...body, input: { ...body.input, [input]: url } });
+  await d.s3.send(new PutObjectCommand({ Bucket: d.bucket, Key: invocationKey(p.id), Body: request, ContentType: 'application/json' }));
+  return invocationKey(p.id);
 }
 
 /** `start` once the request is queued, when the prediction's webhook_events_filter asks for it. */

@@ -1,5 +1,5 @@
 import type { Context } from 'aws-lambda';
-import { lambda } from '#shared/aws';
+import { lambda, s3 } from '#shared/aws';
 import { baseDeps, once } from '#shared/deps';
 import { ENV } from '#shared/env';
 import { logger } from '#shared/log';
@@ -9,7 +9,7 @@ import { lambdaStartWebhook, predict } from './core.ts';
 
 const deps = once(() => {
   const notify = process.env[ENV.notifyFunction];
-  return { ...baseDeps(), runtime: sagemakerRuntime(), ...(notify ? { startWebhook: lambdaStartWebhook(lambda(), notify) } : {}) };
+  return { ...baseDeps(), runtime: sagemakerRuntime(), s3: s3(), ...(notify ? { startWebhook: lambdaStartWebhook(lambda(), notify) } : {}) };
 });
 
 export const handler = async (event: unknown, context?: Context) => {

@@ -1,6 +1,7 @@
 /**
- * "Make sure the endpoint is ready": the version's endpoint, made on its first prediction
- * (model, endpoint configuration, endpoint: one name), its scaling set up once it is in
+ * "Make sure the endpoint is ready": the version's endpoint (for a weights version, its template's,
+ * shared by all of them), made on its first prediction (model, endpoint configuration, endpoint:
+ * one name), its scaling set up once it is in
  * service, and woken when it sits at zero instances. Each call looks once and answers; the
  * state machine waits and asks again while the answer is not ready. Every step is idempotent,
  * so a stopped execution leaves nothing a later prediction would not finish.
@@ -23,11 +24,11 @@ import { PredictionStore } from '#shared/predictions/store';
 import type { PredictionRecord } from '#shared/predictions/record';
 import type { ServingEnv } from '#shared/serving/clients';
 import { EndpointRecords } from '#shared/serving/endpoint-record';
-import { endpointNameFor, type EndpointSettings, endpointSettings } from '#shared/serving/endpoints';
+import { endpointKeyOf, endpointNameFor, type EndpointSettings, endpointSettings } from '#shared/serving/endpoints';
 import { endpointFailure, isAlreadyExisting, isNotFound, refusal } from '#shared/serving/sagemaker-errors';
 import { type EnsureResult, PredictionErrors } from '#shared/serving/steps';
+import type { TemplateVariants } from '#shared/serving/template-variant';
 import { StepError } from '#shared/steps';
-import type { VersionRecord } from '#shared/store';
 import { setUpScaling } from './scaling.ts';
 
 export interface EndpointDeps extends BaseDeps {
@@ -35,6 +36,8 @@ export interface EndpointDeps extends BaseDeps {
   autoscaling: ApplicationAutoScalingClient;
   cloudwatch: CloudWatchClient;
   serving: ServingEnv;
+  /** Makes a template's SageMaker variant, for weights versions; absent where none can be made. */
+  templateVariants?: TemplateVariants;
 }
 
 /** The one production variant of every endpoint. */
@@ -44,7 +47,9 @@ export const READY_WITHIN_MINUTES = 60;
 
 interface Target {
   name: string;
-  version: VersionRecord & { serving_image: string };
+  image: string;
+  /** What the endpoint serves: `dreambooth:version` (an image version's) or `dreambooth:template` (a digest). */
+  tag: { Key: string; Value: string };
   settings: EndpointSettings;
 }
 
@@ -68,13 +73,23 @@ export async function ensureEndpoint(d: EndpointDeps, predictionId: string, log:
 async function targetOf(d: EndpointDeps, p: PredictionRecord): Promise<Target> {
   const version = await d.store.getVersion(p.model, p.version);
   if (!version) throw new StepError(PredictionErrors.EndpointFailed, `version ${p.version} of ${p.model} no longer exists`);
+  const name = endpointNameFor(d.serving.endpointPrefix, endpointKeyOf(version));
+  const settings = endpointSettings(d.config, version.template.name);
+  if (version.weights) {
+    const { repository, digest } = version.template;
+    if (!d.templateVariants) throw new StepError(PredictionErrors.EndpointFailed, `this deployment cannot make the SageMaker variant of the template ${repository}: weights versions are served in local mode only for now`);
+    const image = await d.templateVariants({ repository, digest }).catch((e: Error) => {
+      throw new StepError(PredictionErrors.EndpointFailed, `the SageMaker variant of the template ${repository}@sha256:${digest} could not be made: ${e.message}`);
+    });
+    return { name, image, tag: { Key: 'dreambooth:template', Value: digest }, settings };
+  }
   if (!version.serving_image) {
     throw new StepError(
       PredictionErrors.EndpointFailed,
       `version ${p.version} of ${p.model} was built before serving existed and has no SageMaker image: re-template its training (a new version from the same weights) and run the new version`,
     );
   }
-  return { name: endpointNameFor(d.serving.endpointPrefix, p.version), version: version as Target['version'], settings: endpointSettings(d.config, version.template.name) };
+  return { name, image: version.serving_image, tag: { Key: 'dreambooth:version', Value: version.id }, settings };
 }
 
 async function describe(sagemaker: SageMakerClient, name: string): Promise<DescribeEndpointCommandOutput | null> {
@@ -88,8 +103,8 @@ async function describe(sagemaker: SageMakerClient, name: string): Promise<Descr
 
 /** Model, endpoint configuration and endpoint, each skipped when a stopped step made it already. */
 async function create(d: EndpointDeps, t: Target, records: EndpointRecords): Promise<EnsureResult> {
-  const ctx = { instanceType: t.settings.instance_type, image: t.version.serving_image };
-  const tags = [{ Key: 'dreambooth:version', Value: t.version.id }];
+  const ctx = { instanceType: t.settings.instance_type, image: t.image };
+  const tags = [t.tag];
   const once = async (call: () => Promise<unknown>) => {
     try {
       await call();
@@ -100,7 +115,7 @@ async function create(d: EndpointDeps, t: Target, records: EndpointRecords): Pro
   await records.setScalingReady(t.name, false);
   await once(() =>
     d.sagemaker.send(
-      new CreateModelCommand({ ModelName: t.name, ExecutionRoleArn: d.serving.endpointRoleArn, PrimaryContainer: { Image: t.version.serving_image }, Tags: tags }),
+      new CreateModelCommand({ ModelName: t.name, ExecutionRoleArn: d.serving.endpointRoleArn, PrimaryContainer: { Image: t.image }, Tags: tags }),
     ),
   );
   await once(() => d.sagemaker.send(new CreateEndpointConfigCommand(endpointConfig(d.serving, t))));
@@ -123,12 +138,12 @@ export function endpointConfig(s: ServingEnv, t: Target) {
         NotificationConfig: { SuccessTopic: s.successTopicArn, ErrorTopic: s.errorTopicArn },
       },
     },
-    Tags: [{ Key: 'dreambooth:version', Value: t.version.id }],
+    Tags: [t.tag],
   };
 }
 
 async function whenExists(d: EndpointDeps, t: Target, e: DescribeEndpointCommandOutput, scalingReady: boolean, log: Logger): Promise<EnsureResult> {
-  const ctx = { instanceType: t.settings.instance_type, image: t.version.serving_image };
+  const ctx = { instanceType: t.settings.instance_type, image: t.image };
   const name = t.name;
   switch (e.EndpointStatus) {
     case 'Failed': {

@@ -1,12 +1,28 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Context } from 'aws-lambda';
 import { baseDeps, once } from '#shared/deps';
 import { logger } from '#shared/log';
+import { SERVING_ADAPTER } from '#shared/oci/serving-variant';
 import { autoscaling, cloudwatch, sagemaker, servingEnv } from '#shared/serving/clients';
 import { EndpointEvent } from '#shared/serving/steps';
+import { directTemplateVariants } from '#shared/serving/template-variant';
 import { type EndpointDeps, ensureEndpoint } from './core.ts';
 import { sweepEndpoints } from './sweep.ts';
 
-const deps = once((): EndpointDeps => ({ ...baseDeps(), sagemaker: sagemaker(), autoscaling: autoscaling(), cloudwatch: cloudwatch(), serving: servingEnv() }));
+/** The adapter beside the bundle (local mode copies it there), else in the repository's serving/. */
+const adapter = () => readFile(join(__dirname, SERVING_ADAPTER)).catch(() => readFile(join(__dirname, '..', '..', 'serving', SERVING_ADAPTER)));
+
+const deps = once(
+  (): EndpointDeps => ({
+    ...baseDeps(),
+    sagemaker: sagemaker(),
+    autoscaling: autoscaling(),
+    cloudwatch: cloudwatch(),
+    serving: servingEnv(),
+    templateVariants: directTemplateVariants(adapter),
+  }),
+);
 
 export const handler = async (event: unknown, context?: Context) => {
   const ev = EndpointEvent.parse(event);

@@ -118,6 +118,18 @@ describe('Serving', () => {
     for (const s of statements) expect(actionsOf(s).some((a) => a === '*' || a.endsWith(':*'))).toBe(false);
   });
 
+  it('lets the endpoint role read no weights: predict signs their URL with its own s3:GetObject on weights/*', () => {
+    const endpointRole = statementsOfRole(stack.getLogicalId(stack.serving.endpointRole.node.defaultChild as never));
+    const reads = endpointRole.filter((s) => actionsOf(s).some((a) => a === 's3:GetObject' || a === 's3:Get*' || a === 's3:*'));
+    expect(reads.length).toBeGreaterThan(0);
+    for (const s of reads) {
+      expect(text(s.Resource)).not.toContain('/weights/');
+      expect(text(s.Resource)).toContain('/predictions/');
+    }
+    const predictReads = statementsOf(stack.serving.functions.predict).filter((s) => actionsOf(s).includes('s3:GetObject'));
+    expect(predictReads.some((s) => text(s.Resource).includes('/weights/*'))).toBe(true);
+  });
+
   it("scopes prediction-endpoint's SageMaker, alarm and PassRole rights to the stack's endpoints", () => {
     const statements = statementsOf(stack.serving.functions.endpoint);
     const sm = statements.find((s) => actionsOf(s).includes('sagemaker:CreateEndpoint'))!;

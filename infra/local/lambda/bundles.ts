@@ -6,9 +6,10 @@
  * each input is milliseconds where a rebuild of every bundle is seconds.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '#shared/config';
+import { SERVING_ADAPTER } from '#shared/oci/serving-variant';
 import { bundleLambdas, lambdaDefine, REPO_ROOT } from '../../constructs/function.ts';
 import type { HandlerName } from '../../handler-names.ts';
 
@@ -25,7 +26,12 @@ export async function ensureBundles(names: readonly HandlerName[], outdir: strin
   const key = createHash('sha256')
     .update(JSON.stringify({ names: [...names].sort(), define: names.map((n) => lambdaDefine(config, n)), node: process.version }))
     .digest('hex');
-  if (upToDate(key, names, outdir)) return false;
+  // The endpoint step pushes templates' SageMaker variants with the adapter it finds beside its bundle.
+  const adapter = () => copyFileSync(join(REPO_ROOT, 'serving', SERVING_ADAPTER), join(outdir, SERVING_ADAPTER));
+  if (upToDate(key, names, outdir)) {
+    adapter();
+    return false;
+  }
   const metafile = await bundleLambdas(names, outdir, config);
   const inputs: Stamp['inputs'] = {};
   for (const path of Object.keys(metafile.inputs)) {
@@ -33,6 +39,7 @@ export async function ensureBundles(names: readonly HandlerName[], outdir: strin
     if (st) inputs[path] = [st.size, st.mtimeMs];
   }
   writeFileSync(join(outdir, STAMP), JSON.stringify({ key, inputs } satisfies Stamp));
+  adapter();
   return true;
 }
 

@@ -2,15 +2,20 @@
  * An endpoint's instance in local mode: what answers SageMaker's `GET /ping` and
  * `POST /invocations` for a model's image —
  * - the demo template in-process (serving/demo-template/), when the image's config has the label
- *   `ai.dreambooth.demo-template` = "1"; its weights are the label `ai.dreambooth.weights-digest`;
+ *   `ai.dreambooth.demo-template` = "1"; its weights are the label `ai.dreambooth.weights-digest`,
+ *   or a request's `replicate_weights` (a weights version's URL on its template's endpoint),
+ *   fetched through local mode's egress rules;
  * - else the image as a container on the local docker engine (./inference-container.ts), as
  *   SageMaker hosting runs it; without an engine the endpoint cannot serve it, and says so.
  * The image's config is read from the local registry or OCI layout the image reference names.
  */
+import { createHash } from 'node:crypto';
+import { request } from '#shared/http';
 import { readImageConfig } from '#shared/oci/append';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import { startDemoTemplateServer } from '#serving/demo-template/server';
+import { LOOPBACK } from '../configuration.ts';
 import { dockerReachable } from '../docker.ts';
 import { startContainerInstance } from './inference-container.ts';
 
@@ -61,6 +66,20 @@ export interface InstanceOptions {
   startSeconds?: number;
   /** The model's PrimaryContainer.Environment, the container's environment. */
   environment?: Record<string, string>;
+  /** Where the demo template may fetch per-request weights from. @default LOOPBACK (local mode's egress) */
+  egressAllow?: string[];
+}
+
+/** The largest weights file the demo template fetches per request. */
+const MAX_WEIGHTS_BYTES = 256 * 1024 * 1024;
+
+/** The demo template's per-request weights, named by their sha256; the URL (a credential) is never said. */
+export function fetchWeights(allow: string[]): (url: string) => Promise<string> {
+  return async (url) => {
+    const res = await request(url, { allow, timeoutMs: 60_000, maxResponseBytes: MAX_WEIGHTS_BYTES });
+    if (res.status !== 200) throw new Error(`the weights could not be fetched: HTTP ${res.status}${res.status === 403 ? ' (the URL expired?)' : ''}`);
+    return `sha256:${createHash('sha256').update(res.body).digest('hex')}`;
+  };
 }
 
 /** Starts one instance for the model's image; InstanceFailed with the reason when it cannot. */
@@ -69,7 +88,7 @@ export async function startInstance(endpoint: string, image: string, opts: Insta
   if (labels[DEMO_TEMPLATE_LABEL] === '1') {
     const digest = labels[WEIGHTS_DIGEST_LABEL];
     if (!digest) throw new InstanceFailed(`The image '${image}' is a demo template without the label ${WEIGHTS_DIGEST_LABEL}`);
-    const server = await startDemoTemplateServer({ weights: { digest }, log: opts.log });
+    const server = await startDemoTemplateServer({ weights: { digest }, weightsFor: fetchWeights(opts.egressAllow ?? LOOPBACK), log: opts.log });
     return { url: server.url, stop: () => server.stop() };
   }
   if (image.startsWith('oci:')) throw new InstanceFailed(`The image '${image}' is in an OCI layout on disk, which a docker engine cannot run; start local mode with a registry`);

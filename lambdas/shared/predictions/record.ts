@@ -15,6 +15,12 @@ export const PREDICTIONS_PREFIX = 'predictions/';
 export const predictionPrefix = (id: string) => `${PREDICTIONS_PREFIX}${id}/`;
 /** The request SageMaker reads (`InputLocation`): `{ "input": …, "id": … }`, the adapter's body. */
 export const requestKey = (id: string) => `${predictionPrefix(id)}request.json`;
+/**
+ * A weights version's request as the endpoint reads it: the request plus the weights' presigned
+ * URL, written at invoke time (lambdas/predict). Named `request.json` too, so the endpoint role's
+ * one grant (every `request.json` under the predictions prefix) covers it.
+ */
+export const invocationKey = (id: string) => `${predictionPrefix(id)}invocation/request.json`;
 /** Where the endpoint writes its response (`S3OutputPath` + the inference id SageMaker names it by). */
 export const responsePrefix = (id: string) => `${predictionPrefix(id)}response/`;
 /** A file output, by its position in the output. */
