@@ -117,11 +117,11 @@ const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
     reason: 'Executions of the training or prediction state machine (one per training or prediction, named by its id); the state machine is fixed.',
   },
   {
-    shape: arn('logs', String.raw`log-group:/aws/codebuild/<(Build|WorkflowSageMakerMirror)\w+>:\*`),
+    shape: arn('logs', String.raw`log-group:/aws/codebuild/<(Build|WorkflowSageMakerMirror|ServingTemplateVariant)\w+>:\*`),
     reason: "CodeBuild's default grant on its project's own log group streams (the project logs to its own group).",
   },
   {
-    shape: arn('codebuild', String.raw`report-group/<(Build|WorkflowSageMakerMirror)\w+>-\*`),
+    shape: arn('codebuild', String.raw`report-group/<(Build|WorkflowSageMakerMirror|ServingTemplateVariant)\w+>-\*`),
     reason: "CodeBuild's default grant on its project's own report groups.",
   },
 ];
@@ -135,6 +135,7 @@ export interface ReviewedStack extends IConstruct {
   readonly secrets: Pick<Secrets, 'apiTokens' | 'webhookSigning' | 'callbackKey'>;
   readonly build: Pick<ModelBuild, 'projects' | 'project' | 'strategy'>;
   readonly workflow: { readonly sagemaker?: Pick<SageMakerTraining, 'mirrorProject'> };
+  readonly serving: { readonly templateVariants?: { readonly project: IConstruct } };
   readonly api: Pick<PublicApi, 'restApi' | 'methods' | 'setsAccountLoggingRole'>;
 }
 
@@ -148,14 +149,16 @@ export function acknowledgeFindings(stack: ReviewedStack): void {
     );
   }
   const mirror = stack.workflow.sagemaker?.mirrorProject;
-  for (const project of [...stack.build.projects, ...(mirror ? [mirror] : [])]) {
+  const variants = stack.serving.templateVariants?.project;
+  const copies = [...(mirror ? [mirror] : []), ...(variants ? [variants] : [])];
+  for (const project of [...stack.build.projects, ...copies]) {
     ack(
       project,
       'CB4',
       'The project produces no artifacts (it pushes an image); CodeBuild encrypts its logs with the AWS-managed key.',
     );
   }
-  for (const project of [...stack.build.projects, ...(mirror ? [mirror] : [])]) {
+  for (const project of [...stack.build.projects, ...copies]) {
     for (const action of ['s3:GetObject*', 's3:GetBucket*', 's3:List*']) {
       ack(
         project,

@@ -66,6 +66,8 @@ export interface ServingValues {
   errorTopicArn: string;
   /** `s3://<bucket>/predictions/`. */
   outputPath: string;
+  /** The template variant project's name and the templates' ECR repositories (`<host>/<prefix>/templates`), when the registry is ECR. */
+  variantBuild?: { project: string; repositoryPrefix: string };
 }
 
 /** The Serving construct's part in the grants. */
@@ -207,6 +209,7 @@ function servingVariables(s: ServingValues): Record<string, string> {
     [ENV.predictionSuccessTopic]: s.successTopicArn,
     [ENV.predictionErrorTopic]: s.errorTopicArn,
     [ENV.predictionOutputPath]: s.outputPath,
+    ...(s.variantBuild ? { [ENV.templateVariantProject]: s.variantBuild.project, [ENV.templateRepositoryPrefix]: s.variantBuild.repositoryPrefix } : {}),
   };
 }
 

@@ -45,6 +45,7 @@ import { HouseFunction, type HandlerName } from './function.ts';
 import { TRANSIENT_RETRY, webhookRetry } from './retries.ts';
 import { createEndpointRole, grantEndpoints, grantInvoke } from './serving-iam.ts';
 import type { Storage } from './storage.ts';
+import { createTemplateVariantProject, type TemplateVariantProject } from './template-variant.ts';
 
 export interface ServingProps {
   readonly config: Config;
@@ -74,6 +75,8 @@ export class Serving extends Construct implements ServingGrantables {
   readonly sweep: Rule;
   /** The functions' values (their `sagemaker-endpoints` need). */
   readonly values: ServingValues;
+  /** Makes templates' SageMaker variants in ECR (weights versions); only with an ECR model registry. */
+  readonly templateVariants?: TemplateVariantProject;
   private readonly config: Config;
 
   constructor(scope: Construct, id: string, props: ServingProps) {
@@ -89,12 +92,14 @@ export class Serving extends Construct implements ServingGrantables {
       topics: [this.successTopic, this.errorTopic],
       endpointPrefix: this.endpointPrefix,
     });
+    if (props.config.registry.type === 'ecr') this.templateVariants = createTemplateVariantProject(this, props.build.repositoryPrefix);
     this.values = {
       endpointPrefix: this.endpointPrefix,
       endpointRoleArn: this.endpointRole.roleArn,
       successTopicArn: this.successTopic.topicArn,
       errorTopicArn: this.errorTopic.topicArn,
       outputPath: `s3://${props.storage.bucket.bucketName}/${PREDICTIONS_PREFIX}`,
+      ...(this.templateVariants ? { variantBuild: { project: this.templateVariants.project.projectName, repositoryPrefix: this.templateVariants.repositoryPrefix } } : {}),
     };
     const fn = (fid: string, name: HandlerName) => new HouseFunction(this, fid, { name, config: props.config });
     this.functions = { endpoint: fn('Endpoints', 'prediction-endpoint'), predict: fn('Predict', 'predict'), notified: fn('Notified', 'prediction-notified'), record: fn('Record', 'record-prediction') };
@@ -119,6 +124,7 @@ export class Serving extends Construct implements ServingGrantables {
 
   grantEndpoints(grantee: IGrantable): void {
     grantEndpoints(grantee, this.endpointRole, this.endpointPrefix);
+    this.templateVariants?.grantStart(grantee);
   }
 
   grantInvoke(grantee: IGrantable): void {

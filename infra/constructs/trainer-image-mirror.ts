@@ -35,9 +35,9 @@ export function mirrorRepositories(scope: Construct, config: Config): Repository
   );
 }
 
-/** Copies trainer images into ECR (CodeBuild EC2 compute: images are many gigabytes). */
-export function createMirrorProject(scope: Construct, config: Config, repositories: Repository[]): Project {
-  const script = new Asset(scope, 'MirrorScript', {
+/** codebuild/mirror-image bundled at synth time into mirror-image.mjs, with the serving adapter beside it. */
+export function mirrorScriptAsset(scope: Construct, id: string): Asset {
+  return new Asset(scope, id, {
     path: `${REPO_ROOT}codebuild/mirror-image`,
     assetHashType: AssetHashType.OUTPUT,
     bundling: {
@@ -46,6 +46,11 @@ export function createMirrorProject(scope: Construct, config: Config, repositori
       local: { tryBundle: (outDir) => Boolean(bundleBuildImage(outDir, 'codebuild/mirror-image/main.ts', 'mirror-image.mjs')) },
     },
   });
+}
+
+/** Copies trainer images into ECR (CodeBuild EC2 compute: images are many gigabytes). */
+export function createMirrorProject(scope: Construct, config: Config, repositories: Repository[]): Project {
+  const script = mirrorScriptAsset(scope, 'MirrorScript');
   const project = new Project(scope, 'MirrorProject', {
     description: "dreambooth-api: copies a sagemaker trainer's image into ECR by digest (blob to blob).",
     source: Source.s3({ bucket: script.bucket, path: script.s3ObjectKey }),

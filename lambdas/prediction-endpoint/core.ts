@@ -58,30 +58,36 @@ export async function ensureEndpoint(d: EndpointDeps, predictionId: string, log:
   const p = await predictions.get(predictionId);
   if (!p) throw new StepError(PredictionErrors.EndpointFailed, `prediction ${predictionId} does not exist`);
   const target = await targetOf(d, p);
-  const records = new EndpointRecords(d.store);
-  const record = await records.touch(target.name, p.version, d.now());
-  const described = await describe(d.sagemaker, target.name);
-  const result = described ? await whenExists(d, target, described, record.scaling_ready, log) : await create(d, target, records);
+  // While the template's image is being made (a build on AWS) there is no endpoint to look at yet.
+  const result = 'waiting' in target ? target.waiting : await endpointState(d, target, p.version, log);
   const waited = (d.now().getTime() - Date.parse(p.created_at)) / 60_000;
   if (!result.ready && waited > READY_WITHIN_MINUTES) {
-    throw new StepError(PredictionErrors.EndpointFailed, `the endpoint ${target.name} was not ready after ${READY_WITHIN_MINUTES} minutes (${result.detail})`);
+    throw new StepError(PredictionErrors.EndpointFailed, `the endpoint ${result.endpoint} was not ready after ${READY_WITHIN_MINUTES} minutes (${result.detail})`);
   }
   await say(predictions, p, result);
   return result;
 }
 
-async function targetOf(d: EndpointDeps, p: PredictionRecord): Promise<Target> {
+async function endpointState(d: EndpointDeps, target: Target, version: string, log: Logger): Promise<EnsureResult> {
+  const records = new EndpointRecords(d.store);
+  const record = await records.touch(target.name, version, d.now());
+  const described = await describe(d.sagemaker, target.name);
+  return described ? whenExists(d, target, described, record.scaling_ready, log) : create(d, target, records);
+}
+
+async function targetOf(d: EndpointDeps, p: PredictionRecord): Promise<Target | { waiting: EnsureResult }> {
   const version = await d.store.getVersion(p.model, p.version);
   if (!version) throw new StepError(PredictionErrors.EndpointFailed, `version ${p.version} of ${p.model} no longer exists`);
   const name = endpointNameFor(d.serving.endpointPrefix, endpointKeyOf(version));
   const settings = endpointSettings(d.config, version.template.name);
   if (version.weights) {
-    const { repository, digest } = version.template;
-    if (!d.templateVariants) throw new StepError(PredictionErrors.EndpointFailed, `this deployment cannot make the SageMaker variant of the template ${repository}: weights versions are served in local mode only for now`);
-    const image = await d.templateVariants({ repository, digest }).catch((e: Error) => {
+    const { name: template, repository, digest } = version.template;
+    if (!d.templateVariants) throw new StepError(PredictionErrors.EndpointFailed, `this deployment cannot make the SageMaker variant of the template ${repository}`);
+    const variant = await d.templateVariants({ name: template, repository, digest }, name).catch((e: Error) => {
       throw new StepError(PredictionErrors.EndpointFailed, `the SageMaker variant of the template ${repository}@sha256:${digest} could not be made: ${e.message}`);
     });
-    return { name, image, tag: { Key: 'dreambooth:template', Value: digest }, settings };
+    if ('waiting' in variant) return { waiting: { ready: false, endpoint: name, detail: variant.waiting } };
+    return { name, image: variant.image, tag: { Key: 'dreambooth:template', Value: digest }, settings };
   }
   if (!version.serving_image) {
     throw new StepError(

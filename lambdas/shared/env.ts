@@ -38,6 +38,10 @@ export const ENV = {
   predictionErrorTopic: 'PREDICTION_ERROR_TOPIC_ARN',
   /** `s3://<bucket>/predictions/`: where endpoints write their responses (`<prediction id>.out`). */
   predictionOutputPath: 'PREDICTION_OUTPUT_PATH',
+  /** The CodeBuild project making templates' SageMaker variants in ECR; absent where the registry is not ECR. */
+  templateVariantProject: 'TEMPLATE_VARIANT_PROJECT',
+  /** `<ECR host>/<prefix>/templates`: the templates' repositories, beside the models'. */
+  templateRepositoryPrefix: 'TEMPLATE_REPOSITORY_PREFIX',
   /** The SageMaker runner's source, baked into the prepare function's bundle. */
   runnerSource: 'DREAMBOOTH_RUNNER',
 } as const;

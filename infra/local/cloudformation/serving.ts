@@ -26,5 +26,6 @@ export function servingValuesOf(synth: Pick<Synthesized, 'template' | 'functions
     successTopicArn: read(ENV.predictionSuccessTopic),
     errorTopicArn: read(ENV.predictionErrorTopic),
     outputPath: read(ENV.predictionOutputPath),
+    ...(variables[ENV.templateVariantProject] ? { variantBuild: { project: read(ENV.templateVariantProject), repositoryPrefix: read(ENV.templateRepositoryPrefix) } } : {}),
   };
 }

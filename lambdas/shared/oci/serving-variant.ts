@@ -29,13 +29,23 @@ export interface ServingVariant {
   weightsDigest: string;
 }
 
-/** Appends the adapter layer to the version `versionDigest` of `repo` and pushes it under servingTag(). */
-export async function pushServingVariant(store: ImageStore, repo: string, versionDigest: string, adapter: Buffer): Promise<ServingVariant> {
+/**
+ * Appends the adapter layer to the version `versionDigest` of `repo` and pushes it under
+ * servingTag(); with `from`, the image is read there and its layers copied into `repo` (a
+ * template's variant made in the stack's ECR from the template's own registry).
+ */
+export async function pushServingVariant(
+  store: ImageStore,
+  repo: string,
+  versionDigest: string,
+  adapter: Buffer,
+  from: { store: ImageStore; repo: string } = { store, repo },
+): Promise<ServingVariant> {
   const digest = versionDigest.startsWith('sha256:') ? versionDigest : `sha256:${versionDigest}`;
   let weightsDigest = '';
   const out = await appendLayer({
-    source: store,
-    sourceRepo: repo,
+    source: from.store,
+    sourceRepo: from.repo,
     sourceRef: digest,
     target: store,
     targetRepo: repo,
@@ -44,7 +54,7 @@ export async function pushServingVariant(store: ImageStore, repo: string, versio
     // The weights are the version's last layer (the build's COPY weights), whichever build made it.
     labels: (version) => {
       weightsDigest = version.rootfs.diff_ids.at(-1) ?? '';
-      if (!weightsDigest) throw new Error(`${repo}@${digest} has no layers: not a model version`);
+      if (!weightsDigest) throw new Error(`${from.repo}@${digest} has no layers: not a model version`);
       return { [WEIGHTS_DIGEST_LABEL]: weightsDigest };
     },
     run: { Entrypoint: SERVING_ENTRYPOINT, Cmd: SERVING_CMD },

@@ -23,6 +23,8 @@ export interface ServingEnv {
   errorTopicArn: string;
   /** `s3://<bucket>/predictions/`. */
   outputPath: string;
+  /** The template variant project and the templates' ECR repositories, when the registry is ECR. */
+  variantBuild?: { project: string; repositoryPrefix: string };
 }
 
 export const servingEnv = (): ServingEnv => ({
@@ -31,4 +33,7 @@ export const servingEnv = (): ServingEnv => ({
   successTopicArn: requireEnv(ENV.predictionSuccessTopic),
   errorTopicArn: requireEnv(ENV.predictionErrorTopic),
   outputPath: requireEnv(ENV.predictionOutputPath),
+  ...(process.env[ENV.templateVariantProject]
+    ? { variantBuild: { project: requireEnv(ENV.templateVariantProject), repositoryPrefix: requireEnv(ENV.templateRepositoryPrefix) } }
+    : {}),
 });

@@ -5,9 +5,11 @@
  * by the first prediction that needs it, found by that tag afterwards; the push is deterministic
  * (fixed creation time), so two predictions making it at once push the same manifest.
  *
- * It is made with registry calls from the endpoint step, where the template's registry is one
+ * It is made with registry calls from the endpoint step where the template's registry is one
  * the step can write without credentials: local mode's registry on loopback, or an OCI layout on
- * disk. Elsewhere (ECR, a registry needing credentials) it is refused with what to do.
+ * disk. On AWS a CodeBuild build makes it in the stack's ECR (./template-variant-build.ts): the
+ * step is a Lambda function, which neither holds registry credentials nor runs for the minutes
+ * a multi-gigabyte copy takes.
  */
 import { OciLayout } from '../oci/layout.ts';
 import { RegistryClient } from '../oci/registry.ts';
@@ -15,12 +17,24 @@ import { pushServingVariant, servingTag } from '../oci/serving-variant.ts';
 import type { ImageStore } from '../oci/types.ts';
 
 export interface TemplateRef {
+  name: string;
   repository: string;
   digest: string;
 }
 
-/** `repository@sha256:…` of the template's variant, made when missing. */
-export type TemplateVariants = (template: TemplateRef) => Promise<string>;
+/** The variant's image (`repository@sha256:…` or `repository:tag`), or what its making waits for. */
+export type VariantState = { image: string } | { waiting: string };
+
+/** The template's variant for the endpoint `endpoint`, made when missing. */
+export type TemplateVariants = (template: TemplateRef, endpoint: string) => Promise<VariantState>;
+
+/** The direct path where the template's registry allows it, else `elsewhere` (the build on AWS) when the deployment has one. */
+export function templateVariants(direct: TemplateVariants, elsewhere?: TemplateVariants, storeOf = directStoreOf): TemplateVariants {
+  return (t, endpoint) => {
+    if (storeOf(t.repository) || !elsewhere) return direct(t, endpoint);
+    return elsewhere(t, endpoint);
+  };
+}
 
 /** A store the step may write: `oci:<dir>`, or `host:port/repo` on loopback; null otherwise. */
 export function directStoreOf(repository: string): { store: ImageStore; repo: string } | null {
@@ -33,7 +47,7 @@ export function directStoreOf(repository: string): { store: ImageStore; repo: st
 
 /** Finds or pushes variants through the stores `storeOf` gives; `adapter` reads serving/sagemaker_adapter.py. */
 export function directTemplateVariants(adapter: () => Promise<Buffer>, storeOf = directStoreOf): TemplateVariants {
-  const made = new Map<string, Promise<string>>();
+  const made = new Map<string, Promise<VariantState>>();
   return (t) => {
     const key = `${t.repository}@${t.digest}`;
     let image = made.get(key);
@@ -47,16 +61,16 @@ export function directTemplateVariants(adapter: () => Promise<Buffer>, storeOf =
   };
 }
 
-async function variantOf(t: TemplateRef, adapter: () => Promise<Buffer>, storeOf: typeof directStoreOf): Promise<string> {
+async function variantOf(t: TemplateRef, adapter: () => Promise<Buffer>, storeOf: typeof directStoreOf): Promise<VariantState> {
   const target = storeOf(t.repository);
   if (!target) {
     throw new Error(
-      `the template ${t.repository} is in a registry this deployment does not write from the endpoint step, so its SageMaker variant (the template plus the serving adapter) cannot be made here: weights versions are served in local mode only for now; train on a template without a weights input for an image version`,
+      `the template ${t.repository} is in a registry this deployment does not write from the endpoint step, and the deployment has no template variant project (its model registry is not ECR), so its SageMaker variant (the template plus the serving adapter) cannot be made: configure an ECR model registry, or train on a template without a weights input for an image version`,
     );
   }
   const digest = t.digest.startsWith('sha256:') ? t.digest : `sha256:${t.digest}`;
   const tag = servingTag(digest);
   const found = await target.store.getManifest(target.repo, tag).catch(() => null);
-  if (found) return target.store.reference(target.repo, tag, found.digest);
-  return (await pushServingVariant(target.store, target.repo, digest, await adapter())).image;
+  if (found) return { image: target.store.reference(target.repo, tag, found.digest) };
+  return { image: (await pushServingVariant(target.store, target.repo, digest, await adapter())).image };
 }
