@@ -153,6 +153,15 @@ describe('create', () => {
     expect((await predictions().list(['alice'], 100)).results.filter((p) => p.model === 'alice/strict')).toEqual([]);
   });
 
+  it("a weights version's weights input sent by the caller is 422 naming it; nothing is recorded", async () => {
+    const weights = { key: `weights/${hex('a')}`, size: 10, sha256: hex('a'), input: 'replicate_weights' };
+    const v = await newVersion('alice/lora', { template: { name: 'vanilla', repository: `oci:${templateDir}`, digest: templateDigest, weights_input: 'replicate_weights' }, weights });
+    const refused = await answer(req('POST', '/v1/predictions', { version: v.id, input: { prompt: 'x', replicate_weights: 'https://example.com/other.tar' } }));
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail).toMatch(/^input\.replicate_weights: set by the service to this version's weights; leave it out/);
+    expect((await predictions().list(['alice'], 100)).results.filter((p) => p.model === 'alice/lora')).toEqual([]);
+  });
+
   it('an Idempotency-Key answers the same prediction for the same request', async () => {
     const v = await newVersion('alice/once');
     const r = req('POST', '/v1/predictions', { version: v.id, input: { prompt: 'x' } }, { idempotencyKey: `k-${v.id}` });
