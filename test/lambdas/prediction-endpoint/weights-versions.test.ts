@@ -17,6 +17,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { logger } from '#shared/log';
 import { OciLayout } from '#shared/oci/layout';
 import { servingTag } from '#shared/oci/serving-variant';
+import type { ImageStore } from '#shared/oci/types';
 import { createDemoTemplate } from '#shared/oci/template';
 import type { PredictionRecord } from '#shared/predictions/record';
 import { PredictionStore } from '#shared/predictions/store';
@@ -122,7 +123,7 @@ describe('a weights version in local mode (the template in an image layout)', ()
     expect(out).toMatchObject({ ready: false, endpoint });
     expect(reads).toBe(1);
     const pushed = await layout.getManifest('', servingTag(digest));
-    expect(modelImages()).toEqual([layout.reference('', servingTag(digest), pushed.digest)]);
+    expect(modelImages()).toEqual([(layout as ImageStore).reference('', servingTag(digest), pushed.digest)]);
     expect(sm.commandCalls(CreateModelCommand)[0]!.args[0].input.Tags).toEqual([{ Key: 'dreambooth:template', Value: digest }]);
 
     // A second deployment's step (a fresh container) finds the variant by its tag and pushes nothing.
