@@ -31,6 +31,30 @@ async function trainings(local: Local, bearer: string): Promise<{ id: string; st
   return ((await res.json()) as { results: { id: string; status: string; error: string | null }[] }).results;
 }
 
+/** COUNT trainings, alternating owners, each posted with its owner's token, all at once. */
+async function postAll(local: Local, tokens: Record<string, string>, base: string): Promise<void> {
+  await Promise.all(
+    Array.from({ length: COUNT }, async (_, i) => {
+      const owner = OWNERS[i % OWNERS.length]!;
+      const res = await fetch(`${local.url}/v1/trainings`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tokens[owner]}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          input: {
+            instance_prompt: 'a photo of a cjw person',
+            class_prompt: 'a photo of a person',
+            instance_data: `${base}/person.zip`,
+            max_train_steps: 20,
+          },
+          trainer_version: 'demo',
+          model: `${owner}/kill-${i}`,
+        }),
+      });
+      if (res.status !== 201) throw new Error(`POST /v1/trainings answered ${res.status}: ${await res.text()}`);
+    }),
+  );
+}
+
 async function main() {
   const dataDir = await mkdtemp(join(tmpdir(), 'dreambooth-kill-restart-'));
   const receiver = await startReceiver();
@@ -43,26 +67,7 @@ async function main() {
   const all = async (local: Local) => (await Promise.all(OWNERS.map((o) => trainings(local, tokens[o]!)))).flat();
   try {
     const first = await startLocal({ dataDir, config: CONFIG, registry: 'none' });
-    await Promise.all(
-      Array.from({ length: COUNT }, async (_, i) => {
-        const owner = OWNERS[i % OWNERS.length]!;
-        const res = await fetch(`${first.url}/v1/trainings`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${tokens[owner]}`, 'content-type': 'application/json' },
-          body: JSON.stringify({
-            input: {
-              instance_prompt: 'a photo of a cjw person',
-              class_prompt: 'a photo of a person',
-              instance_data: `${receiver.base}/person.zip`,
-              max_train_steps: 20,
-            },
-            trainer_version: 'demo',
-            model: `${owner}/kill-${i}`,
-          }),
-        });
-        if (res.status !== 201) throw new Error(`POST /v1/trainings answered ${res.status}: ${await res.text()}`);
-      }),
-    );
+    await postAll(first, tokens, receiver.base);
     await new Promise((r) => setTimeout(r, Number(values.after) * 1000));
     console.log(`before the kill: ${JSON.stringify(tally(await all(first)))}`);
     await first.stop('SIGKILL');
