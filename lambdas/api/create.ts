@@ -10,7 +10,7 @@ import { idempotently } from './idempotency.ts';
 import { fillPath } from '#shared/routes';
 import { ownedTraining } from './reads.ts';
 import { canUse, checkEgress, parseObject } from './requests.ts';
-import { MODEL_RE, MODEL_RULE, retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
+import { MODEL_RE, MODEL_RULE, RESERVED_OWNER, retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
 import { resolveTemplate } from './templates.ts';
 import type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';
 import { checkUploaded } from './uploads.ts';
@@ -157,6 +157,7 @@ export async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, nam
   const model = `${owner}/${name}`;
   // A model named before the API checked names could not be pushed to: say so before any work.
   if (!MODEL_RE.test(model)) throw badRequest(`the model in the path must be ${MODEL_RULE}`);
+  if (model.split('/')[0] === RESERVED_OWNER) throw badRequest(`the owner "${RESERVED_OWNER}" is reserved for the service's template images; choose another owner`);
   checkRepository(d, 'model', model);
   const source = await ownedTraining(d, req, body.training_id);
   if (source.model !== model) throw badRequest(`training_id: training ${source.id} pushed to ${source.model}, not ${model}`);

@@ -18,8 +18,14 @@ const httpUrl = z.string({ error: 'must be a string URL' }).check(
 );
 
 const inputs = () => z.record(z.string(), z.unknown(), { error: 'must be a JSON object of trainer inputs' });
+/** The owner whose repositories hold the service's own template images (`<registry>/templates/<name>`). */
+export const RESERVED_OWNER = 'templates';
 const model = (error: string) =>
-  z.string({ error }).check(z.regex(MODEL_RE, `must be ${MODEL_RULE}`), z.maxLength(MODEL_MAX, `must be at most ${MODEL_MAX} characters`));
+  z.string({ error }).check(
+    z.regex(MODEL_RE, `must be ${MODEL_RULE}`),
+    z.maxLength(MODEL_MAX, `must be at most ${MODEL_MAX} characters`),
+    z.refine((m) => m.split('/')[0] !== RESERVED_OWNER, `the owner "${RESERVED_OWNER}" is reserved for the service's template images; choose another owner`),
+  );
 const templateVersion = (error = 'must be a string') => z.string({ error }).check(z.minLength(1), z.maxLength(512));
 const notes = (notesMax: number) =>
   z.nullish(z.string({ error: 'must be a string' }).check(z.maxLength(notesMax, `must be at most ${notesMax} characters`)));

@@ -128,6 +128,16 @@ describe('create', () => {
     expect(retemplated).toMatchObject({ status: 400, body: { detail: expect.stringMatching(/^the model in the path must be owner\/name of lowercase/) } });
   });
 
+  it('the owner "templates" (where the service keeps its template images) is a 400 on every route that names a model', async () => {
+    const seed = await answer(d, req('POST', '/v1/trainings', seedBody('templates/cjw')));
+    expect(seed).toMatchObject({ status: 400, body: { detail: expect.stringMatching(/^model: the owner "templates" is reserved/) } });
+    expect(await newest('templates/cjw')).toBeUndefined();
+    const trainings = await answer(d, req('POST', '/v1/models/dreambooth/cog/versions/cog/trainings', { destination: 'templates/cjw', input: seedBody('x').input }));
+    expect(trainings).toMatchObject({ status: 400, body: { detail: expect.stringMatching(/^destination: the owner "templates" is reserved/) } });
+    const retemplated = await answer(d, req('POST', '/v1/models/templates/cjw/versions', { training_id: 'a'.repeat(26), template_version: 'vanilla' }));
+    expect(retemplated).toMatchObject({ status: 400, body: { detail: expect.stringMatching(/^the owner "templates" is reserved/) } });
+  });
+
   it('a model whose repository, with the configured prefix, is longer than ECR allows is a 400', async () => {
     const deps = { ...d, config: fx.withConfig({ registry: { type: 'ecr', repository_prefix: 'p'.repeat(100) } }).config };
     const model = `alice/${'n'.repeat(150)}`;
