@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { bundleBuildImage } from '../../constructs/build.ts';
+import { plainWorkerFlags } from '../worker-flags.ts';
 import type { AppendJob, AppendMessage } from './build-worker.ts';
 
 export interface AppendBuildOptions {
@@ -98,7 +99,7 @@ function workerScript(): string {
 }
 
 function spawnWorker(): Promise<Worker> {
-  const worker = new Worker(workerScript());
+  const worker = new Worker(workerScript(), { execArgv: plainWorkerFlags() });
   // An idle worker must not keep local mode (or a test run) alive.
   worker.unref();
   return new Promise((resolve, reject) => {
