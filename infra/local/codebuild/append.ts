@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { bundleBuildImage } from '../../constructs/build.ts';
+import { build } from 'esbuild';
+import { buildImageOptions } from '../../constructs/build.ts';
 import { plainWorkerFlags } from '../worker-flags.ts';
 import type { AppendJob, AppendMessage } from './build-worker.ts';
 
@@ -82,24 +83,28 @@ class AppendWorkers {
   }
 }
 
-let bundled: string | null = null;
+let bundled: Promise<string> | null = null;
 
 /**
  * The worker runs ./build-worker.ts bundled into one file (about 0.25 s, once per
- * process), as CodeBuild runs the bundled build-image script: a worker thread does not inherit
- * the module hooks that load TypeScript (tsx's under `npm start`, the test runner's).
+ * process), as CodeBuild runs the bundled build-image script: a worker thread does not take
+ * the module hooks that load TypeScript (tsx's under `npm start`, the test runner's). Bundled
+ * asynchronously: a synchronous build held local mode's thread for a second.
  */
-function workerScript(): string {
+function workerScript(): Promise<string> {
   if (!bundled) {
     const dir = mkdtempSync(join(tmpdir(), 'dreambooth-build-worker-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    bundled = bundleBuildImage(dir, 'infra/local/codebuild/build-worker.ts', 'build-worker.mjs');
+    const options = buildImageOptions(dir, 'infra/local/codebuild/build-worker.ts', 'build-worker.mjs');
+    const built = build(options).then(() => options.outfile!);
+    built.catch(() => bundled === built && (bundled = null));
+    bundled = built;
   }
   return bundled;
 }
 
-function spawnWorker(): Promise<Worker> {
-  const worker = new Worker(workerScript(), { execArgv: plainWorkerFlags() });
+async function spawnWorker(): Promise<Worker> {
+  const worker = new Worker(await workerScript(), { execArgv: plainWorkerFlags() });
   // An idle worker must not keep local mode (or a test run) alive.
   worker.unref();
   return new Promise((resolve, reject) => {
