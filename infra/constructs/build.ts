@@ -92,19 +92,13 @@ export function bundleBuildImage(outDir: string, entry = 'codebuild/build-image/
 
 /** bundleBuildImage's esbuild options (the serving adapter copied beside), for an asynchronous build of the same bundle. */
 export function buildImageOptions(outDir: string, entry: string, name: string): BuildOptions {
-  const outfile = join(outDir, name);
   copyServingAdapter(outDir);
   return {
     entryPoints: [`${REPO_ROOT}${entry}`],
     absWorkingDir: REPO_ROOT,
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node18',
-    minify: true,
-    legalComments: 'none',
-    logLevel: 'error',
+    outfile: join(outDir, name),
+    bundle: true, platform: 'node', format: 'esm', target: 'node18',
+    minify: true, legalComments: 'none', logLevel: 'error',
     // Bundled CommonJS dependencies call require(); ESM output needs it defined.
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   };

@@ -9,7 +9,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { stop as stopEsbuild } from 'esbuild';
 import type { Config } from '#shared/config';
 import { setLogSink } from '#shared/log';
 import type { HandlerName } from '../constructs/function.ts';
@@ -23,7 +22,7 @@ import { stateMachinesOf, type LocalStateMachine, type SynthesizedDefinition } f
 import { snsSubscriptionsOf } from './cloudformation/subscriptions.ts';
 import { localStack, type LocalStack } from './cloudformation/stack-cache.ts';
 import { tableOf } from './cloudformation/table.ts';
-import { appendWorkers } from './codebuild/append.ts';
+import { warmUp } from './codebuild/append.ts';
 import type { BuildStrategy } from './codebuild/build-model.ts';
 import { localConfiguration, type LocalConfiguration } from './configuration.ts';
 import { listenApiGateway } from './apigateway.ts';
@@ -86,8 +85,7 @@ interface Start {
 /** Everything the stack is made of, as local mode reads it. */
 interface Deployment {
   local: LocalConfiguration;
-  /** The synthesized stack (the last start's when nothing it is made of changed). */
-  synth: LocalStack;
+  synth: LocalStack; // the last start's when nothing it is made of changed
   /** The training state machine's definition. */
   definition: SynthesizedDefinition;
   /** Every state machine of the template, the training one among them. */
@@ -161,7 +159,7 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   // The first to stop: no new requests, then every execution held where it is (kept on disk).
   s.stops.push(() => aws.executions.suspend());
   s.stops.push(() => gateway.stop());
-  warmUp(local.buildStrategy, (line) => terminal.note(line));
+  warmUp(local.buildStrategy === 'append', (line) => terminal.note(line));
   return {
     resumed: {
       trainings: resumed.resumed.filter((e) => e.stateMachineArn === LOCAL_STATE_MACHINE_ARN).length,
@@ -177,16 +175,6 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
     aws,
     functions: deployment.principals,
   };
-}
-
-/**
- * Once local mode serves, the append build's worker loads (the first build then starts at once);
- * then esbuild's service ends, idle from here on (the function bundles and the worker's are
- * built) where it held 80 MB. A later bundling starts it again.
- */
-function warmUp(strategy: BuildStrategy, note: (line: string) => void): void {
-  const loaded = strategy === 'append' ? appendWorkers.ready().then(() => undefined) : Promise.resolve();
-  void loaded.catch((e: Error) => note(`the build worker did not start: ${e.message}`)).finally(() => stopEsbuild());
 }
 
 /** The configuration completed, the stack synthesized with it, and each function's principal. */

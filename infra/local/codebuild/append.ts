@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { build } from 'esbuild';
+import { build, stop as stopEsbuild } from 'esbuild';
 import { buildImageOptions } from '../../constructs/build.ts';
 import { plainWorkerFlags } from '../worker-flags.ts';
 import type { AppendJob, AppendMessage } from './build-worker.ts';
@@ -117,6 +117,16 @@ async function spawnWorker(): Promise<Worker> {
 }
 
 export const appendWorkers = new AppendWorkers();
+
+/**
+ * Once local mode serves, the append build's worker loads (the first build then starts at once);
+ * then esbuild's service ends, idle from here on (the function bundles and the worker's are
+ * built) where it held 80 MB. A later bundling starts it again.
+ */
+export function warmUp(append: boolean, note: (line: string) => void): void {
+  const loaded = append ? appendWorkers.ready().then(() => undefined) : Promise.resolve();
+  void loaded.catch((e: Error) => note(`the build worker did not start: ${e.message}`)).finally(() => stopEsbuild());
+}
 
 export async function appendBuild(env: Record<string, string>, opts: AppendBuildOptions, signal: AbortSignal): Promise<Record<string, string>> {
   try {
