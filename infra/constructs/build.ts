@@ -28,7 +28,7 @@ import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { Construct } from 'constructs';
-import { buildSync } from 'esbuild';
+import { type BuildOptions, buildSync } from 'esbuild';
 import { parse } from 'yaml';
 import type { AppendLimitsEnv, ProjectEnv } from '#shared/build-env';
 import type { Config } from '#shared/config';
@@ -86,23 +86,22 @@ export function loadBuildSpec(name: 'build-model' | 'append-model' | 'mirror-ima
  * every version as its SageMaker variant.
  */
 export function bundleBuildImage(outDir: string, entry = 'codebuild/build-image/main.ts', name = BUILD_IMAGE_SCRIPT): string {
-  const outfile = join(outDir, name);
+  buildSync(buildImageOptions(outDir, entry, name));
+  return join(outDir, name);
+}
+
+/** bundleBuildImage's esbuild options (the serving adapter copied beside), for an asynchronous build of the same bundle. */
+export function buildImageOptions(outDir: string, entry: string, name: string): BuildOptions {
   copyServingAdapter(outDir);
-  buildSync({
+  return {
     entryPoints: [`${REPO_ROOT}${entry}`],
     absWorkingDir: REPO_ROOT,
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node18',
-    minify: true,
-    legalComments: 'none',
-    logLevel: 'error',
+    outfile: join(outDir, name),
+    bundle: true, platform: 'node', format: 'esm', target: 'node18',
+    minify: true, legalComments: 'none', logLevel: 'error',
     // Bundled CommonJS dependencies call require(); ESM output needs it defined.
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-  });
-  return outfile;
+  };
 }
 
 /** serving/sagemaker_adapter.py into `outDir`, where both builds find it (the docker build's context too). */

@@ -213,8 +213,8 @@ async function startServers(
   services: LocalService[],
   log: (line: string) => void,
 ): Promise<{ urls: { s3: string; dynamodb: string; endpoint: string }; iam?: LocalIam }> {
-  const s3 = await startS3(join(opts.dataDir, 's3'), opts.accessKeys).then(keep(services));
-  const dynamodb = await startDynamoDb(join(opts.dataDir, 'dynamodb')).then(keep(services));
+  // Each in its worker thread, loading at the same time; both kept to close, even when one failed.
+  const [s3, dynamodb] = both(await Promise.allSettled([startS3(join(opts.dataDir, 's3'), opts.accessKeys), startDynamoDb(join(opts.dataDir, 'dynamodb'))]), services);
   const endpoint = await startEndpoint({
     stepFunctions: apis.stepFunctions,
     secretsManager: secretsManagerApi(new SecretStore(opts.secrets, opts.secretsFile), LOCAL_REGION),
@@ -269,6 +269,13 @@ async function createAll(s3Url: string, dynamodbUrl: string, table: TableDefinit
     s3.destroy();
     dynamodb.destroy();
   }
+}
+
+/** The services that started, kept (in order) to close; the first failure thrown. */
+function both<A extends LocalService, B extends LocalService>(started: [PromiseSettledResult<A>, PromiseSettledResult<B>], services: LocalService[]): [A, B] {
+  for (const r of started) if (r.status === 'fulfilled') services.push(r.value);
+  for (const r of started) if (r.status === 'rejected') throw r.reason;
+  return started.map((r) => (r as PromiseFulfilledResult<A | B>).value) as [A, B];
 }
 
 const keep =

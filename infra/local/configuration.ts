@@ -51,11 +51,8 @@ export async function localConfiguration(o: ConfigurationOptions): Promise<Local
   const base = loadConfig(o.configOverride);
   const images = await startImageStore(o);
   const buildStrategy = await chooseBuild(o.build ?? 'auto', base.build.strategy, images.registryHost, o.note);
-  if (buildStrategy === 'append') {
-    // The build's worker loads while local mode starts; the first build then starts at once.
-    appendWorkers.ready().catch((e: Error) => o.note(`the build worker did not start: ${e.message}`));
-    o.onStop(() => appendWorkers.stop());
-  }
+  // Its worker loads once local mode serves (./start.ts): the first build then starts at once.
+  if (buildStrategy === 'append') o.onStop(() => appendWorkers.stop());
   const templates = await createLocalTemplates(images, localDefaultTemplate(o.configOverride));
   const trainers = { ...(await startDemoTrainers(base, o)), ...(await unavailableSageMakerTrainers(base, o.note)) };
   const config = parseConfig(mergeConfig(base, { trainers, registry: registryConfig(images), templates }), 'local configuration');

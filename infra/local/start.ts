@@ -16,19 +16,20 @@ import type { EnvironmentValues } from '../functions.ts';
 import { portFor, rememberPort, writeLocalAddress } from './address.ts';
 import { startLocalAws, type LocalAws } from './aws.ts';
 import { localClient, localServices, operatorStore } from './clients.ts';
-import { localPolicies, withDropped } from './cloudformation/policies.ts';
 import { restApiOf } from './cloudformation/rest-api.ts';
 import { servingValuesOf } from './cloudformation/serving.ts';
 import { stateMachinesOf, type LocalStateMachine, type SynthesizedDefinition } from './cloudformation/state-machine.ts';
 import { snsSubscriptionsOf } from './cloudformation/subscriptions.ts';
-import { synthesize, type Synthesized } from './cloudformation/synthesize.ts';
+import { localStack, type LocalStack } from './cloudformation/stack-cache.ts';
 import { tableOf } from './cloudformation/table.ts';
+import { warmUp } from './codebuild/append.ts';
 import type { BuildStrategy } from './codebuild/build-model.ts';
 import { localConfiguration, type LocalConfiguration } from './configuration.ts';
 import { listenApiGateway } from './apigateway.ts';
 import { stateMachineOf, statusChangeDelivery } from './eventbridge.ts';
 import { startLocalExpiry } from './expiry.ts';
 import { settleLastStop } from './interrupted.ts';
+import { withDropped } from './iam/dropped.ts';
 import { localEnvironment, localPrincipals, type LocalPrincipal } from './lambda/environment.ts';
 import { startLocalFunctions, type LocalFunctions } from './lambda/functions.ts';
 import type { InvokeFunction } from './lambda/invoke.ts';
@@ -84,7 +85,7 @@ interface Start {
 /** Everything the stack is made of, as local mode reads it. */
 interface Deployment {
   local: LocalConfiguration;
-  synth: Synthesized;
+  synth: LocalStack; // the last start's when nothing it is made of changed
   /** The training state machine's definition. */
   definition: SynthesizedDefinition;
   /** Every state machine of the template, the training one among them. */
@@ -158,6 +159,7 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   // The first to stop: no new requests, then every execution held where it is (kept on disk).
   s.stops.push(() => aws.executions.suspend());
   s.stops.push(() => gateway.stop());
+  warmUp(local.buildStrategy === 'append', (line) => terminal.note(line));
   return {
     resumed: {
       trainings: resumed.resumed.filter((e) => e.stateMachineArn === LOCAL_STATE_MACHINE_ARN).length,
@@ -187,7 +189,7 @@ async function synthesizeLocally(s: Start, publicUrl: string): Promise<Deploymen
     note: (line) => terminal.note(line),
     trainerLog: (line) => terminal.trainer(line),
   });
-  const synth = synthesize(local.config);
+  const { stack: synth } = await localStack(local.config, dataDir);
   const machines = stateMachinesOf(synth);
   const training = machines.find((m) => m.arn === LOCAL_STATE_MACHINE_ARN);
   if (!training) throw new Error('the template has no state machine at Workflow/StateMachine');
@@ -228,7 +230,7 @@ function startServices(s: Start, d: Deployment, services: Promise<LocalServices>
     },
     accessKeys: d.principals,
     // Every call is signed by its principal and allowed by its role's policies in the template.
-    iam: withDropped(localPolicies(d.synth.stack)),
+    iam: withDropped(d.synth.policies),
     log: (line) => terminal.note(line),
     // Printed, and kept in service.log: a refused call is a missing grant to fix in infra/.
     onDenial: (denial) => {

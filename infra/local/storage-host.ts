@@ -6,6 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import type { S3Decision } from './iam/proxy.ts';
 import type { S3Request } from './iam/requests.ts';
+import { plainWorkerFlags } from './worker-flags.ts';
 
 export interface LocalService {
   url: string;
@@ -35,7 +36,7 @@ type HostMessage =
 
 /** A storage service in its own worker thread (see storage-host.cjs), on 127.0.0.1. */
 export async function startHosted(kind: 's3' | 'dynamodb', path: string, keys: AccessKey[] = []): Promise<LocalS3> {
-  const worker = new Worker(new URL('./storage-host.cjs', import.meta.url), { workerData: { kind, path, keys } });
+  const worker = new Worker(new URL('./storage-host.cjs', import.meta.url), { workerData: { kind, path, keys }, execArgv: plainWorkerFlags() });
   let decide: ((request: S3Request) => Promise<S3Decision>) | undefined;
   // Replies to this thread's requests, in order; the gate's questions are answered on their own.
   const waiting: { resolve: (m: HostMessage) => void; reject: (e: Error) => void }[] = [];

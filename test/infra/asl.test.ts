@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import type { ExecutionInput } from '#shared/execution';
 import { type Config, mergeConfig, parseConfig } from '#shared/config';
-import { type AslState, synthesizeDefinition, type SynthesizedDefinition } from '#infra/local/cloudformation/state-machine';
+import type { AslState, SynthesizedDefinition } from '#infra/local/cloudformation/state-machine';
+import { synthesizeDefinition } from '#infra/local/cloudformation/synthesize';
 import { lambdaEvent } from '#infra/local/lambda/task';
 import { readCdkJson } from '#test-helpers/paths';
 

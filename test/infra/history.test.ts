@@ -15,7 +15,8 @@ import {
   worstCaseHistory,
 } from '#shared/history';
 import { CAPACITY_ATTEMPTS } from '#shared/trainers/sagemaker/training-jobs';
-import { type AslState, synthesizeDefinition } from '#infra/local/cloudformation/state-machine';
+import type { AslState } from '#infra/local/cloudformation/state-machine';
+import { synthesizeDefinition } from '#infra/local/cloudformation/synthesize';
 import { readCdkJson } from '#test-helpers/paths';
 
 const cdkJson = readCdkJson();

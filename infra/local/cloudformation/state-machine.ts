@@ -15,8 +15,6 @@
  *   SageMaker, ECR), told apart by the table of integrations (../stepfunctions/integrations.ts),
  *   whose stand-in answers as the service would.
  */
-import { CfnResource } from 'aws-cdk-lib';
-import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
 import type { HandlerName } from '../../constructs/function.ts';
 import {
@@ -33,7 +31,7 @@ import {
   topicArn,
 } from '../names.ts';
 import { integrationOf, type TaskTarget } from '../stepfunctions/integrations.ts';
-import { synthesize, type Synthesized } from './synthesize.ts';
+import type { SynthesizedTemplate } from './template.ts';
 
 export interface SynthesizedDefinition {
   /** The ASL document (JSONPath, no CloudFormation references left). */
@@ -67,10 +65,6 @@ const PSEUDO: Record<string, string> = {
   'AWS::URLSuffix': 'amazonaws.com',
 };
 
-export function synthesizeDefinition(config: Config): SynthesizedDefinition {
-  return definitionOf(synthesize(config));
-}
-
 /** One state machine of the template: where the stack declares it, the ARN local mode runs it at, and its definition. */
 export interface LocalStateMachine {
   logicalId: string;
@@ -80,7 +74,7 @@ export interface LocalStateMachine {
   definition: SynthesizedDefinition;
 }
 
-type Template = Pick<Synthesized, 'template' | 'functions'> & { stack?: Synthesized['stack'] };
+type Template = Pick<SynthesizedTemplate, 'template' | 'functions'> & { machinePaths?: SynthesizedTemplate['machinePaths'] };
 
 /** The training state machine (`Workflow/StateMachine`, or the template's only one), its references resolved to local values. */
 export function definitionOf(synth: Template): SynthesizedDefinition {
@@ -117,19 +111,14 @@ export function referenceValues(synth: Template, machines: Map<string, string>):
   return values;
 }
 
-/** Construct paths below the stack, by logical id: from the construct tree, else the template's path metadata. */
+/** Construct paths below the stack, by logical id: the template's path metadata, and the construct tree's where synthesis gave them. */
 function pathsOf(synth: Template): Map<string, string> {
   const out = new Map<string, string>();
   for (const [id, r] of Object.entries(synth.template.Resources)) {
     const path = (r as { Metadata?: Record<string, unknown> }).Metadata?.['aws:cdk:path'];
     if (typeof path === 'string') out.set(id, path.split('/').slice(1, -1).join('/'));
   }
-  const stack = synth.stack;
-  if (!stack) return out;
-  for (const c of stack.node.findAll()) {
-    if (!(c instanceof CfnResource) || c.cfnResourceType !== 'AWS::StepFunctions::StateMachine') continue;
-    out.set(stack.resolve(stack.getLogicalId(c)) as string, c.node.path.split('/').slice(1, -1).join('/'));
-  }
+  for (const [id, path] of Object.entries(synth.machinePaths ?? {})) out.set(id, path);
   return out;
 }
 

@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { bundleBuildImage } from '../../constructs/build.ts';
+import { build, stop as stopEsbuild } from 'esbuild';
+import { buildImageOptions } from '../../constructs/build.ts';
+import { plainWorkerFlags } from '../worker-flags.ts';
 import type { AppendJob, AppendMessage } from './build-worker.ts';
 
 export interface AppendBuildOptions {
@@ -81,24 +83,28 @@ class AppendWorkers {
   }
 }
 
-let bundled: string | null = null;
+let bundled: Promise<string> | null = null;
 
 /**
  * The worker runs ./build-worker.ts bundled into one file (about 0.25 s, once per
- * process), as CodeBuild runs the bundled build-image script: a worker thread does not inherit
- * the module hooks that load TypeScript (tsx's under `npm start`, the test runner's).
+ * process), as CodeBuild runs the bundled build-image script: a worker thread does not take
+ * the module hooks that load TypeScript (tsx's under `npm start`, the test runner's). Bundled
+ * asynchronously: a synchronous build held local mode's thread for a second.
  */
-function workerScript(): string {
+function workerScript(): Promise<string> {
   if (!bundled) {
     const dir = mkdtempSync(join(tmpdir(), 'dreambooth-build-worker-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    bundled = bundleBuildImage(dir, 'infra/local/codebuild/build-worker.ts', 'build-worker.mjs');
+    const options = buildImageOptions(dir, 'infra/local/codebuild/build-worker.ts', 'build-worker.mjs');
+    const built = build(options).then(() => options.outfile!);
+    built.catch(() => bundled === built && (bundled = null));
+    bundled = built;
   }
   return bundled;
 }
 
-function spawnWorker(): Promise<Worker> {
-  const worker = new Worker(workerScript());
+async function spawnWorker(): Promise<Worker> {
+  const worker = new Worker(await workerScript(), { execArgv: plainWorkerFlags() });
   // An idle worker must not keep local mode (or a test run) alive.
   worker.unref();
   return new Promise((resolve, reject) => {
@@ -111,6 +117,16 @@ function spawnWorker(): Promise<Worker> {
 }
 
 export const appendWorkers = new AppendWorkers();
+
+/**
+ * Once local mode serves, the append build's worker loads (the first build then starts at once);
+ * then esbuild's service ends, idle from here on (the function bundles and the worker's are
+ * built) where it held 80 MB. A later bundling starts it again.
+ */
+export function warmUp(append: boolean, note: (line: string) => void): void {
+  const loaded = append ? appendWorkers.ready().then(() => undefined) : Promise.resolve();
+  void loaded.catch((e: Error) => note(`the build worker did not start: ${e.message}`)).finally(() => stopEsbuild());
+}
 
 export async function appendBuild(env: Record<string, string>, opts: AppendBuildOptions, signal: AbortSignal): Promise<Record<string, string>> {
   try {

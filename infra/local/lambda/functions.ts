@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import type { Config } from '#shared/config';
 import type { HandlerName } from '../../constructs/function.ts';
+import { plainWorkerFlags } from '../worker-flags.ts';
 import { ensureBundles } from './bundles.ts';
 
 /** What a function's thread says (./function-host.cjs). */
@@ -98,6 +99,7 @@ function startHost(fn: HandlerName, opts: LocalFunctionsOptions, exited: () => v
     const worker = new Worker(new URL('./function-host.cjs', import.meta.url), {
       env: opts.environment(fn),
       workerData: { bundle: join(opts.bundleDir, `${fn}.cjs`), functionName: fn },
+      execArgv: plainWorkerFlags(),
       stdout: true,
       stderr: true,
     });

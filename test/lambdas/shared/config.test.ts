@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, parseConfig, TRAINER_NAME_MAX } from '#shared/config';
 import { ECR_REPOSITORY_NAME, ecrRepositoryNameProblem } from '#shared/ids';
-import { synthesizeDefinition } from '#infra/local/cloudformation/state-machine';
+import { synthesizeDefinition } from '#infra/local/cloudformation/synthesize';
 import { readCdkJson } from '#test-helpers/paths';
 
 const cdkJson = readCdkJson();
