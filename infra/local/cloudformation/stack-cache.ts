@@ -38,7 +38,8 @@ export async function localStack(config: Config, dataDir: string, root = REPO_RO
   }
   // Loaded only here: a cached start never loads CDK's synthesis.
   const [{ synthesize }, { localPolicies }] = await Promise.all([import('./synthesize.ts'), import('./policies.ts')]);
-  const synth = synthesize(config);
+  // Validated as `cdk synth` validates it: local mode is never looser than a deploy.
+  const synth = synthesize(config, { validate: true });
   const stack: LocalStack = { template: synth.template, functions: synth.functions, machinePaths: synth.machinePaths, policies: localPolicies(synth.stack) };
   // Whole or not at all: a start killed mid-write leaves no half file to trust.
   writeFileSync(`${file}.tmp`, JSON.stringify({ key, stack }));

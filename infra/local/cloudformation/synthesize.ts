@@ -21,15 +21,18 @@ export interface Synthesized extends SynthesizedTemplate {
   stack: DreamboothStack;
 }
 
-/** Synthesizes the stack as `cdk synth` does, into a temporary directory removed afterwards. */
-export function synthesize(config: Config): Synthesized {
+/**
+ * Synthesizes the stack as `cdk synth` does, into a temporary directory removed afterwards.
+ * `validate`: with CDK's built-in CloudFormation validation, as `cdk synth` runs it.
+ */
+export function synthesize(config: Config, { validate = false }: { validate?: boolean } = {}): Synthesized {
   const outdir = mkdtempSync(join(tmpdir(), 'dreambooth-synth-'));
   try {
     // An empty bundling-stacks list makes NodejsFunction skip esbuild entirely. CDK's built-in
-    // CloudFormation validation (a WebAssembly engine) took 9 of a start's 11 s of synthesis and
-    // 300 MB: the template local mode reads is checked where it is deployed (`cdk synth`, and
-    // cfn-lint over every template the tests synthesize).
-    const app = new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] }, builtinCloudFormationValidation: false });
+    // CloudFormation validation (a WebAssembly engine) takes 9 of 11 s of a synthesis and 300 MB:
+    // local mode runs it when it synthesizes (its stack is then kept, ./stack-cache.ts, so a
+    // second start skips it), tests leave it to cfn-lint, which checks every template they make.
+    const app = new App({ outdir, context: { 'aws:cdk:bundling-stacks': [] }, builtinCloudFormationValidation: validate });
     const stack = new DreamboothStack(app, 'Dreambooth', { config });
     const template = app.synth().getStackByName(stack.stackName).template as CfnTemplate;
     const functions = HouseFunction.all(stack).map((fn) => ({
