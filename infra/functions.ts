@@ -124,6 +124,8 @@ export const FUNCTIONS: Record<HandlerName, FunctionDeclaration> = {
       table,
       objects(PREFIX.staged, 's3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'),
       objects(PREFIX.trainerOutputs, 's3:GetObject'),
+      // A weights version's weights, copied content-addressed (and read back by a re-template).
+      objects(PREFIX.weights, 's3:GetObject', 's3:PutObject'),
       jobOutputs,
       { kind: 'registry-host' },
       trainerSecrets('downloads'),

@@ -74,7 +74,7 @@ const STATE_MACHINE_NAME = String.raw`(?:<(?:Workflow|Serving)\w+\.Name>|\{"Fn::
 const SCOPED_WILDCARDS: ReadonlyArray<{ shape: RegExp; reason: string }> = [
   {
     shape: /^<Storage\w+\.Arn>\/(staged|uploads|trainer-outputs|sagemaker|logs|predictions|weights)\/\*$/,
-    reason: 'Object access is scoped to one key prefix of the data bucket; object keys derive from training or prediction ids.',
+    reason: 'Object access is scoped to one key prefix of the data bucket; object keys derive from training or prediction ids (weights/: from the weights sha256).',
   },
   {
     shape: /^<Storage\w+\.Arn>\/predictions\/\*(\/request\.json|\.out)$/,

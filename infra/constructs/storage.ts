@@ -11,6 +11,7 @@ import { LOGS_PREFIX } from '#shared/run-logs';
 import { SAGEMAKER_PREFIX } from '#shared/trainers/sagemaker/training-jobs';
 import { IDEMPOTENCY } from '#shared/store';
 import { PREDICTIONS_PREFIX } from '#shared/predictions/record';
+import { WEIGHTS_PREFIX } from '#shared/weights-version';
 import { PREDICTION_OWNER_INDEX } from '#shared/predictions/store';
 
 export interface StorageProps {
@@ -18,7 +19,16 @@ export interface StorageProps {
 }
 
 /** Key prefixes of the bucket; IAM grants are scoped to them. */
-export const PREFIX = { uploads: 'uploads/', staged: 'staged/', trainerOutputs: 'trainer-outputs/', sagemaker: SAGEMAKER_PREFIX, logs: LOGS_PREFIX, predictions: PREDICTIONS_PREFIX, weights: 'weights/' } as const;
+export const PREFIX = {
+  uploads: 'uploads/',
+  staged: 'staged/',
+  trainerOutputs: 'trainer-outputs/',
+  sagemaker: SAGEMAKER_PREFIX,
+  logs: LOGS_PREFIX,
+  predictions: PREDICTIONS_PREFIX,
+  /** Weights versions' weights, content-addressed (`weights/<sha256>`): kept as long as their versions, so no rule expires them. */
+  weights: WEIGHTS_PREFIX,
+} as const;
 /** Newest-first listing of every training (tokens for all owners) and of a model's versions. */
 export const LIST_INDEX = 'list';
 /** Newest-first listing of one owner's trainings, so each tenant's page is full. */

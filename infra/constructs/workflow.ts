@@ -4,7 +4,6 @@
  * `Assign`, and defaults a Task without a timeout to 60 s, so every Task sets one.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { BuildEnvironmentVariableType, type IProject } from 'aws-cdk-lib/aws-codebuild';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import {
   type Chain,
@@ -16,26 +15,24 @@ import {
   IntegrationPattern,
   JsonPath,
   LogLevel,
-  type RetryProps,
   StateMachine,
   StateMachineType,
   Succeed,
   type State,
-  type TaskStateBase,
   TaskInput,
   Timeout,
 } from 'aws-cdk-lib/aws-stepfunctions';
-import { CodeBuildStartBuild, LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BUILD_OVERRIDE_NAMES } from '#shared/build-env';
 import type { Config } from '#shared/config';
 import { inputPath, RUN_PATH } from '#shared/execution';
-import { buildTimeouts, type ModelBuild } from './build.ts';
+import type { ModelBuild } from './build.ts';
+import { afterStaging, guarded } from './workflow-build.ts';
 import type { Storage } from './storage.ts';
 import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { SageMakerTraining } from './training-jobs.ts';
 import { HouseFunction, type HandlerName } from './function.ts';
-import { BUILD_QUOTA_RETRY, TRAINER_BUSY_RETRY, TRANSIENT_RETRY, webhookRetry } from './retries.ts';
+import { TRAINER_BUSY_RETRY, TRANSIENT_RETRY, webhookRetry } from './retries.ts';
 import { TrainerQueue } from './trainer-queue.ts';
 
 export interface TrainingWorkflowProps {
@@ -44,13 +41,6 @@ export interface TrainingWorkflowProps {
   readonly storage: Storage;
   readonly build: ModelBuild;
   readonly notify: HouseFunction;
-}
-
-/** The house rules of every Task: its retries, then a catch-all to where failures go. */
-function guarded<T extends TaskStateBase>(task: T, onError: State, retries: RetryProps[] = [TRANSIENT_RETRY]): T {
-  for (const retry of retries) task.addRetry(retry);
-  task.addCatch(onError, { errors: [Errors.ALL], resultPath: '$.error' });
-  return task;
 }
 
 const trainingId = JsonPath.stringAt(inputPath('training_id'));
@@ -109,8 +99,8 @@ export class TrainingWorkflow extends Construct {
       .when(Condition.stringEquals(`${RUN_PATH}.status`, 'succeeded'), freeSlot)
       .otherwise(waitForTrainer);
     askTrainer.next(finished);
-    const recordVersion = this.successPath(props.notify, recordFailure, succeeded);
-    stage.next(this.buildSteps(props.build, recordFailure, recordVersion));
+    const { recordVersion, recordWeightsVersion } = this.successPath(props.notify, recordFailure, succeeded);
+    stage.next(afterStaging(this, this.config, props.build, recordFailure, recordVersion, recordWeightsVersion));
     waitForTrainer.next(freeSlot);
     // The first state: the wait for a slot also refuses a training canceled before it ran.
     return waitForSlot.next(this.trainerStart(props, trainerFailure, freeSlot, waitForTrainer));
@@ -172,8 +162,8 @@ export class TrainingWorkflow extends Construct {
     return askTrainer;
   }
 
-  /** Record the version, then send the completion webhook; returns the first of them. */
-  private successPath(notify: HouseFunction, recordFailure: State, succeeded: State): State {
+  /** Record the version (built, or a weights version), then send the completion webhook; returns the recording steps. */
+  private successPath(notify: HouseFunction, recordFailure: State, succeeded: State) {
     const recordVersion = guarded(
       this.invoke(this.functions.record, 'Record the model version', {
         action: 'version',
@@ -182,10 +172,19 @@ export class TrainingWorkflow extends Construct {
       }),
       recordFailure,
     );
+    const recordWeightsVersion = guarded(
+      this.invoke(this.functions.record, 'Record the weights version', {
+        action: 'weights_version',
+        training_id: trainingId,
+        weights: JsonPath.objectAt('$.staged.weights'),
+      }),
+      recordFailure,
+    );
     // The version is recorded by now: a failure to record the give-up must not fail the training.
     const sendWebhook = this.webhookStep(notify, 'Send the completion webhook', 'Record the webhook as given up', succeeded);
     recordVersion.next(sendWebhook).next(succeeded);
-    return recordVersion;
+    recordWeightsVersion.next(sendWebhook);
+    return { recordVersion, recordWeightsVersion };
   }
 
   /**
@@ -219,30 +218,6 @@ export class TrainingWorkflow extends Construct {
     return guarded(this.invoke(notify, sendName, { training_id: trainingId, event: 'completed' }), givenUp, [TRANSIENT_RETRY, webhookRetry(this.config)]);
   }
 
-  /**
-   * The build: one task (docker), or a choice on the staged archive's size between Lambda
-   * compute and EC2 compute (append). Each is retried only when the concurrent-build quota
-   * refuses StartBuild: a failed build is never retried, it would push a second image.
-   */
-  private buildSteps(build: ModelBuild, onError: State, then: State): State {
-    const task = (name: string, project: IProject) => {
-      const step = guarded(this.buildTask(name, project), onError, [BUILD_QUOTA_RETRY]);
-      step.next(then);
-      return step;
-    };
-    if (!build.lambdaProject) return task('Build and push the model image', build.project);
-    return new Choice(this, 'Does the archive fit Lambda compute?')
-      .when(
-        Condition.and(
-          Condition.numberLessThanEquals('$.staged.size', build.lambdaComputeMaxBytes),
-          // Copying a multi-gigabyte template from another registry may not fit 15 minutes.
-          Condition.booleanEquals('$.staged.copies_template', false),
-        ),
-        task('Build and push the model image on Lambda compute', build.lambdaProject),
-      )
-      .otherwise(task('Build and push the model image on EC2 compute', build.project));
-  }
-
   /** A Lambda step whose output is the function's own result (no SDK envelope). */
   private invoke(
     fn: HouseFunction,
@@ -258,31 +233,6 @@ export class TrainingWorkflow extends Construct {
       retryOnServiceExceptions: false,
       resultPath,
       taskTimeout: Timeout.duration(timeout),
-    });
-  }
-
-  /** startBuild.sync; the result is trimmed to the build id and the pushed image. */
-  private buildTask(name: string, project: IProject): CodeBuildStartBuild {
-    // The build environment's per-build part, as stage-weights produced it (lambdas/shared/build-env.ts).
-    const overrides = Object.fromEntries(
-      BUILD_OVERRIDE_NAMES.map((n) => [
-        n,
-        { type: BuildEnvironmentVariableType.PLAINTEXT, value: JsonPath.stringAt(`$.staged.build_env.${n}`) },
-      ]),
-    );
-    return new CodeBuildStartBuild(this, name, {
-      project,
-      integrationPattern: IntegrationPattern.RUN_JOB,
-      environmentVariablesOverride: overrides,
-      resultSelector: {
-        'id.$': '$.Build.Id',
-        'digest.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_DIGEST')].Value",
-        'image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_URI')].Value",
-        'serving_image.$': "$.Build.ExportedEnvironmentVariables[?(@.Name == 'IMAGE_SERVING_URI')].Value",
-      },
-      resultPath: '$.build',
-      // The build and its wait in CodeBuild's queue (infra/constructs/build.ts).
-      taskTimeout: Timeout.duration(buildTimeouts(this.config).task),
     });
   }
 

@@ -1,7 +1,8 @@
 /**
  * Local mode's configuration: cdk.json's, `--config` merged over it, completed with what local
  * mode starts for it — the image store (a registry, or an OCI layout on disk), two small Cog
- * templates made at start (the demo template and a stand-in for vanilla-template), a server per
+ * templates made at start (the demo template, also the catalog's demo-lora, and a stand-in for
+ * vanilla-template), a server per
  * demo trainer slot — and the build strategy it can run.
  */
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { loadConfiguration } from '../configuration.ts';
 import { OciLayout } from '#shared/oci/layout';
 import { RegistryClient } from '#shared/oci/registry';
 import { createDemoTemplate, createServedDemoTemplate, type ImageFormat } from '#shared/oci/template';
+import { WEIGHTS_INPUT } from '#shared/serving/demo-template-schema';
 import type { ImageStore as Store } from '#shared/oci/types';
 import { sagemakerTrainers } from '#shared/trainers/sagemaker/training-jobs';
 import { startDemoTrainerServer } from '../../lambdas/demo-trainer/server.ts';
@@ -94,14 +96,23 @@ async function createLocalTemplates(images: ImageStore, configuredDefault: strin
     const digest = (await create(store, registryHost ? `templates/${name}` : '', 'latest')).replace(/^sha256:/, '');
     return { repository, digests: [digest] };
   };
+  const demo = await make('demo-template', createServedDemoTemplate);
   return {
     default: configuredDefault ?? 'demo-template',
     catalog: {
       'demo-template': {
-        ...(await make('demo-template', createServedDemoTemplate)),
+        ...demo,
         // What the demo trainer returns: a diffusers folder (its weights only feed the picture).
         weights: 'diffusers',
         description: "Local mode's demo: served in-process, it renders a small PNG from the prompt, the seed and the version's weights, in well under a second, without a GPU or docker.",
+        inputs: 'prompt, seed, num_outputs, width, height',
+      },
+      // The same image, loading each version's weights through its replicate_weights input: a
+      // training on it records a version without a build, and the demo trainer returns one file.
+      'demo-lora': {
+        ...demo,
+        weights: { format: 'any', input: WEIGHTS_INPUT },
+        description: "Local mode's demo template for weights versions: no image per version, the weights (a single lora.safetensors) are handed to it per prediction.",
         inputs: 'prompt, seed, num_outputs, width, height',
       },
       'vanilla-template': await make('vanilla-template', createDemoTemplate),

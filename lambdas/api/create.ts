@@ -11,7 +11,7 @@ import { fillPath } from '#shared/routes';
 import { ownedTraining } from './reads.ts';
 import { canUse, checkEgress, parseObject } from './requests.ts';
 import { MODEL_RE, MODEL_RULE, RESERVED_OWNER, retemplateSchema, seedRequestSchema, trainingsRequestSchema, EVENTS } from './schemas.ts';
-import { resolveTemplate } from './templates.ts';
+import { checkWeightsInput, resolveTemplate } from './templates.ts';
 import type { ApiDeps, ApiRequest, ApiResponse } from './types.ts';
 import { checkUploaded } from './uploads.ts';
 import { checkInput } from './trainers.ts';
@@ -80,6 +80,7 @@ async function createTraining(d: ApiDeps, req: ApiRequest, n: NewTraining): Prom
   if (unavailable) throw badRequest(`trainer_version: trainer ${n.trainer.name} cannot run here: ${unavailable}`);
   checkRepository(d, n.flavour === 'seed' ? 'model' : 'destination', n.model);
   const template = await resolveTemplate(d.config, n.templateRef, d.templates);
+  await checkWeightsInput(d.templates, template);
   checkEgress(d, 'input.instance_data', n.input.instance_data);
   await checkUploaded(d, n.input.instance_data);
   await checkInput(d, n.trainer, n.input);
@@ -169,6 +170,7 @@ export async function retemplate(d: ApiDeps, req: ApiRequest, owner: string, nam
   }
   checkEgress(d, 'webhook', body.webhook);
   const template = await resolveTemplate(d.config, body.template_version, d.templates);
+  await checkWeightsInput(d.templates, template);
   const id = newTrainingId();
   const now = d.now().toISOString();
   const t: TrainingRecord = {

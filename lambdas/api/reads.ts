@@ -1,7 +1,9 @@
 /** The reads: trainings, models and their versions, trainers, templates. */
+import type { JsonSchema } from '#shared/input-schema';
+import { withoutInput } from './prediction-inputs.ts';
 import type { BaseDeps } from '#shared/deps';
 import { badRequest, notFound } from '#shared/errors';
-import type { VersionRecord } from '#shared/store';
+import type { VersionRecord, VersionWeights } from '#shared/store';
 import { memberOf, TrainerQueue, waitingLine } from '#shared/trainer-queue/index';
 import { view, type TrainingRecord } from '#shared/training';
 import { canUse } from './requests.ts';
@@ -27,11 +29,42 @@ export async function listTrainings(d: BaseDeps, req: ApiRequest): Promise<ApiRe
   return { status: 200, body: { previous: url(page.previous), next: url(page.next), results } };
 }
 
-export async function getVersion(d: BaseDeps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
+export async function getVersion(d: ApiDeps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
   const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
   if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
-  // Exactly these fields: local-mode users and scripts depend on the shape.
-  return { status: 200, body: { id: v.id, model: v.model, image: v.image, notes: v.notes, training_id: v.training_id, created_at: v.created_at } };
+  // These fields, and a weights version's own: local-mode users and scripts depend on the shape.
+  const body = {
+    id: v.id,
+    model: v.model,
+    image: v.image,
+    notes: v.notes,
+    training_id: v.training_id,
+    template: v.template,
+    created_at: v.created_at,
+  };
+  if (!v.weights) return { status: 200, body };
+  return { status: 200, body: { ...body, ...(await weightsVersionFields(d, v, v.weights)) } };
+}
+
+/**
+ * A weights version shows its weights' size and digest (never their key: only the service
+ * hands them to the template) and the template's schema without the input the service sets.
+ */
+async function weightsVersionFields(d: ApiDeps, v: VersionRecord, w: VersionWeights) {
+  const doc = await d.templates.openApi?.(v.template.repository, v.template.digest).catch((e: Error) => {
+    d.log.warn('template schema unavailable', { version: v.id, error: e.message });
+    return null;
+  });
+  return { weights: { size: w.size, sha256: w.sha256 }, openapi_schema: documentWithoutInput(doc ?? null, w.input) };
+}
+
+/** A Cog OpenAPI document without one of its inputs (a copy; null stays null). */
+export function documentWithoutInput(doc: unknown, input: string): unknown {
+  const schemas = (doc as { components?: { schemas?: Record<string, unknown> } } | null)?.components?.schemas;
+  const Input = schemas?.Input as JsonSchema | undefined;
+  if (!Input?.properties) return doc;
+  const components = (doc as { components: Record<string, unknown> }).components;
+  return { ...(doc as object), components: { ...components, schemas: { ...schemas, Input: withoutInput(Input, input) } } };
 }
 
 /** A version as the model routes list it: with the template it was built on. */
@@ -43,6 +76,7 @@ const versionView = (v: VersionRecord) => ({
   training_id: v.training_id,
   template: v.template,
   created_at: v.created_at,
+  ...(v.weights ? { weights: { size: v.weights.size, sha256: v.weights.sha256 } } : {}),
 });
 
 export async function getModel(d: BaseDeps, req: ApiRequest, owner: string, name: string): Promise<ApiResponse> {
@@ -52,7 +86,13 @@ export async function getModel(d: BaseDeps, req: ApiRequest, owner: string, name
   if (!latest) throw notFound(`model ${owner}/${name} not found`);
   return {
     status: 200,
-    body: { owner, name, url: `${d.publicUrl}/v1/models/${owner}/${name}`, versions_url: `${d.publicUrl}/v1/models/${owner}/${name}/versions`, latest_version: versionView(latest) },
+    body: {
+      owner,
+      name,
+      url: `${d.publicUrl}/v1/models/${owner}/${name}`,
+      versions_url: `${d.publicUrl}/v1/models/${owner}/${name}/versions`,
+      latest_version: versionView(latest),
+    },
   };
 }
 

@@ -37,9 +37,9 @@ export const handler = async (event: unknown, context?: Context) => {
     stepsPerSecond: trainer?.backend === 'demo' ? trainer.steps_per_second : 10,
     allow: config.egress.allow,
     log: (line) => log.info(line),
-    upload: async (id, zip) => {
-      const Key = `trainer-outputs/${id}/output.zip`;
-      await s3().send(new PutObjectCommand({ Bucket: bucket, Key, Body: zip, ContentType: 'application/zip' }));
+    upload: async (id, file) => {
+      const Key = `trainer-outputs/${id}/${file.name}`;
+      await s3().send(new PutObjectCommand({ Bucket: bucket, Key, Body: file.body, ContentType: file.contentType }));
       return getSignedUrl(s3(), new GetObjectCommand({ Bucket: bucket, Key }), { expiresIn: 3600 });
     },
     isCanceled: async () => {

@@ -11,5 +11,9 @@ export function validate(input: Record<string, unknown>) {
   if (steps !== undefined && (!Number.isInteger(steps) || (steps as number) < 1 || (steps as number) > 100_000)) {
     problems.push({ loc: ['body', 'input', 'max_train_steps'], msg: 'ensure this value is an integer between 1 and 100000', type: 'value_error' });
   }
+  const format = input.output_format;
+  if (format !== undefined && format !== 'diffusers' && format !== 'lora') {
+    problems.push({ loc: ['body', 'input', 'output_format'], msg: "value is not a valid enumeration member; permitted: 'diffusers', 'lora'", type: 'type_error.enum' });
+  }
   return problems;
 }

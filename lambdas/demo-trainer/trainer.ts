@@ -3,15 +3,16 @@
  * protocol, so the real `cog` backend drives it. It does what the real trainer does, minus
  * the GPU: downloads `instance_data` (a zip with at least one image, or it fails the same way),
  * advances through `max_train_steps` at `stepsPerSecond` with progress in its logs, honours
- * cancel, uploads an `output.zip` shaped like the real one (diffusers layout, small files) to
- * its `--upload-url`, and reports like Cog 0.9 (start as `processing`, cumulative logs,
+ * cancel, uploads an `output.zip` shaped like the real one (diffusers layout, small files) — or,
+ * with `output_format: 'lora'`, a single `lora.safetensors` (lora.ts) — to its `--upload-url`, and reports like Cog 0.9 (start as `processing`, cumulative logs,
  * terminal webhook retried).
  */
-import { randomBytes } from 'node:crypto';
 import yauzl from 'yauzl';
-import yazl from 'yazl';
 import { request } from '#shared/http';
 import { validate } from './input.ts';
+import { outputFile, type OutputFile } from './outputs.ts';
+
+export { outputZip } from './outputs.ts';
 
 export interface DemoOptions {
   stepsPerSecond: number;
@@ -100,7 +101,7 @@ export class DemoTrainer {
       stepsPerSecond: this.opts.stepsPerSecond,
       allow: this.opts.allow,
       log: this.opts.log,
-      upload: (id, zip) => uploadToCog(this.opts.uploadUrl, this.opts.allow, id, zip),
+      upload: (id, file) => uploadToCog(this.opts.uploadUrl, this.opts.allow, id, file),
       isCanceled: () => p.canceled,
     });
     this.current = null;
@@ -112,8 +113,8 @@ export interface RunHooks {
   stepsPerSecond: number;
   allow: string[];
   log?: (line: string) => void;
-  /** Stores output.zip and answers the URL the pipeline fetches it from. */
-  upload: (id: string, zip: Buffer) => Promise<string>;
+  /** Stores the output (output.zip, or lora.safetensors) and answers the URL the pipeline fetches it from. */
+  upload: (id: string, file: OutputFile) => Promise<string>;
   isCanceled: () => boolean | Promise<boolean>;
   /** Called after each webhook-worthy change (progress, terminal). */
   onChange?: (p: Prediction) => Promise<void>;
@@ -148,8 +149,7 @@ export async function runDemo(p: Prediction, hooks: RunHooks): Promise<Predictio
     if (await hooks.isCanceled()) {
       p.status = 'canceled';
     } else {
-      say('Saving the pipeline to output.zip');
-      p.output = await hooks.upload(p.id, await outputZip(p.input));
+      p.output = await hooks.upload(p.id, await outputFile(p.input, say));
       p.status = 'succeeded';
     }
   } catch (e) {
@@ -203,16 +203,16 @@ async function fetchImages(url: string, allow: string[]): Promise<number> {
 }
 
 /** Like Cog with `--upload-url`: PUT the file, report the response's Location (query stripped). */
-async function uploadToCog(uploadUrl: string, allow: string[], id: string, zip: Buffer): Promise<string> {
-  const url = `${uploadUrl}output.zip`;
+async function uploadToCog(uploadUrl: string, allow: string[], id: string, file: OutputFile): Promise<string> {
+  const url = `${uploadUrl}${file.name}`;
   const res = await request(url, {
     method: 'PUT',
-    headers: { 'content-type': 'application/zip', 'x-prediction-id': id },
-    body: zip,
+    headers: { 'content-type': file.contentType, 'x-prediction-id': id },
+    body: file.body,
     allow,
     timeoutMs: 60_000,
   });
-  if (res.status >= 300) throw new Error(`upload of output.zip failed: HTTP ${res.status}`);
+  if (res.status >= 300) throw new Error(`upload of ${file.name} failed: HTTP ${res.status}`);
   const location = res.headers.location;
   return typeof location === 'string' ? location.split('?')[0]! : url.split('?')[0]!;
 }
@@ -247,42 +247,6 @@ function zipNames(buf: Buffer): Promise<string[]> {
       zip.readEntry();
     });
   });
-}
-
-/** A small archive with the layout of diffusers' `save_pretrained` and the trainer's extras. */
-export async function outputZip(input: Record<string, unknown>): Promise<Buffer> {
-  const zip = new yazl.ZipFile();
-  const json = (v: unknown) => Buffer.from(JSON.stringify(v, null, 2));
-  zip.addBuffer(
-    json({
-      _class_name: 'StableDiffusionPipeline',
-      _diffusers_version: '0.14.0',
-      feature_extractor: [null, null],
-      requires_safety_checker: false,
-      safety_checker: [null, null],
-      scheduler: ['diffusers', 'DDIMScheduler'],
-      text_encoder: ['transformers', 'CLIPTextModel'],
-      tokenizer: ['transformers', 'CLIPTokenizer'],
-      unet: ['diffusers', 'UNet2DConditionModel'],
-      vae: ['diffusers', 'AutoencoderKL'],
-    }),
-    'model_index.json',
-  );
-  zip.addBuffer(json({ _class_name: 'UNet2DConditionModel', sample_size: 64 }), 'unet/config.json');
-  zip.addBuffer(randomBytes(64 * 1024), 'unet/diffusion_pytorch_model.bin');
-  zip.addBuffer(json({ _class_name: 'AutoencoderKL', latent_channels: 4 }), 'vae/config.json');
-  zip.addBuffer(randomBytes(16 * 1024), 'vae/diffusion_pytorch_model.bin');
-  zip.addBuffer(json({ architectures: ['CLIPTextModel'] }), 'text_encoder/config.json');
-  zip.addBuffer(randomBytes(16 * 1024), 'text_encoder/pytorch_model.bin');
-  zip.addBuffer(json({ '<|startoftext|>': 49406, '<|endoftext|>': 49407 }), 'tokenizer/vocab.json');
-  zip.addBuffer(Buffer.from('#version: 0.2\n'), 'tokenizer/merges.txt');
-  zip.addBuffer(json({ model_max_length: 77 }), 'tokenizer/tokenizer_config.json');
-  zip.addBuffer(json({ _class_name: 'DDIMScheduler', num_train_timesteps: 1000 }), 'scheduler/scheduler_config.json');
-  zip.addBuffer(json({ ...input, trainer: 'dreambooth-api demo trainer' }), 'args.json');
-  zip.end();
-  const chunks: Buffer[] = [];
-  for await (const c of zip.outputStream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -3,9 +3,10 @@ import { GetLogEventsCommand, type CloudWatchLogsClient } from '@aws-sdk/client-
 import type { BaseDeps } from '#shared/deps';
 import { boundedError } from '#shared/run-logs';
 import { mustGet } from '#shared/runs';
-import { StepError, StepErrors, type RecordEvent } from '#shared/steps';
+import { StepError, StepErrors, type RecordEvent, type StagedWeights } from '#shared/steps';
 import { backendNamed } from '#shared/trainers/backends';
 import type { TrainingRecord } from '#shared/training';
+import { weightsVersionId } from '#shared/weights-version';
 
 export interface RecordDeps extends BaseDeps {
   logs: CloudWatchLogsClient;
@@ -16,6 +17,8 @@ export async function record(d: RecordDeps, ev: RecordEvent): Promise<{ status: 
   switch (ev.action) {
     case 'version':
       return recordVersion(d, t, ev.build);
+    case 'weights_version':
+      return recordWeightsVersion(d, t, ev.weights);
     case 'failure':
       return recordFailure(d, t, ev.error);
     case 'webhook_given_up':
@@ -44,9 +47,37 @@ async function recordVersion(d: BaseDeps, t: TrainingRecord, build: { id: string
     created_at: now,
     ...(servingImage ? { serving_image: servingImage } : {}),
   });
+  return succeed(d, t, digest, image, now);
+}
+
+/**
+ * A weights version: the template and the weights object, no image of its own (contract:
+ * lambdas/shared/weights-version.ts). A retry writes the same id, and putVersion keeps the first.
+ */
+async function recordWeightsVersion(d: BaseDeps, t: TrainingRecord, weights: StagedWeights) {
+  const input = t.template.weights_input;
+  if (!input) throw new StepError(StepErrors.TrainerFailed, `template ${t.template.name} takes no weights input: its versions are built`);
+  const id = weightsVersionId(t.model, t.template.digest, weights.sha256);
+  const image = `${t.template.repository}@sha256:${t.template.digest}`;
+  const now = d.now().toISOString();
+  await d.store.putVersion({
+    id,
+    model: t.model,
+    image,
+    notes: t.notes,
+    training_id: t.id,
+    template: { name: t.template.name, repository: t.template.repository, digest: t.template.digest, weights_input: input },
+    created_at: now,
+    weights: { key: weights.key, size: weights.size, sha256: weights.sha256, input },
+  });
+  return succeed(d, t, id, image, now);
+}
+
+/** The training's success once its version is recorded (only while pushing and not canceled). */
+async function succeed(d: BaseDeps, t: TrainingRecord, version: string, image: string | null, now: string) {
   const updated = await d.store.updateTraining(
     t.id,
-    { status: 'succeeded', version: digest, image, completed_at: now, task_token: null },
+    { status: 'succeeded', version, image, completed_at: now, task_token: null },
     { status: ['pushing'], notCancelRequested: true },
   );
   if (updated) await d.emit?.(updated, 'output');

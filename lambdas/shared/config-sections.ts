@@ -13,6 +13,31 @@ const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/;
 export const TemplateWeights = z.enum(['diffusers', 'any']);
 export type TemplateWeights = z.infer<typeof TemplateWeights>;
 
+/** A Cog input name, as Cog's predictors name their parameters. */
+const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
+/**
+ * A template's `weights`: a format alone (the template loads them from /src/weights, and each
+ * version is an image), or `{format, input}`: the template loads them at run time from the URL
+ * its input `input` receives (e.g. `replicate_weights`), and a version is the template plus a
+ * weights file, recorded without a build.
+ */
+export const TemplateWeightsSetting = z.union([
+  TemplateWeights,
+  z
+    .object({
+      format: TemplateWeights,
+      input: z.string().regex(INPUT_NAME, 'must be the name of an input of the template (letters, digits, _)'),
+    })
+    .strict(),
+]);
+export type TemplateWeightsSetting = z.infer<typeof TemplateWeightsSetting>;
+
+/** The format of a `weights` setting. */
+export const weightsFormatOf = (w: TemplateWeightsSetting): TemplateWeights => (typeof w === 'string' ? w : w.format);
+/** The input that takes the weights' URL, or undefined for a template that loads /src/weights. */
+export const weightsInputOf = (w: TemplateWeightsSetting): string | undefined => (typeof w === 'string' ? undefined : w.input);
+
 export const TemplateSchema = z
   .object({
     /** Image repository, e.g. `r8.im/anotherjesse/vanilla-template`. */
@@ -25,11 +50,12 @@ export const TemplateSchema = z
     description: z.string().max(1000).default(''),
     inputs: z.string().max(1000).default(''),
     /**
-     * What the template loads from /src/weights, checked when the weights are staged:
-     * `diffusers` (model_index.json and every component folder it names, as the dream-templates
-     * load) or `any` (whatever the trainer returns: a LoRA .safetensors, a tar of files, …).
+     * What the template loads, checked when the weights are staged: `diffusers`
+     * (model_index.json and every component folder it names, as the dream-templates load) or
+     * `any` (whatever the trainer returns: a LoRA .safetensors, a tar of files, …), from
+     * /src/weights; or `{format, input}`: from a URL in its input `input`, with no build.
      */
-    weights: TemplateWeights.default('diffusers'),
+    weights: TemplateWeightsSetting.default('diffusers'),
     /** How this template's versions are served, over the `serving` section's defaults. */
     serving: z.lazy(() => TemplateServingSchema).optional(),
   })

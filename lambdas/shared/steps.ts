@@ -28,6 +28,16 @@ export const RecordEvent = z.discriminatedUnion('action', [
       serving_image: z.optional(z.array(z.string())),
     }),
   }),
+  z.object({
+    action: z.literal('weights_version'),
+    training_id: TrainingId,
+    /** stage-weights' `weights`: the content-addressed copy of the output. */
+    weights: z.object({
+      key: z.string().check(z.regex(/^weights\/[0-9a-f]{64}$/, 'is not a weights key')),
+      size: z.number().check(z.int(), z.nonnegative()),
+      sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/, 'is not a hex sha256')),
+    }),
+  }),
   z.object({ action: z.literal('failure'), training_id: TrainingId, error: CaughtError }),
   z.object({ action: z.literal('webhook_given_up'), training_id: TrainingId, error: CaughtError }),
 ]);
@@ -91,6 +101,19 @@ export interface StageWeightsResult {
   format: WeightsFormat;
   /** The build's per-build environment (lambdas/shared/build-env.ts), passed by the state machine. */
   build_env: BuildOverrides;
+  /**
+   * `weights`: the template loads the weights from an input, and the version is recorded
+   * without a build (the state machine's choice); `image`: the build makes the version's image.
+   */
+  kind: 'image' | 'weights';
+  /** With `kind: 'weights'`: the output's content-addressed copy (lambdas/shared/weights-version.ts). */
+  weights?: StagedWeights;
+}
+
+export interface StagedWeights {
+  key: string;
+  size: number;
+  sha256: string;
 }
 
 /** notify Lambda: "Send the completion webhook" / "Send the failure webhook". */

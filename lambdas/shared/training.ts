@@ -26,8 +26,11 @@ export interface TrainingRecord {
   trainer_model: string;
   trainer_version: string;
   input: Record<string, unknown>;
-  /** `weights`: what the template accepts (absent on records from before it was recorded: `diffusers`). */
-  template: { name: string; repository: string; digest: string; weights?: 'diffusers' | 'any' };
+  /**
+   * `weights`: what the template accepts (absent on records from before it was recorded:
+   * `diffusers`); `weights_input`: the input it loads them from (a weights version, no build).
+   */
+  template: { name: string; repository: string; digest: string; weights?: 'diffusers' | 'any'; weights_input?: string };
   notes: string | null;
   webhook: string | null;
   webhook_events_filter: WebhookEvent[];

@@ -19,6 +19,7 @@ import { backendNamed, downloadHeaders } from '#shared/trainers/index';
 import type { TrainingRecord } from '#shared/training';
 import { contentTypeFor, inspectTar, outputFileName, sniffFormat, SNIFF_BYTES, type WeightsFormat } from '#shared/weights-format';
 import { buildOverrides } from './build-env.ts';
+import { restageFromWeights, storeWeightsObject } from './weights-object.ts';
 
 type Deps = AllDeps<'s3' | 'secrets'>;
 
@@ -40,12 +41,18 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   const key = t.staged?.key ?? (inBucket && outputUrl.startsWith('s3:') ? keyInBucket(inBucket, d, t, outputUrl) : `staged/${t.id}/${outputFileName(outputUrl)}`);
   const size =
     (await stagedSize(d, key)) ??
+    (await restageFromWeights(d, t, key)) ??
     (outputUrl.startsWith('s3:') ? await copyOwn(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
   try {
     const { format, entries } = await checkOutput(d, t, key, size);
     await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });
     const build_env = await buildOverrides(d, t, env.registryHost, key, format);
-    return { bucket: d.bucket, key, size, entries, format, copies_template: await copiesTemplate(d, t, build_env.IMAGE_REPOSITORY), build_env };
+    if (t.template.weights_input) {
+      // No build: the version is the template and this object (the state machine's choice).
+      const weights = await storeWeightsObject(d, key, size, env.copyMaxBytes);
+      return { bucket: d.bucket, key, size, entries, format, copies_template: false, build_env, kind: 'weights', weights };
+    }
+    return { bucket: d.bucket, key, size, entries, format, copies_template: await copiesTemplate(d, t, build_env.IMAGE_REPOSITORY), build_env, kind: 'image' };
   } catch (e) {
     if (e instanceof ArchiveError) throw new StepError(StepErrors.BadArchive, `the trainer's output archive is not usable: ${e.message}`);
     throw e;

@@ -31,6 +31,7 @@ const WAIT = 'Start the trainer and wait for its callback';
 const ASK = 'Ask the trainer how it is doing';
 const FINISHED = 'Has the trainer finished?';
 const STAGE = 'Stage the weights in S3';
+const KIND = 'Does the template load its weights from an input?';
 const FITS = 'Does the archive fit Lambda compute?';
 const BUILD = 'Build and push the model image on Lambda compute';
 const BUILD_EC2 = 'Build and push the model image on EC2 compute';
@@ -38,6 +39,7 @@ const BUILDS = [BUILD, BUILD_EC2];
 /** Lambda compute takes staged archives up to this size (configured below). */
 const LAMBDA_MAX = 3 * 1024 ** 3;
 const VERSION = 'Record the model version';
+const WEIGHTS_VERSION = 'Record the weights version';
 const WEBHOOK = 'Send the completion webhook';
 const WEBHOOK_GIVEN_UP = 'Record the webhook as given up';
 const SUCCEEDED = 'Training succeeded';
@@ -57,6 +59,7 @@ const CATCH_ALL: Record<string, string> = {
   [BUILD]: FAILURE,
   [BUILD_EC2]: FAILURE,
   [VERSION]: FAILURE,
+  [WEIGHTS_VERSION]: FAILURE,
   [WEBHOOK]: WEBHOOK_GIVEN_UP,
   [WEBHOOK_GIVEN_UP]: SUCCEEDED,
   [FAILURE]: FAILED,
@@ -76,7 +79,7 @@ describe('the resolved definition', () => {
 
   it('names its states as sentences, exactly these', () => {
     expect([...def.stateNames].sort()).toEqual(
-      [...Object.keys(CATCH_ALL), FINISHED, FITS, KEEP_WAITING, SUCCEEDED, FAILED].sort(),
+      [...Object.keys(CATCH_ALL), FINISHED, KIND, FITS, KEEP_WAITING, SUCCEEDED, FAILED].sort(),
     );
     expect(def.asl.StartAt).toBe(START);
   });
@@ -90,7 +93,14 @@ describe('the resolved definition', () => {
   it('chains the happy path in order', () => {
     const path: string[] = [];
     for (let name: string | undefined = START; name; name = states[name]!.Next as string | undefined) path.push(name);
-    expect(path).toEqual([START, WAIT, FREE, STAGE, FITS]);
+    expect(path).toEqual([START, WAIT, FREE, STAGE, KIND]);
+    // A weights version is recorded without a build; any other staged output goes to the build.
+    expect(states[KIND]).toEqual({
+      Type: 'Choice',
+      Choices: [{ Variable: '$.staged.kind', StringEquals: 'weights', Next: WEIGHTS_VERSION }],
+      Default: FITS,
+    });
+    expect(states[WEIGHTS_VERSION]!.Next).toBe(WEBHOOK);
     expect(states[FREE_AFTER_FAILURE]!.Next).toBe(FAILURE);
     for (const build of BUILDS) expect(states[build]!.Next, build).toBe(VERSION);
     path.length = 0;
@@ -236,6 +246,7 @@ describe('the resolved definition', () => {
       [BUILD]: { kind: 'codebuild' },
       [BUILD_EC2]: { kind: 'codebuild' },
       [VERSION]: { kind: 'lambda', handler: 'record', integration: 'direct' },
+      [WEIGHTS_VERSION]: { kind: 'lambda', handler: 'record', integration: 'direct' },
       [WEBHOOK]: { kind: 'lambda', handler: 'notify', integration: 'direct' },
       [WEBHOOK_GIVEN_UP]: { kind: 'lambda', handler: 'record', integration: 'direct' },
       [FAILURE]: { kind: 'lambda', handler: 'record', integration: 'direct' },
@@ -285,6 +296,7 @@ describe('the definition run by the local executor', () => {
     entries: 1,
     copies_template: false,
     format: 'tar',
+    kind: 'image',
     build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.tar', WEIGHTS_FORMAT: 'tar', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES_S3_URI: 's3://b/staged/x/build/notes.txt' },
   });
   const built = () => ({
@@ -321,6 +333,20 @@ describe('the definition run by the local executor', () => {
       build: { id: 'build:1', digest: [DIGEST], image: [`r@sha256:${DIGEST}`], serving_image: [`r@sha256:${'e'.repeat(64)}`] },
     });
     expect(event(WEBHOOK)).toEqual({ training_id: TRAINING, event: 'completed' });
+  });
+
+  it('records a weights version straight after staging: no build', async () => {
+    const weights = { key: `weights/${'b'.repeat(64)}`, size: 1, sha256: 'b'.repeat(64) };
+    const def = synthesizeDefinition(config({}));
+    const { outcome, calls, states } = await run(def, {
+      [SLOT]: granted,
+      [WAIT]: trainerDone,
+      [STAGE]: () => ({ ...staged(), kind: 'weights', weights }),
+      [BUILD]: built,
+    });
+    expect(outcome.ok).toBe(true);
+    expect(states).toEqual([START, WAIT, FREE, STAGE, WEIGHTS_VERSION, WEBHOOK]);
+    expect(calls.find((c) => c.state === WEIGHTS_VERSION)!.event).toEqual({ action: 'weights_version', training_id: TRAINING, weights });
   });
 
   it("keeps the input's trainer name, and the trainer's result under a name of its own", async () => {
@@ -425,7 +451,8 @@ describe('the docker build strategy', () => {
     expect(def.stateNames).toContain(single);
     expect(def.stateNames).not.toContain(FITS);
     expect(def.stateNames.filter((n) => n.startsWith('Build and push'))).toEqual([single]);
-    expect(def.asl.States[STAGE]!.Next).toBe(single);
+    expect(def.asl.States[STAGE]!.Next).toBe(KIND);
+    expect(def.asl.States[KIND]!.Default).toBe(single);
     expect(def.asl.States[single]!.Next).toBe(VERSION);
     expect(def.taskHandlers[single]).toEqual({ kind: 'codebuild' });
   });

@@ -7,7 +7,7 @@
 import { createCipheriv } from 'node:crypto';
 import { Readable } from 'node:stream';
 import YAML from 'yaml';
-import { DEMO_TEMPLATE_OPENAPI } from '../serving/demo-template-schema.ts';
+import { demoTemplateOpenApi } from '../serving/demo-template-schema.ts';
 import { tarEntries, type TarEntry } from './tar.ts';
 import { MediaTypes, sha256, type ImageConfig, type ImageStore } from './types.ts';
 
@@ -68,7 +68,9 @@ export const DEMO_TEMPLATE_LABEL = 'ai.dreambooth.demo-template';
  * by the demo template's own schema and labelled for local mode to serve in-process.
  */
 export function createServedDemoTemplate(store: ImageStore, repo: string, tag: string, format: ImageFormat = 'oci'): Promise<string> {
-  return pushImage(store, repo, tag, format, [cogLayer], { openapi: DEMO_TEMPLATE_OPENAPI, labels: { [DEMO_TEMPLATE_LABEL]: '1' } });
+  // With `replicate_weights`: the same image is the catalog's demo-lora, which loads a weights
+  // version's weights through that input (local mode's hosting serves it with per-request weights).
+  return pushImage(store, repo, tag, format, [cogLayer], { openapi: demoTemplateOpenApi(true), labels: { [DEMO_TEMPLATE_LABEL]: '1' } });
 }
 
 /** The demo template plus one incompressible layer of `bytes` bytes, streamed (for the build benchmark). */

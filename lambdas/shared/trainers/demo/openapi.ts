@@ -28,6 +28,13 @@ export const DEMO_OPENAPI = {
           train_text_encoder: { type: 'boolean', default: true, 'x-order': 9 },
           with_prior_preservation: { type: 'boolean', default: true, 'x-order': 10 },
           seed: { type: 'integer', default: 1337, 'x-order': 11 },
+          output_format: {
+            type: 'string',
+            enum: ['diffusers', 'lora'],
+            default: 'diffusers',
+            description: 'diffusers: an output.zip of a diffusers pipeline (for templates that load /src/weights); lora: a single lora.safetensors (for templates that take their weights through an input, e.g. demo-lora)',
+            'x-order': 12,
+          },
         },
       },
     },

@@ -12,7 +12,7 @@ import { OciLayout } from '#shared/oci/layout';
 import { pushServingVariant, servingTag, WEIGHTS_DIGEST_LABEL } from '#shared/oci/serving-variant';
 import { tarDirectory } from '#shared/oci/tar';
 import { createDemoTemplate, createServedDemoTemplate, DEMO_TEMPLATE_LABEL } from '#shared/oci/template';
-import { DEMO_TEMPLATE_OPENAPI } from '#shared/serving/demo-template-schema';
+import { DEMO_TEMPLATE_OPENAPI, demoTemplateOpenApi, WEIGHTS_INPUT } from '#shared/serving/demo-template-schema';
 import { startDemoTemplateServer } from '#serving/demo-template/server';
 import { repoFile } from '#test-helpers/paths';
 
@@ -32,9 +32,12 @@ describe('the demo-template image', () => {
     const { config } = await readImageConfig(demo, '', digest);
     expect(config.config?.Labels?.[DEMO_TEMPLATE_LABEL]).toBe('1');
     const schema = JSON.parse(config.config!.Labels!['run.cog.openapi_schema']!);
-    expect(schema).toEqual(DEMO_TEMPLATE_OPENAPI);
-    // The document the image declares is the one the in-process template answers with.
-    const server = await startDemoTemplateServer({ weights: { digest: 'sha256:x' } });
+    // With the input through which demo-lora's versions get their weights.
+    expect(schema).toEqual(demoTemplateOpenApi(true));
+    expect(schema.components.schemas.Input.properties).toHaveProperty(WEIGHTS_INPUT);
+    // The document the image declares is the one the in-process template answers with, when it
+    // can fetch per-request weights (as local mode serves it).
+    const server = await startDemoTemplateServer({ weights: { digest: 'sha256:x' }, weightsFor: async () => 'sha256:y' });
     try {
       expect(await (await fetch(`${server.url}/openapi.json`)).json()).toEqual(schema);
     } finally {
