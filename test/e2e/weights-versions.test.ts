@@ -3,12 +3,15 @@
  * weights through `replicate_weights`) returns one lora.safetensors and succeeds with a version
  * recorded without a build — the model's repository never appears in the image store — whose
  * GET shows the weights' size and sha256 (those of the training's `output.weights`) and a schema
- * without the hidden input; and a version built on the demo template re-templated onto
- * demo-lora, again without a build.
+ * without the hidden input; a version built on the demo template re-templated onto demo-lora,
+ * again without a build; and two new demo-lora versions run through Replicate's client on one
+ * endpoint: the first prediction makes it, the other version's runs on it without waiting, and
+ * each version's picture is its own weights' (same prompt and seed, different pictures).
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import Replicate from 'replicate';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instanceDataZip } from '#infra/local/demo';
 import { startLocal, startReceiver, waitFor, type Local } from '#test-helpers/local-mode';
@@ -57,7 +60,12 @@ describe('weights versions', () => {
     const templates = (await local.api('GET', '/v1/templates')).json.results;
     const lora = templates.find((x: { name: string }) => x.name === 'demo-lora');
     expect(v.json.image).toBe(`${lora.repository}@sha256:${lora.digests[0]}`);
-    expect(v.json.template).toEqual({ name: 'demo-lora', repository: lora.repository, digest: lora.digests[0], weights_input: 'replicate_weights' });
+    expect(v.json.template).toEqual({
+      name: 'demo-lora',
+      repository: lora.repository,
+      digest: lora.digests[0],
+      weights_input: 'replicate_weights',
+    });
     expect(Object.keys(v.json.weights).sort()).toEqual(['sha256', 'size']);
     expect(v.json.openapi_schema.components.schemas.Input.properties).toHaveProperty('prompt');
     expect(v.json.openapi_schema.components.schemas.Input.properties).not.toHaveProperty('replicate_weights');
@@ -85,5 +93,35 @@ describe('weights versions', () => {
     expect(v.template.name).toBe('demo-lora');
     expect(v.weights.size).toBeGreaterThan(0);
     expect(v.image).not.toContain('acme/both');
+  });
+
+  it('runs two versions of demo-lora through the official client at once after training, on one warm endpoint, each with its own weights', async () => {
+    const client = new Replicate({ auth: local.token, baseUrl: `${local.url}/v1` });
+    const trained = await Promise.all(
+      ['acme/lora-a', 'acme/lora-b'].map(async (m, i) =>
+        finished((await train(m, 'demo-lora', { output_format: 'lora', instance_prompt: `p${i}` })).json.id),
+      ),
+    );
+    for (const t of trained) expect(t.status).toBe('succeeded');
+    const [a, b] = trained.map((t) => `${t.model}:${t.version}`) as [string, string];
+    const predict = async (ref: string) => {
+      const created = await client.predictions.create({ version: ref.split(':')[1]!, input: { prompt: 'same', seed: 1 } });
+      const done = await client.wait(created, {});
+      expect(done.error).toBeNull();
+      expect(done.status).toBe('succeeded');
+      const res = await fetch(String((done.output as unknown[])[0]));
+      return { logs: done.logs ?? '', png: Buffer.from(await res.arrayBuffer()) };
+    };
+    // The first prediction of the template makes its endpoint (and waits for it to serve).
+    const first = await predict(a);
+    expect(first.logs).toMatch(/waiting: creating the endpoint /);
+    // The other version runs at once on that endpoint, already in service: nothing to wait for.
+    const other = await predict(b);
+    expect(other.logs).not.toMatch(/waiting:/);
+    expect(other.png.equals(first.png)).toBe(false);
+    // And the first version's weights come back on the same endpoint: the same picture again.
+    const again = await predict(a);
+    expect(again.logs).not.toMatch(/waiting:/);
+    expect(again.png.equals(first.png)).toBe(true);
   });
 });
