@@ -67,8 +67,10 @@ describe('bin/app.ts', () => {
     expect(stderr).not.toMatch(/AwsSolutions-/);
     expect(code).toBe(0);
     const template = JSON.parse(readFileSync(join(out, 'Dreambooth.template.json'), 'utf8'));
-    const projects = Object.values(template.Resources as Record<string, { Type: string; Properties: { TimeoutInMinutes?: number } }>)
-      .filter((r) => r.Type === 'AWS::CodeBuild::Project' && r.Properties.TimeoutInMinutes !== undefined);
+    // The model build's project (the mirrors of trainer and template images keep their own timeouts).
+    const projects = Object.entries(template.Resources as Record<string, { Type: string; Properties: { TimeoutInMinutes?: number } }>)
+      .filter(([id, r]) => r.Type === 'AWS::CodeBuild::Project' && r.Properties.TimeoutInMinutes !== undefined && !/Mirror|TemplateVariant/.test(id))
+      .map(([, r]) => r);
     expect(projects.map((p) => p.Properties.TimeoutInMinutes)).toEqual([77]);
     // The base's trainers survive the merge: only the named key changed.
     expect(Object.keys(template.Resources).some((id) => id.startsWith('DemoTrainer'))).toBe(true);
