@@ -51,7 +51,7 @@ describe('the synthesized functions', () => {
       sagemakerJobPrefix: '',
       trainerImageHost: '',
       sagemakerMirrors: '{}',
-      serving: { endpointPrefix: 'e', endpointRoleArn: 'r', successTopicArn: 's', errorTopicArn: 'f', outputPath: 's3://b/predictions/' },
+      serving: { endpointPrefix: 'e', endpointRoleArn: 'r', successTopicArn: 's', errorTopicArn: 'f', outputPath: 's3://b/predictions/', variantBuild: { project: 'v', repositoryPrefix: 'x' } },
       secretId: (s) => s,
       functionName: (f) => (deployed.has(f) ? f : undefined),
     };

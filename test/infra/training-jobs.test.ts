@@ -241,6 +241,7 @@ describe('the sagemaker path, run by the local executor', () => {
   const staged = () => ({
     size: 1,
     copies_template: false,
+    kind: 'image',
     format: 'zip',
     build_env: { TRAINING_ID: TRAINING, WEIGHTS_S3_URI: 's3://b/staged/x.zip', WEIGHTS_FORMAT: 'zip', TEMPLATE_IMAGE: 't@sha256:0', IMAGE_REPOSITORY: 'r', IMAGE_TAG: 'v', NOTES_S3_URI: '' },
   });
