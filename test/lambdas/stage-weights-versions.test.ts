@@ -6,16 +6,17 @@
  * the trainer's upload store; s3rver and dynalite hold the objects and records; the record and
  * api functions run with their own roles.
  */
-import { createHash } from 'node:crypto';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import yazl from 'yazl';
 import { stageWeights } from '#lambdas/stage-weights/core';
 import { record, type RecordDeps } from '#lambdas/record/core';
 import { retemplate } from '#lambdas/api/create';
 import type { ApiDeps } from '#lambdas/api/types';
 import { logger, setLogSink } from '#shared/log';
 import type { TrainingRecord } from '#shared/training';
+import { jobKeys } from '#shared/trainers/sagemaker/training-jobs';
 import { weightsVersionId } from '#shared/weights-version';
 import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
@@ -44,6 +45,7 @@ beforeAll(async () => {
           flux: { repository: '127.0.0.1:5000/templates/flux', digests: [FLUX_DIGEST], weights: 'any' },
         },
       },
+      trainers: { gpu: { backend: 'sagemaker', image: `127.0.0.1:5000/trainers/dreambooth@sha256:${'d'.repeat(64)}`, mode: 'train' } },
     },
   });
 });
@@ -106,14 +108,35 @@ describe('a training on a template that takes its weights as an input', () => {
 });
 
 /** A weights version of `model` as the workflow makes it: stage-weights, then record's weights_version. */
-async function weightsVersion(model: string): Promise<TrainingRecord> {
-  const t = await onTemplate(LORA, model);
-  const out = await stageWeights(fx.deps, env, t.id, `${files.url}/lora.safetensors`);
+async function weightsVersion(model: string, trained: (model: string) => Promise<{ t: TrainingRecord; output: string; bytes: Buffer }> = byCog): Promise<TrainingRecord> {
+  const { t, output, bytes } = await trained(model);
+  const out = await stageWeights(fx.deps, env, t.id, output);
   const recorder = { ...fx.clientsOf('record'), logs: undefined } as unknown as RecordDeps;
   expect(await record(recorder, { action: 'weights_version', training_id: t.id, weights: out.weights! })).toEqual({ status: 'succeeded' });
   const source = (await fx.deps.store.getTraining(t.id))!;
-  expect(source.version).toBe(weightsVersionId(model, LORA_DIGEST, sha256));
+  expect(source.version).toBe(weightsVersionId(model, LORA_DIGEST, createHash('sha256').update(bytes).digest('hex')));
   return source;
+}
+
+const byCog = async (model: string) => ({ t: await onTemplate(LORA, model), output: `${files.url}/lora.safetensors`, bytes: weights });
+
+async function zipOf(name: string, data: Buffer): Promise<Buffer> {
+  const z = new yazl.ZipFile();
+  z.addBuffer(data, name);
+  z.end();
+  const chunks: Buffer[] = [];
+  for await (const c of z.outputStream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A SageMaker job's output: staged where the job left it (under sagemaker/, which expires too). */
+async function bySageMaker(model: string) {
+  const t = await newTraining(fx.deps, { model, status: 'processing', trainer: 'gpu', trainer_backend: 'sagemaker', template: LORA });
+  const prefix = `${jobKeys(t.id).output}db-0123abcd-${t.id}/output/model/`;
+  // The job writes it (the operator's client stands for the job's role).
+  const bytes = await zipOf('lora.safetensors', weights);
+  await fx.operator.s3.send(new PutObjectCommand({ Bucket: fx.deps.bucket, Key: `${prefix}output.zip`, Body: bytes }));
+  return { t, output: `s3://${fx.deps.bucket}/${prefix}`, bytes };
 }
 
 /** POST /v1/models/{owner}/{name}/versions onto flux, as the api function. */
@@ -156,9 +179,21 @@ describe('a weights version re-templated onto a built template', () => {
     const out = await stageWeights(fx.deps, env, t.id, t.run.output!);
     expect(out).toMatchObject({ kind: 'image', format: 'file', size: weights.length });
     const key = out.build_env.WEIGHTS_S3_URI.replace(`s3://${fx.deps.bucket}/`, '');
-    expect(key).toBe(source.staged!.key);
+    // Restaged under the re-template's own folder, with the archive's name.
+    expect(key).toBe(`staged/${t.id}/lora.safetensors`);
     expect(out.key).toBe(key);
     expect((await bytesAt(key)).equals(weights)).toBe(true);
     expect(hits()).toBe(before);
+  });
+
+  it("builds from weights/<sha256> once a SageMaker job's output has expired", async () => {
+    const source = await weightsVersion('alice/gpu', bySageMaker);
+    expect(source.staged!.key).toMatch(/^sagemaker\//);
+    await fx.operator.s3.send(new DeleteObjectCommand({ Bucket: fx.deps.bucket, Key: source.staged!.key }));
+    const t = await retemplateOntoFlux(source);
+    const out = await stageWeights(fx.deps, env, t.id, t.run.output!);
+    const job = await zipOf('lora.safetensors', weights);
+    expect(out).toMatchObject({ kind: 'image', key: `staged/${t.id}/output.zip`, format: 'zip', size: job.length });
+    expect((await bytesAt(out.build_env.WEIGHTS_S3_URI.replace(`s3://${fx.deps.bucket}/`, ''))).equals(job)).toBe(true);
   });
 });
