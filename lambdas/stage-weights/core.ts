@@ -38,11 +38,14 @@ export async function stageWeights(d: Deps, env: StageEnv, trainingId: string, o
   // A re-template reuses the archive its source training staged (while the bucket keeps it). A
   // trainer that leaves its output in the bucket (a SageMaker job) has it staged where it lies.
   const inBucket = backendNamed(t.trainer_backend)?.outputInBucket;
-  const key = t.staged?.key ?? (inBucket && outputUrl.startsWith('s3:') ? keyInBucket(inBucket, d, t, outputUrl) : `staged/${t.id}/${outputFileName(outputUrl)}`);
-  const size =
-    (await stagedSize(d, key)) ??
-    (await restageFromWeights(d, t, key)) ??
-    (outputUrl.startsWith('s3:') ? await copyOwn(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key));
+  let key = t.staged?.key ?? (inBucket && outputUrl.startsWith('s3:') ? keyInBucket(inBucket, d, t, outputUrl) : `staged/${t.id}/${outputFileName(outputUrl)}`);
+  let size = await stagedSize(d, key);
+  if (size === null) {
+    // Gone: a weights version's source still has its weights object, restaged under this training.
+    const restaged = await restageFromWeights(d, t, key);
+    if (restaged) ({ key, size } = restaged);
+  }
+  size ??= outputUrl.startsWith('s3:') ? await copyOwn(d, t, outputUrl, key, env.copyMaxBytes) : await download(d, t, outputUrl, key);
   try {
     const { format, entries } = await checkOutput(d, t, key, size);
     await d.store.updateTraining(t.id, { staged: { bucket: d.bucket, key, size } });

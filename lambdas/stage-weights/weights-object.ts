@@ -45,17 +45,20 @@ async function sizeOf(d: Deps, key: string): Promise<number | null> {
 }
 
 /**
- * A re-template of a weights version whose staged archive has expired: the version's weights
- * object, copied back to the staged key (so the build installs it under its staged name).
- * Null when `t` re-templates nothing, or a version that has no weights object.
+ * A re-template of a weights version whose staged archive (`key`, the source's) has expired: the
+ * version's weights object, copied to this training's own staged/ folder under the archive's name
+ * (the build installs it by that name). Not back to `key`: a SageMaker job's output lies under
+ * sagemaker/, which this function may only read. Null when `t` re-templates nothing, or a
+ * version that has no weights object.
  */
-export async function restageFromWeights(d: Deps, t: TrainingRecord, key: string): Promise<number | null> {
+export async function restageFromWeights(d: Deps, t: TrainingRecord, key: string): Promise<{ key: string; size: number } | null> {
   if (!t.retemplate_of) return null;
   const source = await d.store.getTraining(t.retemplate_of);
   const version = source?.version ? await d.store.getVersion(source.model, source.version) : null;
   if (!version?.weights || (await sizeOf(d, version.weights.key)) === null) return null;
-  await copy(d, version.weights.key, key, version.weights.size);
-  return version.weights.size;
+  const restaged = `staged/${t.id}/${key.split('/').pop()}`;
+  await copy(d, version.weights.key, restaged, version.weights.size);
+  return { key: restaged, size: version.weights.size };
 }
 
 /** Server-side up to CopyObject's limit, through the function beyond it. */
