@@ -52,11 +52,16 @@ export async function measureWeightsVersions(workDir: string, reps: number, log:
       const lora = await finishedTraining(fx, seed, `bench/weights-${Date.now()}-${i}`, { name: 'bench-lora', repository, digest, weights: 'any', weights_input: WEIGHTS_INPUT });
       weights.push(
         await seconds(async () => {
+          const t0 = Date.now();
           const staged = await stageWeights(fx.deps, { registryHost: registry.host }, lora.t.id, lora.url);
           if (staged.kind !== 'weights' || !staged.weights) throw new Error(`stage-weights chose the ${staged.kind} path for a weights-input template`);
+          const t1 = Date.now();
           await record(recorder, { action: 'weights_version', training_id: lora.t.id, weights: staged.weights });
+          log(`weights: stage (checks, hash, copy) ${(t1 - t0) / 1000} s, record ${(Date.now() - t1) / 1000} s`);
         }),
       );
+      const done = await fx.operator.store.getTraining(lora.t.id);
+      if (done?.status !== 'succeeded') throw new Error(`the weights version was not recorded: the training is ${done?.status}`);
       const built = await finishedTraining(fx, seed, `bench/image-${Date.now()}-${i}`, { name: 'bench-any', repository, digest, weights: 'any' });
       image.push(await seconds(() => imageVersion(fx, recorder, registry.host, built.t, built.url)));
       log(`weights: weights path ${weights.at(-1)!.toFixed(2)} s, image path ${image.at(-1)!.toFixed(2)} s`);
