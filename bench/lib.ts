@@ -35,6 +35,11 @@ export function ratioSpread(numerators: readonly number[] | null | undefined, de
   return n ? { min: Math.min(...ratios), median: median(ratios), max: Math.max(...ratios) } : { min: NaN, median: NaN, max: NaN };
 }
 
+/** The spread of a row's own runs (not a ratio). */
+export function spreadOf(values: readonly number[] | null | undefined): Spread {
+  return values?.length ? { min: Math.min(...values), median: median([...values]), max: Math.max(...values) } : { min: NaN, median: NaN, max: NaN };
+}
+
 /** Bytes no compressor can shrink (weights are close to that), made on the fly. */
 export function incompressible(bytes: number, seed = 1): Readable {
   const cipher = createCipheriv('aes-128-ctr', Buffer.alloc(16, seed), Buffer.alloc(16));

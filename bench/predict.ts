@@ -28,9 +28,9 @@ export interface PredictResults {
 
 const INSTANCES = 2;
 /** The demo template's steps for about a second of model time (serving/demo-template). */
-const STEPS = 100;
+export const STEPS = 100;
 
-interface Prediction {
+export interface Prediction {
   id: string;
   status: string;
   created_at: string;
@@ -40,7 +40,7 @@ interface Prediction {
   output?: unknown;
 }
 
-const TERMINAL = ['succeeded', 'failed', 'canceled'];
+export const TERMINAL = ['succeeded', 'failed', 'canceled'];
 
 export async function measurePredictions(log: (l: string) => void, sequential = 20, burst = 100): Promise<PredictResults> {
   const receiver = await startReceiver();
@@ -111,7 +111,7 @@ async function trainVersion(local: Local, base: string): Promise<string> {
 }
 
 /** Polls each prediction until it is terminal (a bench may poll; a test waits for events). */
-async function finished(local: Local, ids: string[], timeoutMs: number): Promise<Prediction[]> {
+export async function finished(local: Local, ids: string[], timeoutMs: number): Promise<Prediction[]> {
   const deadline = Date.now() + timeoutMs;
   const done = new Map<string, Prediction>();
   for (;;) {

@@ -3,7 +3,7 @@
  * machine, in one run on the same data; prints a table and writes bench/results.json.
  *   --reps N    alternated repetitions of each timed step (default 5); a ratio row reports the
  *               min, median and max of its runs' ratios, and its target holds on the median
- *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue, predict, local
+ *   --only a,b  a subset of: build, stage, api, bundles, sagemaker, queue, predict, weights, local
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -15,14 +15,16 @@ import { measureApi, type ApiResults } from './api.ts';
 import { measureBuilds, type BuildResults } from './build.ts';
 import { measureBundles, type BundleRow } from './bundles.ts';
 import { startDocker } from './docker.ts';
-import { fmt, median, ratioSpread, type Spread } from './lib.ts';
+import { measureFirstPredictions, type FirstPredictionResults } from './first-prediction.ts';
+import { fmt, median, ratioSpread, spreadOf, type Spread } from './lib.ts';
 import { measureLocal, type LocalResults } from './local.ts';
 import { measurePredictions, type PredictResults } from './predict.ts';
 import { measureQueue, type QueueResults } from './queue.ts';
 import { measureSageMakerPostTraining, type SageMakerResults } from './sagemaker.ts';
 import { measureStaging, type StageResults } from './stage.ts';
+import { measureWeightsVersions, type WeightsVersionResults } from './weights.ts';
 
-const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue', 'predict', 'local'] as const;
+const PARTS = ['build', 'stage', 'api', 'bundles', 'sagemaker', 'queue', 'predict', 'weights', 'local'] as const;
 type Part = (typeof PARTS)[number];
 
 /** The issue's targets: `max` means the value must not exceed it, `min` not fall below. */
@@ -40,6 +42,8 @@ const TARGETS = {
   queue_other_owner_wait_runs: { max: 2 },
   predict_overhead_s: { max: 0.5 },
   predict_burst_utilisation: { min: 0.9 },
+  weights_version_seconds: { max: 1 },
+  first_prediction_after_training_minus_predict_s: { max: 1 },
   local_start_s: { max: 5 },
   local_resume_s: { max: 10 },
   local_idle_rss_mb: { max: 500 },
@@ -64,8 +68,9 @@ async function main(): Promise<void> {
     const sagemaker = only.has('sagemaker') ? await measureSageMakerPostTraining(work, reps, log) : null;
     const queue = only.has('queue') ? await measureQueue(log) : null;
     const predict = only.has('predict') ? await measurePredictions(log) : null;
+    const weights = only.has('weights') ? { versions: await measureWeightsVersions(work, reps, log), first: await measureFirstPredictions(reps, log) } : null;
     const local = only.has('local') ? await measureLocal(log) : null;
-    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue, predict, local }, (Date.now() - started) / 1000);
+    const results = summarize(reps, { build, stage, api, bundles, sagemaker, queue, predict, weights, local }, (Date.now() - started) / 1000);
     await writeFile(join(REPO_ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
     print(results, bundles);
   } finally {
@@ -83,6 +88,7 @@ interface Measured {
   sagemaker: SageMakerResults | null;
   queue: QueueResults | null;
   predict: PredictResults | null;
+  weights: { versions: WeightsVersionResults; first: FirstPredictionResults } | null;
   local: LocalResults | null;
 }
 
@@ -104,8 +110,10 @@ function summarize(reps: number, measured: Measured, seconds: number) {
 }
 
 /** The rows measured run by run (alternated): each run's ratio, and their spread. */
-function spreads({ build, stage, sagemaker }: Measured): Record<string, Spread> {
+function spreads({ build, stage, sagemaker, weights }: Measured): Record<string, Spread> {
   return {
+    weights_version_seconds: spreadOf(weights?.versions.weights),
+    first_prediction_after_training_minus_predict_s: spreadOf(overPredict(weights?.first)),
     append_over_floor: ratioSpread(build?.append, build?.floor),
     docker_over_append: ratioSpread(build?.docker, build?.append),
     stage_over_upload: ratioSpread(stage?.stage.map((r) => r.seconds), stage?.plain.map((r) => r.seconds)),
@@ -113,9 +121,12 @@ function spreads({ build, stage, sagemaker }: Measured): Record<string, Spread> 
   };
 }
 
+/** Each run's first prediction after its version, less that prediction's own predict_time. */
+const overPredict = (f: FirstPredictionResults | null | undefined) => f?.first.map((s, i) => s - f.predict[i]!);
+
 /** The numbers the targets and the docs' table read; a ratio row's is its median. */
 function headline(measured: Measured) {
-  const { stage, api, bundles, queue, predict, local } = measured;
+  const { stage, api, bundles, queue, predict, weights, local } = measured;
   const ratio = spreads(measured);
   const script = bundles?.find((b) => b.kind === 'script');
   const lambdas = bundles?.filter((b) => b.kind === 'lambda');
@@ -142,6 +153,12 @@ function headline(measured: Measured) {
     queue_other_owner_wait_runs: queue?.other_owner_wait_runs ?? NaN,
     predict_overhead_s: predict?.overhead_s ?? NaN,
     predict_burst_utilisation: predict?.utilisation ?? NaN,
+    // Trainer's completion → version: the weights path (the target) and the image path beside it.
+    weights_version_seconds: ratio.weights_version_seconds!.median,
+    image_version_seconds: medianOf(weights?.versions.image),
+    first_prediction_after_training_s: medianOf(weights?.first.first),
+    first_prediction_predict_time_s: medianOf(weights?.first.predict),
+    first_prediction_after_training_minus_predict_s: ratio.first_prediction_after_training_minus_predict_s!.median,
     local_start_s: local?.start_s ?? NaN,
     local_resume_s: local?.resume_s ?? NaN,
     local_idle_rss_mb: local?.idle_rss_mb ?? NaN,
@@ -161,7 +178,7 @@ function targetsMet(values: ReturnType<typeof headline>, spread: Record<string, 
 }
 
 /** Each part's medians and its runs. */
-function details({ build, stage, api, bundles, sagemaker, queue, predict, local }: Measured) {
+function details({ build, stage, api, bundles, sagemaker, queue, predict, weights, local }: Measured) {
   return {
     build: build && {
       template_mib: build.templateMiB,
@@ -187,6 +204,21 @@ function details({ build, stage, api, bundles, sagemaker, queue, predict, local 
     },
     queue: queue && { ...queue, run_s: round(queue.run_s), makespan_s: round(queue.makespan_s) },
     predict: predict && { ...predict, run_s: round(predict.run_s), overhead_s: round(predict.overhead_s), overheads: predict.overheads.map(round), makespan_s: round(predict.makespan_s) },
+    weights: weights && {
+      weights_mib: weights.versions.weightsMiB,
+      weights_version_s: round(medianOf(weights.versions.weights)),
+      image_version_s: round(medianOf(weights.versions.image)),
+      first_prediction_s: round(medianOf(weights.first.first)),
+      predict_time_s: round(medianOf(weights.first.predict)),
+      steps: weights.first.steps,
+      runs: {
+        weights_version: weights.versions.weights.map(round),
+        image_version: weights.versions.image.map(round),
+        first_prediction: weights.first.first.map(round),
+        predict_time: weights.first.predict.map(round),
+        posted_after: weights.first.posted_after.map(round),
+      },
+    },
     local,
     bundles: bundles?.map((b) => ({ name: b.name, kb: round(b.kb), import_ms: round(b.importMs) })) ?? null,
   };
@@ -221,6 +253,12 @@ function print(r: ReturnType<typeof summarize>, bundles: BundleRow[] | null): vo
     const p = r.predict;
     rows.push([`predict: ${p.sequential} sequential, warm endpoint`, `overhead median ${fmt(p.overhead_s ?? NaN)} s over a ${fmt(p.run_s ?? NaN)} s model`]);
     rows.push([`predict: ${p.burst} at once, ${p.instances} instances`, `${p.burst_succeeded} succeeded, makespan ${fmt(p.makespan_s ?? NaN)} s`]);
+  }
+  if (r.weights) {
+    const w = r.weights;
+    rows.push([`weights: ${w.weights_mib} MB file, trainer done → weights version`, `${fmt(w.weights_version_s ?? NaN)} s (stage, hash, copy, record)`]);
+    rows.push([`weights: same file, trainer done → image version`, `${fmt(w.image_version_s ?? NaN)} s (stage, append build+push, record)`]);
+    rows.push(['weights: version recorded → first prediction, warm', `${fmt(w.first_prediction_s ?? NaN)} s over a ${fmt(w.predict_time_s ?? NaN)} s model (${w.steps} steps)`]);
   }
   if (r.local) rows.push(['local: second start; with executions to resume', `${fmt(r.local.start_s)} s; ${fmt(r.local.resume_s)} s resuming ${r.local.resumed}`]);
   for (const b of bundles ?? []) rows.push([`bundle ${b.name}`, `${fmt(b.kb, 0)} KB, cold import ${fmt(b.importMs, 0)} ms`]);
