@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -213,6 +213,34 @@ describe.skipIf(!registry)("local mode's SageMaker stand-in on its own (a real c
     await run(1);
     expect(await runs()).toBe('2');
     expect(logs.some((l) => l.includes('restored 1 checkpoint file(s)'))).toBe(true);
+  }, 120_000);
+
+  // After a restart of local mode its resumed execution re-enters the job's task: this process
+  // has not started the job (a new process), but the job's folder is there.
+  it('picks up a job whose container outlived the local mode that started it, and waits for it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobs-'));
+    const name = `db-test-outlived-${process.pid}`;
+    mkdirSync(join(dir, name, 'model'), { recursive: true });
+    // The container as the previous local mode left it: running, writing its model once told to.
+    const work = ['import os, time', 'while not os.path.exists("/opt/ml/go"): time.sleep(0.05)', 'open("/opt/ml/model/weights.bin", "w").write("outlived")'].join('\n');
+    execFileSync('docker', ['run', '-d', '--rm', '--name', name, '-v', `${join(dir, name)}:/opt/ml`, '--entrypoint', 'python', image, '-c', work]);
+    const picked = runLocalTrainingJob(await job(name, {}), opts(dir), new AbortController().signal);
+    await waitFor('the pick-up', async () => logs.some((l) => l.includes(`job ${name}: its container outlived`)), 30_000);
+    writeFileSync(join(dir, name, 'go'), '');
+    expect(await picked).toMatchObject({ TrainingJobStatus: 'Completed' });
+    const body = await fx.operator.s3.send(new GetObjectCommand({ Bucket: fx.deps.bucket, Key: `sagemaker/${name}/output/${name}/output/model/weights.bin` }));
+    expect(await body.Body!.transformToString()).toBe('outlived');
+  }, 120_000);
+
+  it('starts a job again, once, when its container ended with the local mode that started it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobs-'));
+    const name = `db-test-died-${process.pid}`;
+    // What a killed run leaves: the job's folder, half laid out, and no container.
+    mkdirSync(join(dir, name, 'input'), { recursive: true });
+    const out = await runLocalTrainingJob(await job(name, { mode: 'predict', input: { instance_prompt: 'x' } }), opts(dir), new AbortController().signal);
+    expect(out).toMatchObject({ TrainingJobStatus: 'Completed' });
+    expect(logs.filter((l) => l.includes(`job ${name}: its container ended with the local mode`))).toHaveLength(1);
+    expect(logs.filter((l) => l.startsWith(`job ${name}: starting`))).toHaveLength(1);
   }, 120_000);
 
   it('stops the job at MaxRuntimeInSeconds, killing the container after the grace period', async () => {

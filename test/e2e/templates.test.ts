@@ -74,9 +74,11 @@ describe('template_version', () => {
     const t = await finished(res.json.id);
     expect(t.status).toBe('succeeded');
     const version = (await local.api('GET', `/v1/models/acme/templated/versions/${t.version}`)).json;
-    expect(Object.keys(version).sort()).toEqual(['created_at', 'id', 'image', 'model', 'notes', 'training_id']);
+    // An image version: no weights of its own to show.
+    expect(Object.keys(version).sort()).toEqual(['created_at', 'id', 'image', 'model', 'notes', 'template', 'training_id']);
     const listed = (await local.api('GET', '/v1/models/acme/templated/versions')).json.results.find((v: { id: string }) => v.id === t.version);
     expect(listed.template).toEqual({ name: 'vanilla-template', repository, digest: v2, weights: 'diffusers' });
+    expect(version.template).toEqual(listed.template);
     expect((await inspectImage(version.image)).labels['org.example.flavour']).toBe('v2');
   });
 

@@ -35,6 +35,8 @@ function synth(overrides: Record<string, unknown> = {}) {
 }
 
 const ofType = (resources: Resources, type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
+/** The model build's CodeBuild projects: not the one that makes templates' serving variants (test/infra/template-variant.test.ts). */
+const buildProjects = (resources: Resources) => ofType(resources, 'AWS::CodeBuild::Project').filter(([id]) => !id.startsWith('ServingTemplateVariant'));
 
 interface Statement {
   Effect: string;
@@ -212,7 +214,7 @@ describe('synthesized template', () => {
   });
 
   it('builds with append by default: no privileged mode, Lambda compute and EC2 compute', () => {
-    const projects = ofType(resources, 'AWS::CodeBuild::Project').map(([, p]) => p.Properties);
+    const projects = buildProjects(resources).map(([, p]) => p.Properties);
     expect(projects).toHaveLength(2);
     const spec = parse(readFileSync(repoFile('buildspecs/append-model.yml'), 'utf8'));
     for (const p of projects) {
@@ -241,7 +243,7 @@ describe('synthesized template', () => {
 
   it('builds with docker in one privileged standard:7.0 project when configured', () => {
     const { template: docker } = synth({ build: { strategy: 'docker' } });
-    const projects = Object.values(docker.findResources('AWS::CodeBuild::Project')) as Resources[string][];
+    const projects = buildProjects(docker.findResources('AWS::CodeBuild::Project') as Resources).map(([, p]) => p);
     expect(projects).toHaveLength(1);
     const project = projects[0]!;
     expect(project.Properties.Environment).toMatchObject({ Image: 'aws/codebuild/standard:7.0', PrivilegedMode: true });
@@ -421,7 +423,7 @@ describe('a region without CodeBuild Lambda compute', () => {
     const projects = (region: string) => {
       const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
       const s = new DreamboothStack(app, 'Dreambooth', { config: parseConfig(cdkJson.context.dreambooth), env: { region } });
-      const found = Object.values(Template.fromStack(s).findResources('AWS::CodeBuild::Project'));
+      const found = buildProjects(Template.fromStack(s).findResources('AWS::CodeBuild::Project') as Resources).map(([, p]) => p);
       return {
         types: found.map((p) => p.Properties.Environment.ComputeType).sort(),
         choice: JSON.stringify(Template.fromStack(s).findResources('AWS::StepFunctions::StateMachine')),

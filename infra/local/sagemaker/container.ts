@@ -34,37 +34,81 @@ export function runContainer(job: CreateTrainingJob, dir: string, opts: Containe
   ];
   return new Promise((resolve, reject) => {
     const child = spawn('docker', args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...job.Environment } });
-    let stopReason: string | undefined;
-    let exited = false;
-    const stop = (reason: string) => {
-      if (stopReason) return;
-      stopReason = reason;
-      opts.log(`job ${name}: stopping (${reason})`);
-      // `docker stop` fails while the container is still being created (an image pull): try again until it ends.
-      const attempt = () => execFile('docker', ['stop', '--time', String(opts.stopGraceSeconds ?? 120), name], () => {
-        if (!exited) setTimeout(attempt, 1000).unref();
-      });
-      attempt();
-    };
-    const max = job.StoppingCondition?.MaxRuntimeInSeconds;
-    const timer = max ? setTimeout(() => stop('MaxRuntimeExceeded'), max * 1000) : undefined;
-    const onAbort = () => stop('Stopped');
-    signal.addEventListener('abort', onAbort, { once: true });
-    let pending = '';
-    const lines = (chunk: Buffer) => {
-      pending += chunk.toString('utf8');
-      const parts = pending.split('\n');
-      pending = parts.pop()!;
-      for (const line of parts) if (line.trim()) opts.log(`job ${name}: ${line}`);
-    };
+    const stopper = stopOnAbort(name, opts, signal, job.StoppingCondition?.MaxRuntimeInSeconds);
+    const lines = lineLogger(name, opts);
     child.stdout.on('data', lines);
     child.stderr.on('data', lines);
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code) => resolve({ code: code ?? 1, stopReason: stopper.ended() }));
+  });
+}
+
+/**
+ * Stops the container `name` when `signal` aborts or after `maxSeconds`; `ended()` (call it once
+ * the container has ended) says why it was stopped, if it was.
+ */
+function stopOnAbort(name: string, opts: ContainerOptions, signal: AbortSignal, maxSeconds?: number) {
+  let stopReason: string | undefined;
+  let exited = false;
+  const stop = (reason: string) => {
+    if (stopReason) return;
+    stopReason = reason;
+    opts.log(`job ${name}: stopping (${reason})`);
+    // `docker stop` fails while the container is still being created (an image pull): try again until it ends.
+    const attempt = () => execFile('docker', ['stop', '--time', String(opts.stopGraceSeconds ?? 120), name], () => {
+      if (!exited) setTimeout(attempt, 1000).unref();
+    });
+    attempt();
+  };
+  const timer = maxSeconds ? setTimeout(() => stop('MaxRuntimeExceeded'), maxSeconds * 1000) : undefined;
+  const onAbort = () => stop('Stopped');
+  signal.addEventListener('abort', onAbort, { once: true });
+  return {
+    ended: () => {
       exited = true;
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
-      resolve({ code: code ?? 1, stopReason });
+      return stopReason;
+    },
+  };
+}
+
+/** Whether the job's container is running (one a previous local mode started and outlived). */
+export function containerRunning(name: string): Promise<boolean> {
+  return new Promise((resolve) =>
+    execFile('docker', ['inspect', '--format', '{{.State.Running}}', name], (err, stdout) => resolve(!err && stdout.trim() === 'true')),
+  );
+}
+
+/**
+ * Waits for a running container to end (`docker wait`: its exit status), stopping it as
+ * runContainer does; its output goes on to local mode's log from now on.
+ */
+export function waitForContainer(name: string, opts: ContainerOptions, signal: AbortSignal, maxSeconds?: number): Promise<{ code: number; stopReason?: string }> {
+  return new Promise((resolve, reject) => {
+    const stopper = stopOnAbort(name, opts, signal, maxSeconds);
+    const logs = spawn('docker', ['logs', '--follow', '--since', '0s', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines = lineLogger(name, opts);
+    logs.stdout.on('data', lines);
+    logs.stderr.on('data', lines);
+    logs.on('error', () => undefined);
+    execFile('docker', ['wait', name], (err, stdout) => {
+      logs.kill();
+      const stopReason = stopper.ended();
+      // Gone before the wait began (it ended, and --rm removed it): its status is unknown.
+      if (err) return reject(new Error(`job ${name}: the container ended before it could be waited for`));
+      resolve({ code: Number(stdout.trim()), stopReason });
     });
   });
+}
+
+/** The container's output, a log line per line, prefixed with the job. */
+function lineLogger(name: string, opts: ContainerOptions): (chunk: Buffer) => void {
+  let pending = '';
+  return (chunk) => {
+    pending += chunk.toString('utf8');
+    const parts = pending.split('\n');
+    pending = parts.pop()!;
+    for (const line of parts) if (line.trim()) opts.log(`job ${name}: ${line}`);
+  };
 }

@@ -10,9 +10,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { CreateTableCommand, DynamoDBClient, PutItemCommand, QueryCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, PutItemCommand, QueryCommand, type AttributeValue } from '@aws-sdk/client-dynamodb';
 import { Level } from 'level';
-import { startDynamoDb } from '#infra/local/dynamodb/index';
+import { createTable, startDynamoDb } from '#infra/local/dynamodb/index';
 import { testTable } from '#test-helpers/table';
 
 const dynaliteDb = createRequire(import.meta.url)('dynalite/db') as {
@@ -59,7 +59,8 @@ const listed = (db: DynamoDBClient) =>
 /** A store holding versions a and b, closed cleanly, then given a crash's leftovers on disk. */
 async function crashedStore(dir: string) {
   await withDb(dir, async (db) => {
-    await db.send(new CreateTableCommand({ TableName: 'trainings', BillingMode: 'PAY_PER_REQUEST', ...testTable() }));
+    // Waits for the table to be ACTIVE (dynalite answers CreateTable while it is CREATING).
+    await createTable(db, 'trainings', testTable());
     await db.send(new PutItemCommand({ TableName: 'trainings', Item: version('a', '2026-01') }));
     await db.send(new PutItemCommand({ TableName: 'trainings', Item: version('b', '2026-02') }));
   });
