@@ -43,7 +43,7 @@ export interface ModelBuildProps {
 }
 
 /** Push and pull actions on the model repositories; creation because repositories appear per model. */
-const ECR_REPOSITORY_ACTIONS = [
+export const ECR_REPOSITORY_ACTIONS = [
   'ecr:DescribeRepositories',
   'ecr:CreateRepository',
   'ecr:BatchCheckLayerAvailability',

@@ -11,7 +11,7 @@ import { BuildEnvironmentVariableType, BuildSpec, ComputeType, LinuxBuildImage, 
 import { type IGrantable, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { loadBuildSpec } from './build.ts';
+import { ECR_REPOSITORY_ACTIONS, loadBuildSpec } from './build.ts';
 import { mirrorScriptAsset } from './trainer-image-mirror.ts';
 
 /** Below the models' prefix (which the endpoint role pulls from): `<prefix>/templates/<template name>`. */
@@ -25,23 +25,12 @@ export interface TemplateVariantProject {
   grantStart(grantee: IGrantable): void;
 }
 
-const ECR_PUSH_ACTIONS = [
-  'ecr:DescribeRepositories',
-  'ecr:CreateRepository',
-  'ecr:BatchCheckLayerAvailability',
-  'ecr:BatchGetImage',
-  'ecr:GetDownloadUrlForLayer',
-  'ecr:InitiateLayerUpload',
-  'ecr:UploadLayerPart',
-  'ecr:CompleteLayerUpload',
-  'ecr:PutImage',
-];
-
 export function createTemplateVariantProject(scope: Construct, modelPrefix: string): TemplateVariantProject {
   const script = mirrorScriptAsset(scope, 'TemplateVariantScript');
   const path = `${modelPrefix}/${TEMPLATES_PATH}`;
   const project = new Project(scope, 'TemplateVariantProject', {
-    description: "dreambooth-api: copies a template's image into ECR with the serving adapter (its SageMaker variant, for weights versions).",
+    description:
+      "dreambooth-api: copies a template's image into ECR with the serving adapter (its SageMaker variant, for weights versions).",
     source: Source.s3({ bucket: script.bucket, path: script.s3ObjectKey }),
     buildSpec: BuildSpec.fromObjectToYaml(loadBuildSpec('mirror-image')),
     // Streams blob to blob like the trainer mirror: SMALL EC2 compute, no 15-minute cap.
@@ -49,16 +38,22 @@ export function createTemplateVariantProject(scope: Construct, modelPrefix: stri
     environmentVariables: { MODE: { type: BuildEnvironmentVariableType.PLAINTEXT, value: 'template-variant' } },
     timeout: Duration.minutes(60),
     queuedTimeout: Duration.minutes(30),
-    logging: { cloudWatch: { logGroup: new LogGroup(scope, 'TemplateVariantLogs', { retention: RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }) } },
+    logging: {
+      cloudWatch: {
+        logGroup: new LogGroup(scope, 'TemplateVariantLogs', { retention: RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }),
+      },
+    },
   });
   const repositories = Stack.of(scope).formatArn({ service: 'ecr', resource: 'repository', resourceName: `${path}/*` });
-  project.addToRolePolicy(new PolicyStatement({ actions: ECR_PUSH_ACTIONS, resources: [repositories] }));
+  project.addToRolePolicy(new PolicyStatement({ actions: ECR_REPOSITORY_ACTIONS, resources: [repositories] }));
   // GetAuthorizationToken is account-wide: it takes no resource.
   project.addToRolePolicy(new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
   return {
     project,
     repositoryPrefix: `${Aws.ACCOUNT_ID}.dkr.ecr.${Aws.REGION}.${Aws.URL_SUFFIX}/${path}`,
     grantStart: (grantee) =>
-      grantee.grantPrincipal.addToPrincipalPolicy(new PolicyStatement({ actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'], resources: [project.projectArn] })),
+      grantee.grantPrincipal.addToPrincipalPolicy(
+        new PolicyStatement({ actions: ['codebuild:StartBuild', 'codebuild:BatchGetBuilds'], resources: [project.projectArn] }),
+      ),
   };
 }

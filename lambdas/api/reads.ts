@@ -32,16 +32,8 @@ export async function listTrainings(d: BaseDeps, req: ApiRequest): Promise<ApiRe
 export async function getVersion(d: ApiDeps, req: ApiRequest, owner: string, name: string, version: string): Promise<ApiResponse> {
   const v = canUse(req.owners, owner) ? await d.store.getVersion(`${owner}/${name}`, version) : null;
   if (!v) throw notFound(`version ${version} of ${owner}/${name} not found`);
-  // These fields, and a weights version's own: local-mode users and scripts depend on the shape.
-  const body = {
-    id: v.id,
-    model: v.model,
-    image: v.image,
-    notes: v.notes,
-    training_id: v.training_id,
-    template: v.template,
-    created_at: v.created_at,
-  };
+  // The listed view, and a weights version's schema: local-mode users and scripts depend on the shape.
+  const body = versionView(v);
   if (!v.weights) return { status: 200, body };
   return { status: 200, body: { ...body, ...(await weightsVersionFields(d, v, v.weights)) } };
 }
