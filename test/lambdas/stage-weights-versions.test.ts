@@ -120,9 +120,10 @@ async function weightsVersion(model: string, trained: (model: string) => Promise
 
 const byCog = async (model: string) => ({ t: await onTemplate(LORA, model), output: `${files.url}/lora.safetensors`, bytes: weights });
 
+/** The same bytes whenever it is made: a zip holds its entries' times (to two seconds), so they are fixed. */
 async function zipOf(name: string, data: Buffer): Promise<Buffer> {
   const z = new yazl.ZipFile();
-  z.addBuffer(data, name);
+  z.addBuffer(data, name, { mtime: new Date('2026-01-01T00:00:00Z') });
   z.end();
   const chunks: Buffer[] = [];
   for await (const c of z.outputStream) chunks.push(c as Buffer);
