@@ -17,7 +17,7 @@ import { repoFile } from '#test-helpers/paths';
 
 const auth = { username: 'template-reader', password: `pw-${Math.random().toString(36).slice(2)}` };
 
-describe.skipIf(!registryAvailable() || !opensslAvailable())('a template variant made from the template\'s own registry', () => {
+describe.skipIf(!registryAvailable() || !opensslAvailable())("a template variant made from the template's own registry", () => {
   let source: TestRegistry;
   let target: TestRegistry;
   let template: string;
@@ -42,8 +42,10 @@ describe.skipIf(!registryAvailable() || !opensslAvailable())('a template variant
     await target?.stop();
   });
 
-  it('copies the template\'s layers, adds the adapter and SageMaker\'s entrypoint, and tags it by the template\'s digest', async () => {
-    const image = await makeTemplateVariant(template, `${target.host}/dreambooth/templates/sdxl`, stores, await adapter(), (l) => lines.push(l));
+  it("copies the template's layers, adds the adapter and SageMaker's entrypoint, and tags it by the template's digest", async () => {
+    const image = await makeTemplateVariant(template, `${target.host}/dreambooth/templates/sdxl`, stores, await adapter(), (l) =>
+      lines.push(l),
+    );
     const tag = servingTag(digest);
     const pushed = await ecr().getManifest('dreambooth/templates/sdxl', tag);
     expect(image).toBe(`${target.host}/dreambooth/templates/sdxl@${pushed.digest}`);
@@ -55,30 +57,47 @@ describe.skipIf(!registryAvailable() || !opensslAvailable())('a template variant
     for (const layer of original.manifest.layers) expect(await ecr().hasBlob('dreambooth/templates/sdxl', layer.digest)).toBe(true);
     expect(variant.config.config?.Entrypoint).toEqual(SERVING_ENTRYPOINT);
     expect(variant.config.config?.Cmd).toEqual(SERVING_CMD);
-    expect(variant.config.config?.Labels).toEqual({ ...original.config.config?.Labels, [WEIGHTS_DIGEST_LABEL]: original.config.rootfs.diff_ids.at(-1) });
+    expect(variant.config.config?.Labels).toEqual({
+      ...original.config.config?.Labels,
+      [WEIGHTS_DIGEST_LABEL]: original.config.rootfs.diff_ids.at(-1),
+    });
 
     const last = variant.manifest.layers.at(-1)!;
     const entries = await listTar(await ecr().getBlob('dreambooth/templates/sdxl', last.digest));
     const file = entries.find((e) => `/${e.name}` === SERVING_ADAPTER_PATH)!;
-    expect(createHash('sha256').update(file.body).digest('hex')).toBe(createHash('sha256').update(await adapter()).digest('hex'));
+    expect(createHash('sha256').update(file.body).digest('hex')).toBe(
+      createHash('sha256')
+        .update(await adapter())
+        .digest('hex'),
+    );
   });
 
   it('finds the variant on a second build and pushes nothing', async () => {
     const before = await ecr().getManifest('dreambooth/templates/sdxl', servingTag(digest));
-    const again = await makeTemplateVariant(template, `${target.host}/dreambooth/templates/sdxl`, stores, await adapter(), (l) => lines.push(l));
+    const again = await makeTemplateVariant(template, `${target.host}/dreambooth/templates/sdxl`, stores, await adapter(), (l) =>
+      lines.push(l),
+    );
     expect(again).toBe(`${target.host}/dreambooth/templates/sdxl@${before.digest}`);
     expect(lines.at(-1)).toContain('is already in ECR');
     expect(lines.join('\n')).not.toContain(auth.password);
   });
 
   it('refuses a template that is not pinned by digest', async () => {
-    const err: Error = await makeTemplateVariant(`${source.host}/stability-ai/sdxl:latest`, `${target.host}/dreambooth/templates/x`, stores, await adapter(), () => undefined).catch((e) => e);
+    const err: Error = await makeTemplateVariant(
+      `${source.host}/stability-ai/sdxl:latest`,
+      `${target.host}/dreambooth/templates/x`,
+      stores,
+      await adapter(),
+      () => undefined,
+    ).catch((e) => e);
     expect(err.message).toContain('is not pinned by digest');
   });
 
   it('fails on a template its registry does not hold, and pushes no tag', async () => {
     const missing = `${source.host}/stability-ai/sdxl@sha256:${'0'.repeat(64)}`;
-    await expect(makeTemplateVariant(missing, `${target.host}/dreambooth/templates/missing`, stores, await adapter(), () => undefined)).rejects.toThrow();
+    await expect(
+      makeTemplateVariant(missing, `${target.host}/dreambooth/templates/missing`, stores, await adapter(), () => undefined),
+    ).rejects.toThrow();
     expect(await ecr().headManifest('dreambooth/templates/missing', servingTag('0'.repeat(64)))).toBeNull();
   });
 });
