@@ -128,13 +128,7 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
   const machines = [training, ...(opts.machines ?? [])].map((m) => new LocalStepFunctions({ ...m, store, tokens, onEvent, log }));
   const services: LocalService[] = [];
   let reached: { url: string; iam?: LocalIam } | undefined;
-  const sagemaker = localHosting({
-    s3: () => reached!,
-    lambdas: opts.lambdas,
-    subscriptions: opts.subscriptions ?? {},
-    operator: CREDENTIALS,
-    log,
-  });
+  const sagemaker = localHosting({ s3: () => reached!, lambdas: opts.lambdas, subscriptions: opts.subscriptions ?? {}, operator: CREDENTIALS, log, dataDir: opts.dataDir });
   try {
     const { urls, iam } = await startServers(opts, { stepFunctions: stepFunctionsApi(machines, tokens), hosting: sagemaker.hosting }, services, log);
     reached = { url: urls.s3, iam };

@@ -13,6 +13,7 @@ import type { RestOperation } from '../endpoint.ts';
 import { AwsError } from '../errors.ts';
 import { sagemakerArn } from '../names.ts';
 import { LocalEndpoint } from './endpoints.ts';
+import { removeOrphanedContainers } from './inference-container.ts';
 import { imageLabels, startInstance, type InstanceFailed } from './instances.ts';
 import { invokeEndpointAsync, processRequest, type RuntimeContext } from './runtime.ts';
 
@@ -66,6 +67,11 @@ type Operation = (body: unknown) => unknown;
 export interface HostingOptions extends RuntimeContext {
   /** How long a container may take to answer `/ping`. */
   startSeconds?: number;
+  /**
+   * The local mode's id (its data directory's): it labels endpoint containers, and those an
+   * earlier run left are removed before this one starts any.
+   */
+  owner?: string;
 }
 
 export class LocalHosting {
@@ -76,7 +82,12 @@ export class LocalHosting {
   private readonly configs = new Map<string, EndpointConfig>();
   private readonly endpoints = new Map<string, LocalEndpoint>();
 
-  constructor(private readonly opts: HostingOptions) {}
+  /** The earlier run's endpoint containers removed (see HostingOptions.owner). */
+  private readonly swept: Promise<unknown>;
+
+  constructor(private readonly opts: HostingOptions) {
+    this.swept = opts.owner ? removeOrphanedContainers(opts.owner, opts.log) : Promise.resolve();
+  }
 
   /** An endpoint by name, as the runtime and the tests reach it. */
   endpoint(name: string): LocalEndpoint | undefined {
@@ -184,8 +195,11 @@ export class LocalHosting {
         slotsPerInstance: config.AsyncInferenceConfig.ClientConfig?.MaxConcurrentInvocationsPerInstance ?? 1,
       },
       {
-        startInstance: () =>
-          startInstance(req.EndpointName, model.PrimaryContainer.Image, { log: this.opts.log, startSeconds: this.opts.startSeconds, environment: model.PrimaryContainer.Environment }),
+        startInstance: async () => {
+          await this.swept;
+          const { log, startSeconds, owner } = this.opts;
+          return startInstance(req.EndpointName, model.PrimaryContainer.Image, { log, startSeconds, owner, environment: model.PrimaryContainer.Environment });
+        },
         process: (instance, r, failure) => processRequest(this.opts, endpoint, instance, r, failure),
         scaling: () => this.autoScaling.scalingOf(req.EndpointName, variant.VariantName),
         log: this.opts.log,

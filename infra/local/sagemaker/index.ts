@@ -12,6 +12,7 @@ import type { LocalLambda } from '../lambda/invoke.ts';
 import { LOCAL_REGION, SAGEMAKER_JOB_PRINCIPAL } from '../names.ts';
 import type { StandIn } from '../stepfunctions/stand-in.ts';
 import { LocalHosting } from './hosting.ts';
+import { endpointOwnerOf } from './inference-container.ts';
 import { runLocalTrainingJob } from './training-job.ts';
 
 export const trainingJobTask: StandIn = (ctx) => async (input, task) => {
@@ -36,6 +37,8 @@ export function localHosting(o: {
   subscriptions: Record<string, string[]>;
   operator: Credentials;
   log: (line: string) => void;
+  /** Local mode's data directory: its id labels the endpoint containers (./inference-container.ts). */
+  dataDir?: string;
 }): { hosting: LocalHosting; close(): Promise<void> } {
   const clients = new Map<string, S3Client>();
   const s3AsRole = (roleArn: string) => {
@@ -59,7 +62,7 @@ export function localHosting(o: {
       await lambda(snsEventOf(topic, message));
     }
   };
-  const hosting = new LocalHosting({ s3AsRole, publish, log: o.log });
+  const hosting = new LocalHosting({ s3AsRole, publish, log: o.log, owner: o.dataDir ? endpointOwnerOf(o.dataDir) : undefined });
   return {
     hosting,
     async close() {

@@ -6,16 +6,28 @@
  * is, publishes no ports) and the adapter is told a free loopback port through
  * DREAMBOOTH_SERVE_PORT and DREAMBOOTH_SERVE_HOST, which SageMaker never sets, so the image
  * keeps its contract. A container that exits before it answers (a model whose setup failed)
- * fails the endpoint at once with the end of its logs.
+ * fails the endpoint at once with the end of its logs. Each container is labelled with the local
+ * mode that started it (its data directory's id), so that a local mode killed with its endpoints
+ * up finds their containers at its next start and removes them (removeOrphanedContainers):
+ * endpoints live in memory and are made again on demand.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
+import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
+/** The label naming the local mode (its data directory's id) that started an endpoint's container. */
+export const ENDPOINT_OWNER_LABEL = 'ai.dreambooth.local-endpoint-of';
+
+/** A local mode's id for ENDPOINT_OWNER_LABEL: its data directory's, hashed. */
+export const endpointOwnerOf = (dataDir: string) => createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 16);
+
 export interface ContainerInstanceOptions {
+  /** The starting local mode's id: the container's ENDPOINT_OWNER_LABEL. */
+  owner?: string;
   log: (line: string) => void;
   /** How long the container may take to answer `/ping`. */
   startSeconds: number;
@@ -46,7 +58,8 @@ export async function startContainerInstance(endpoint: string, image: string, op
   // environment may hold a secret) appears on a command line.
   const envArgs = Object.keys(env).flatMap((k) => ['-e', k]);
   // No --rm: a container that exits early keeps its logs until the failure is told.
-  const args = ['run', '-d', '--name', name, '--network', 'host', ...envArgs, image, 'serve'];
+  const labels = opts.owner ? ['--label', `${ENDPOINT_OWNER_LABEL}=${opts.owner}`] : [];
+  const args = ['run', '-d', '--name', name, '--network', 'host', ...labels, ...envArgs, image, 'serve'];
   try {
     await run('docker', args, { timeout: 600_000, env: { ...process.env, ...env } });
   } catch (e) {
@@ -77,6 +90,19 @@ export async function startContainerInstance(endpoint: string, image: string, op
     await stop();
     throw new Error(`The primary container for production variant AllTraffic did not pass the ping health check: ${(e as Error).message}${logs.trim() ? `. Its last log lines: ${tail(logs)}` : ''}`);
   }
+}
+
+/**
+ * Removes the endpoint containers an earlier run of this local mode (`owner`) left behind, as a
+ * killed local mode leaves them running; another local mode's are not touched. No docker engine:
+ * nothing to remove. Returns how many were removed.
+ */
+export async function removeOrphanedContainers(owner: string, log: (line: string) => void): Promise<number> {
+  const listed = await run('docker', ['ps', '-aq', '--filter', `label=${ENDPOINT_OWNER_LABEL}=${owner}`]).then((o) => o.stdout.split('\n').filter(Boolean), () => []);
+  if (!listed.length) return 0;
+  await run('docker', ['rm', '-f', ...listed]).catch((e: { stderr?: string }) => log(`could not remove an earlier run's endpoint containers: ${lastLine(e.stderr ?? '')}`));
+  log(`removed ${listed.length} endpoint container(s) an earlier run left behind`);
+  return listed.length;
 }
 
 /** Resolves once `/ping` answers 200; throws when the container exits first or the time is up. */

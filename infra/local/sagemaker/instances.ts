@@ -66,6 +66,8 @@ export interface InstanceOptions {
   startSeconds?: number;
   /** The model's PrimaryContainer.Environment, the container's environment. */
   environment?: Record<string, string>;
+  /** The local mode's id, which labels the container (./inference-container.ts). */
+  owner?: string;
   /** Where the demo template may fetch per-request weights from. @default LOOPBACK (local mode's egress) */
   egressAllow?: string[];
 }
@@ -96,7 +98,7 @@ export async function startInstance(endpoint: string, image: string, opts: Insta
     throw new InstanceFailed(`local mode needs a docker engine to serve the image '${image}' (set DOCKER_HOST or start dockerd); only demo-template images are served without one`);
   }
   try {
-    return await startContainerInstance(endpoint, image, { log: opts.log, startSeconds: opts.startSeconds ?? 600, environment: opts.environment });
+    return await startContainerInstance(endpoint, image, { log: opts.log, startSeconds: opts.startSeconds ?? 600, environment: opts.environment, owner: opts.owner });
   } catch (e) {
     throw new InstanceFailed((e as Error).message);
   }

@@ -22,6 +22,7 @@ import {
 import { InvokeEndpointAsyncCommand, SageMakerRuntimeClient } from '@aws-sdk/client-sagemaker-runtime';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startLocalAws, type LocalAws } from '#infra/local/aws';
+import { ENDPOINT_OWNER_LABEL, endpointOwnerOf } from '#infra/local/sagemaker/inference-container';
 import { LOCAL_BUCKET, topicArn } from '#infra/local/names';
 import { AsyncInferenceNotification, SnsEvent } from '#shared/serving/notification';
 import { PNG_SIGNATURE } from '#serving/demo-template/png';
@@ -139,6 +140,9 @@ describe.skipIf(!runs)('an endpoint whose instance is a container on the docker 
     expect(endpoint.FailureReason).toBeUndefined();
     expect(endpoint.EndpointStatus).toBe('InService');
     expect(containersOf('Cog-1')).toHaveLength(1);
+    // Labelled with this local mode, whose next start removes it if this one dies with it up.
+    const label = execFileSync('docker', ['inspect', '--format', `{{index .Config.Labels "${ENDPOINT_OWNER_LABEL}"}}`, containersOf('Cog-1')[0]!], { encoding: 'utf8' }).trim();
+    expect(label).toBe(endpointOwnerOf(dataDir));
 
     const answer = await invoke('Cog-1', 'p-ok', { prompt: 'a photo of cjw person on the moon' });
     expect(answer.OutputLocation).toBe(`s3://${LOCAL_BUCKET}/predictions/p-ok.out`);
@@ -184,6 +188,36 @@ describe.skipIf(!runs)('an endpoint whose instance is a container on the docker 
     await sagemaker.send(new DeleteEndpointCommand({ EndpointName: 'Cog-1' }));
     await pollUntil(() => (containersOf('Cog-1').length === 0 ? true : undefined), { what: 'the container of Cog-1 removed', timeoutMs: 60_000, intervalMs: 250 });
   }, 180_000);
+
+  it("removes, at its start, the endpoint containers a killed run of the same local mode left, and no other's", async () => {
+    const killedDir = mkdtempSync(join(tmpdir(), 'docker-endpoint-killed-'));
+    const other = endpointOwnerOf(join(killedDir, 'another'));
+    const create = (owner: string) => execFileSync('docker', ['create', '--label', `${ENDPOINT_OWNER_LABEL}=${owner}`, image, 'serve'], { encoding: 'utf8' }).trim();
+    const left = [create(endpointOwnerOf(killedDir)), create(endpointOwnerOf(killedDir))];
+    const others = create(other);
+    const byOwner = (owner: string) =>
+      execFileSync('docker', ['ps', '-aq', '--no-trunc', '--filter', `label=${ENDPOINT_OWNER_LABEL}=${owner}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    expect(byOwner(endpointOwnerOf(killedDir)).sort()).toEqual([...left].sort());
+    const lines: string[] = [];
+    const again = await startLocalAws({
+      dataDir: killedDir,
+      table: testTable(),
+      definition: waitingMachine('Wait', 'starter'),
+      taskHandlers: { Wait: async () => undefined },
+      secrets: {},
+      lambdas: {},
+      log: (l) => lines.push(l),
+    });
+    try {
+      await pollUntil(() => (byOwner(endpointOwnerOf(killedDir)).length === 0 ? true : undefined), { what: "the killed run's containers removed", timeoutMs: 60_000, intervalMs: 250 });
+      expect(lines).toContain('removed 2 endpoint container(s) an earlier run left behind');
+      expect(byOwner(other)).toEqual([others]);
+    } finally {
+      await again.stop();
+      execFileSync('docker', ['rm', '-f', others]);
+      rmSync(killedDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it("fails the endpoint with the model's setup failure, its environment being the model's", async () => {
     await endpointFor('Cog-2', { FAKE_COG_SETUP: 'fail' });
