@@ -98,9 +98,10 @@ export async function startContainerInstance(endpoint: string, image: string, op
  * nothing to remove. Returns how many were removed.
  */
 export async function removeOrphanedContainers(owner: string, log: (line: string) => void): Promise<number> {
-  const listed = await run('docker', ['ps', '-aq', '--filter', `label=${ENDPOINT_OWNER_LABEL}=${owner}`]).then((o) => o.stdout.split('\n').filter(Boolean), () => []);
+  // Bounded: endpoints wait for this, and an engine that does not answer must not hold them.
+  const listed = await run('docker', ['ps', '-aq', '--filter', `label=${ENDPOINT_OWNER_LABEL}=${owner}`], { timeout: 30_000 }).then((o) => o.stdout.split('\n').filter(Boolean), () => []);
   if (!listed.length) return 0;
-  await run('docker', ['rm', '-f', ...listed]).catch((e: { stderr?: string }) => log(`could not remove an earlier run's endpoint containers: ${lastLine(e.stderr ?? '')}`));
+  await run('docker', ['rm', '-f', ...listed], { timeout: 60_000 }).catch((e: { stderr?: string }) => log(`could not remove an earlier run's endpoint containers: ${lastLine(e.stderr ?? '')}`));
   log(`removed ${listed.length} endpoint container(s) an earlier run left behind`);
   return listed.length;
 }
