@@ -1,15 +1,15 @@
 /**
  * The house Lambda function: one per folder under `lambdas/`, bundled by the local esbuild.
  */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { AssetHashType, DockerImage, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, LoggingFormat, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { Architecture, Code, Function as LambdaFunction, LoggingFormat, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct, IConstruct } from 'constructs';
-import { build, type Metafile } from 'esbuild';
+import { build, buildSync, type BuildOptions, type Metafile } from 'esbuild';
 import type { Config } from '#shared/config';
 import { ENV } from '#shared/env';
 import { FUNCTIONS } from '../functions.ts';
@@ -19,6 +19,7 @@ import { openApiDocument } from '../openapi.ts';
 // One function per folder under lambdas/ (infra/handler-names.ts); the construct's users take
 // the names from here as well.
 export { HANDLER_NAMES, type HandlerName } from '../handler-names.ts';
+import { HANDLER_NAMES } from '../handler-names.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -64,50 +65,63 @@ export function lambdaDefine(config: Config, name: HandlerName): Record<string, 
   return Object.fromEntries(Object.entries(bakedEnv(config, name)).map(([k, v]) => [`process.env.${k}`, JSON.stringify(v)]));
 }
 
-/**
- * One handler bundled as `cdk synth` bundles it, for the benchmark and the bundle test (the
- * stack passes the same settings to NodejsFunction, which runs the same esbuild).
- */
-export async function bundleLambda(name: HandlerName, outfile: string, config: Config): Promise<Metafile> {
-  const { metafile } = await build({
-    entryPoints: [`${REPO_ROOT}lambdas/${name}/handler.ts`],
+/** esbuild's options for `names`, each to `<outdir>/<name>.js` (what the stack deploys, minified). */
+function lambdaBuildOptions(names: readonly HandlerName[], outdir: string, config: Config): BuildOptions {
+  return {
+    entryPoints: names.map((name) => ({ in: `${REPO_ROOT}lambdas/${name}/handler.ts`, out: name })),
     absWorkingDir: REPO_ROOT,
-    outfile,
+    outdir,
     bundle: true,
     platform: 'node',
     logLevel: 'error',
     external: [],
     ...LAMBDA_BUNDLE,
     mainFields: [...LAMBDA_BUNDLE.mainFields],
-    define: lambdaDefine(config, name),
+    // The baked values of all of them are defined for each: a bundle holds only the ones its code
+    // reads (the same bytes as one run per handler, checked by test/infra/lambda-bundles.test.ts).
+    define: Object.assign({}, ...names.map((name) => lambdaDefine(config, name))),
+  };
+}
+
+/** One handler bundled as `cdk synth` bundles it, for the benchmark and the bundle test. */
+export async function bundleLambda(name: HandlerName, outfile: string, config: Config): Promise<Metafile> {
+  const { entryPoints, outdir, ...options } = lambdaBuildOptions([name], '', config);
+  const { metafile } = await build({ ...options, entryPoints: [`${REPO_ROOT}lambdas/${name}/handler.ts`], outfile, metafile: true });
+  return metafile;
+}
+
+/**
+ * Several handlers in one esbuild run (local mode bundles every function at start), as
+ * `<outdir>/<name>.cjs`, unminified and with their names kept so that stack traces read.
+ */
+export async function bundleLambdas(names: readonly HandlerName[], outdir: string, config: Config): Promise<Metafile> {
+  const { metafile } = await build({
+    ...lambdaBuildOptions(names, outdir, config),
+    outExtension: { '.js': '.cjs' },
+    minify: false,
+    keepNames: true,
     metafile: true,
   });
   return metafile;
 }
 
 /**
- * Several handlers in one esbuild run (local mode bundles every function at start), as
- * `<outdir>/<name>.cjs`, names kept so that stack traces read. The baked values of all of them
- * are defined for each: a bundle only holds the ones its code reads.
+ * The deployed bundles of one synthesis: every handler in ONE esbuild run, made when the first
+ * function's asset asks, kept for the others. A run per function (what NodejsFunction does,
+ * through `npx esbuild`) parsed the SDK and the shared code again for each of 17 handlers: about
+ * 20 of `cdk synth`'s 30 s here. Only the last configuration's bundles are kept.
  */
-export async function bundleLambdas(names: readonly HandlerName[], outdir: string, config: Config): Promise<Metafile> {
-  const { metafile } = await build({
-    entryPoints: names.map((name) => ({ in: `${REPO_ROOT}lambdas/${name}/handler.ts`, out: name })),
-    absWorkingDir: REPO_ROOT,
-    outdir,
-    outExtension: { '.js': '.cjs' },
-    bundle: true,
-    platform: 'node',
-    logLevel: 'error',
-    external: [],
-    ...LAMBDA_BUNDLE,
-    mainFields: [...LAMBDA_BUNDLE.mainFields],
-    define: Object.assign({}, ...names.map((name) => lambdaDefine(config, name))),
-    minify: false,
-    keepNames: true,
-    metafile: true,
-  });
-  return metafile;
+let deployBundles: { key: string; files: Map<string, Uint8Array> } | null = null;
+
+function deployBundle(config: Config, name: HandlerName): Uint8Array {
+  const key = JSON.stringify(config);
+  if (deployBundles?.key !== key) {
+    const { outputFiles } = buildSync({ ...lambdaBuildOptions(HANDLER_NAMES, '/bundles', config), write: false });
+    deployBundles = { key, files: new Map(outputFiles.map((f) => [f.path.slice('/bundles/'.length, -'.js'.length), f.contents])) };
+  }
+  const bundle = deployBundles.files.get(name);
+  if (!bundle) throw new Error(`esbuild made no bundle for ${name}`);
+  return bundle;
 }
 
 /** Lambda's hard limit; longer configured step timeouts are capped to it. */
@@ -119,7 +133,7 @@ export interface HouseFunctionProps {
   readonly config: Config;
 }
 
-export class HouseFunction extends NodejsFunction {
+export class HouseFunction extends LambdaFunction {
   /** Finds the house functions under a scope (the local runtime dispatches Task states by name). */
   static all(scope: IConstruct): HouseFunction[] {
     return scope.node.findAll().filter((c): c is HouseFunction => c instanceof HouseFunction);
@@ -139,10 +153,24 @@ export class HouseFunction extends NodejsFunction {
     const declared = FUNCTIONS[props.name];
     const seconds = Math.min(declared.timeout?.(props.config) ?? props.config.timeouts.step_seconds, LAMBDA_MAX_SECONDS);
     super(scope, id, {
-      entry: `${REPO_ROOT}lambdas/${props.name}/handler.ts`,
-      handler: 'handler',
-      projectRoot: REPO_ROOT,
-      depsLockFilePath: `${REPO_ROOT}package-lock.json`,
+      // The bundle (LAMBDA_BUNDLE: the SDK bundled and tree-shaken, CommonJS, minified, no source
+      // maps, which cost each cold start about 35 ms at load) as index.js.
+      code: Code.fromAsset(`${REPO_ROOT}lambdas/${props.name}`, {
+        // The bundle holds lambdas/shared and the SDK too: hash what is shipped, not the folder.
+        assetHashType: AssetHashType.OUTPUT,
+        bundling: {
+          // Never used: the local esbuild always bundles (Docker is not needed to deploy).
+          image: DockerImage.fromRegistry('public.ecr.aws/docker/library/node:22-slim'),
+          local: {
+            tryBundle(outDir) {
+              mkdirSync(outDir, { recursive: true });
+              writeFileSync(join(outDir, 'index.js'), deployBundle(props.config, props.name));
+              return true;
+            },
+          },
+        },
+      }),
+      handler: 'index.handler',
       runtime: Runtime.NODEJS_22_X,
       architecture: Architecture.ARM_64,
       tracing: Tracing.ACTIVE,
@@ -151,21 +179,6 @@ export class HouseFunction extends NodejsFunction {
       role,
       logGroup,
       loggingFormat: LoggingFormat.JSON,
-      bundling: {
-        format: LAMBDA_BUNDLE.format === 'esm' ? OutputFormat.ESM : OutputFormat.CJS,
-        minify: LAMBDA_BUNDLE.minify,
-        // No source maps: Node's --enable-source-maps parses the map at load and costs each cold
-        // start about 35 ms here. Local mode runs the TypeScript sources for readable stacks.
-        sourceMap: false,
-        target: LAMBDA_BUNDLE.target,
-        mainFields: [...LAMBDA_BUNDLE.mainFields],
-        forceDockerBundling: false,
-        // The SDK is bundled (tree-shaken, pinned by our lock file) rather than taken from the
-        // runtime: measured here it halves the cold import time (npm run bench).
-        externalModules: [],
-        esbuildArgs: Object.fromEntries(Object.entries(LAMBDA_BUNDLE.alias).map(([from, to]) => [`--alias:${from}`, to])),
-        define: lambdaDefine(props.config, props.name),
-      },
     });
     this.handlerName = props.name;
   }

@@ -2,7 +2,8 @@
  * The Lambda bundles as deployed (infra/constructs/function.ts's LAMBDA_BUNDLE: CommonJS, the
  * SDK inside, the environment-only credential provider, the configuration baked in), loaded
  * with require() in a fresh Node the way Lambda's runtime loads a handler, against the local
- * AWS endpoints, with credentials in the environment only.
+ * AWS endpoints, with credentials in the environment only; and the stack's function assets hold
+ * these very bytes (one esbuild run bundles every handler at synth).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '#shared/env';
 import { ownerWebhookSecret, verify } from '#shared/webhook-signing';
-import { bundleLambda, HANDLER_NAMES, type HandlerName } from '#infra/constructs/function';
+import { App, Stack } from 'aws-cdk-lib';
+import type { CfnFunction } from 'aws-cdk-lib/aws-lambda';
+import { bundleLambda, HANDLER_NAMES, HouseFunction, type HandlerName } from '#infra/constructs/function';
+import { DreamboothStack } from '#infra/stack';
 import { newTraining, startFixture, startServer, type Fixture, type TestServer } from '#test-helpers/aws-local';
 
 const run = promisify(execFile);
@@ -117,4 +121,18 @@ describe('Lambda bundles', () => {
     const unused = /node_modules\/@aws-sdk\/(credential-provider-(node|ini|sso|process|web-identity|login)|nested-clients)\//;
     for (const name of HANDLER_NAMES) expect(inputs.get(name)!.filter((p) => unused.test(p)), name).toEqual([]);
   });
+
+  it('are what the stack deploys: the asset of each function holds its bundle, byte for byte', () => {
+    const outdir = join(dir, 'cdk.out');
+    const app = new App({ outdir, builtinCloudFormationValidation: false });
+    const stack = new DreamboothStack(app, 'Dreambooth', { config: fx.deps.config });
+    app.synth();
+    const functions = HouseFunction.all(stack);
+    expect(functions.length).toBeGreaterThan(10);
+    for (const fn of functions) {
+      const code = Stack.of(fn).resolve((fn.node.defaultChild as CfnFunction).code) as { s3Key: string };
+      const asset = join(outdir, `asset.${code.s3Key.replace(/\.zip$/, '')}`, 'index.js');
+      expect(readFileSync(asset).equals(readFileSync(bundles.get(fn.handlerName)!)), fn.handlerName).toBe(true);
+    }
+  }, 120_000);
 });

@@ -28,7 +28,7 @@ export interface Synthesized extends SynthesizedTemplate {
 export function synthesize(config: Config, { validate = false }: { validate?: boolean } = {}): Synthesized {
   const outdir = mkdtempSync(join(tmpdir(), 'dreambooth-synth-'));
   try {
-    // An empty bundling-stacks list makes NodejsFunction skip esbuild entirely. CDK's built-in
+    // An empty bundling-stacks list makes the functions skip esbuild entirely. CDK's built-in
     // CloudFormation validation (a WebAssembly engine) takes 9 of 11 s of a synthesis and 300 MB:
     // local mode runs it when it synthesizes (its stack is then kept, ./stack-cache.ts, so a
     // second start skips it), tests leave it to cfn-lint, which checks every template they make.
