@@ -8,7 +8,8 @@
  * (`diffusers` or `any`), and `any` without one — the seed's contract is only that the
  * archive holds what the named Cog model supports.
  */
-import { weightsFormatOf, weightsInputOf, type Config, type TemplateWeights, type TemplateWeightsSetting } from '#shared/config';
+import type { Config, TemplateWeights, TemplateWeightsSetting } from '#shared/config';
+import { weightsFormatOf, weightsInputOf } from '#shared/template-weights';
 import { checkUrlSyntax, EgressError, egressGuard } from '#shared/egress';
 import { badRequest } from '#shared/errors';
 import { inputSchemaOf } from '#shared/input-schema';

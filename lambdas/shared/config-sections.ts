@@ -33,11 +33,6 @@ export const TemplateWeightsSetting = z.union([
 ]);
 export type TemplateWeightsSetting = z.infer<typeof TemplateWeightsSetting>;
 
-/** The format of a `weights` setting. */
-export const weightsFormatOf = (w: TemplateWeightsSetting): TemplateWeights => (typeof w === 'string' ? w : w.format);
-/** The input that takes the weights' URL, or undefined for a template that loads /src/weights. */
-export const weightsInputOf = (w: TemplateWeightsSetting): string | undefined => (typeof w === 'string' ? undefined : w.input);
-
 export const TemplateSchema = z
   .object({
     /** Image repository, e.g. `r8.im/anotherjesse/vanilla-template`. */

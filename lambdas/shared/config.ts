@@ -29,7 +29,7 @@ import { historyLimitProblem } from './history.ts';
 import { BACKENDS, secretsOf, type BackendName, type TrainerSchemaOf } from './trainers/backends.ts';
 
 export { TRAINER_NAME_MAX } from './config-fields.ts';
-export { TemplateWeights, TemplateWeightsSetting, weightsFormatOf, weightsInputOf } from './config-sections.ts';
+export { TemplateWeights, TemplateWeightsSetting } from './config-sections.ts';
 export type { TrainerConfig } from './trainers/backends.ts';
 
 /** Each backend's schema, built with the full zod (see Backend.configSchema), told apart by `backend`. */

@@ -122,6 +122,10 @@ describe('Lambda bundles', () => {
     for (const name of HANDLER_NAMES) expect(inputs.get(name)!.filter((p) => unused.test(p)), name).toEqual([]);
   });
 
+  it('hold the full zod in none: a function checks payloads with zod/mini, and the configuration is validated at synth', () => {
+    for (const name of HANDLER_NAMES) expect(inputs.get(name)!.filter((p) => p.includes('node_modules/zod/v4/classic/')), name).toEqual([]);
+  });
+
   it('are what the stack deploys: the asset of each function holds its bundle, byte for byte', () => {
     const outdir = join(dir, 'cdk.out');
     const app = new App({ outdir, builtinCloudFormationValidation: false });
