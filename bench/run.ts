@@ -129,6 +129,7 @@ function headline(measured: Measured) {
   const { stage, api, bundles, queue, predict, weights, local } = measured;
   const ratio = spreads(measured);
   const script = bundles?.find((b) => b.kind === 'script');
+  const lazy = bundles?.find((b) => b.kind === 'lazy');
   const lambdas = bundles?.filter((b) => b.kind === 'lambda');
   return {
     append_over_floor: ratio.append_over_floor!.median,
@@ -145,6 +146,9 @@ function headline(measured: Measured) {
     import_floor_ms: bundles?.find((b) => b.kind === 'floor')?.importMs ?? NaN,
     build_script_kb: script?.kb ?? NaN,
     build_script_import_ms: script?.importMs ?? NaN,
+    // What the api's and notify's first S3 call loads (lambdas/shared/s3-sdk.ts).
+    s3_sdk_kb: lazy?.kb ?? NaN,
+    s3_sdk_import_ms: lazy?.importMs ?? NaN,
     // Against its own floor runs, alternated with it on the same file.
     sagemaker_post_training_over_floor: ratio.sagemaker_post_training_over_floor!.median,
     queue_all_succeeded: queue ? Number(queue.succeeded === queue.trainings) : NaN,

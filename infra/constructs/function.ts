@@ -2,7 +2,7 @@
  * The house Lambda function: one per folder under `lambdas/`, bundled by the local esbuild.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AssetHashType, DockerImage, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
@@ -65,43 +65,58 @@ export function lambdaDefine(config: Config, name: HandlerName): Record<string, 
   return Object.fromEntries(Object.entries(bakedEnv(config, name)).map(([k, v]) => [`process.env.${k}`, JSON.stringify(v)]));
 }
 
-/** esbuild's options for `names`, each to `<outdir>/<name>.js` (what the stack deploys, minified). */
-function lambdaBuildOptions(names: readonly HandlerName[], outdir: string, config: Config): BuildOptions {
+/**
+ * The S3 SDK of the functions that use it on a few paths only (lambdas/shared/s3-sdk.ts): a
+ * bundle of its own, `s3-sdk<ext>` beside theirs, which they require on first use.
+ */
+const S3_SDK = { entry: `${REPO_ROOT}lambdas/shared/s3-sdk.ts`, out: 's3-sdk' };
+
+/** esbuild's options for `names`, each to `<outdir>/<name><ext>` (what the stack deploys, minified), and the S3 SDK's file. */
+function lambdaBuildOptions(names: readonly HandlerName[], outdir: string, config: Config, ext = '.js'): BuildOptions {
   return {
-    entryPoints: names.map((name) => ({ in: `${REPO_ROOT}lambdas/${name}/handler.ts`, out: name })),
+    entryPoints: [...names.map((name) => ({ in: `${REPO_ROOT}lambdas/${name}/handler.ts`, out: name })), { in: S3_SDK.entry, out: S3_SDK.out }],
     absWorkingDir: REPO_ROOT,
     outdir,
+    ...(ext === '.js' ? {} : { outExtension: { '.js': ext } }),
     bundle: true,
     platform: 'node',
     logLevel: 'error',
-    external: [],
     ...LAMBDA_BUNDLE,
     mainFields: [...LAMBDA_BUNDLE.mainFields],
+    // The lazily imported S3 SDK stays out of each bundle, required from its own file when used;
+    // as a require(), which loads faster than import() and its ES module loader.
+    alias: { ...LAMBDA_BUNDLE.alias, '#shared/s3-sdk': `./${S3_SDK.out}${ext}` },
+    external: [`./${S3_SDK.out}${ext}`],
+    supported: { 'dynamic-import': false },
     // The baked values of all of them are defined for each: a bundle holds only the ones its code
     // reads (the same bytes as one run per handler, checked by test/infra/lambda-bundles.test.ts).
     define: Object.assign({}, ...names.map((name) => lambdaDefine(config, name))),
   };
 }
 
-/** One handler bundled as `cdk synth` bundles it, for the benchmark and the bundle test. */
+/**
+ * One handler bundled as `cdk synth` bundles it, for the benchmark and the bundle test, with the
+ * S3 SDK's file beside it (`s3-sdk.js`, or `s3-sdk.cjs` beside a `.cjs` outfile).
+ */
 export async function bundleLambda(name: HandlerName, outfile: string, config: Config): Promise<Metafile> {
-  const { entryPoints, outdir, ...options } = lambdaBuildOptions([name], '', config);
-  const { metafile } = await build({ ...options, entryPoints: [`${REPO_ROOT}lambdas/${name}/handler.ts`], outfile, metafile: true });
+  const ext = extname(outfile) === '.cjs' ? '.cjs' : '.js';
+  const { entryPoints, outdir, outExtension, ...options } = lambdaBuildOptions([name], '', config, ext);
+  const [{ metafile }] = await Promise.all([
+    build({ ...options, entryPoints: [`${REPO_ROOT}lambdas/${name}/handler.ts`], outfile, metafile: true }),
+    build({ ...options, entryPoints: [S3_SDK.entry], outfile: s3SdkBeside(outfile) }),
+  ]);
   return metafile;
 }
+
+/** Where bundleLambda writes the S3 SDK's file for `outfile`. */
+export const s3SdkBeside = (outfile: string) => join(dirname(outfile), `${S3_SDK.out}${extname(outfile) === '.cjs' ? '.cjs' : '.js'}`);
 
 /**
  * Several handlers in one esbuild run (local mode bundles every function at start), as
  * `<outdir>/<name>.cjs`, unminified and with their names kept so that stack traces read.
  */
 export async function bundleLambdas(names: readonly HandlerName[], outdir: string, config: Config): Promise<Metafile> {
-  const { metafile } = await build({
-    ...lambdaBuildOptions(names, outdir, config),
-    outExtension: { '.js': '.cjs' },
-    minify: false,
-    keepNames: true,
-    metafile: true,
-  });
+  const { metafile } = await build({ ...lambdaBuildOptions(names, outdir, config, '.cjs'), minify: false, keepNames: true, metafile: true });
   return metafile;
 }
 
@@ -111,18 +126,33 @@ export async function bundleLambdas(names: readonly HandlerName[], outdir: strin
  * through `npx esbuild`) parsed the SDK and the shared code again for each of 17 handlers: about
  * 20 of `cdk synth`'s 30 s here. Only the last configuration's bundles are kept.
  */
-let deployBundles: { key: string; files: Map<string, Uint8Array> } | null = null;
+let deployBundles: { key: string; files: Map<string, Uint8Array>; external: Map<string, string[]> } | null = null;
 
-function deployBundle(config: Config, name: HandlerName): Uint8Array {
+/** A function's asset: `index.js`, and the S3 SDK's file when its bundle requires it. */
+function deployBundle(config: Config, name: HandlerName): Record<string, Uint8Array> {
   const key = JSON.stringify(config);
   if (deployBundles?.key !== key) {
-    const { outputFiles } = buildSync({ ...lambdaBuildOptions(HANDLER_NAMES, '/bundles', config), write: false });
-    deployBundles = { key, files: new Map(outputFiles.map((f) => [f.path.slice('/bundles/'.length, -'.js'.length), f.contents])) };
+    const { outputFiles, metafile } = buildSync({ ...lambdaBuildOptions(HANDLER_NAMES, '/bundles', config), write: false, metafile: true });
+    deployBundles = {
+      key,
+      files: new Map(outputFiles.map((f) => [stem(f.path), f.contents])),
+      external: new Map(Object.entries(metafile.outputs).map(([path, out]) => [stem(path), out.imports.filter((i) => i.external).map((i) => i.path)])),
+    };
   }
   const bundle = deployBundles.files.get(name);
   if (!bundle) throw new Error(`esbuild made no bundle for ${name}`);
-  return bundle;
+  const files: Record<string, Uint8Array> = { 'index.js': bundle };
+  for (const path of deployBundles.external.get(name) ?? []) {
+    if (!path.startsWith('./')) continue;
+    const file = deployBundles.files.get(stem(path));
+    if (!file) throw new Error(`${name} requires ${path}, which esbuild did not make`);
+    files[path.slice(2)] = file;
+  }
+  return files;
 }
+
+/** `s3-sdk` of `/bundles/s3-sdk.js` or `./s3-sdk.js`. */
+const stem = (path: string) => path.slice(path.lastIndexOf('/') + 1, -'.js'.length);
 
 /** Lambda's hard limit; longer configured step timeouts are capped to it. */
 const LAMBDA_MAX_SECONDS = 900;
@@ -164,7 +194,7 @@ export class HouseFunction extends LambdaFunction {
           local: {
             tryBundle(outDir) {
               mkdirSync(outDir, { recursive: true });
-              writeFileSync(join(outDir, 'index.js'), deployBundle(props.config, props.name));
+              for (const [file, bytes] of Object.entries(deployBundle(props.config, props.name))) writeFileSync(join(outDir, file), bytes);
               return true;
             },
           },

@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { lambda, secretsManager, sfn } from '#shared/aws';
+import { lambda, lazyS3, secretsManager, sfn } from '#shared/aws';
 import { baseDeps, demoTrainer, once } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { errorResponse, json } from '#shared/errors';
@@ -29,11 +29,7 @@ const deps = once((): ApiDeps => {
     predictions: {
       // Empty where the stack has no serving: the predictions routes say so (503).
       stateMachineArn: process.env[ENV.predictionStateMachineArn] ?? '',
-      s3: once(async () => {
-        const { S3Client } = await import('@aws-sdk/client-s3');
-        // Path-style addressing, as every client of the bucket (lambdas/shared/aws.ts).
-        return new S3Client({ forcePathStyle: true });
-      }),
+      s3: lazyS3,
       schemas: new VersionSchemas(templates),
     },
   };

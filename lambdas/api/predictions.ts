@@ -116,7 +116,7 @@ async function start(d: ApiDeps, p: PredictionRecord, input: Record<string, unkn
   try {
     const s3 = await d.predictions.s3();
     // Loaded here, not at the top: the api's other routes start without the S3 SDK.
-    const { PutObjectCommand } = await import('@aws-sdk/client-s3');
+    const { PutObjectCommand } = await import('#shared/s3-sdk');
     const request = JSON.stringify({ input, id: p.id });
     await s3.send(new PutObjectCommand({ Bucket: d.bucket, Key: requestKey(p.id), Body: request, ContentType: 'application/json' }));
     const execution = { stateMachineArn: d.predictions.stateMachineArn, name: p.id, input: JSON.stringify({ prediction_id: p.id }) };

@@ -1,5 +1,5 @@
 import type { Context } from 'aws-lambda';
-import { s3, secretsManager } from '#shared/aws';
+import { lazyS3, secretsManager } from '#shared/aws';
 import { baseDeps } from '#shared/deps';
 import { ENV, requireEnv } from '#shared/env';
 import { logger } from '#shared/log';
@@ -20,7 +20,7 @@ export const handler = async (event: unknown, context?: Context) => {
   try {
     const master = await getWebhookSigningMaster(secretsManager(), requireEnv(ENV.webhookSecret));
     const out =
-      'prediction_id' in parsed ? await notifyPrediction({ ...d, s3: s3() }, master, parsed.prediction_id, kind, seq) : await notify(d, master, parsed.training_id, kind, seq);
+      'prediction_id' in parsed ? await notifyPrediction({ ...d, s3: lazyS3 }, master, parsed.prediction_id, kind, seq) : await notify(d, master, parsed.training_id, kind, seq);
     log.info(LOG_MESSAGES.webhook, { event: kind, ...out });
     return out;
   } catch (e) {

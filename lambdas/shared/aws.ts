@@ -42,3 +42,5 @@ export const secretsManager = /* @__PURE__ */ memo(() => new SecretsManagerClien
 export const lambda = /* @__PURE__ */ memo(() => new LambdaClient({}));
 export const codebuild = /* @__PURE__ */ memo(() => new CodeBuildClient({}));
 export const logs = /* @__PURE__ */ memo(() => new CloudWatchLogsClient({}));
+/** S3 for the functions that need it on a few paths only: the SDK loads on first use (./s3-sdk.ts). */
+export const lazyS3 = /* @__PURE__ */ memo(async () => (await import('#shared/s3-sdk')).newS3Client());

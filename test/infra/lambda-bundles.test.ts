@@ -31,6 +31,8 @@ let receiver: TestServer;
 let dir: string;
 const bundles = new Map<HandlerName, string>();
 const inputs = new Map<HandlerName, string[]>();
+/** The files each bundle holds code of (what tree-shaking left). */
+const shipped = new Map<HandlerName, string[]>();
 let calls = 0;
 const DIGEST = 'c'.repeat(64);
 
@@ -44,6 +46,8 @@ beforeAll(async () => {
     const meta = await bundleLambda(name, file, fx.deps.config);
     bundles.set(name, file);
     inputs.set(name, Object.keys(meta.inputs));
+    const out = Object.values(meta.outputs).find((o) => o.entryPoint)!;
+    shipped.set(name, Object.entries(out.inputs).filter(([, i]) => i.bytesInOutput > 0).map(([path]) => path));
   }
 }, 120_000);
 afterAll(async () => {
@@ -135,8 +139,29 @@ describe('Lambda bundles', () => {
     expect(functions.length).toBeGreaterThan(10);
     for (const fn of functions) {
       const code = Stack.of(fn).resolve((fn.node.defaultChild as CfnFunction).code) as { s3Key: string };
-      const asset = join(outdir, `asset.${code.s3Key.replace(/\.zip$/, '')}`, 'index.js');
-      expect(readFileSync(asset).equals(readFileSync(bundles.get(fn.handlerName)!)), fn.handlerName).toBe(true);
+      const assetDir = join(outdir, `asset.${code.s3Key.replace(/\.zip$/, '')}`);
+      const index = readFileSync(join(assetDir, 'index.js'));
+      expect(index.equals(readFileSync(bundles.get(fn.handlerName)!)), fn.handlerName).toBe(true);
+      // What it requires of its own files is in its asset: the S3 SDK's file, for the functions
+      // that load it on first use.
+      const own = [...index.toString('utf8').matchAll(/require\("\.\/([^"]+)"\)/g)].map((m) => m[1]!);
+      for (const file of own) expect(readFileSync(join(assetDir, file)).equals(readFileSync(join(dir, file))), `${fn.handlerName}: ${file}`).toBe(true);
+      if (fn.handlerName === 'api' || fn.handlerName === 'notify') expect(own, fn.handlerName).toContain('s3-sdk.js');
     }
   }, 120_000);
+
+  it('load the S3 SDK from its own file on first use: the api starts without it, and it presigns with the environment credentials', async () => {
+    for (const name of ['api', 'notify'] as const) expect(shipped.get(name)!.filter((p) => p.includes('node_modules/@aws-sdk/client-s3/')), name).toEqual([]);
+    const script = `require(${JSON.stringify(join(dir, 's3-sdk.js'))}).getSignedUrl(
+      require(${JSON.stringify(join(dir, 's3-sdk.js'))}).newS3Client(),
+      new (require(${JSON.stringify(join(dir, 's3-sdk.js'))}).GetObjectCommand)({ Bucket: 'b', Key: 'predictions/p/out.png' }),
+      { expiresIn: 60 },
+    ).then((url) => console.log(url));`;
+    const env = { PATH: process.env.PATH!, HOME: dir, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret' };
+    const { stdout } = await run(process.execPath, ['-e', script], { env });
+    const url = new URL(stdout.trim());
+    expect(url.pathname).toBe('/b/predictions/p/out.png');
+    expect(url.searchParams.get('X-Amz-Credential')).toMatch(/^AKIDEXAMPLE\//);
+    expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+  });
 });

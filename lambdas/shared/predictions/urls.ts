@@ -16,8 +16,7 @@ export async function signedPredictionView(p: PredictionRecord, publicUrl: strin
   if (keys.length > 0) {
     const client = await s3();
     // Loaded here, not at the top: the api's other routes start without the S3 SDK.
-    const { GetObjectCommand } = await import('@aws-sdk/client-s3');
-    const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
+    const { GetObjectCommand, getSignedUrl } = await import('#shared/s3-sdk');
     for (const key of keys) urls.set(key, await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key: key }), { expiresIn: OUTPUT_URL_SECONDS }));
   }
   return predictionView(p, publicUrl, urls);
