@@ -20,6 +20,7 @@ import { matchPath } from '#shared/routes';
 import type { LocalApi, LocalGatewayResponse, LocalRoute } from './cloudformation/rest-api.ts';
 import type { InvokeFunction } from './lambda/invoke.ts';
 import { LOCAL_REST_API_ARN } from './names.ts';
+import { listenSticky } from './ports.ts';
 
 type AuthorizerResult = {
   principalId?: string;
@@ -62,8 +63,11 @@ const DEFAULT_RESPONSES: Record<string, LocalGatewayResponse> = {
   REQUEST_TOO_LARGE: { status: 413, body: '{"message":"Request Too Long"}', headers: { 'content-type': 'application/json' } },
 };
 
-/** Listens on 127.0.0.1:`port` (0: any free port); serves nothing until `serve`. */
-export async function listenApiGateway(port: number): Promise<LocalApiGateway> {
+/**
+ * Listens on 127.0.0.1:`port` (0: any free port), or on the `last` run's port when it is free,
+ * else a stable one (./ports.ts); serves nothing until `serve`.
+ */
+export async function listenApiGateway(port: number | { last: number }): Promise<LocalApiGateway> {
   let routes: GatewayRoutes | null = null;
   let publicUrl = '';
   const server = http.createServer((req, res) => {
@@ -75,10 +79,12 @@ export async function listenApiGateway(port: number): Promise<LocalApiGateway> {
       process.stderr.write(`local server: ${(e as Error).message}\n`);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
+  if (typeof port === 'number') {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+  } else await listenSticky(server, port.last);
   const bound = (server.address() as AddressInfo).port;
   publicUrl = `http://127.0.0.1:${bound}`;
   return {

@@ -111,6 +111,8 @@ export interface LocalAws {
     resume(): { resumed: ExecutionRecord[]; interrupted: ExecutionRecord[] };
     /** Stops every execution where it is, still RUNNING on disk (a graceful stop's first step). */
     suspend(): Promise<void>;
+    /** Before resume: points the held positions naming URL `from` at `to` (./moved-servers.ts); how many. */
+    retarget(from: string, to: string): number;
     /** Executions found running that could not resume, now FAILED with error Local.Interrupted (filled by resume). */
     interrupted: ExecutionRecord[];
   };
@@ -150,6 +152,7 @@ export async function startLocalAws(opts: LocalAwsOptions): Promise<LocalAws> {
       suspend: async () => {
         await Promise.all(machines.map((m) => m.shutdown()));
       },
+      retarget: (from: string, to: string) => store.retarget(from, to),
       interrupted,
     };
     return {

@@ -19,6 +19,7 @@ import { appendWorkers } from './codebuild/append.ts';
 import type { BuildStrategy } from './codebuild/build-model.ts';
 import { dockerReachable } from './docker.ts';
 import { registryInstalled, startRegistry } from './ecr.ts';
+import { listenSticky, type MovedServer } from './ports.ts';
 
 /** Local mode's egress: loopback only, unless configured. */
 export const LOOPBACK = ['127.0.0.0/8', '::1/128'];
@@ -44,6 +45,8 @@ export interface LocalConfiguration {
   config: Config;
   buildStrategy: BuildStrategy;
   images: ImageStore;
+  /** Demo trainer servers that could not have their last port back (./moved-servers.ts follows them). */
+  moved: MovedServer[];
 }
 
 /** A registry's `host:port`, or an OCI layout on disk. */
@@ -56,9 +59,10 @@ export async function localConfiguration(o: ConfigurationOptions): Promise<Local
   // Its worker loads once local mode serves (./start.ts): the first build then starts at once.
   if (buildStrategy === 'append') o.onStop(() => appendWorkers.stop());
   const templates = await createLocalTemplates(images, localDefaultTemplate(o.configOverride));
-  const trainers = { ...(await startDemoTrainers(base, o)), ...(await unavailableSageMakerTrainers(base, o.note)) };
+  const demo = await startDemoTrainers(base, o);
+  const trainers = { ...demo.trainers, ...(await unavailableSageMakerTrainers(base, o.note)) };
   const config = parseConfig(mergeConfig(base, { trainers, registry: registryConfig(images), templates }), 'local configuration');
-  return { config, buildStrategy, images };
+  return { config, buildStrategy, images, moved: demo.moved };
 }
 
 /** cdk.json's configuration, the override merged over it; egress allows only loopback and endpoints are looked at every second unless configured. */
@@ -128,8 +132,9 @@ const localDefaultTemplate = (override: unknown): string | undefined =>
  * demo trainer runs one prediction at a time, like a Cog server: `concurrency` of them make its
  * pool, one server per slot.
  */
-async function startDemoTrainers(base: Config, o: ConfigurationOptions): Promise<Record<string, unknown>> {
+async function startDemoTrainers(base: Config, o: ConfigurationOptions): Promise<{ trainers: Record<string, unknown>; moved: MovedServer[] }> {
   const trainers: Record<string, unknown> = {};
+  const moved: MovedServer[] = [];
   for (const [name, t] of Object.entries(base.trainers)) {
     if (t.backend !== 'demo' || t.url || t.urls) continue;
     const urls: string[] = [];
@@ -141,13 +146,15 @@ async function startDemoTrainers(base: Config, o: ConfigurationOptions): Promise
         log: o.trainerLog,
         // Its port and its run in progress, kept across restarts (lambdas/demo-trainer/server.ts).
         stateFile: join(o.dataDir, 'demo-trainers', `${name}-${i}.json`),
+        listen: listenSticky,
       });
       o.onStop(() => demo.stop());
       urls.push(demo.url);
+      if (demo.movedFrom) moved.push({ from: demo.movedFrom, to: demo.url });
     }
     trainers[name] = { urls, concurrency: 1 };
   }
-  return trainers;
+  return { trainers, moved };
 }
 
 /** A sagemaker trainer's job runs in a container on the local docker engine, or not at all: refused at submit. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ecrRepositoryNameProblem } from '#shared/ids';
 import { RegistryClient } from '#shared/oci/registry';
 import { StateError } from './errors.ts';
+import { stickyPort } from './ports.ts';
 import { ecrRepositoryArn } from './names.ts';
 import type { StandIn } from './stepfunctions/stand-in.ts';
 
@@ -39,7 +40,7 @@ export async function freePort(): Promise<number> {
 export async function startRegistry(dataDir: string): Promise<LocalRegistry> {
   // The last run's port when free: trainings and versions name their images by it.
   const portFile = join(dataDir, 'port');
-  const port = await lastPort(Number(await readFile(portFile, 'utf8').catch(() => '')) || 0);
+  const port = await stickyPort(Number(await readFile(portFile, 'utf8').catch(() => '')) || 0);
   await mkdir(join(dataDir, 'storage'), { recursive: true });
   await writeFile(portFile, `${port}\n`);
   const configPath = join(dataDir, 'config.yml');
@@ -88,22 +89,7 @@ export async function startRegistry(dataDir: string): Promise<LocalRegistry> {
   };
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
 
-/** The last run's port, given a killed registry two seconds to let it go; else any free one. */
-async function lastPort(last: number): Promise<number> {
-  for (let i = 0; last && i < 20; i++) {
-    if (await portFree(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return freePort();
-}
 
 /**
  * Local mode's image store stands for ECR, but distribution (and a layout on disk) takes names

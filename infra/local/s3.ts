@@ -10,7 +10,9 @@ export async function createBucket(s3: S3Client, bucket: string): Promise<void> 
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
   } catch (err) {
-    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== 404) throw err;
+    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+    // A HEAD answer has no body to name the error: say what local S3 answered.
+    if (status !== 404) throw new Error(`local S3 answered HeadBucket ${bucket} with HTTP ${status ?? '?'} (${(err as Error).name})`, { cause: err });
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   }
 }

@@ -29,6 +29,7 @@ import { listenApiGateway } from './apigateway.ts';
 import { stateMachineOf, statusChangeDelivery } from './eventbridge.ts';
 import { startLocalExpiry } from './expiry.ts';
 import { settleLastStop } from './interrupted.ts';
+import { followMovedServers } from './moved-servers.ts';
 import { withDropped } from './iam/dropped.ts';
 import { localEnvironment, localPrincipals, type LocalPrincipal } from './lambda/environment.ts';
 import { startLocalFunctions, type LocalFunctions } from './lambda/functions.ts';
@@ -126,9 +127,8 @@ export async function startLocalMode(opts: LocalModeOptions): Promise<LocalMode>
  */
 async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   const { opts, dataDir, terminal } = s;
-  // The last run's port when free: trainers still hold callback URLs from before a restart.
-  const wanted = portFor(dataDir, opts.port);
-  const gateway = await listenApiGateway(wanted).catch((e) => (wanted && !opts.port ? listenApiGateway(0) : Promise.reject(e)));
+  // A --port as given; else the last run's when free (trainers hold callback URLs from before a restart).
+  const gateway = await listenApiGateway(opts.port || { last: portFor(dataDir, 0) });
   rememberPort(dataDir, gateway.port);
   s.stops.push(() => gateway.stop());
   const deployment = await synthesizeLocally(s, gateway.url);
@@ -147,11 +147,11 @@ async function start(s: Start): Promise<Omit<LocalMode, 'terminal' | 'stop'>> {
   gateway.serve({ api: restApiOf(deployment.synth), invoke, storage });
   terminal.attachStore(operatorStore(aws));
   s.stops.push(startLocalExpiry(aws, deployment.synth.template, (line) => terminal.note(line)));
-  const deployed = new Set<string>(deployment.synth.functions.map((f) => f.name));
   // Once the functions can run (else a resumed step's timeout counts the bundling), what the last stop left running goes on.
   await functions.ready();
+  await followMovedServers(aws, local.moved, (line) => terminal.note(line));
   const resumed = aws.executions.resume();
-  await settleLastStop(aws, deployment.machines, deployed, invoke, (line) => terminal.note(line));
+  await settleLastStop(aws, deployment.machines, new Set(deployment.synth.functions.map((f) => f.name)), invoke, (line) => terminal.note(line));
   // Written last: a client that finds the file finds a server that answers.
   const token = secrets.generated ? 'secrets.json' : 'DREAMBOOTH_API_TOKEN';
   const forget = writeLocalAddress(dataDir, { url: gateway.url, pid: process.pid, token });

@@ -17,9 +17,14 @@ interface ServerState {
   run: string | null;
 }
 
-export async function startDemoTrainerServer(
-  opts: DemoOptions & { port?: number; stateFile?: string },
-): Promise<{ url: string; stop(): Promise<void> }> {
+export interface DemoServerOptions extends DemoOptions {
+  port?: number;
+  stateFile?: string;
+  /** Listens on the port wanted (0: any) or another; answers the port (local mode's keep their number across restarts). */
+  listen?: (server: http.Server, wanted: number) => Promise<number>;
+}
+
+export async function startDemoTrainerServer(opts: DemoServerOptions): Promise<{ url: string; movedFrom: string | null; stop(): Promise<void> }> {
   const last = opts.stateFile ? readState(opts.stateFile) : null;
   let port = 0;
   // Once stopped, the run's fate is no longer this process's to record: it is owed on the next start.
@@ -51,13 +56,14 @@ export async function startDemoTrainerServer(
     }
     res.writeHead(reply.status, { 'content-type': 'application/json' }).end(JSON.stringify(reply.body));
   });
-  // The port of the last run when it is free, else any.
+  // The port of the last run when it is free, else another.
   const wanted = opts.port ?? last?.port ?? 0;
-  await listen(server, wanted).catch(() => listen(server, 0));
-  port = (server.address() as AddressInfo).port;
+  port = await (opts.listen ?? listenWanted)(server, wanted);
   if (opts.stateFile) writeState(opts.stateFile, { port, run: last?.run ?? null });
   return {
     url: `http://127.0.0.1:${port}`,
+    // Its last port was taken: runs pinned to the old URL must follow it.
+    movedFrom: last?.port && last.port !== port ? `http://127.0.0.1:${last.port}` : null,
     stop: () =>
       new Promise((r) => {
         stopped = true;
@@ -65,6 +71,12 @@ export async function startDemoTrainerServer(
         server.close(() => r());
       }),
   };
+}
+
+/** The port wanted when it is free, else any. */
+async function listenWanted(server: http.Server, wanted: number): Promise<number> {
+  await listen(server, wanted).catch(() => listen(server, 0));
+  return (server.address() as AddressInfo).port;
 }
 
 function listen(server: http.Server, port: number): Promise<void> {

@@ -1,10 +1,12 @@
 /**
  * Local mode is as durable as Step Functions: a burst of trainings on a two-slot demo trainer,
  * local mode killed (SIGKILL) or stopped (SIGTERM) mid-burst and started again on the same data
- * directory. Every training succeeds, no model gets two versions, each training's completion
- * webhook arrives (one webhook-id however often it is sent), and a new training succeeds after.
+ * directory (after the kill, another program holds the demo trainers' ports meanwhile). Every
+ * training succeeds, no model gets two versions, each training's completion webhook arrives (one
+ * webhook-id however often it is sent), and a new training succeeds after.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,6 +46,27 @@ async function allTrainings(local: Local): Promise<Training[]> {
   return out;
 }
 
+/** The ports the demo trainers' state files name (their last). */
+function demoPorts(dataDir: string): number[] {
+  const dir = join(dataDir, 'demo-trainers');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { port: number }).port);
+}
+
+/** Listens on each demo trainer's last port, as another program could. */
+async function squat(dataDir: string): Promise<Server[]> {
+  return Promise.all(
+    demoPorts(dataDir).map(
+      (port) =>
+        new Promise<Server>((resolve, reject) => {
+          const server = createServer((socket) => socket.destroy());
+          server.once('error', reject).listen(port, '127.0.0.1', () => resolve(server));
+        }),
+    ),
+  );
+}
+
 const count = (ts: Training[], status: string) => ts.filter((t) => t.status === status).length;
 
 const post = (local: Local, model: string, hook: string) =>
@@ -81,19 +104,41 @@ describe.each(['SIGKILL', 'SIGTERM'] as const)('a burst of trainings across a %s
       if (signal === 'SIGTERM') expect(code).toBe(143);
     }
 
+    // After a kill, another process takes the demo trainers' ports (their state files name
+    // them): the servers come back on other ports, and the runs pinned to the old ones follow.
+    const squatters = signal === 'SIGKILL' ? await squat(dataDir) : [];
     const second = await startLocal({ config: CONFIG, dataDir, token: first.token, registry: process.env.DREAMBOOTH_TEST_REGISTRY });
     try {
       // The start banner's lines may reach us after its first (the one startLocal waits for).
-      const banner = await waitFor('the resumed line', async () => second.output().match(/resumed: +\d+ executions \(\d+ trainings, 0 predictions\)/), 10_000);
+      const banner = await waitFor(
+        'the resumed line',
+        async () => second.output().match(/resumed: +\d+ executions \(\d+ trainings, 0 predictions\)/),
+        10_000,
+      );
       expect(banner).toBeTruthy();
+      // The servers did move: their state files name other ports now.
+      const squatted = squatters.map((q) => (q.address() as AddressInfo).port);
+      for (const port of demoPorts(dataDir)) expect(squatted).not.toContain(port);
+      let last: Training[] = [];
       const after = await waitFor(
         'every training to end',
         async () => {
-          const ts = (await allTrainings(second)).filter((t) => ids.includes(t.id));
-          return ts.length === BURST && ts.every((t) => TERMINAL.has(t.status)) ? ts : null;
+          last = (await allTrainings(second)).filter((t) => ids.includes(t.id));
+          return last.length === BURST && last.every((t) => TERMINAL.has(t.status)) ? last : null;
         },
         300_000,
-      );
+      ).catch(async (e: Error) => {
+        // Say which trainings hung, where, and what local mode said about them.
+        const stuck = last.filter((t) => !TERMINAL.has(t.status));
+        const details = await Promise.all(
+          stuck.map(async (t) => ({ ...t, logs: ((await second.api('GET', `/v1/trainings/${t.id}`)).json.logs ?? '').slice(-400) })),
+        );
+        const lines = second
+          .output()
+          .split('\n')
+          .filter((l) => stuck.some((t) => l.includes(t.id)));
+        throw new Error(`${e.message}: ${JSON.stringify({ found: last.length, stuck: details, lines: lines.slice(-40) }, null, 1)}`);
+      });
       expect(after.filter((t) => t.status !== 'succeeded').map((t) => `${t.id} ${t.status}: ${t.error}`)).toEqual([]);
 
       // No training pushed a second version.
@@ -120,6 +165,7 @@ describe.each(['SIGKILL', 'SIGTERM'] as const)('a burst of trainings across a %s
       expect(done).toMatchObject({ status: 'succeeded' });
     } finally {
       await second.stop();
+      for (const server of squatters) server.close();
     }
   }, 900_000);
 });

@@ -77,6 +77,20 @@ export class ExecutionStore {
     appendFileSync(this.journal, `${JSON.stringify({ arn: executionArn, ...position })}\n`);
   }
 
+  /** Points the positions that name URL `from` at `to` (a server that moved); how many. */
+  retarget(from: string, to: string): number {
+    // Not a longer port that starts with the same digits.
+    const url = new RegExp(`${from.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![0-9])`, 'g');
+    let n = 0;
+    for (const rec of this.byArn.values()) {
+      const input = rec.position?.input.replace(url, to);
+      if (rec.status !== 'RUNNING' || !rec.position || input === rec.position.input) continue;
+      this.move(rec.executionArn, { state: rec.position.state, input: input! });
+      n++;
+    }
+    return n;
+  }
+
   /** Closes a running execution; false when it had already ended. */
   close(executionArn: string, patch: Omit<Partial<ExecutionRecord>, 'executionArn'>): boolean {
     const rec = this.byArn.get(executionArn);

@@ -198,14 +198,31 @@ export class TrainerQueue {
    */
   private async wake(trainer: string, picks: Waiter[], slots: Slots): Promise<void> {
     const gone: Waiter[] = [];
+    // Who leaves the queue, with the token it is left with: the woken and the gone.
+    const leaving: Array<{ w: Waiter; token: string }> = [];
     for (const w of picks) {
-      // No token yet: its execution has not reached the wait; it finds the slot there.
-      if (!w.token) continue;
-      const woken = await this.signal(w.token, this.grantOf(trainer, slots.holders[w.training_id]!));
-      // Not woken and not running: its execution ended while it waited.
-      if (!woken && !(await this.running(w.execution))) gone.push(w);
+      const grant = this.grantOf(trainer, slots.holders[w.training_id]!);
+      let token: string | null = w.token;
+      if (!token || !(await this.signal(token, grant))) {
+        // The token was read before the grant was written: the waiter may have joined or
+        // renewed it since, and read the slots before that write. Its token now is current
+        // (a join after this read finds the slot itself): without this, it would sleep until
+        // its next poll (timeouts.queue_poll_seconds).
+        token = await this.items.tokenOf(trainer, w.sk);
+        // No token yet: its execution has not reached the wait; it finds the slot there.
+        if (token === '') continue;
+        if (token === null || token === w.token || !(await this.signal(token, grant))) {
+          // Not woken and not running: its execution ended while it waited.
+          if (!(await this.running(w.execution))) {
+            gone.push(w);
+            if (token) leaving.push({ w, token });
+          }
+          continue;
+        }
+      }
+      leaving.push({ w, token });
     }
-    await Promise.all(picks.filter((w) => w.token).map((w) => this.items.deleteWait({ id: w.training_id, trainer, created_at: w.sk.split('#')[1]!, owner: w.owner }, w.token)));
+    await Promise.all(leaving.map(({ w, token }) => this.items.deleteWait({ id: w.training_id, trainer, created_at: w.sk.split('#')[1]!, owner: w.owner }, token)));
     // Their slots go on to the next waiters.
     for (const w of gone) await this.dispatch(trainer, w.training_id);
   }

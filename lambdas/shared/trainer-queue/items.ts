@@ -150,6 +150,12 @@ export class QueueTable {
     return { all: Math.max(0, all - 1), own: Math.max(0, own - 1) };
   }
 
+  /** A waiter's token as it is now: '' when it has none yet, null when it left the queue. */
+  async tokenOf(trainer: string, sk: string): Promise<string | null> {
+    const out = await this.db.send(new GetCommand({ TableName: this.table, Key: { pk: pk(trainer), sk }, ConsistentRead: true }));
+    return out.Item ? ((out.Item.token as string | undefined) ?? '') : null;
+  }
+
   async readSlots(trainer: string): Promise<Slots> {
     const out = await this.db.send(new GetCommand({ TableName: this.table, Key: { pk: pk(trainer), sk: SLOTS_SK }, ConsistentRead: true }));
     if (!out.Item) return emptySlots();

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StopExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil, startLocalAws, type LocalAws } from '#infra/local/aws';
 import * as aws from '#shared/aws';
@@ -185,6 +185,45 @@ describe('trainer queue on dynalite', () => {
     await settle([...burst, other]);
     expect(other.state).toBe('holding');
     for (const m of [...burst, other]) {
+      await queue.release(m);
+      await stop(m).catch(() => undefined);
+    }
+  });
+
+  it('wakes a waiter whose token changed between the read that picked it and the grant', async () => {
+    // A queue whose next read of the waiting list lets something happen before its grant is
+    // written: here, the waiter renewing its token (its wait went round the loop) and seeing
+    // every slot still taken. Real dynalite, real executions; only the interleaving is forced.
+    let between: (() => Promise<unknown>) | null = null;
+    const db = store.db;
+    const send = async (command: Parameters<typeof db.send>[0]) => {
+      const out = await db.send(command as never);
+      if (between && command instanceof QueryCommand && String(command.input.KeyConditionExpression).includes('begins_with')) {
+        const run = between;
+        between = null;
+        await run();
+      }
+      return out;
+    };
+    const racing = new TrainerQueue({ store: new Store({ send } as never, local.table), sfn: aws.sfn(), config, now: () => new Date(Date.now() + offsetMs) });
+    const holders = [await join_('race'), await join_('race')];
+    await settle(holders);
+    // The waiter's previous wait: a token closed since (its execution, another one, stopped).
+    const previous = await join_('race');
+    await stop(previous);
+    await queue.release(previous);
+    const id = newTrainingId();
+    const out = await aws.sfn().send(new StartExecutionCommand({ stateMachineArn: local.stateMachineArn, name: id, input: '{"grant":null}' }));
+    const token = await pollUntil(() => waitTokens.get(id), { what: 'the wait task' });
+    const w: Member = { id, owner: 'race', trainer: 'pool', created_at: new Date(Date.UTC(2026, 0, 1) + ++clock).toISOString(), executionArn: out.executionArn!, state: 'waiting' };
+    expect((await queue.acquire(w, waitTokens.get(previous.id)!, w.executionArn)).grant).toBeNull();
+    between = () => queue.acquire(w, token, w.executionArn);
+    await racing.release(holders[0]!);
+    expect(between).toBeNull();
+    // Woken through the token it has now: not left to its next poll.
+    const grant = await pollUntil(() => grants.get(id), { what: 'the waiter to get its grant' });
+    expect(grant.slot).toBe(holders[0]!.grant!.slot);
+    for (const m of [...holders, previous, w]) {
       await queue.release(m);
       await stop(m).catch(() => undefined);
     }
