@@ -87,6 +87,8 @@ async function start() {
     return server;
   }
   const S3rver = require('s3rver');
+  // Objects written whole and renamed into place, and CopyObject by hard link (./s3-store.cjs).
+  require('./s3-store.cjs');
   // s3rver's one account holds every function's key: each function signs as itself and an
   // unknown key id is refused. s3rver does not verify SigV4 signatures themselves.
   const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
